@@ -1,0 +1,290 @@
+"""Load the demo fleet: 2 clusters, 4 GPU types, 2 organisations with 6 teams, quotas,
+12 workloads with policies, and demo users. Idempotent: running it again changes nothing that
+is already there. Refuses to run in production mode (DEBUG off)."""
+
+import os
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from clusters.models import Cluster
+from quotas.models import GpuType, Quota
+from scaling.models import ScalingPolicy, Workload
+from tenants.models import Membership, Role, Tenant
+
+DEMO_PASSWORD = "demo-password"
+
+GPU_TYPES = [
+    # name, memory GiB, throughput relative to A100-80GB, USD/hour, nvidia.com/gpu.product
+    ("H100-80GB", 80, 2.0, "4.50", "NVIDIA-H100-80GB-HBM3"),
+    ("A100-80GB", 80, 1.0, "2.20", "NVIDIA-A100-SXM4-80GB"),
+    ("A40-48GB", 48, 0.45, "0.90", "NVIDIA-A40"),
+    ("L4-24GB", 24, 0.3, "0.60", "NVIDIA-L4"),
+]
+
+ORGANISATIONS = {
+    "acme": ("Acme Corp", ["acme-chat", "acme-code", "acme-search"]),
+    "globex": ("Globex Research", ["globex-research", "globex-support", "globex-ml"]),
+}
+TEAM_PRIORITY = {"acme-chat": 10, "globex-support": 10}
+
+# tenant -> {gpu type: (nominal, borrowing limit, lending limit)}
+QUOTAS: dict[str, dict[str, tuple[int, int | None, int | None]]] = {
+    "acme-chat": {"A100-80GB": (8, 4, 2), "H100-80GB": (8, 0, None)},
+    "acme-code": {"A100-80GB": (4, 4, None), "L4-24GB": (4, 2, None)},
+    "acme-search": {"A100-80GB": (4, 2, 2), "L4-24GB": (8, None, 4)},
+    "globex-research": {"H100-80GB": (8, 4, None), "A40-48GB": (4, 2, None)},
+    "globex-support": {"A100-80GB": (6, 2, 2), "A40-48GB": (4, 2, 2)},
+    "globex-ml": {"A100-80GB": (4, 4, None), "L4-24GB": (6, 2, None)},
+}
+
+# cluster, namespace (= tenant), Deployment, model, GPU type, GPUs per replica, replicas,
+# (algorithm, metric, target, min, max)
+WORKLOADS: list[tuple[Any, ...]] = [
+    (
+        "east",
+        "acme-chat",
+        "chat-llama-8b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "A100-80GB",
+        1,
+        2,
+        ("hpa", "vllm:num_requests_running", 16, 1, 8),
+    ),
+    (
+        "east",
+        "acme-chat",
+        "chat-llama-70b",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100-80GB",
+        4,
+        1,
+        ("kpa", "vllm:num_requests_running", 12, 1, 2),
+    ),
+    (
+        "east",
+        "acme-code",
+        "code-qwen-7b",
+        "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "A100-80GB",
+        1,
+        1,
+        ("predictive", "vllm:num_requests_running", 16, 1, 6),
+    ),
+    (
+        "east",
+        "acme-search",
+        "search-mistral-7b",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "A100-80GB",
+        1,
+        1,
+        ("apa", "vllm:kv_cache_usage_perc", 0.7, 1, 4),
+    ),
+    (
+        "west",
+        "acme-search",
+        "search-phi-3",
+        "microsoft/Phi-3-mini-4k-instruct",
+        "L4-24GB",
+        1,
+        2,
+        ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 8),
+    ),
+    (
+        "east",
+        "globex-research",
+        "research-llama-70b",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "H100-80GB",
+        4,
+        1,
+        ("kpa", "vllm:num_requests_running", 12, 0, 3),
+    ),
+    (
+        "east",
+        "globex-support",
+        "support-llama-8b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "A100-80GB",
+        1,
+        2,
+        ("hpa", "vllm:num_requests_waiting", 4, 1, 8),
+    ),
+    (
+        "west",
+        "globex-support",
+        "support-mistral-7b",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "A40-48GB",
+        1,
+        1,
+        ("apa", "vllm:num_requests_running", 12, 1, 4),
+    ),
+    (
+        "west",
+        "globex-ml",
+        "ml-qwen-14b",
+        "Qwen/Qwen2.5-14B-Instruct",
+        "A100-80GB",
+        1,
+        1,
+        ("predictive", "vllm:num_requests_running", 12, 1, 4),
+    ),
+    (
+        "west",
+        "globex-ml",
+        "ml-phi-3",
+        "microsoft/Phi-3-mini-4k-instruct",
+        "L4-24GB",
+        1,
+        2,
+        ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 6),
+    ),
+    (
+        "west",
+        "acme-code",
+        "code-qwen-1b",
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        "L4-24GB",
+        1,
+        1,
+        ("kpa", "vllm:num_requests_running", 24, 0, 4),
+    ),
+    (
+        "west",
+        "globex-research",
+        "research-mixtral",
+        "mistralai/Mixtral-8x7B-Instruct-v0.1",
+        "A40-48GB",
+        2,
+        1,
+        ("hpa", "vllm:num_requests_running", 8, 1, 2),
+    ),
+]
+
+# username -> (staff, {tenant: role})
+USERS: dict[str, tuple[bool, dict[str, str]]] = {
+    "admin": (True, {}),
+    "alice": (False, {"acme": Role.OPERATOR}),
+    "bob": (False, {"globex-support": Role.VIEWER, "globex-ml": Role.OPERATOR}),
+}
+
+
+class Command(BaseCommand):
+    help = "Load the demo fleet (idempotent; refused in production mode)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("load_demo refuses to run in production mode (DEBUG is off).")
+        with transaction.atomic():
+            created = self.load()
+        self.stdout.write(f"Demo fleet loaded ({created} new objects).")
+        self.stdout.write(
+            f"Log in as admin / {DEMO_PASSWORD} (staff), alice / {DEMO_PASSWORD} (operator of "
+            f"acme), bob / {DEMO_PASSWORD} (viewer of globex-support, operator of globex-ml)."
+        )
+
+    def load(self) -> int:
+        created = 0
+        gpu_types = {}
+        for name, memory, throughput, cost, label in GPU_TYPES:
+            gpu_types[name], new = GpuType.objects.get_or_create(
+                name=name,
+                defaults={
+                    "memory_gib": memory,
+                    "relative_throughput": throughput,
+                    "hourly_cost": cost,
+                    "node_label": label,
+                },
+            )
+            created += new
+        clusters = {}
+        port = os.environ.get("SIMULATOR_PORT", "9400")
+        for name in ("east", "west"):
+            base = f"http://127.0.0.1:{port}/{name}"
+            clusters[name], new = Cluster.objects.get_or_create(
+                name=name,
+                defaults={
+                    "api_url": base,
+                    "metrics_source": "exporter",
+                    "metrics_url": f"{base}/metrics",
+                    "pool_url": f"{base}/pool",
+                },
+            )
+            created += new
+        tenants = {}
+        for org_slug, (org_name, teams) in ORGANISATIONS.items():
+            org, new = Tenant.objects.get_or_create(slug=org_slug, defaults={"name": org_name})
+            tenants[org_slug] = org
+            created += new
+            for team in teams:
+                tenants[team], new = Tenant.objects.get_or_create(
+                    slug=team,
+                    defaults={
+                        "name": team.replace("-", " ").title(),
+                        "parent": org,
+                        "priority": TEAM_PRIORITY.get(team, 0),
+                    },
+                )
+                created += new
+        for team, per_type in QUOTAS.items():
+            for gpu, (nominal, borrowing, lending) in per_type.items():
+                _, new = Quota.objects.get_or_create(
+                    tenant=tenants[team],
+                    gpu_type=gpu_types[gpu],
+                    defaults={
+                        "nominal": nominal,
+                        "borrowing_limit": borrowing,
+                        "lending_limit": lending,
+                    },
+                )
+                created += new
+        for cluster, ns, name, model, gpu, gpus, replicas, policy in WORKLOADS:
+            workload, new = Workload.objects.get_or_create(
+                cluster=clusters[cluster],
+                namespace=ns,
+                deployment=name,
+                defaults={
+                    "tenant": tenants[ns],
+                    "model_name": model,
+                    "gpu_type": gpu_types[gpu],
+                    "gpus_per_replica": gpus,
+                    "desired_replicas": replicas,
+                },
+            )
+            created += new
+            algorithm, metric, target, low, high = policy
+            _, new = ScalingPolicy.objects.get_or_create(
+                workload=workload,
+                defaults={
+                    "algorithm": algorithm,
+                    "metric": metric,
+                    "target": target,
+                    "min_replicas": low,
+                    "max_replicas": high,
+                    "mode": "enforce",
+                },
+            )
+            created += new
+        return created + self.load_users(tenants)
+
+    def load_users(self, tenants: dict[str, Tenant]) -> int:
+        created = 0
+        user_model = get_user_model()
+        for username, (staff, roles) in USERS.items():
+            user = user_model.objects.filter(username=username).first()
+            if user is None:
+                user = user_model.objects.create_user(
+                    username, password=DEMO_PASSWORD, is_staff=staff, is_superuser=staff
+                )
+                created += 1
+            for tenant, role in roles.items():
+                _, new = Membership.objects.get_or_create(
+                    user=user, tenant=tenants[tenant], defaults={"role": role}
+                )
+                created += new
+        return created

@@ -1,0 +1,302 @@
+"""Settings for the GPU control plane: one file, driven by environment variables.
+
+With no variables set, everything runs on one machine with no services: a SQLite file, an
+in-memory channel layer, Celery over kombu's filesystem transport (works across processes on one
+machine), DEBUG on, and generated keys kept under ``var/``.
+
+Variables (all optional in development; see README "Configuration"):
+
+- ``DJANGO_DEBUG``: ``0`` turns production mode on (DEBUG off, HTTPS-only cookies, HSTS).
+- ``SECRET_KEY``: required in production.
+- ``CREDENTIAL_KEYS``: comma-separated Fernet keys encrypting stored cluster credentials; the
+  first encrypts, all decrypt (rotation). Required in production.
+- ``DATABASE_URL``: ``postgres://user:pass@host:5432/name`` selects PostgreSQL.
+- ``REDIS_URL``: ``redis://host:6379/0`` selects the Redis channel layer and Celery broker.
+- ``ALLOWED_HOSTS``, ``CSRF_TRUSTED_ORIGINS``: comma-separated.
+- ``SECURE_SSL_REDIRECT`` (default on in production), ``SECURE_PROXY_SSL_HEADER`` (``1`` trusts
+  ``X-Forwarded-Proto`` from a TLS-terminating proxy), ``SECURE_HSTS_SECONDS``.
+- ``CONTROL_LOOP_INTERVAL``: seconds between control-loop ticks (default 5).
+- ``VAR_DIR``: where local state lives (default ``./var``).
+
+Problems found while reading variables are not raised here (that would hide them behind a
+traceback); they are collected in ``SETTINGS_PROBLEMS`` and reported by the system checks in
+``controlplane.checks`` with their own ids.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+# (check id, message) pairs reported by controlplane.checks.
+SETTINGS_PROBLEMS: list[tuple[str, str]] = []
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    SETTINGS_PROBLEMS.append(("controlplane.E001", f"{name}={raw!r} is not a boolean (1 or 0)."))
+    return default
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= minimum or value == float("inf"):
+        SETTINGS_PROBLEMS.append(
+            ("controlplane.E002", f"{name}={raw!r} must be a finite number >= {minimum}.")
+        )
+        return default
+    return value
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _local_secret(filename: str, make: Any) -> str:
+    """Read a development secret from var/, generating it on first use."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = _env_bool("DJANGO_DEBUG", True)
+# Fixed at start-up: the test runner turns DEBUG off, but that is not production.
+PRODUCTION = not DEBUG
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = _local_secret("secret_key", lambda: secrets.token_urlsafe(50))
+if not SECRET_KEY:
+    SETTINGS_PROBLEMS.append(("controlplane.E010", "SECRET_KEY is not set (50+ characters)."))
+
+CREDENTIAL_KEYS = _env_list("CREDENTIAL_KEYS", [])
+if not CREDENTIAL_KEYS and DEBUG:
+    CREDENTIAL_KEYS = [_local_secret("credential_key", lambda: Fernet.generate_key().decode())]
+try:
+    for _key in CREDENTIAL_KEYS:
+        Fernet(_key)
+except ValueError:
+    SETTINGS_PROBLEMS.append(
+        ("controlplane.E011", "CREDENTIAL_KEYS holds a value that is not a Fernet key.")
+    )
+if not CREDENTIAL_KEYS:
+    SETTINGS_PROBLEMS.append(
+        (
+            "controlplane.E011",
+            "CREDENTIAL_KEYS is not set: stored cluster credentials cannot be encrypted. "
+            "Generate a key with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'",
+        )
+    )
+
+ALLOWED_HOSTS = _env_list(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "controlplane.apps.ControlPlaneConfig",
+    "history",
+    "tenants",
+    "clusters",
+    "quotas",
+    "scaling",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "controlplane.metrics.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+ASGI_APPLICATION = "controlplane.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    try:
+        _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        SETTINGS_PROBLEMS.append(("controlplane.E003", f"DATABASE_URL is not usable: {exc}"))
+        _database = {}
+else:
+    _database = {}
+if not _database:
+    _database = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(VAR_DIR / "db.sqlite3"),
+        # Several processes (web, worker, beat) share the file: wait for locks, don't fail.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+    }
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer and Celery broker ------------------------------------------------------
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 100, "expiry": 10},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 300}
+else:
+    # In-process layer: one ASGI server process fans out to its own sockets.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # kombu's filesystem transport: a real broker on disk, shared by every process on this
+    # machine (unlike task_always_eager, tasks run in the worker, not the caller).
+    _broker_dir = VAR_DIR / "celery" / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "control_folder": str(VAR_DIR / "celery" / "control"),
+    }
+
+# --- Celery: set up for a level-triggered control loop ------------------------------------------
+
+CONTROL_LOOP_INTERVAL = _env_number("CONTROL_LOOP_INTERVAL", 5.0, minimum=0.5)
+CELERY_TASK_ACKS_LATE = True  # tasks are idempotent: redelivery after a crash is safe
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a tick never waits behind another worker's backlog
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_TASK_IGNORE_RESULT = True  # results live in the database (Decisions), not a backend
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Auth, API ----------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GPU Control Plane API",
+    "VERSION": "1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static files ------------------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"  # filled by collectstatic in production
+if DEBUG:
+    # Under an ASGI server WhiteNoise serves static files straight from the finders.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Production hardening (DEBUG off) -----------------------------------------------------------
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers talk plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = int(_env_number("SECURE_HSTS_SECONDS", 31536000, minimum=0))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    if _env_bool("SECURE_PROXY_SSL_HEADER", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,5 @@
+"""WebSocket routes (the live streams arrive with the dashboard issue)."""
+
+from django.urls import URLPattern
+
+websocket_urlpatterns: list[URLPattern] = []

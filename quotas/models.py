@@ -1,0 +1,129 @@
+"""GPU types and each tenant's GPU quota per type.
+
+Semantics follow Kueue's cohorts (an organisation is the cohort of its teams): nominal GPUs are
+the tenant's own; the lending limit caps what it lends to its cohort (null = lend all); the
+borrowing limit caps what it may take beyond nominal (null = no limit).
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from tenants.models import Tenant
+
+
+class GpuType(models.Model):
+    """A GPU model as nodes advertise it (``nvidia.com/gpu.product``), with what it is worth."""
+
+    name = models.CharField(max_length=63, unique=True, help_text='For example "A100-80GB".')
+    memory_gib = models.PositiveIntegerField("memory (GiB)", validators=[MinValueValidator(1)])
+    relative_throughput = models.FloatField(
+        default=1.0, help_text="Inference throughput relative to an A100-80GB (= 1.0)."
+    )
+    hourly_cost = models.DecimalField(
+        "hourly cost (USD)", max_digits=8, decimal_places=2, default=0
+    )
+    node_label = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="The nodes' nvidia.com/gpu.product label value, e.g. NVIDIA-A100-SXM4-80GB.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "GPU type"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(memory_gib__gt=0),
+                name="gputype_memory_positive",
+                violation_error_message="Memory must be greater than 0 GiB.",
+            ),
+            models.CheckConstraint(
+                condition=Q(relative_throughput__gt=0),
+                name="gputype_throughput_positive",
+                violation_error_message="Relative throughput must be greater than 0.",
+            ),
+            models.CheckConstraint(
+                condition=Q(hourly_cost__gte=0),
+                name="gputype_cost_not_negative",
+                violation_error_message="The hourly cost cannot be negative.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Quota(models.Model):
+    """How many GPUs of one type a tenant owns, may borrow and lends, across all clusters."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quotas")
+    gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, related_name="quotas")
+    nominal = models.PositiveIntegerField(
+        "nominal GPUs", help_text="GPUs this tenant owns; usable by others only as lent."
+    )
+    borrowing_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most GPUs it may use beyond nominal. Empty means no limit (not 0).",
+    )
+    lending_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most of its nominal GPUs others may use. Empty means lend all.",
+    )
+    max_replicas_per_workload = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Optional cap on any one workload's replicas."
+    )
+
+    class Meta:
+        ordering = ["tenant__slug", "gpu_type__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "gpu_type"],
+                name="quota_one_per_tenant_and_gpu_type",
+                violation_error_message="This tenant already has a quota for this GPU type.",
+            ),
+            models.CheckConstraint(
+                condition=Q(nominal__gte=0),
+                name="quota_nominal_not_negative",
+                violation_error_message="Nominal GPUs cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(borrowing_limit__isnull=True) | Q(borrowing_limit__gte=0),
+                name="quota_borrowing_limit_not_negative",
+                violation_error_message="The borrowing limit cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(lending_limit__isnull=True)
+                | Q(lending_limit__gte=0, lending_limit__lte=F("nominal")),
+                name="quota_lending_limit_within_nominal",
+                violation_error_message="The lending limit must be between 0 and nominal GPUs.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_replicas_per_workload__isnull=True)
+                | Q(max_replicas_per_workload__gte=1),
+                name="quota_max_replicas_positive",
+                violation_error_message="Max replicas per workload must be at least 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.gpu_type}: {self.nominal} GPUs"
+
+    def clean(self) -> None:
+        # Borrowing and lending only mean something inside a cohort (an organisation's teams).
+        tenant = Tenant.objects.filter(pk=self.tenant_id).first() if self.tenant_id else None
+        if tenant is not None and tenant.parent_id is None:
+            errors = {}
+            if self.borrowing_limit is not None:
+                errors["borrowing_limit"] = (
+                    "Only teams of an organisation can borrow; leave it empty for this tenant."
+                )
+            if self.lending_limit is not None:
+                errors["lending_limit"] = (
+                    "Only teams of an organisation can lend; leave it empty for this tenant."
+                )
+            if errors:
+                raise ValidationError(errors)

@@ -1,0 +1,127 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from history.admin import ChangeInline, HistoryAdminMixin
+from scaling.models import Decision, ScalingPolicy, Workload
+from tenants.admin import OrganisationFilter
+
+
+class WorkloadOrganisationFilter(OrganisationFilter):
+    tenant_path = "tenant"
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin):
+    list_display = (
+        "deployment",
+        "tenant",
+        "cluster",
+        "namespace",
+        "model_name",
+        "gpu_type",
+        "gpus_per_replica",
+        "ready_replicas",
+        "warming_replicas",
+        "desired_replicas",
+    )
+    list_filter = (WorkloadOrganisationFilter, "cluster", "gpu_type")
+    search_fields = ("deployment", "namespace", "model_name", "tenant__slug")
+    list_select_related = ("tenant", "cluster", "gpu_type")
+    readonly_fields = (
+        "ready_replicas",
+        "warming_replicas",
+        "desired_replicas",
+        "observed_at",
+        "status",
+    )
+    autocomplete_fields = ("tenant",)
+
+
+class PolicyOrganisationFilter(OrganisationFilter):
+    tenant_path = "workload__tenant"
+
+
+@admin.register(ScalingPolicy)
+class ScalingPolicyAdmin(HistoryAdminMixin):
+    list_display = (
+        "workload",
+        "algorithm",
+        "metric",
+        "target",
+        "min_replicas",
+        "max_replicas",
+        "mode",
+        "version",
+    )
+    list_filter = ("algorithm", "mode", PolicyOrganisationFilter)
+    search_fields = ("workload__deployment", "workload__tenant__slug", "metric")
+    list_select_related = ("workload__tenant", "workload__cluster")
+    readonly_fields = ("version", "updated_at")
+    raw_id_fields = ("workload",)
+    inlines = [ChangeInline]
+    fieldsets = [
+        (None, {"fields": ["workload", "mode", "version", "updated_at"]}),
+        (
+            "Signal",
+            {
+                "fields": [
+                    "algorithm",
+                    "metric",
+                    "aggregation",
+                    "target",
+                    "max_metric_age_s",
+                    "slo_ttft_p95_s",
+                ]
+            },
+        ),
+        ("Bounds", {"fields": ["min_replicas", "max_replicas", "cold_start_s"]}),
+        (
+            "Behaviour (empty = the algorithm's default)",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "scale_up_tolerance",
+                    "scale_down_tolerance",
+                    "scale_up_stabilization_s",
+                    "scale_down_stabilization_s",
+                    "scale_up_max_percent",
+                    "scale_up_max_pods",
+                    "scale_up_period_s",
+                    "scale_down_max_percent",
+                    "scale_down_max_pods",
+                    "scale_down_period_s",
+                    "stable_window_s",
+                    "panic_window_s",
+                    "panic_threshold_percent",
+                    "max_scale_up_rate",
+                    "max_scale_down_rate",
+                    "cooldown_s",
+                    "scale_to_zero_grace_s",
+                ],
+            },
+        ),
+        ("Inference pool", {"fields": ["max_concurrency", "routing"]}),
+        ("History", {"fields": ["change_reason"]}),
+    ]
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    """Read-only: decisions are an append-only record."""
+
+    list_display = ("at", "workload", "outcome", "current_replicas", "final_replicas", "reason")
+    list_filter = ("outcome", "algorithm", "workload__cluster")
+    search_fields = ("workload__deployment", "workload__tenant__slug", "reason")
+    date_hierarchy = "at"
+    list_select_related = ("workload__cluster",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,48 @@
+"""The operational endpoints, through HTTP."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane.celery import app as celery_app
+
+
+def test_healthz_answers_without_auth(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_each_dependency(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "broker": "ok",
+        "channel_layer": "ok",
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_failing_broker(client):
+    previous = celery_app.conf.broker_url
+    # A real, closed port: the broker really is unreachable.
+    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        response = client.get("/readyz")
+    finally:
+        celery_app.conf.broker_url = previous
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["broker"].startswith("error:")
+
+
+def test_metrics_is_prometheus_exposition(client):
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(response.content.decode())}
+    assert "controlplane_http_requests" in names
+    assert "process_cpu_seconds" in names
