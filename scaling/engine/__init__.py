@@ -1,0 +1,60 @@
+"""The decision engine: pure scaling maths shared by the control loop, the back-tester and
+the UI's what-if preview. No Django, no I/O, no clock: time arrives in `Observation.now`.
+
+Entry point::
+
+    decide(policy: PolicyParams, obs: Observation, memory: Memory | None = None,
+           quota: QuotaHeadroom | None = None) -> Decision
+
+Inputs
+    PolicyParams  the stored ScalingPolicy, field for field; None means the algorithm's
+                  documented default (each algorithm module's DEFAULTS). `aggregation` says
+                  whether the metric is per replica ("average") or for the pool ("total").
+    Observation   `now`, `current` (spec replicas), `ready`, `warming`, optional `pods`
+                  (PodState) and per-pod `samples` (PodSample) of the policy metric, the
+                  metric `series` [(t, value), ...], offered-work series
+                  (`prompt_tokens_per_s`, `generation_tokens_per_s`, `request_rate`),
+                  `ttft_p95_s`, and `capacity` (ReplicaCapacity) for predictive.
+    Memory        what algorithms remember between ticks; `to_dict()` / `from_dict()`; pass
+                  back `decision.memory` next tick. Bounded: pruned to the longest window.
+    QuotaHeadroom how many more replicas the quota allows (`replicas`, `detail`), or None.
+
+Output
+    Decision      `desired` (final), `raw_desired`, `steps` (Step: name, value, note) in the
+                  order applied, `outcome` (scale_up | scale_down | hold | blocked_by_quota),
+                  `reason` in plain words, `metric_values` used, `memory`, `algorithm`,
+                  `effective` parameter values, `to_dict()`.
+
+Algorithms live in ALGORITHMS (name -> Algorithm): hpa, kpa, apa, predictive, slo.
+"""
+
+from .decide import ALGORITHMS, decide
+from .types import (
+    Algorithm,
+    Decision,
+    Memory,
+    MetricValue,
+    Observation,
+    PodSample,
+    PodState,
+    PolicyParams,
+    QuotaHeadroom,
+    ReplicaCapacity,
+    Step,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "Decision",
+    "Memory",
+    "MetricValue",
+    "Observation",
+    "PodSample",
+    "PodState",
+    "PolicyParams",
+    "QuotaHeadroom",
+    "ReplicaCapacity",
+    "Step",
+    "decide",
+]

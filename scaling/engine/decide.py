@@ -1,0 +1,157 @@
+"""The single entry point: `decide(policy, obs, memory, quota) -> Decision`.
+
+1. Vet the policy; look the algorithm up in ALGORITHMS (unknown -> hold).
+2. Resolve effective parameters: each None field takes the algorithm's documented default.
+3. Vet the data the algorithm will read (shared guards): bad or stale -> hold.
+4. Ask the algorithm for a proposal (its own tolerance, stabilisation, rate limits).
+5. Shared steps: min/max, then the quota cap last.
+6. Record the scale event, prune memory, and explain.
+"""
+
+from __future__ import annotations
+
+from . import apa, hpa, kpa, predictive, slo
+from .explain import outcome, reason
+from .guards import (
+    apply_bounds,
+    apply_quota,
+    hold_count,
+    policy_problem,
+    prune_memory,
+    record_scale,
+    resolve_params,
+    signal_problem,
+)
+from .types import (
+    Algorithm,
+    Decision,
+    Memory,
+    MetricValue,
+    Observation,
+    Params,
+    PolicyParams,
+    Proposal,
+    QuotaHeadroom,
+    Step,
+)
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a
+    for a in (hpa.ALGORITHM, kpa.ALGORITHM, apa.ALGORITHM, predictive.ALGORITHM, slo.ALGORITHM)
+}
+
+# Memory older than this is useless to every algorithm; also bounds it when params are odd.
+MIN_MEMORY_HORIZON_S = 60.0
+MAX_MEMORY_HORIZON_S = 3600.0
+
+
+def decide(
+    policy: PolicyParams,
+    obs: Observation,
+    memory: Memory | None = None,
+    quota: QuotaHeadroom | None = None,
+) -> Decision:
+    """Decide the replica count for one workload at `obs.now`. Pure and deterministic."""
+    memory = memory if memory is not None else Memory()
+    problem = policy_problem(policy)
+    algorithm = ALGORITHMS.get(policy.algorithm)
+    if problem is None and algorithm is None:
+        problem = f"unknown algorithm {policy.algorithm!r}"
+    if problem is not None or algorithm is None:
+        return hold(policy, obs, memory, f"invalid policy: {problem}", {}, None, quota=quota)
+    params = resolve_params(policy, algorithm.defaults)
+    if algorithm.derive is not None:
+        params = algorithm.derive(policy, params)
+    bad_data = next(
+        (
+            problem
+            for sig in algorithm.signals(policy, params, obs)
+            if (problem := signal_problem(sig, obs.now, policy.max_metric_age_s)) is not None
+        ),
+        None,
+    )
+    if bad_data is not None:
+        return hold(policy, obs, memory, bad_data, params, algorithm, quota=quota)
+    proposal = algorithm.recommend(policy, params, obs, memory)
+    if proposal.hold_reason is not None:
+        return hold(
+            policy,
+            obs,
+            proposal.memory,
+            proposal.hold_reason,
+            params,
+            algorithm,
+            proposal.metric_values,
+            quota=quota,
+        )
+    return finish(policy, obs, proposal, quota, params, algorithm)
+
+
+def finish(
+    policy: PolicyParams,
+    obs: Observation,
+    proposal: Proposal,
+    quota: QuotaHeadroom | None,
+    params: Params,
+    algorithm: Algorithm,
+) -> Decision:
+    bounds = apply_bounds(proposal.desired, policy)
+    steps = [*proposal.steps, bounds]
+    quota_step = apply_quota(bounds.value, obs.current, quota)
+    if quota_step is not None:
+        steps.append(quota_step)
+    desired = steps[-1].value
+    memory = _settle_memory(proposal.memory, obs, desired, algorithm, params)
+    return Decision(
+        desired=desired,
+        raw_desired=proposal.raw_desired,
+        steps=tuple(steps),
+        outcome=outcome(obs.current, desired, desired < bounds.value),
+        reason=reason(proposal.reason, proposal.raw_desired, tuple(steps)),
+        metric_values=proposal.metric_values,
+        memory=memory,
+        algorithm=algorithm.name,
+        effective=dict(params),
+    )
+
+
+def hold(
+    policy: PolicyParams,
+    obs: Observation,
+    memory: Memory,
+    why: str,
+    params: Params,
+    algorithm: Algorithm | None,
+    values: tuple[MetricValue, ...] = (),
+    *,
+    quota: QuotaHeadroom | None = None,
+) -> Decision:
+    """Keep the current count (pulled into [min, max], then under the quota) and say why."""
+    steps = [Step("guard", hold_count(policy, obs), why)]
+    quota_step = apply_quota(steps[0].value, obs.current, quota)
+    if quota_step is not None:
+        steps.append(quota_step)
+    desired = steps[-1].value
+    if algorithm is not None:
+        memory = _settle_memory(memory, obs, desired, algorithm, params)
+    verb = "holding at" if desired == obs.current else "moving to bounds"
+    return Decision(
+        desired=desired,
+        raw_desired=None,
+        steps=tuple(steps),
+        outcome=outcome(obs.current, desired, desired < steps[0].value),
+        reason=reason(f"{why}; {verb} {steps[0].value} replicas", steps[0].value, tuple(steps[1:])),
+        metric_values=values,
+        memory=memory,
+        algorithm=policy.algorithm,
+        effective=dict(params),
+    )
+
+
+def _settle_memory(
+    memory: Memory, obs: Observation, desired: int, algorithm: Algorithm, params: Params
+) -> Memory:
+    horizon = algorithm.memory_horizon_s(params)
+    horizon = min(max(horizon, MIN_MEMORY_HORIZON_S), MAX_MEMORY_HORIZON_S)
+    recorded = record_scale(memory, obs.now, obs.current, desired)
+    return prune_memory(recorded, obs.now, horizon)

@@ -1,0 +1,132 @@
+"""Guards shared by every algorithm, implemented once.
+
+1. Invalid policy (target <= 0, min > max, negative min) -> hold.
+2. Bad metrics: empty, NaN, infinite, negative, or the newest point older than
+   `max_metric_age_s` at `now` -> hold at the current count (clamped into [min, max]),
+   never zero replicas.
+3. Float -> int conversion is clamped before `math.ceil`, so a bogus 1.8e19 or +inf cannot
+   overflow or escape the rate limits.
+4. min <= desired <= max after the algorithm.
+5. The quota cap last: scale-ups never exceed current + headroom.
+6. Memory is pruned to the longest window in use and capped in length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from .types import Memory, Observation, Params, PolicyParams, QuotaHeadroom, Signal, Step
+
+# Far above any real fleet, small enough that int arithmetic and JSON stay ordinary.
+REPLICA_CEILING = 1_000_000
+MAX_MEMORY_ENTRIES = 256
+
+
+def ceil_replicas(value: float, ceiling: int = REPLICA_CEILING) -> int:
+    """ceil(value) clamped into [0, ceiling]; NaN counts as 0 (callers vet data first)."""
+    if math.isnan(value) or value <= 0:
+        return 0
+    if value >= ceiling:
+        return ceiling
+    return math.ceil(value)
+
+
+def floor_replicas(value: float, ceiling: int = REPLICA_CEILING) -> int:
+    if math.isnan(value) or value <= 0:
+        return 0
+    if value >= ceiling:
+        return ceiling
+    return math.floor(value)
+
+
+def resolve_params(policy: PolicyParams, defaults: Params) -> dict[str, float]:
+    """Effective values: the policy's field when set, else the algorithm's default."""
+    effective: dict[str, float] = {}
+    for name, default in defaults.items():
+        given = getattr(policy, name, None)
+        effective[name] = float(given) if given is not None else float(default)
+    return effective
+
+
+def policy_problem(policy: PolicyParams) -> str | None:
+    """Why the policy cannot be evaluated, or None."""
+    if not math.isfinite(policy.target) or policy.target <= 0:
+        return f"target {policy.target} must be a positive number"
+    if policy.min_replicas < 0:
+        return f"min_replicas {policy.min_replicas} is negative"
+    if policy.min_replicas > policy.max_replicas:
+        return f"min_replicas {policy.min_replicas} exceeds max_replicas {policy.max_replicas}"
+    if policy.aggregation not in ("average", "total"):
+        return f"aggregation {policy.aggregation!r} is not 'average' or 'total'"
+    return None
+
+
+def signal_problem(signal: Signal, now: float, max_age_s: float) -> str | None:
+    """Why the data cannot be trusted, or None. Only points inside the lookback are vetted."""
+    if not signal.points:
+        return f"no data for {signal.label}"
+    newest = max(t for t, _ in signal.points)
+    if not math.isfinite(newest) or now - newest > max_age_s:
+        age = now - newest if math.isfinite(newest) else math.inf
+        return f"{signal.label} is stale ({age:.0f} s old, max {max_age_s:.0f} s)"
+    horizon = now - max(signal.lookback_s, 0.0)
+    for t, v in signal.points:
+        if t < horizon and t != newest:
+            continue
+        if math.isnan(v):
+            return f"{signal.label} is NaN"
+        if math.isinf(v):
+            return f"{signal.label} is infinite"
+        if v < 0:
+            return f"{signal.label} is negative ({v:g})"
+    return None
+
+
+def hold_count(policy: PolicyParams, obs: Observation) -> int:
+    """Where a hold leaves the workload: its current count, pulled into [min, max]."""
+    if policy.min_replicas > policy.max_replicas:
+        return max(obs.current, 0)
+    return min(max(obs.current, policy.min_replicas), policy.max_replicas)
+
+
+def apply_bounds(value: int, policy: PolicyParams) -> Step:
+    bounded = min(max(value, policy.min_replicas), policy.max_replicas)
+    if bounded > value:
+        note = f"raised to min_replicas {policy.min_replicas}"
+    elif bounded < value:
+        note = f"capped at max_replicas {policy.max_replicas}"
+    else:
+        note = f"within [{policy.min_replicas}, {policy.max_replicas}]"
+    return Step("min/max", bounded, note)
+
+
+def apply_quota(value: int, current: int, quota: QuotaHeadroom | None) -> Step | None:
+    """Cap scale-ups at current + headroom. The quota never forces a scale-down here:
+    reclaiming over-quota replicas is the quota module's job, not the autoscaler's."""
+    if quota is None:
+        return None
+    allowed = current + max(quota.replicas, 0)
+    detail = f" ({quota.detail})" if quota.detail else ""
+    if value > current and value > allowed:
+        return Step("quota", allowed, f"quota allows {max(quota.replicas, 0)} more{detail}")
+    return Step("quota", value, f"within quota headroom {quota.replicas}{detail}")
+
+
+def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
+    """Drop entries older than the longest window and keep at most MAX_MEMORY_ENTRIES."""
+    cutoff = now - horizon_s
+    recs = tuple(r for r in memory.recommendations if cutoff <= r[0] <= now)
+    events = tuple(e for e in memory.scale_events if cutoff <= e[0] <= now)
+    return replace(
+        memory,
+        recommendations=recs[-MAX_MEMORY_ENTRIES:],
+        scale_events=events[-MAX_MEMORY_ENTRIES:],
+    )
+
+
+def record_scale(memory: Memory, now: float, current: int, desired: int) -> Memory:
+    """Remember a change for rate-limit periods (assumes the loop applies the decision)."""
+    if desired == current:
+        return memory
+    return replace(memory, scale_events=(*memory.scale_events, (now, desired - current)))

@@ -1,0 +1,64 @@
+"""Reading time series: window means and the policy metric as a pool total or per replica."""
+
+from __future__ import annotations
+
+from .types import MetricValue, Observation, PolicyParams, Series
+
+
+def latest(series: Series) -> tuple[float, float]:
+    return max(series)
+
+
+def window_points(series: Series, now: float, window_s: float) -> Series:
+    """Points in (now - window, now]; the latest point alone if the window holds none,
+    since a loop ticking slower than the window still has one fresh reading."""
+    inside = tuple(p for p in series if now - window_s < p[0] <= now)
+    return inside if inside else (latest(series),)
+
+
+def window_mean(series: Series, now: float, window_s: float) -> float:
+    points = window_points(series, now, window_s)
+    return sum(v for _, v in points) / len(points)
+
+
+def sample_total(policy: PolicyParams, obs: Observation) -> tuple[float, float]:
+    """(timestamp, sum) of fresh per-pod samples."""
+    fresh = [s for s in obs.samples if obs.now - s.timestamp <= policy.max_metric_age_s]
+    stamp = max((s.timestamp for s in fresh), default=obs.now)
+    return stamp, sum(s.value for s in fresh)
+
+
+def metric_signal_points(obs: Observation) -> Series:
+    """What the guards vet for the policy metric: the series, else the per-pod samples."""
+    if obs.series:
+        return obs.series
+    return tuple((s.timestamp, s.value) for s in obs.samples)
+
+
+def pool_total(policy: PolicyParams, obs: Observation, window_s: float) -> float:
+    """Mean over the window of the policy metric for the whole pool.
+
+    A per-replica ("average") series is multiplied by the ready count at `now`, as Knative
+    multiplies the average per-pod concurrency by the pod count.
+    """
+    if obs.series:
+        mean = window_mean(obs.series, obs.now, window_s)
+        return mean * obs.ready if policy.aggregation == "average" else mean
+    return sample_total(policy, obs)[1]
+
+
+def per_replica(policy: PolicyParams, obs: Observation, window_s: float) -> float:
+    """Mean over the window of the policy metric per ready replica."""
+    if obs.series:
+        mean = window_mean(obs.series, obs.now, window_s)
+        if policy.aggregation == "average":
+            return mean
+        return mean / max(obs.ready, 1)
+    fresh = [s.value for s in obs.samples if obs.now - s.timestamp <= policy.max_metric_age_s]
+    if policy.aggregation == "average":
+        return sum(fresh) / max(len(fresh), 1)
+    return sum(fresh) / max(obs.ready, 1)
+
+
+def used_values(label: str, series: Series, now: float, window_s: float) -> tuple[MetricValue, ...]:
+    return tuple(MetricValue(label, v, t) for t, v in window_points(series, now, window_s))

@@ -1,0 +1,277 @@
+"""The engine's vocabulary: inputs (policy, observation, memory, quota) and the decision.
+
+Every type is a frozen dataclass so a decision is a pure function of its inputs and can be
+replayed. Times are plain float seconds on whatever epoch the caller uses; the engine never
+reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# A time series point: (timestamp seconds, value).
+Point = tuple[float, float]
+Series = tuple[Point, ...]
+# Effective parameter values after resolving the policy's None fields against DEFAULTS.
+Params = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """The stored ScalingPolicy, field for field. None means "the algorithm's default"."""
+
+    algorithm: str
+    metric: str
+    target: float
+    min_replicas: int
+    max_replicas: int
+    aggregation: str = "average"  # "average" (per replica) | "total" (whole pool)
+    scale_up_tolerance: float | None = None
+    scale_down_tolerance: float | None = None
+    scale_up_stabilization_s: float | None = None
+    scale_down_stabilization_s: float | None = None
+    scale_up_max_percent: float | None = None
+    scale_up_max_pods: int | None = None
+    scale_up_period_s: float | None = None
+    scale_down_max_percent: float | None = None
+    scale_down_max_pods: int | None = None
+    scale_down_period_s: float | None = None
+    stable_window_s: float | None = None
+    panic_window_s: float | None = None
+    panic_threshold_percent: float | None = None
+    max_scale_up_rate: float | None = None
+    max_scale_down_rate: float | None = None
+    cooldown_s: float | None = None
+    scale_to_zero_grace_s: float | None = None
+    cold_start_s: float = 60.0
+    max_metric_age_s: float = 60.0
+    slo_ttft_p95_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PodState:
+    """One pod of the workload. `ready=False` covers pods still starting (warming)."""
+
+    name: str
+    ready: bool
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """The latest value of the policy metric for one pod."""
+
+    pod: str
+    timestamp: float
+    value: float
+
+
+@dataclass(frozen=True)
+class ReplicaCapacity:
+    """What one replica sustains, derived by the caller from the GPU profile."""
+
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    max_concurrency: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the loop saw at `now`.
+
+    `current` is the Deployment's spec replicas (ready + warming + not yet started);
+    `series` is the policy metric over recent history, per replica when the policy's
+    aggregation is "average" and for the whole pool when it is "total". `samples` are the
+    per-pod latest values (HPA uses them for its missing/unready-pod rules).
+    """
+
+    now: float
+    current: int
+    ready: int
+    warming: int = 0
+    pods: tuple[PodState, ...] = ()
+    samples: tuple[PodSample, ...] = ()
+    series: Series = ()
+    request_rate: Series = ()
+    prompt_tokens_per_s: Series = ()
+    generation_tokens_per_s: Series = ()
+    ttft_p95_s: Series = ()
+    capacity: ReplicaCapacity | None = None
+
+
+@dataclass(frozen=True)
+class QuotaHeadroom:
+    """How many more replicas the tenant's quota allows for this workload right now."""
+
+    replicas: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """State carried between ticks; the loop stores `to_dict()` on the workload.
+
+    recommendations: (time, replicas) the algorithm recommended, for stabilisation windows.
+    scale_events: (time, signed change) of decisions that changed the replica count, for
+        rate-limit periods and cooldowns. Recorded on the assumption the decision is applied.
+    panic_since: KPA's panic time (last time the panic threshold was crossed), or None.
+    max_panic_pods: KPA's high-water mark while panicking.
+    zero_since: when KPA first saw no traffic (scale-to-zero grace period), or None.
+    """
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    scale_events: tuple[tuple[float, int], ...] = ()
+    panic_since: float | None = None
+    max_panic_pods: int = 0
+    zero_since: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recommendations": [list(r) for r in self.recommendations],
+            "scale_events": [list(e) for e in self.scale_events],
+            "panic_since": self.panic_since,
+            "max_panic_pods": self.max_panic_pods,
+            "zero_since": self.zero_since,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Memory:
+        """Tolerant of missing keys and junk so a corrupt blob degrades to a fresh memory."""
+        if not data:
+            return cls()
+        return cls(
+            recommendations=_pairs(data.get("recommendations"), int),
+            scale_events=_pairs(data.get("scale_events"), int),
+            panic_since=_optional_float(data.get("panic_since")),
+            max_panic_pods=_int_or_zero(data.get("max_panic_pods")),
+            zero_since=_optional_float(data.get("zero_since")),
+        )
+
+
+def _pairs(raw: Any, cast: Callable[[Any], int]) -> tuple[tuple[float, int], ...]:
+    if not isinstance(raw, list | tuple):
+        return ()
+    out: list[tuple[float, int]] = []
+    for item in raw:
+        try:
+            out.append((float(item[0]), cast(item[1])))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+    return tuple(out)
+
+
+def _optional_float(raw: Any) -> float | None:
+    try:
+        return None if raw is None else float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_or_zero(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One constraint applied in order, with the replica count after it."""
+
+    name: str
+    value: int
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "note": self.note}
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A value the decision used, with its timestamp (and pod, when per pod)."""
+
+    label: str
+    value: float
+    timestamp: float
+    pod: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "value": self.value,
+            "timestamp": self.timestamp,
+            "pod": self.pod,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer and its explanation."""
+
+    desired: int
+    raw_desired: int | None
+    steps: tuple[Step, ...]
+    outcome: str  # "scale_up" | "scale_down" | "hold" | "blocked_by_quota"
+    reason: str
+    metric_values: tuple[MetricValue, ...]
+    memory: Memory
+    algorithm: str
+    effective: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "desired": self.desired,
+            "raw_desired": self.raw_desired,
+            "steps": [s.to_dict() for s in self.steps],
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "metric_values": [m.to_dict() for m in self.metric_values],
+            "memory": self.memory.to_dict(),
+            "algorithm": self.algorithm,
+            "effective": dict(self.effective),
+        }
+
+
+@dataclass(frozen=True)
+class Signal:
+    """The data an algorithm will read, named, so the shared guards can vet it first."""
+
+    label: str
+    points: Series
+    lookback_s: float
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """An algorithm's recommendation before the shared min/max and quota steps.
+
+    `desired` already includes the algorithm's own tolerance, stabilisation and rate limits
+    (listed in `steps`); `hold_reason` set means the algorithm declined to act.
+    """
+
+    desired: int
+    raw_desired: int | None
+    steps: tuple[Step, ...]
+    reason: str
+    metric_values: tuple[MetricValue, ...]
+    memory: Memory
+    hold_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registry entry: defaults plus the functions the engine calls.
+
+    `signals` names the data `recommend` will read so the shared guards vet it first;
+    `derive` fills defaults that depend on other values (e.g. KPA's panic window is 10 %
+    of the stable window).
+    """
+
+    name: str
+    defaults: Mapping[str, float]
+    signals: Callable[[PolicyParams, Params, Observation], tuple[Signal, ...]]
+    recommend: Callable[[PolicyParams, Params, Observation, Memory], Proposal]
+    memory_horizon_s: Callable[[Params], float]
+    derive: Callable[[PolicyParams, dict[str, float]], dict[str, float]] | None = None

@@ -1,0 +1,97 @@
+"""predictive (offered work, ahead of cold start) and its slo variant."""
+
+from __future__ import annotations
+
+import math
+
+from scaling.engine import Memory, ReplicaCapacity
+
+CAPACITY = ReplicaCapacity(
+    prefill_tokens_per_s=10_000.0, decode_tokens_per_s=1_000.0, max_concurrency=64
+)
+
+
+def _offered(now, demand_at, seconds=600, every=15):
+    """Prompt and generation series whose demand is demand_at(t) replicas, half each."""
+    times = [now - k for k in range(0, seconds, every)][::-1]
+    prompt = tuple((t, demand_at(t) / 2 * CAPACITY.prefill_tokens_per_s) for t in times)
+    gen = tuple((t, demand_at(t) / 2 * CAPACITY.decode_tokens_per_s) for t in times)
+    return {"prompt_tokens_per_s": prompt, "generation_tokens_per_s": gen, "capacity": CAPACITY}
+
+
+def test_ramp_is_provisioned_for_demand_at_cold_start(build):
+    now = build.NOW
+
+    def ramp(t):
+        return 2.0 + (t - (now - 600)) / 60  # +1 replica per minute, 12 now
+
+    pol = build.policy("predictive", cold_start_s=120.0, max_replicas=1000)
+    decision = build.run(pol, build.obs(14, ready=14, **_offered(now, ramp)))
+    demand_when_ready = ramp(now + 120)  # 14 replicas of work by the time new pods serve
+    assert decision.raw_desired >= math.ceil(demand_when_ready)
+    assert decision.desired > 14
+    assert decision.outcome == "scale_up"
+    assert "offered work" in decision.reason
+
+
+def test_flat_demand_is_not_padded_by_a_trend(build):
+    pol = build.policy("predictive")
+    decision = build.run(pol, build.obs(10, **_offered(build.NOW, lambda t: 8.0)))
+    assert decision.raw_desired == math.ceil(8.0 * 1.2)
+    assert decision.desired == 10
+
+
+def test_warming_replicas_count_as_capacity(build):
+    pol = build.policy("predictive")
+    ob = build.obs(10, ready=6, warming=4, **_offered(build.NOW, lambda t: 8.0))
+    decision = build.run(pol, ob)
+    assert decision.desired == 10
+    assert decision.outcome == "hold"
+    warming = next(s for s in decision.steps if s.name == "warming")
+    assert "4 warming" in warming.note
+
+
+def test_falls_back_to_the_policy_metric_without_offered_work(build):
+    pol = build.policy("predictive", aggregation="total", target=4.0)
+    series = tuple((build.NOW - k, 40.0) for k in range(0, 300, 15))
+    decision = build.run(pol, build.obs(12, series=series))
+    assert decision.raw_desired == 12  # 40 / 4 = 10 replicas x 1.2 headroom
+    assert "fallback" in decision.reason
+
+
+def test_scales_down_slowly(build):
+    pol = build.policy("predictive")
+    memory = Memory()
+    current = 10
+    for i in range(25):
+        now = build.NOW + 15 * i
+        demand = 8.0 if i == 0 else 2.0
+        decision = build.run(
+            pol, build.obs(current, now=now, **_offered(now, lambda t, d=demand: d)), memory
+        )
+        memory, current = decision.memory, decision.desired
+        if 0 < i * 15 < 300:
+            assert current == 10
+    assert current < 10
+
+
+def test_slo_scales_up_proportionally_with_damping(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0)
+    decision = build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    assert decision.desired == 6  # 4 x (1 + 0.5 x (2 - 1))
+
+
+def test_slo_holds_near_the_objective(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0)
+    assert build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 0.8),))).desired == 4
+
+
+def test_slo_scales_down_when_well_under(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0, scale_down_stabilization_s=0.0)
+    assert build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 0.2),))).desired == 3
+
+
+def test_slo_without_objective_holds(build):
+    decision = build.run(build.policy("slo"), build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    assert decision.desired == 4
+    assert "slo_ttft_p95_s" in decision.reason
