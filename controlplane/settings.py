@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "quotas",
     "scaling",
     "dashboard",
+    "api",
 ]
 
 MIDDLEWARE = [

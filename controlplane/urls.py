@@ -9,5 +9,6 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/v1/", include("api.urls")),
     path("", include("dashboard.urls")),
 ]
