@@ -1,0 +1,239 @@
+"""Prometheus exposition text (format 0.0.4) for one cluster, as its exporters would emit.
+
+Two families of series, with the names, help strings and labels of the real exporters:
+
+- dcgm-exporter, one series per GPU of every reachable node (``gpu``, ``UUID``, ``device``,
+  ``modelName``, ``Hostname``, ``pci_bus_id``, ``DCGM_FI_DRIVER_VERSION``, plus ``namespace``,
+  ``pod``, ``container`` when a pod holds the GPU, as with dcgm-exporter's pod mapping).
+- vLLM, one series per serving replica (``model_name`` as vLLM sets it; ``namespace`` and
+  ``pod`` as the Prometheus pod scrape adds them), with vLLM's histogram buckets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from simulator.histogram import Histogram
+from simulator.model import GPU_PROFILES
+from simulator.replica import Replica, ReplicaState
+
+if TYPE_CHECKING:
+    from simulator.cluster import Cluster, PodInfo
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DRIVER_VERSION = "550.90.07"
+
+DCGM_FAMILIES = (
+    ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W)."),
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active."),
+)
+Labels = dict[str, str]
+Sample = tuple[Labels, float]
+
+
+def render(cluster: Cluster) -> str:
+    """The whole scrape for ``cluster`` (caller holds its lock)."""
+    lines: list[str] = []
+    _dcgm(cluster, lines)
+    _vllm(cluster, lines)
+    return "\n".join(lines) + "\n"
+
+
+# --- dcgm-exporter ---------------------------------------------------------------------------
+
+
+def _dcgm(cluster: Cluster, lines: list[str]) -> None:
+    samples: dict[str, list[Sample]] = {name: [] for name, _ in DCGM_FAMILIES}
+    holders = {(p.node, gpu): p for p in cluster.pod_info.values() if p.node for gpu in p.gpu_ids}
+    for node_name in sorted(cluster.nodes):
+        if node_name in cluster.failed_nodes:
+            continue  # the exporter on a dead node answers nothing
+        profile = GPU_PROFILES[cluster.node_gpu_product(node_name)]
+        count = int(cluster.nodes[node_name]["status"]["capacity"]["nvidia.com/gpu"])
+        for gpu in range(count):
+            labels = {
+                "gpu": str(gpu),
+                "UUID": "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node_name}/{gpu}")),
+                "pci_bus_id": f"00000000:{0x18 + 0x10 * gpu:02X}:00.0",
+                "device": f"nvidia{gpu}",
+                "modelName": profile.model_name,
+                "Hostname": node_name,
+                "DCGM_FI_DRIVER_VERSION": DRIVER_VERSION,
+            }
+            holder = holders.get((node_name, gpu))
+            if holder is not None:
+                labels.update(container="vllm", namespace=holder.namespace, pod=holder.name)
+            for name, value in _gpu_values(cluster, holder, profile.name).items():
+                samples[name].append((labels, value))
+    for name, help_text in DCGM_FAMILIES:
+        _family(lines, name, help_text, "gauge", samples[name])
+
+
+def _gpu_values(cluster: Cluster, holder: PodInfo | None, gpu_type: str) -> dict[str, float]:
+    """Gauges of one GPU: derived from its replica's batch, or idle."""
+    profile = GPU_PROFILES[gpu_type]
+    util = activity = 0.0
+    used = 0.0
+    if holder is not None:
+        replica = _replica(cluster, holder)
+        if replica is not None and replica.state is ReplicaState.WARMING:
+            # Weights stream in during the cold start; no kernels run yet.
+            span = max(replica.ready_s - replica.created_s, 1e-9)
+            loaded = min(1.0, max(0.0, (cluster.now - replica.created_s) / span))
+            used = replica.perf.memory_used_mib * loaded
+        elif replica is not None:
+            util, activity = replica.util, replica.activity
+            used = replica.perf.memory_used_mib
+    clock = profile.max_sm_clock_mhz if util > 0.01 else profile.idle_sm_clock_mhz
+    return {
+        "DCGM_FI_DEV_SM_CLOCK": float(clock),
+        "DCGM_FI_DEV_GPU_TEMP": round(31.0 + 45.0 * activity),
+        "DCGM_FI_DEV_POWER_USAGE": round(
+            profile.idle_w + (profile.tdp_w - profile.idle_w) * activity, 3
+        ),
+        "DCGM_FI_DEV_GPU_UTIL": float(round(100 * util)),
+        "DCGM_FI_DEV_FB_FREE": float(profile.memory_mib - round(used)),
+        "DCGM_FI_DEV_FB_USED": float(round(used)),
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE": round(activity, 6),
+    }
+
+
+def _replica(cluster: Cluster, pod: PodInfo) -> Replica | None:
+    dep = cluster.dep_info.get((pod.namespace, pod.deployment))
+    return None if dep is None else dep.pool.replicas.get(pod.name)
+
+
+# --- vLLM ------------------------------------------------------------------------------------
+
+
+def _vllm(cluster: Cluster, lines: list[str]) -> None:
+    gauges: dict[str, list[Sample]] = {"running": [], "waiting": [], "kv": []}
+    counters: dict[str, list[Sample]] = {"prompt": [], "generation": [], "success": []}
+    histograms: dict[str, list[tuple[Labels, Histogram]]] = {"ttft": [], "e2e": [], "itl": []}
+    for pod in sorted(cluster.pod_info.values(), key=lambda p: (p.namespace, p.name)):
+        replica = _replica(cluster, pod)
+        if replica is None or replica.state not in (ReplicaState.READY, ReplicaState.DRAINING):
+            continue  # a warming vLLM has no HTTP server yet
+        labels = {
+            "model_name": cluster.dep_info[(pod.namespace, pod.deployment)].model,
+            "namespace": pod.namespace,
+            "pod": pod.name,
+        }
+        gauges["running"].append((labels, float(len(replica.running))))
+        gauges["waiting"].append((labels, float(len(replica.waiting))))
+        gauges["kv"].append((labels, round(replica.kv_usage, 6)))
+        counters["prompt"].append((labels, float(replica.prompt_tokens)))
+        counters["generation"].append((labels, float(replica.generation_tokens)))
+        counters["success"].append(
+            ({**labels, "finished_reason": "stop"}, float(replica.successes))
+        )
+        histograms["ttft"].append((labels, replica.ttft))
+        histograms["e2e"].append((labels, replica.e2e))
+        histograms["itl"].append((labels, replica.itl))
+    _family(
+        lines,
+        "vllm:num_requests_running",
+        "Number of requests in model execution batches.",
+        "gauge",
+        gauges["running"],
+    )
+    _family(
+        lines,
+        "vllm:num_requests_waiting",
+        "Number of requests waiting to be processed.",
+        "gauge",
+        gauges["waiting"],
+    )
+    _family(
+        lines,
+        "vllm:kv_cache_usage_perc",
+        "KV-cache usage. 1 means 100 percent usage.",
+        "gauge",
+        gauges["kv"],
+    )
+    _family(
+        lines,
+        "vllm:prompt_tokens_total",
+        "Number of prefill tokens processed.",
+        "counter",
+        counters["prompt"],
+    )
+    _family(
+        lines,
+        "vllm:generation_tokens_total",
+        "Number of generation tokens processed.",
+        "counter",
+        counters["generation"],
+    )
+    _family(
+        lines,
+        "vllm:request_success_total",
+        "Count of successfully processed requests.",
+        "counter",
+        counters["success"],
+    )
+    _histogram(
+        lines,
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        histograms["ttft"],
+    )
+    _histogram(
+        lines,
+        "vllm:e2e_request_latency_seconds",
+        "Histogram of e2e request latency in seconds.",
+        histograms["e2e"],
+    )
+    _histogram(
+        lines,
+        "vllm:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        histograms["itl"],
+    )
+
+
+# --- text format -----------------------------------------------------------------------------
+
+
+def _family(
+    lines: list[str], name: str, help_text: str, kind: str, samples: Iterable[Sample]
+) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        lines.append(f"{name}{_labels(labels)} {_number(value)}")
+
+
+def _histogram(
+    lines: list[str], name: str, help_text: str, series: list[tuple[Labels, Histogram]]
+) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} histogram")
+    for labels, histogram in series:
+        for bound, count in histogram.cumulative():
+            le = "+Inf" if bound == float("inf") else repr(float(bound))
+            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {count}")
+        lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
+        lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return repr(float(value))

@@ -1,0 +1,275 @@
+"""One inference replica (one vLLM engine): a FIFO queue, continuous batching, KV admission.
+
+Event-driven, so an hour of traffic costs a few events per request rather than one Python
+iteration per decode step. The engine alternates two kinds of iteration, like vLLM's
+scheduler without chunked prefill:
+
+1. Prefill: if requests wait and the batch has room (``max_concurrency`` sequences and KV
+   cache for prompt + output), admit them in FIFO order up to ``PREFILL_TOKEN_BUDGET``
+   prompt tokens; the iteration lasts ``prefill_s(tokens)`` and emits each one's first token.
+2. Decode: otherwise every running sequence gains one token per step of ``step_s(b)``.
+   Between two events the batch is constant, so the engine jumps straight to the earliest
+   of (the next completion, the first step boundary at or after the caller's horizon).
+
+Decode progress is one counter ``steps`` shared by the batch: a sequence that joins at
+counter ``c`` with ``n`` tokens still to make finishes when ``steps`` reaches ``c + n``, so a
+heap of finish counters gives the next completion in O(log b).
+
+Admission reserves prompt + output tokens of KV, so sequences are never preempted (vLLM
+would preempt and recompute; at the reservation level the difference is small).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
+from simulator.model import PREFILL_TOKEN_BUDGET, ReplicaPerf
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One inference request: when it arrives and how many tokens go in and come out."""
+
+    arrival_s: float
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished request and its latencies (all in seconds of simulated time)."""
+
+    arrival_s: float
+    first_token_s: float
+    finish_s: float
+    input_tokens: int
+    output_tokens: int
+    replica: str
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token_s - self.arrival_s
+
+    @property
+    def e2e_s(self) -> float:
+        return self.finish_s - self.arrival_s
+
+    @property
+    def itl_s(self) -> float:
+        """Mean inter-token latency (0 for a single-token answer)."""
+        if self.output_tokens <= 1:
+            return 0.0
+        return (self.finish_s - self.first_token_s) / (self.output_tokens - 1)
+
+
+class ReplicaState(str, Enum):
+    WARMING = "warming"
+    READY = "ready"
+    DRAINING = "draining"
+    GONE = "gone"
+
+
+class _Seq:
+    __slots__ = ("first_token_s", "join", "request", "seq_id")
+
+    def __init__(self, request: Request, seq_id: int) -> None:
+        self.request = request
+        self.seq_id = seq_id
+        self.first_token_s = 0.0
+        self.join = 0
+
+
+CompletionSink = Callable[[Completion], None]
+
+
+class Replica:
+    """A single engine. ``clock`` is the end of the last iteration it has committed to."""
+
+    def __init__(
+        self, name: str, perf: ReplicaPerf, max_concurrency: int, created_s: float, ready_s: float
+    ) -> None:
+        self.name = name
+        self.perf = perf
+        self.max_concurrency = max_concurrency
+        self.created_s = created_s
+        self.ready_s = ready_s
+        self.gone_s: float | None = None
+        self.state = ReplicaState.WARMING
+        self.clock = ready_s
+        self.last_busy_end = ready_s  # end of the last real iteration (clock also idles)
+        self.drain_s: float | None = None
+        self.waiting: deque[_Seq] = deque()
+        self.running: list[tuple[int, int, _Seq]] = []  # heap of (finish counter, id, seq)
+        self.steps = 0
+        self.kv_reserved = 0
+        self.waiting_prompt_tokens = 0
+        self._running_input = 0
+        self._running_join = 0
+        self._running_finish = 0
+        # Cumulative statistics, exported as vLLM counters and histograms.
+        self.busy_s = 0.0
+        self.work_s = 0.0
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.successes = 0
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.e2e = Histogram(E2E_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        # Utilisation over the last sampling interval, for dcgm-exporter gauges.
+        self.util = 0.0
+        self.activity = 0.0
+        self._sampled_at = ready_s
+        self._sampled_busy = 0.0
+        self._sampled_work = 0.0
+        self.snap_busy = 0.0  # busy_s at the pool's previous snapshot
+
+    # --- queries -------------------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.running)
+
+    @property
+    def generated_by_running(self) -> int:
+        """Tokens decoded so far by the sequences still running."""
+        return len(self.running) * self.steps - self._running_join
+
+    @property
+    def kv_used_tokens(self) -> int:
+        return self._running_input + self.generated_by_running
+
+    @property
+    def kv_usage(self) -> float:
+        return min(1.0, self.kv_used_tokens / self.perf.kv_capacity_tokens)
+
+    @property
+    def remaining_decode_tokens(self) -> int:
+        return self._running_finish - len(self.running) * self.steps
+
+    def fits(self, request: Request) -> bool:
+        """Whether the request could ever be admitted (vLLM rejects longer ones)."""
+        return request.input_tokens + request.output_tokens <= self.perf.kv_capacity_tokens
+
+    # --- commands ------------------------------------------------------------------------
+
+    def enqueue(self, request: Request, seq_id: int) -> None:
+        self.waiting.append(_Seq(request, seq_id))
+        self.waiting_prompt_tokens += request.input_tokens
+
+    def abandon(self) -> int:
+        """Drop everything in flight (the pod was killed); returns how many were lost."""
+        lost = self.outstanding
+        self.waiting.clear()
+        self.running.clear()
+        self.kv_reserved = self.waiting_prompt_tokens = 0
+        self._running_input = self._running_join = self._running_finish = 0
+        return lost
+
+    def sample(self, now: float, smoothing: float = 0.5) -> None:
+        """Update ``util`` and ``activity`` from the busy time since the last sample.
+
+        Iterations are committed up to one step ahead of ``now``, so a single interval can
+        read above 1; clamping and smoothing make it read like DCGM's 1 s sampling.
+        """
+        elapsed = now - self._sampled_at
+        if elapsed <= 0:
+            return
+        busy = min(1.0, (self.busy_s - self._sampled_busy) / elapsed)
+        work = min(1.0, (self.work_s - self._sampled_work) / elapsed)
+        self.util = smoothing * self.util + (1 - smoothing) * busy
+        self.activity = smoothing * self.activity + (1 - smoothing) * work
+        self._sampled_at, self._sampled_busy, self._sampled_work = now, self.busy_s, self.work_s
+
+    def run_until(self, horizon: float, sink: CompletionSink) -> None:
+        """Commit iterations that start before ``horizon``; completions go to ``sink``."""
+        while self.clock < horizon:
+            if self.waiting and self._can_admit(self.waiting[0].request):
+                self._prefill(sink)
+            elif self.running:
+                self._decode(horizon, sink)
+            else:
+                self.clock = horizon  # idle
+                continue
+            self.last_busy_end = self.clock
+
+    # --- engine iterations ---------------------------------------------------------------
+
+    def _can_admit(self, request: Request) -> bool:
+        if len(self.running) >= self.max_concurrency:
+            return False
+        need = request.input_tokens + request.output_tokens
+        return self.kv_reserved + need <= self.perf.kv_capacity_tokens
+
+    def _prefill(self, sink: CompletionSink) -> None:
+        batch: list[_Seq] = []
+        tokens = 0
+        while self.waiting and len(self.running) + len(batch) < self.max_concurrency:
+            request = self.waiting[0].request
+            need = request.input_tokens + request.output_tokens
+            over_budget = batch and tokens + request.input_tokens > PREFILL_TOKEN_BUDGET
+            if over_budget or self.kv_reserved + need > self.perf.kv_capacity_tokens:
+                break
+            batch.append(self.waiting.popleft())
+            tokens += request.input_tokens
+            self.kv_reserved += need
+        duration = self.perf.prefill_s(tokens)
+        self.clock += duration
+        self.busy_s += duration
+        self.work_s += duration
+        self.waiting_prompt_tokens -= tokens
+        self.prompt_tokens += tokens
+        self.generation_tokens += len(batch)
+        for seq in batch:
+            seq.first_token_s = self.clock
+            self.ttft.observe(self.clock - seq.request.arrival_s)
+            remaining = seq.request.output_tokens - 1
+            if remaining <= 0:
+                self._finish(seq, sink)
+                continue
+            seq.join = self.steps
+            finish = self.steps + remaining
+            heapq.heappush(self.running, (finish, seq.seq_id, seq))
+            self._running_input += seq.request.input_tokens
+            self._running_join += self.steps
+            self._running_finish += finish
+
+    def _decode(self, horizon: float, sink: CompletionSink) -> None:
+        batch = len(self.running)
+        step = self.perf.step_s(batch)
+        to_finish = self.running[0][0] - self.steps
+        to_horizon = math.ceil((horizon - self.clock) / step)
+        n = max(1, min(to_finish, to_horizon))
+        self.clock += n * step
+        self.steps += n
+        self.busy_s += n * step
+        self.work_s += n * step * self.perf.decode_intensity(batch)
+        self.generation_tokens += n * batch
+        self.itl.observe(step, n * batch)
+        while self.running and self.running[0][0] <= self.steps:
+            finish, _, seq = heapq.heappop(self.running)
+            self._running_input -= seq.request.input_tokens
+            self._running_join -= seq.join
+            self._running_finish -= finish
+            self._finish(seq, sink)
+
+    def _finish(self, seq: _Seq, sink: CompletionSink) -> None:
+        request = seq.request
+        self.kv_reserved -= request.input_tokens + request.output_tokens
+        self.successes += 1
+        self.e2e.observe(self.clock - request.arrival_s)
+        sink(
+            Completion(
+                arrival_s=request.arrival_s,
+                first_token_s=seq.first_token_s,
+                finish_s=self.clock,
+                input_tokens=request.input_tokens,
+                output_tokens=request.output_tokens,
+                replica=self.name,
+            )
+        )

@@ -1,0 +1,138 @@
+"""Request traces: Azure LLM inference CSV and JSON lines, parsed once and kept in memory.
+
+Formats (DESIGN.md §3):
+
+- Azure CSV ``TIMESTAMP,ContextTokens,GeneratedTokens`` with timestamps such as
+  ``2023-11-16 18:15:46.6805900`` (the two files in ``simulator/traces/`` are the Azure LLM
+  inference trace 2023, CC BY 4.0, see ``simulator/traces/README.md``).
+- JSON lines with ``timestamp`` (milliseconds from start), ``input_length``, ``output_length``.
+
+Times are re-based so the first request arrives at 0 s.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from array import array
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TextIO
+
+TRACE_DIR = Path(__file__).resolve().parent / "traces"
+NAMED_TRACES = {
+    "conv": TRACE_DIR / "AzureLLMInferenceTrace_conv.csv",
+    "code": TRACE_DIR / "AzureLLMInferenceTrace_code.csv",
+}
+
+
+class TraceError(ValueError):
+    """The file is not a trace in a format we read."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: cache key for expansions
+class Trace:
+    """Arrival times (s from the first request) and token counts, in arrival order."""
+
+    name: str
+    times: array[float]
+    inputs: array[int]
+    outputs: array[int]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def duration_s(self) -> float:
+        return self.times[-1] if len(self.times) else 0.0
+
+
+_cache: dict[tuple[str, float], Trace] = {}
+_cache_lock = threading.Lock()
+
+
+def trace_path(name_or_path: str | Path) -> Path:
+    """``conv`` and ``code`` name the bundled Azure traces; anything else is a path."""
+    named = NAMED_TRACES.get(str(name_or_path))
+    return named if named is not None else Path(name_or_path)
+
+
+def load_trace(name_or_path: str | Path) -> Trace:
+    """Parse a trace once per process (keyed by path and modification time)."""
+    path = trace_path(name_or_path).resolve()
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError as exc:
+        raise TraceError(f"cannot read trace {path}: {exc}") from exc
+    with _cache_lock:
+        trace = _cache.get(key)
+        if trace is None:
+            trace = _parse(path)
+            _cache[key] = trace
+    return trace
+
+
+def _parse(path: Path) -> Trace:
+    with path.open(newline="") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        if first.lstrip().startswith("{"):
+            rows = _parse_jsonl(handle)
+        else:
+            rows = _parse_azure_csv(handle)
+    rows.sort(key=lambda row: row[0])
+    if not rows:
+        raise TraceError(f"{path} holds no requests")
+    start = rows[0][0]
+    return Trace(
+        name=path.stem,
+        times=array("d", (row[0] - start for row in rows)),
+        inputs=array("l", (max(1, row[1]) for row in rows)),
+        outputs=array("l", (max(1, row[2]) for row in rows)),
+    )
+
+
+def _parse_azure_csv(handle: TextIO) -> list[tuple[float, int, int]]:
+    reader = csv.DictReader(handle)
+    rows = []
+    try:
+        for record in reader:
+            rows.append(
+                (
+                    _azure_seconds(record["TIMESTAMP"]),
+                    int(record["ContextTokens"]),
+                    int(record["GeneratedTokens"]),
+                )
+            )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TraceError(f"not an Azure trace CSV: {exc}") from exc
+    return rows
+
+
+def _azure_seconds(stamp: str) -> float:
+    """Seconds since 0001-01-01 for ``YYYY-MM-DD HH:MM:SS.fffffff`` (7 fraction digits)."""
+    day, clock = stamp.strip().split(" ")
+    hours, minutes, seconds = clock.split(":")
+    ordinal = date.fromisoformat(day).toordinal()
+    return ordinal * 86400.0 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _parse_jsonl(handle: TextIO) -> list[tuple[float, int, int]]:
+    rows = []
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            rows.append(
+                (
+                    float(record["timestamp"]) / 1000.0,
+                    int(record["input_length"]),
+                    int(record["output_length"]),
+                )
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TraceError(f"line {number}: not a trace record: {exc}") from exc
+    return rows
