@@ -88,3 +88,27 @@ class Cluster(models.Model):
     @credential.setter
     def credential(self, token: str) -> None:
         self.credential_ciphertext = _fernet().encrypt(token.encode()) if token else b""
+
+
+class GpuNode(models.Model):
+    """A node with GPUs, as the last inventory sync saw it (for the UI and quota capacity)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
+    name = models.CharField(max_length=253)
+    gpu_product = models.CharField(
+        max_length=100, help_text="The node's nvidia.com/gpu.product label value."
+    )
+    gpu_capacity = models.PositiveIntegerField()
+    gpu_allocatable = models.PositiveIntegerField()
+    ready = models.BooleanField(default=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        verbose_name = "GPU node"
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "name"], name="gpunode_unique_per_cluster")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.name} ({self.gpu_capacity} x {self.gpu_product})"

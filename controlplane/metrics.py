@@ -9,8 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter(
     "controlplane_http_requests_total", "HTTP requests served.", ["method", "status"]
@@ -50,3 +53,47 @@ class RequestMetricsMiddleware:
     def _observe(request: HttpRequest, response: HttpResponse, started: float) -> None:
         HTTP_REQUESTS.labels(request.method or "", str(response.status_code)).inc()
         HTTP_DURATION.observe(time.perf_counter() - started)
+
+
+class ControlLoopCollector(Collector):
+    """Control-loop counters, read from the database at scrape time: workers in any process
+    or pod record them per cluster (scaling.ControlLoopState), so every web process exposes
+    the same totals."""
+
+    def describe(self) -> list[Metric]:
+        # Registering must not query the database (it happens while apps are loading).
+        return []
+
+    def collect(self) -> Any:
+        from scaling.models import ControlLoopState
+
+        try:
+            states = list(ControlLoopState.objects.select_related("cluster"))
+        except DatabaseError:
+            return
+        ticks = CounterMetricFamily("controlplane_ticks", "Control-loop ticks.", labels=["cluster"])
+        seconds = CounterMetricFamily(
+            "controlplane_tick_seconds", "Time spent in control-loop ticks.", labels=["cluster"]
+        )
+        errors = CounterMetricFamily(
+            "controlplane_apply_errors", "Failed applies to clusters.", labels=["cluster"]
+        )
+        decisions = CounterMetricFamily(
+            "controlplane_decisions", "Decisions recorded.", labels=["cluster", "outcome"]
+        )
+        last = GaugeMetricFamily(
+            "controlplane_last_tick_duration_seconds",
+            "Duration of the latest tick.",
+            labels=["cluster"],
+        )
+        for state in states:
+            name = state.cluster.name
+            ticks.add_metric([name], state.ticks)
+            seconds.add_metric([name], state.tick_seconds_total)
+            errors.add_metric([name], state.apply_errors)
+            for outcome, count in sorted(state.decisions.items()):
+                decisions.add_metric([name, outcome], count)
+            if state.last_tick_seconds is not None:
+                last.add_metric([name], state.last_tick_seconds)
+        metrics: list[Metric] = [ticks, seconds, errors, decisions, last]
+        yield from metrics

@@ -219,6 +219,13 @@ else:
 # --- Celery: set up for a level-triggered control loop ------------------------------------------
 
 CONTROL_LOOP_INTERVAL = _env_number("CONTROL_LOOP_INTERVAL", 5.0, minimum=0.5)
+INVENTORY_SYNC_INTERVAL = _env_number("INVENTORY_SYNC_INTERVAL", 60.0, minimum=1)
+DECISION_RETENTION_DAYS = _env_number("DECISION_RETENTION_DAYS", 14.0, minimum=0.01)
+# Every call to an outside system has a timeout (seconds).
+KUBERNETES_CONNECT_TIMEOUT_S = 3.0
+KUBERNETES_TIMEOUT_S = _env_number("KUBERNETES_TIMEOUT_S", 10.0, minimum=0.1)
+METRICS_TIMEOUT_S = _env_number("METRICS_TIMEOUT_S", 5.0, minimum=0.1)
+POOL_TIMEOUT_S = _env_number("POOL_TIMEOUT_S", 5.0, minimum=0.1)
 CELERY_TASK_ACKS_LATE = True  # tasks are idempotent: redelivery after a crash is safe
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a tick never waits behind another worker's backlog
@@ -226,7 +233,25 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_IGNORE_RESULT = True  # results live in the database (Decisions), not a backend
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+# Periodic tasks expire after one interval: a tick that could not start in time is dropped,
+# the next one recomputes everything anyway.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "control-loop": {
+        "task": "scaling.tasks.tick_all_clusters",
+        "schedule": CONTROL_LOOP_INTERVAL,
+        "options": {"expires": CONTROL_LOOP_INTERVAL},
+    },
+    "inventory": {
+        "task": "clusters.tasks.sync_all_inventories",
+        "schedule": INVENTORY_SYNC_INTERVAL,
+        "options": {"expires": INVENTORY_SYNC_INTERVAL},
+    },
+    "prune-decisions": {
+        "task": "scaling.tasks.prune_decisions",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Auth, API ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from django.http import HttpRequest
 
 from history.admin import ChangeInline, HistoryAdminMixin
 from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.tasks import request_reconcile
 from tenants.admin import OrganisationFilter
 
 
@@ -61,6 +62,11 @@ class ScalingPolicyAdmin(HistoryAdminMixin):
     readonly_fields = ("version", "updated_at")
     raw_id_fields = ("workload",)
     inlines = [ChangeInline]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        request_reconcile(obj.workload)
+
     fieldsets = [
         (None, {"fields": ["workload", "mode", "version", "updated_at"]}),
         (

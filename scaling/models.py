@@ -261,3 +261,29 @@ class Decision(models.Model):
         if not self._state.adding:
             raise ValidationError("Decisions are append-only and cannot be changed.")
         super().save(*args, **kwargs)
+
+
+class ControlLoopState(models.Model):
+    """The control loop's bookkeeping for one cluster: the tick lease that keeps one writer
+    per cluster (and so per workload) at a time, and the counters /metrics exposes.
+
+    The lease is claimed with a conditional UPDATE (free or expired -> mine), so two workers
+    never tick the same cluster at once, and a crashed worker's lease simply expires.
+    """
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="loop_state")
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    ticks = models.PositiveBigIntegerField(default=0)
+    tick_seconds_total = models.FloatField(default=0.0)
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_tick_seconds = models.FloatField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    apply_errors = models.PositiveBigIntegerField(default=0)
+    decisions = models.JSONField(default=dict, help_text="Decisions recorded, by outcome.")
+
+    class Meta:
+        verbose_name = "control loop state"
+
+    def __str__(self) -> str:
+        return f"control loop of {self.cluster}: {self.ticks} ticks"

@@ -6,6 +6,16 @@ and must collect without Django settings.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -99,3 +109,58 @@ def make_user(db: Any) -> Any:
         return user
 
     return make
+
+
+@pytest.fixture
+def need_binary() -> Any:
+    """Return the path of a system binary an integration test drives. Without it the test
+    skips with the reason, except under REQUIRE_INTEGRATION (set by .ci/run), where it fails."""
+
+    def find(name: str, hint: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            message = f"{name} is not installed ({hint})"
+            if os.environ.get("REQUIRE_INTEGRATION"):
+                pytest.fail(message)
+            pytest.skip(message)
+        return path
+
+    return find
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start ``python -m simulator`` as a real process on a free port with the given fleet
+    config; returns its base URL. Every process started is stopped at the end."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(config: dict[str, Any] | None = None, speed: float = 1.0) -> str:
+        port = free_port()
+        command = [sys.executable, "-m", "simulator", "--port", str(port), "--speed", str(speed)]
+        if config is not None:
+            path = tmp_path_factory.mktemp("fleet") / "fleet.json"
+            path.write_text(json.dumps(config))
+            command += ["--config", str(path)]
+        root = Path(__file__).resolve().parent.parent
+        processes.append(subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    return url
+            except OSError:
+                if time.monotonic() > deadline or processes[-1].poll() is not None:
+                    raise RuntimeError(f"the simulator did not start: {command}") from None
+                time.sleep(0.1)
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)

@@ -38,6 +38,7 @@ def test_readyz_names_the_failing_broker(client):
     assert body["checks"]["broker"].startswith("error:")
 
 
+@pytest.mark.django_db
 def test_metrics_is_prometheus_exposition(client):
     client.get("/healthz")
     response = client.get("/metrics")
@@ -46,3 +47,27 @@ def test_metrics_is_prometheus_exposition(client):
     names = {family.name for family in text_string_to_metric_families(response.content.decode())}
     assert "controlplane_http_requests" in names
     assert "process_cpu_seconds" in names
+
+
+@pytest.mark.django_db
+def test_metrics_exposes_control_loop_counters(client, cluster):
+    from scaling.models import ControlLoopState
+
+    ControlLoopState.objects.create(
+        cluster=cluster,
+        ticks=7,
+        tick_seconds_total=1.5,
+        last_tick_seconds=0.2,
+        apply_errors=1,
+        decisions={"applied": 3, "held": 2},
+    )
+    text = client.get("/metrics").content.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("controlplane_ticks_total", (("cluster", "east"),))] == 7
+    assert samples[("controlplane_apply_errors_total", (("cluster", "east"),))] == 1
+    key = ("controlplane_decisions_total", (("cluster", "east"), ("outcome", "applied")))
+    assert samples[key] == 3

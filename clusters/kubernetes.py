@@ -1,0 +1,336 @@
+"""The Kubernetes adapter: everything the control plane asks of a cluster, on the official
+``kubernetes`` client (the only module that imports it).
+
+Every call carries a timeout. Failures become ``ClusterError`` with ``transient`` set when a
+retry at the next tick may succeed (timeouts, connection errors, 5xx, 429, conflicts) and
+unset when it will not (403, 404, 422, ...). Writes are idempotent "set to N" operations that
+read first, write only on a difference, and retry conflicts from a fresh read with bounded
+backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import urllib3
+from django.conf import settings
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from clusters.models import Cluster
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+QUOTA_RESOURCE = "requests.nvidia.com/gpu"
+CONFLICT_RETRIES = 3
+CONFLICT_BACKOFF_S = 0.1
+
+T = TypeVar("T")
+
+
+class ClusterError(Exception):
+    """A cluster call failed. ``transient``: the next tick may well succeed."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+@dataclass(frozen=True)
+class NodeInventory:
+    name: str
+    gpu_product: str
+    gpu_capacity: int
+    gpu_allocatable: int
+    ready: bool
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """A Deployment as the cluster reports it. ``replicas`` counts pods that exist;
+    ``spec_replicas - replicas`` could not be created (``failure`` says why, e.g. quota)."""
+
+    namespace: str
+    name: str
+    spec_replicas: int
+    replicas: int
+    ready_replicas: int
+    selector: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+
+    @property
+    def warming_replicas(self) -> int:
+        return max(0, self.replicas - self.ready_replicas)
+
+
+@dataclass(frozen=True)
+class PodState:
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    phase: str
+    ready: bool
+    node: str | None
+
+
+@dataclass(frozen=True)
+class QuotaSync:
+    """What ensure_resource_quota found and did: created, updated (drift corrected) or ok."""
+
+    action: str
+    previous_hard: int | None
+    hard: int
+    used: int | None
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+_clients: dict[str, k8s.ApiClient] = {}
+_clients_lock = threading.Lock()
+
+
+def api_client(cluster: Cluster) -> k8s.ApiClient:
+    """One ApiClient per cluster (and per credential: a rotated token gets a new client)."""
+    key = hashlib.sha256(
+        repr(
+            (
+                cluster.pk,
+                cluster.api_url,
+                cluster.kubeconfig_context,
+                bytes(cluster.credential_ciphertext),
+                cluster.verify_tls,
+            )
+        ).encode()
+    ).hexdigest()
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _new_client(cluster)
+        return _clients[key]
+
+
+def _new_client(cluster: Cluster) -> k8s.ApiClient:
+    if cluster.kubeconfig_context:
+        api = k8s_config.new_client_from_config(
+            context=cluster.kubeconfig_context, persist_config=False
+        )
+        configuration = api.configuration
+    else:
+        configuration = k8s.Configuration()
+        configuration.host = cluster.api_url.rstrip("/")
+        configuration.verify_ssl = cluster.verify_tls
+        if cluster.has_credential:
+            configuration.api_key = {"authorization": cluster.credential}
+            configuration.api_key_prefix = {"authorization": "Bearer"}
+        api = None
+    if cluster.api_url and cluster.kubeconfig_context:
+        configuration.host = cluster.api_url.rstrip("/")
+    # Retries are ours (bounded, per call kind); urllib3's would multiply every timeout.
+    configuration.retries = 0
+    return api if api is not None else k8s.ApiClient(configuration)
+
+
+def _timeout() -> tuple[float, float]:
+    return (settings.KUBERNETES_CONNECT_TIMEOUT_S, settings.KUBERNETES_TIMEOUT_S)
+
+
+def _call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one client call with a timeout, turning every failure into a ClusterError."""
+    try:
+        return fn(*args, _request_timeout=_timeout(), **kwargs)
+    except ApiException as exc:
+        status = int(exc.status or 0)
+        transient = status >= 500 or status in (0, 409, 429)
+        raise ClusterError(
+            f"{what}: HTTP {status} {_status_message(exc)}", transient=transient, status=status
+        ) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterError(f"{what}: {type(exc).__name__}: {exc}", transient=True) from exc
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+def _retry_conflicts(what: str, attempt: Callable[[], T]) -> T:
+    """Run a read-modify-write ``attempt``; on 409 read again, up to CONFLICT_RETRIES times."""
+    for retry in range(CONFLICT_RETRIES + 1):
+        try:
+            return attempt()
+        except ClusterError as exc:
+            if exc.status != 409 or retry == CONFLICT_RETRIES:
+                raise
+            time.sleep(CONFLICT_BACKOFF_S * 2**retry)
+    raise AssertionError(f"unreachable: {what}")
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+
+def list_gpu_nodes(cluster: Cluster) -> list[NodeInventory]:
+    core = k8s.CoreV1Api(api_client(cluster))
+    nodes = _call("list nodes", core.list_node)
+    inventory = []
+    for node in nodes.items:
+        capacity = _quantity((node.status.capacity or {}).get(GPU_RESOURCE))
+        if capacity == 0:
+            continue
+        conditions = node.status.conditions or []
+        inventory.append(
+            NodeInventory(
+                name=node.metadata.name,
+                gpu_product=(node.metadata.labels or {}).get(GPU_PRODUCT_LABEL, ""),
+                gpu_capacity=capacity,
+                gpu_allocatable=_quantity((node.status.allocatable or {}).get(GPU_RESOURCE)),
+                ready=any(c.type == "Ready" and c.status == "True" for c in conditions),
+            )
+        )
+    return inventory
+
+
+def list_deployments(cluster: Cluster) -> dict[tuple[str, str], DeploymentState]:
+    """Every Deployment of the cluster in one list call, keyed by (namespace, name)."""
+    apps = k8s.AppsV1Api(api_client(cluster))
+    listed = _call("list deployments", apps.list_deployment_for_all_namespaces)
+    states = {}
+    for item in listed.items:
+        status = item.status
+        failure = next(
+            (
+                c.message
+                for c in status.conditions or []
+                if c.type == "ReplicaFailure" and c.status == "True"
+            ),
+            None,
+        )
+        selector = (item.spec.selector.match_labels or {}) if item.spec.selector else {}
+        states[(item.metadata.namespace, item.metadata.name)] = DeploymentState(
+            namespace=item.metadata.namespace,
+            name=item.metadata.name,
+            spec_replicas=item.spec.replicas or 0,
+            replicas=status.replicas or 0,
+            ready_replicas=status.ready_replicas or 0,
+            selector=dict(selector),
+            failure=failure,
+        )
+    return states
+
+
+def list_pods(cluster: Cluster, namespace: str | None = None) -> list[PodState]:
+    core = k8s.CoreV1Api(api_client(cluster))
+    if namespace is None:
+        listed = _call("list pods", core.list_pod_for_all_namespaces)
+    else:
+        listed = _call("list pods", core.list_namespaced_pod, namespace)
+    return [
+        PodState(
+            namespace=pod.metadata.namespace,
+            name=pod.metadata.name,
+            labels=dict(pod.metadata.labels or {}),
+            phase=pod.status.phase or "Unknown",
+            ready=any(
+                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+            ),
+            node=pod.spec.node_name,
+        )
+        for pod in listed.items
+    ]
+
+
+def read_scale(cluster: Cluster, namespace: str, name: str) -> int:
+    apps = k8s.AppsV1Api(api_client(cluster))
+    scale = _call(
+        f"read scale of {namespace}/{name}", apps.read_namespaced_deployment_scale, name, namespace
+    )
+    return int(scale.spec.replicas or 0)
+
+
+# --- writes --------------------------------------------------------------------------------------
+
+
+def set_scale(cluster: Cluster, namespace: str, name: str, replicas: int) -> bool:
+    """Set the Deployment's replicas to ``replicas``; True if it changed anything.
+
+    Reads the Scale first and writes it back with its resourceVersion, so a concurrent change
+    is detected (409) and the write retried from a fresh read rather than overwriting it.
+    """
+    apps = k8s.AppsV1Api(api_client(cluster))
+    what = f"scale {namespace}/{name} to {replicas}"
+
+    def attempt() -> bool:
+        scale = _call(what, apps.read_namespaced_deployment_scale, name, namespace)
+        if scale.spec.replicas == replicas:
+            return False
+        scale.spec.replicas = replicas
+        _call(what, apps.replace_namespaced_deployment_scale, name, namespace, scale)
+        return True
+
+    return _retry_conflicts(what, attempt)
+
+
+def ensure_namespace(cluster: Cluster, namespace: str) -> bool:
+    """Create ``namespace`` unless it exists; True if it was created."""
+    core = k8s.CoreV1Api(api_client(cluster))
+    try:
+        _call(f"read namespace {namespace}", core.read_namespace, namespace)
+        return False
+    except ClusterError as exc:
+        if exc.status != 404:
+            raise
+    body = k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))
+    try:
+        _call(f"create namespace {namespace}", core.create_namespace, body)
+    except ClusterError as exc:
+        if exc.status != 409:  # created meanwhile by someone else: fine
+            raise
+    return True
+
+
+def ensure_resource_quota(cluster: Cluster, namespace: str, name: str, hard: int) -> QuotaSync:
+    """Make the ResourceQuota ``name`` hold ``requests.nvidia.com/gpu: hard``; report drift."""
+    core = k8s.CoreV1Api(api_client(cluster))
+    what = f"resource quota {namespace}/{name}"
+
+    def attempt() -> QuotaSync:
+        try:
+            quota = _call(what, core.read_namespaced_resource_quota, name, namespace)
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
+            body = k8s.V1ResourceQuota(
+                metadata=k8s.V1ObjectMeta(name=name, namespace=namespace),
+                spec=k8s.V1ResourceQuotaSpec(hard={QUOTA_RESOURCE: str(hard)}),
+            )
+            _call(what, core.create_namespaced_resource_quota, namespace, body)
+            return QuotaSync("created", None, hard, None)
+        current = (quota.spec.hard or {}).get(QUOTA_RESOURCE)
+        used = (quota.status.used or {}).get(QUOTA_RESOURCE) if quota.status else None
+        used_n = _quantity(used) if used is not None else None
+        if current is not None and _quantity(current) == hard:
+            return QuotaSync("ok", hard, hard, used_n)
+        quota.spec.hard = {**(quota.spec.hard or {}), QUOTA_RESOURCE: str(hard)}
+        _call(what, core.replace_namespaced_resource_quota, name, namespace, quota)
+        previous = _quantity(current) if current is not None else None
+        return QuotaSync("updated", previous, hard, used_n)
+
+    return _retry_conflicts(what, attempt)
+
+
+def _quantity(value: Any) -> int:
+    """A Kubernetes quantity of whole devices ("4", "0") as an int; absent means 0."""
+    if value is None or value == "":
+        return 0
+    try:
+        return int(str(value))
+    except ValueError:
+        return int(float(str(value)))

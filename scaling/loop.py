@@ -1,0 +1,520 @@
+"""The control loop: one level-triggered tick per cluster (the imperative shell around the
+pure engine in scaling.engine).
+
+Like a Kubernetes controller's reconcile, a tick recomputes desired state from observed state
+and never acts on a message like "scale up by 2"; running it twice, or after a crash, is safe.
+
+A tick of one cluster:
+
+1. Claims the cluster's lease (a conditional UPDATE): one writer per cluster, and so per
+   workload, at a time; a tick that finds the lease held is skipped, not queued.
+2. Loads the cluster's workloads with their policies, tenants and GPU types (one query), the
+   quotas involved (one query) and the tenants' GPU usage elsewhere (one query).
+3. Observes: every Deployment and every pod in one list call each; one metrics read per
+   metric name for all workloads.
+4. Decides each workload with the engine, passing the quota headroom left after the
+   workloads decided before it in this tick.
+5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
+   that differ from the pool's.
+6. Records in bulk: each workload's latest evaluation as its status, and a Decision for every
+   apply and every change of outcome or reason (a steady hold adds no row).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from clusters import kubernetes, metrics, pool
+from clusters.kubernetes import ClusterError, DeploymentState, PodState
+from clusters.metrics import MetricsError, Sample
+from clusters.models import Cluster
+from quotas.maths import QuotaLimit, replicas_allowed
+from quotas.models import Quota
+from scaling import observe
+from scaling.capacity import replica_capacity
+from scaling.engine import Decision as EngineDecision
+from scaling.engine import Memory, PolicyParams, QuotaHeadroom, decide
+from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+
+log = logging.getLogger(__name__)
+
+OFFERED_WORK_ALGORITHMS = {"predictive", "slo"}
+ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
+UsageKey = tuple[int, int]  # (tenant id, GPU type id)
+
+
+@dataclass
+class TickReport:
+    cluster: str
+    workloads: int = 0
+    decisions: int = 0
+    applied: int = 0
+    apply_errors: int = 0
+    metric_queries: int = 0
+    error: str = ""
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Observed:
+    """What one tick saw of the cluster."""
+
+    now: float
+    deployments: dict[tuple[str, str], DeploymentState]
+    pods: list[PodState]
+    samples: dict[str, list[Sample]]
+    metrics_error: str = ""
+
+
+def tick_cluster(cluster_id: int) -> TickReport | None:
+    """Run one tick of ``cluster_id``; None when another worker holds its lease."""
+    owner = uuid.uuid4().hex
+    if not claim(cluster_id, owner):
+        return None
+    started = time.perf_counter()
+    cluster = Cluster.objects.get(pk=cluster_id)
+    report = TickReport(cluster=cluster.name)
+    try:
+        _tick(cluster, report)
+    except Exception as exc:  # a tick must never take the worker down; the next one retries
+        log.exception("tick of cluster %s failed", cluster)
+        report.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        _release(cluster_id, owner, report, time.perf_counter() - started)
+    return report
+
+
+def claim(cluster_id: int, owner: str) -> bool:
+    now = timezone.now()
+    ControlLoopState.objects.get_or_create(cluster_id=cluster_id)
+    lease = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    claimed = ControlLoopState.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now), cluster_id=cluster_id
+    ).update(lease_owner=owner, lease_until=now + lease)
+    return claimed == 1
+
+
+def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) -> None:
+    state = ControlLoopState.objects.filter(cluster_id=cluster_id, lease_owner=owner).first()
+    if state is None:  # the lease expired and someone else holds it now: touch nothing
+        return
+    counts = dict(state.decisions)
+    for outcome, n in report.outcomes.items():
+        counts[outcome] = counts.get(outcome, 0) + n
+    ControlLoopState.objects.filter(pk=state.pk, lease_owner=owner).update(
+        lease_owner="",
+        lease_until=None,
+        ticks=F("ticks") + 1,
+        tick_seconds_total=F("tick_seconds_total") + seconds,
+        last_tick_at=timezone.now(),
+        last_tick_seconds=seconds,
+        last_error=report.error,
+        apply_errors=F("apply_errors") + report.apply_errors,
+        decisions=counts,
+    )
+
+
+def _tick(cluster: Cluster, report: TickReport) -> None:
+    workloads = list(
+        Workload.objects.filter(cluster=cluster)
+        .select_related("policy", "tenant", "gpu_type")
+        .order_by("pk")
+    )
+    report.workloads = len(workloads)
+    if not workloads:
+        return
+    try:
+        observed = _observe(cluster, workloads, report)
+    except ClusterError as exc:
+        report.error = str(exc)
+        _record(workloads, [_unobservable(w, str(exc)) for w in workloads], report)
+        return
+    limits, usage = _quotas(cluster, workloads, observed)
+    evaluations = [_evaluate(cluster, w, observed, limits, usage, report) for w in workloads]
+    _apply_pool_settings(cluster, workloads)
+    _record(workloads, evaluations, report)
+
+
+def _observe(cluster: Cluster, workloads: list[Workload], report: TickReport) -> Observed:
+    now = time.time()
+    deployments = kubernetes.list_deployments(cluster)
+    pods = kubernetes.list_pods(cluster)
+    names: set[str] = set()
+    for workload in workloads:
+        policy = _policy(workload)
+        if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
+            continue
+        names.add(policy.metric)
+        if policy.algorithm in OFFERED_WORK_ALGORITHMS:
+            names.update(observe.OFFERED_WORK_METRICS)
+    observed = Observed(now, deployments, pods, {})
+    report.metric_queries = len(names)
+    try:
+        observed.samples = metrics.read_samples(cluster, names, now) if names else {}
+    except MetricsError as exc:
+        # Every metric is missing this tick: the engine holds, it never reads zero.
+        observed.metrics_error = str(exc)
+    return observed
+
+
+def _policy(workload: Workload) -> ScalingPolicy | None:
+    try:
+        return workload.policy
+    except ScalingPolicy.DoesNotExist:
+        return None
+
+
+# --- quotas --------------------------------------------------------------------------------------
+
+
+def _quotas(
+    cluster: Cluster, workloads: list[Workload], observed: Observed
+) -> tuple[dict[UsageKey, QuotaLimit], dict[UsageKey, int]]:
+    """Quota limits of the tenants and GPU types involved, and their GPUs in use across
+    clusters: stored observations for other clusters, this tick's for this one."""
+    tenant_ids = {w.tenant_id for w in workloads}
+    gpu_ids = {w.gpu_type_id for w in workloads}
+    limits = {
+        (q.tenant_id, q.gpu_type_id): QuotaLimit(
+            tenant=q.tenant.slug,
+            gpu_type=q.gpu_type.name,
+            nominal=q.nominal,
+            borrowing_limit=q.borrowing_limit,
+            in_cohort=q.tenant.parent_id is not None,
+            max_replicas_per_workload=q.max_replicas_per_workload,
+        )
+        for q in Quota.objects.filter(
+            tenant_id__in=tenant_ids, gpu_type_id__in=gpu_ids
+        ).select_related("tenant", "gpu_type")
+    }
+    usage: dict[UsageKey, int] = {}
+    elsewhere = (
+        Workload.objects.filter(tenant_id__in=tenant_ids, gpu_type_id__in=gpu_ids)
+        .exclude(cluster=cluster)
+        .values("tenant_id", "gpu_type_id")
+        .annotate(gpus=Sum((F("ready_replicas") + F("warming_replicas")) * F("gpus_per_replica")))
+    )
+    for row in elsewhere:
+        usage[(row["tenant_id"], row["gpu_type_id"])] = row["gpus"] or 0
+    for workload in workloads:
+        deployment = observed.deployments.get((workload.namespace, workload.deployment))
+        if deployment is not None:
+            key = (workload.tenant_id, workload.gpu_type_id)
+            usage[key] = usage.get(key, 0) + deployment.replicas * workload.gpus_per_replica
+    return limits, usage
+
+
+def _headroom(
+    workload: Workload,
+    deployment: DeploymentState,
+    limits: dict[UsageKey, QuotaLimit],
+    usage: dict[UsageKey, int],
+) -> QuotaHeadroom | None:
+    key = (workload.tenant_id, workload.gpu_type_id)
+    limit = limits.get(key)
+    used = usage.get(key, 0)
+    allowed = replicas_allowed(limit, used, deployment.spec_replicas, workload.gpus_per_replica)
+    if allowed is None or limit is None:
+        return None
+    return QuotaHeadroom(allowed, limit.describe(used))
+
+
+# --- one workload --------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """The outcome of one workload this tick, before it is written."""
+
+    status: dict[str, Any]
+    decision: Decision | None
+    observed: DeploymentState | None
+
+
+def _evaluate(
+    cluster: Cluster,
+    workload: Workload,
+    observed: Observed,
+    limits: dict[UsageKey, QuotaLimit],
+    usage: dict[UsageKey, int],
+    report: TickReport,
+) -> Evaluation:
+    deployment = observed.deployments.get((workload.namespace, workload.deployment))
+    policy = _policy(workload)
+    if deployment is None:
+        return _unobservable(workload, "Deployment not found in the cluster")
+    if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
+        status = {"at": timezone.now().isoformat(), "outcome": "off", "reason": "no active policy"}
+        return Evaluation(status | _observed_status(deployment), None, deployment)
+    pods = observe.pods_of(deployment, observed.pods)
+    status = dict(workload.status or {})
+    history, counters = _update_signals(workload, policy, deployment, pods, observed, status)
+    capacity = None
+    if policy.algorithm in OFFERED_WORK_ALGORITHMS:
+        capacity = replica_capacity(
+            workload.gpu_type.name,
+            workload.model_name,
+            workload.gpus_per_replica,
+            policy.max_concurrency,
+        )
+    values = observe.per_pod(
+        observed.samples.get(policy.metric, []), workload.namespace, {p.name for p in pods}
+    )
+    obs = observe.observation(
+        now=observed.now,
+        deployment=deployment,
+        pods=pods,
+        values=values,
+        history=history,
+        capacity=capacity,
+    )
+    stored = status.get("memory")
+    memory = Memory.from_dict(stored if isinstance(stored, dict) else None)
+    quota = _headroom(workload, deployment, limits, usage)
+    engine = decide(_params(policy), obs, memory, quota)
+    outcome, error = _act(cluster, workload, policy, deployment, engine, report)
+    if outcome == Decision.Outcome.APPLIED and engine.desired > deployment.spec_replicas:
+        key = (workload.tenant_id, workload.gpu_type_id)
+        growth = (engine.desired - deployment.spec_replicas) * workload.gpus_per_replica
+        usage[key] = usage.get(key, 0) + growth
+    kept_memory = engine.memory
+    if outcome != Decision.Outcome.APPLIED:
+        # Nothing changed in the cluster: rate-limit periods must not count a scale event.
+        kept_memory = replace(engine.memory, scale_events=memory.scale_events)
+    reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
+    if observed.metrics_error and not values:
+        reason = f"{reason} (metrics source: {observed.metrics_error})"
+    return _evaluation(
+        workload,
+        policy,
+        deployment,
+        engine,
+        outcome,
+        reason,
+        status,
+        history | {"counters": counters},
+        kept_memory,
+    )
+
+
+def _update_signals(
+    workload: Workload,
+    policy: ScalingPolicy,
+    deployment: DeploymentState,
+    pods: list[PodState],
+    observed: Observed,
+    status: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Advance the workload's signal history (only as long as its algorithm reads)."""
+    horizon = observe.HISTORY_S.get(policy.algorithm, 120.0)
+    history = dict(status.get("history") or {})
+    counters = dict(history.pop("counters", None) or {})
+    pod_names = {p.name for p in pods}
+    ns, now = workload.namespace, observed.now
+    values = observe.per_pod(observed.samples.get(policy.metric, []), ns, pod_names)
+    history["metric"] = observe.append_history(
+        history.get("metric"), now, _swap(observe.aggregate(values, policy.aggregation)), horizon
+    )
+    if policy.algorithm not in OFFERED_WORK_ALGORITHMS:
+        return history, {}
+    for key, name in (("prompt", observe.PROMPT_TOKENS), ("generation", observe.GENERATION_TOKENS)):
+        current = observe.per_pod(observed.samples.get(name, []), ns, pod_names)
+        rate, counters[key] = observe.counter_rate(counters.get(key) or {}, current)
+        point = (now, rate) if rate is not None else None
+        history[key] = observe.append_history(history.get(key), now, point, horizon)
+    buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, []), ns, pod_names)
+    p95 = observe.histogram_quantile(0.95, counters.get("ttft") or {}, buckets)
+    counters["ttft"] = buckets
+    history["ttft"] = observe.append_history(
+        history.get("ttft"), now, (now, p95) if p95 is not None else None, horizon
+    )
+    return history, counters
+
+
+def _swap(aggregated: tuple[float, float] | None) -> tuple[float, float] | None:
+    """(value, timestamp) -> (timestamp, value)."""
+    return None if aggregated is None else (aggregated[1], aggregated[0])
+
+
+def _params(policy: ScalingPolicy) -> PolicyParams:
+    return PolicyParams(**{name: getattr(policy, name) for name in ENGINE_FIELDS})
+
+
+def _act(
+    cluster: Cluster,
+    workload: Workload,
+    policy: ScalingPolicy,
+    deployment: DeploymentState,
+    engine: EngineDecision,
+    report: TickReport,
+) -> tuple[str, str]:
+    """Apply the engine's decision as the policy's mode says; (outcome, apply error)."""
+    current = deployment.spec_replicas
+    if engine.desired == current:
+        blocked = engine.outcome == "blocked_by_quota"
+        return (Decision.Outcome.BLOCKED_BY_QUOTA if blocked else Decision.Outcome.HELD), ""
+    if policy.mode == ScalingPolicy.Mode.DRY_RUN:
+        return Decision.Outcome.DRY_RUN, ""
+    try:
+        kubernetes.set_scale(cluster, workload.namespace, workload.deployment, engine.desired)
+    except ClusterError as exc:
+        report.apply_errors += 1
+        return Decision.Outcome.ERROR, str(exc)
+    report.applied += 1
+    return Decision.Outcome.APPLIED, ""
+
+
+def _evaluation(
+    workload: Workload,
+    policy: ScalingPolicy,
+    deployment: DeploymentState,
+    engine: EngineDecision,
+    outcome: str,
+    reason: str,
+    previous: dict[str, Any],
+    history: dict[str, Any],
+    memory: Memory,
+) -> Evaluation:
+    steps = [{"name": s.name, "value": s.value, "note": s.note} for s in engine.steps]
+    metric_values = [
+        {"label": m.label, "value": m.value, "timestamp": m.timestamp, "pod": m.pod}
+        for m in engine.metric_values
+    ]
+    # What makes a new Decision row: a different outcome, target or binding constraint.
+    binding = [
+        s["name"]
+        for prev, s in zip([None, *steps], steps, strict=False)
+        if prev is None or prev["value"] != s["value"]
+    ]
+    key = [outcome, engine.desired, engine.outcome, binding]
+    at = timezone.now()
+    status = {
+        "at": at.isoformat(),
+        "policy_version": policy.version,
+        "algorithm": engine.algorithm,
+        "outcome": outcome,
+        "reason": reason,
+        "current": deployment.spec_replicas,
+        "raw_desired": engine.raw_desired,
+        "desired": engine.desired,
+        "steps": steps,
+        "metrics": metric_values,
+        "key": key,
+        "memory": memory.to_dict(),
+        "history": history,
+        **_observed_status(deployment),
+    }
+    decision = None
+    if outcome == Decision.Outcome.APPLIED or key != previous.get("key"):
+        decision = Decision(
+            workload=workload,
+            policy=policy,
+            policy_version=policy.version,
+            at=at,
+            algorithm=engine.algorithm,
+            metrics={"values": metric_values},
+            current_replicas=deployment.spec_replicas,
+            raw_desired_replicas=engine.raw_desired,
+            steps=steps,
+            final_replicas=engine.desired,
+            outcome=outcome,
+            reason=reason,
+        )
+    return Evaluation(status, decision, deployment)
+
+
+def _observed_status(deployment: DeploymentState) -> dict[str, Any]:
+    return {"failure": deployment.failure or ""}
+
+
+def _unobservable(workload: Workload, why: str) -> Evaluation:
+    """The workload could not be observed: hold (nothing applied) and say why."""
+    policy = _policy(workload)
+    previous = dict(workload.status or {})
+    key = ["error", why]
+    status = previous | {
+        "at": timezone.now().isoformat(),
+        "outcome": Decision.Outcome.ERROR,
+        "reason": why,
+        "key": key,
+    }
+    decision = None
+    if policy is not None and policy.mode != ScalingPolicy.Mode.OFF and key != previous.get("key"):
+        decision = Decision(
+            workload=workload,
+            policy=policy,
+            policy_version=policy.version,
+            at=timezone.now(),
+            algorithm=policy.algorithm,
+            current_replicas=workload.desired_replicas,
+            final_replicas=workload.desired_replicas,
+            outcome=Decision.Outcome.ERROR,
+            reason=f"held: {why}",
+        )
+    return Evaluation(status, decision, None)
+
+
+# --- pool and records ----------------------------------------------------------------------------
+
+
+def _apply_pool_settings(cluster: Cluster, workloads: list[Workload]) -> None:
+    """Set per-replica concurrency and routing where a policy asks and the pool differs."""
+    wanted = {}
+    for workload in workloads:
+        policy = _policy(workload)
+        if policy is None or policy.mode != ScalingPolicy.Mode.ENFORCE:
+            continue
+        if policy.max_concurrency is None and not policy.routing:
+            continue
+        wanted[(workload.namespace, workload.deployment)] = policy
+    if not wanted or not cluster.pool_url:
+        return
+    try:
+        current = pool.list_pool_settings(cluster.pool_url)
+        for (namespace, name), policy in wanted.items():
+            have = current.get((namespace, name))
+            if have is None:
+                continue
+            target = pool.PoolSettings(
+                policy.max_concurrency or have.max_concurrency, policy.routing or have.routing
+            )
+            if target != have:
+                pool.set_pool_settings(cluster.pool_url, namespace, name, target)
+    except pool.PoolError as exc:
+        log.warning("pool settings of %s not applied: %s", cluster, exc)
+
+
+def _record(workloads: list[Workload], evaluations: list[Evaluation], report: TickReport) -> None:
+    now = timezone.now()
+    for workload, evaluation in zip(workloads, evaluations, strict=True):
+        workload.status = evaluation.status
+        deployment = evaluation.observed
+        if deployment is not None:
+            workload.ready_replicas = deployment.ready_replicas
+            workload.warming_replicas = deployment.warming_replicas
+            applied = evaluation.decision and evaluation.status.get("outcome") == "applied"
+            workload.desired_replicas = (
+                evaluation.status["desired"] if applied else deployment.spec_replicas
+            )
+            workload.observed_at = now
+    decisions = [e.decision for e in evaluations if e.decision is not None]
+    for decision in decisions:
+        report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
+    report.decisions = len(decisions)
+    with transaction.atomic():
+        Workload.objects.bulk_update(
+            workloads,
+            ["status", "ready_replicas", "warming_replicas", "desired_replicas", "observed_at"],
+            batch_size=500,
+        )
+        Decision.objects.bulk_create(decisions, batch_size=500)

@@ -1,0 +1,159 @@
+"""From what a cluster reports to what the engine reads: pods grouped by workload, metric
+samples averaged per pod, counter rates, TTFT p95 from histogram buckets, and the short
+history of each signal kept on the workload between ticks. Pure functions, no I/O.
+
+A sample that is missing stays missing: nothing here turns an absent value into zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from clusters.kubernetes import DeploymentState, PodState
+from clusters.metrics import Sample
+from scaling.engine import Observation, PodSample, ReplicaCapacity
+from scaling.engine import PodState as EnginePod
+
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+TTFT_BUCKETS = "vllm:time_to_first_token_seconds_bucket"
+OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS)
+
+# How much signal history each algorithm reads (seconds); the rest is not stored.
+HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo": 300.0}
+MAX_HISTORY_POINTS = 400
+
+
+def pods_of(deployment: DeploymentState, pods: Iterable[PodState]) -> list[PodState]:
+    """The Deployment's pods: same namespace, labels matching its selector."""
+    if not deployment.selector:
+        return []
+    return [
+        pod
+        for pod in pods
+        if pod.namespace == deployment.namespace
+        and all(pod.labels.get(k) == v for k, v in deployment.selector.items())
+    ]
+
+
+def per_pod(samples: Iterable[Sample], namespace: str, pods: set[str]) -> dict[str, Sample]:
+    """One value per pod: the mean over its series (a 4-GPU pod has four DCGM series),
+    stamped with the oldest of them so staleness is never hidden."""
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        pod = sample.label("pod")
+        if pod in pods and sample.label("namespace") == namespace:
+            grouped[pod].append(sample)
+    return {
+        pod: Sample(
+            group[0].name,
+            (("namespace", namespace), ("pod", pod)),
+            math.fsum(s.value for s in group) / len(group),
+            min(s.timestamp for s in group),
+        )
+        for pod, group in grouped.items()
+    }
+
+
+def counter_rate(
+    previous: dict[str, list[float]], current: dict[str, Sample]
+) -> tuple[float | None, dict[str, list[float]]]:
+    """Summed per-second rate of a counter over pods seen in both readings.
+
+    A pod whose counter went down restarted: it is skipped, not counted as negative. With no
+    pod in common the rate is unknown (None), never zero.
+    """
+    rate, seen = 0.0, False
+    for pod, sample in current.items():
+        before = previous.get(pod)
+        if before is None:
+            continue
+        elapsed, delta = sample.timestamp - before[0], sample.value - before[1]
+        if elapsed > 0 and delta >= 0:
+            rate += delta / elapsed
+            seen = True
+    state = {pod: [s.timestamp, s.value] for pod, s in current.items()}
+    return (rate if seen else None), state
+
+
+def bucket_counts(samples: Iterable[Sample], namespace: str, pods: set[str]) -> dict[str, float]:
+    """Histogram bucket counts summed over the workload's pods, keyed by ``le``."""
+    counts: dict[str, float] = defaultdict(float)
+    for sample in samples:
+        if sample.label("namespace") == namespace and sample.label("pod") in pods:
+            counts[sample.label("le")] += sample.value
+    return dict(counts)
+
+
+def histogram_quantile(q: float, before: dict[str, float], now: dict[str, float]) -> float | None:
+    """The q-quantile of observations made between two readings of cumulative buckets,
+    interpolated linearly inside the bucket (as PromQL's histogram_quantile does)."""
+    deltas = sorted((float(le), now[le] - before.get(le, 0.0)) for le in now if le and le in before)
+    if not deltas or deltas[-1][1] <= 0 or any(d < 0 for _, d in deltas):
+        return None
+    total, rank = deltas[-1][1], q * deltas[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in deltas:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            width = count - lower_count
+            fraction = (rank - lower_count) / width if width > 0 else 1.0
+            return lower_bound + (bound - lower_bound) * fraction
+        lower_bound, lower_count = bound, count
+    return lower_bound if total else None
+
+
+def append_history(
+    series: list[list[float]] | None,
+    now: float,
+    point: tuple[float, float] | None,
+    horizon_s: float,
+) -> list[list[float]]:
+    """Add a (timestamp, value) point unless unknown or already there; drop what is older
+    than the horizon (the latest point is always kept, so its age can be judged)."""
+    points = [p for p in series or [] if now - p[0] <= horizon_s]
+    if point is not None and math.isfinite(point[1]) and (not points or point[0] > points[-1][0]):
+        points.append([point[0], point[1]])
+    return points[-MAX_HISTORY_POINTS:] or ([] if point is None else [[point[0], point[1]]])
+
+
+def aggregate(values: dict[str, Sample], aggregation: str) -> tuple[float, float] | None:
+    """(value, oldest timestamp) of the policy metric across pods, or None with no samples."""
+    if not values:
+        return None
+    total = math.fsum(s.value for s in values.values())
+    stamp = min(s.timestamp for s in values.values())
+    return (total / len(values) if aggregation == "average" else total), stamp
+
+
+def observation(
+    *,
+    now: float,
+    deployment: DeploymentState,
+    pods: list[PodState],
+    values: dict[str, Sample],
+    history: dict[str, Any],
+    capacity: ReplicaCapacity | None,
+) -> Observation:
+    """The engine's view of one workload this tick."""
+    return Observation(
+        now=now,
+        current=deployment.spec_replicas,
+        ready=deployment.ready_replicas,
+        warming=deployment.warming_replicas,
+        pods=tuple(EnginePod(p.name, p.ready) for p in pods),
+        samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
+        series=_series(history.get("metric")),
+        prompt_tokens_per_s=_series(history.get("prompt")),
+        generation_tokens_per_s=_series(history.get("generation")),
+        ttft_p95_s=_series(history.get("ttft")),
+        capacity=capacity,
+    )
+
+
+def _series(points: list[list[float]] | None) -> tuple[tuple[float, float], ...]:
+    return tuple((p[0], p[1]) for p in points or [])

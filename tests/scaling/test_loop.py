@@ -1,0 +1,211 @@
+"""The control loop against a running simulator: real Kubernetes API, real exporter text."""
+
+import time
+import urllib.request
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from kubernetes import client as k8s
+
+from clusters.models import Cluster
+from quotas.models import Quota
+from scaling.loop import claim, tick_cluster
+from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CHAT = {
+    "namespace": "team-a",
+    "name": "chat",
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "gpu_type": "A100-80GB",
+    "replicas": 1,
+    "cold_start_s": 2.0,
+}
+
+
+def fleet(*workloads):
+    return {
+        "clusters": [
+            {
+                "name": "east",
+                "nodes": [{"gpu_type": "A100-80GB", "count": 2, "gpus_per_node": 8}],
+                "workloads": list(workloads),
+            }
+        ]
+    }
+
+
+def register(url, gpu_type, tenant, name="chat", **policy):
+    base = f"{url}/east"
+    cluster, _ = Cluster.objects.get_or_create(
+        name="east",
+        defaults={
+            "api_url": base,
+            "metrics_source": "exporter",
+            "metrics_url": f"{base}/metrics",
+            "pool_url": f"{base}/pool",
+        },
+    )
+    workload = Workload.objects.create(
+        tenant=tenant,
+        cluster=cluster,
+        namespace="team-a",
+        deployment=name,
+        model_name=CHAT["model"],
+        gpu_type=gpu_type,
+        gpus_per_replica=1,
+    )
+    fields = {
+        "algorithm": "hpa",
+        "metric": "vllm:num_requests_running",
+        "target": 8,
+        "min_replicas": 1,
+        "max_replicas": 4,
+        "mode": "enforce",
+    } | policy
+    ScalingPolicy.objects.create(workload=workload, **fields)
+    return cluster, workload
+
+
+def spec_replicas(url, name="chat"):
+    configuration = k8s.Configuration(host=f"{url}/east")
+    apps = k8s.AppsV1Api(k8s.ApiClient(configuration))
+    return apps.read_namespaced_deployment_scale(name, "team-a").spec.replicas
+
+
+def ticks_until(cluster, condition, timeout=30.0, every=1.0):
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        tick_cluster(cluster.pk)
+        count += 1
+        if condition():
+            return count
+        time.sleep(every)
+    raise AssertionError("condition not reached")
+
+
+def test_a_load_step_scales_up_within_two_ticks_and_down_after_stabilisation(
+    start_simulator, gpu_type, team_a
+):
+    # Step load: 12 s quiet, 12 s busy, 12 s quiet (96 simulated seconds per period at 4x).
+    load = {
+        "kind": "step",
+        "rate_rps": 0.5,
+        "high_rps": 30.0,
+        "period_s": 96.0,
+        "output_mean": 200,
+        "input_mean": 300,
+    }
+    url = start_simulator(fleet(CHAT | {"load": load}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, scale_down_stabilization_s=6.0)
+
+    def over_target():
+        workload.refresh_from_db()
+        values = [m["value"] for m in workload.status.get("metrics", [])]
+        return bool(values) and sum(values) / len(values) > 8 * 1.1
+
+    ticks_until(cluster, over_target, timeout=40)
+    seen_busy = time.monotonic()
+    ticks_until(
+        cluster, lambda: Decision.objects.filter(outcome="applied").exists(), timeout=3, every=1.0
+    )
+    assert time.monotonic() - seen_busy <= 3, "scale-up took more than two ticks"
+    up = Decision.objects.filter(outcome="applied").order_by("at").first()
+    assert up is not None
+    assert up.final_replicas > up.current_replicas
+    assert spec_replicas(url) >= up.final_replicas
+    assert up.steps and up.reason
+
+    def quiet():
+        workload.refresh_from_db()
+        values = [m["value"] for m in workload.status.get("metrics", [])]
+        return bool(values) and sum(values) / len(values) < 8 * 0.5
+
+    ticks_until(cluster, quiet, timeout=40)
+    seen_quiet = time.monotonic()
+    ticks_until(
+        cluster,
+        lambda: Decision.objects.filter(
+            outcome="applied", final_replicas__lt=up.final_replicas
+        ).exists(),
+        timeout=20,
+    )
+    waited = time.monotonic() - seen_quiet
+    assert waited >= 6.0 - 1.5, f"scaled down after {waited:.1f} s, inside the 6 s window"
+    assert spec_replicas(url) < up.final_replicas
+
+
+def test_dry_run_records_and_applies_nothing(start_simulator, gpu_type, team_a):
+    busy = {"kind": "constant", "rate_rps": 30.0, "output_mean": 200, "input_mean": 300}
+    url = start_simulator(fleet(CHAT | {"load": busy}), speed=4.0)
+    cluster, _ = register(url, gpu_type, team_a, mode="dry-run")
+    ticks_until(cluster, lambda: Decision.objects.filter(outcome="dry-run").exists())
+    decision = Decision.objects.get(outcome="dry-run")
+    assert decision.final_replicas > 1
+    assert spec_replicas(url) == 1
+    before = Decision.objects.count()
+    for _ in range(3):  # the same would-be decision each tick: no new rows
+        tick_cluster(cluster.pk)
+    assert Decision.objects.count() == before
+
+
+def test_missing_metrics_hold_instead_of_scaling_to_the_minimum(start_simulator, gpu_type, team_a):
+    quiet = {"kind": "constant", "rate_rps": 0.2}
+    url = start_simulator(fleet(CHAT | {"replicas": 3, "load": quiet}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a)
+    request = urllib.request.Request(
+        f"{url}/_faults",
+        data=b'{"cluster": "east", "metrics_down": true}',
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+    for _ in range(3):
+        tick_cluster(cluster.pk)
+    workload.refresh_from_db()
+    assert workload.status["outcome"] == "held"
+    assert "metrics source" in workload.status["reason"]
+    assert spec_replicas(url) == 3
+    assert not Decision.objects.filter(outcome="applied").exists()
+
+
+def test_quota_caps_growth_and_says_why(start_simulator, gpu_type, team_a):
+    busy = {"kind": "constant", "rate_rps": 40.0, "output_mean": 200, "input_mean": 300}
+    url = start_simulator(fleet(CHAT | {"load": busy}), speed=4.0)
+    Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=1, borrowing_limit=1)
+    cluster, _ = register(url, gpu_type, team_a)
+    ticks_until(cluster, lambda: Decision.objects.filter(outcome="applied").exists())
+    decision = Decision.objects.get(outcome="applied")
+    assert decision.final_replicas == 2  # nominal 1 + borrowing 1, one GPU per replica
+    assert "team-a A100-80GB used 1, nominal 1, borrowing limit 1" in decision.reason
+    assert spec_replicas(url) == 2
+
+
+def test_one_writer_per_cluster(start_simulator, gpu_type, team_a):
+    url = start_simulator(fleet(CHAT | {"load": {"kind": "constant"}}), speed=4.0)
+    cluster, _ = register(url, gpu_type, team_a)
+    assert claim(cluster.pk, "other-worker")
+    assert tick_cluster(cluster.pk) is None  # the lease is held: the tick is skipped
+    ControlLoopState.objects.filter(cluster=cluster).update(lease_until=None)
+    report = tick_cluster(cluster.pk)
+    assert report is not None and report.error == ""
+
+
+def test_a_tick_uses_a_constant_number_of_queries(start_simulator, gpu_type, team_a, team_b):
+    quiet = {"kind": "constant", "rate_rps": 0.5}
+    workloads = [CHAT | {"name": f"chat-{i}", "load": quiet} for i in range(6)]
+    url = start_simulator(fleet(*workloads), speed=4.0)
+    cluster, _ = register(url, gpu_type, team_a, name="chat-0")
+    tick_cluster(cluster.pk)
+    with CaptureQueriesContext(connection) as one:
+        tick_cluster(cluster.pk)
+    for i in range(1, 6):
+        register(url, gpu_type, team_a, name=f"chat-{i}")
+    tick_cluster(cluster.pk)
+    with CaptureQueriesContext(connection) as six:
+        report = tick_cluster(cluster.pk)
+    assert report is not None and report.workloads == 6
+    assert len(six) == len(one), [q["sql"][:80] for q in six.captured_queries]
