@@ -26,7 +26,8 @@ def read_samples(url: str, names: list[str], now: float) -> dict[str, list[Sampl
 
 def _latest(connection: PrometheusConnect, name: str, now: float) -> list[Sample]:
     query = f'{{__name__="{name}"}}[{LOOKBACK}]'
-    params = {"time": f"{now:.3f}", "timeout": f"{settings.METRICS_TIMEOUT_S}s"}
+    # Prometheus durations are integers with a unit ("5000ms"), not "5.0s".
+    params = {"time": f"{now:.3f}", "timeout": f"{int(settings.METRICS_TIMEOUT_S * 1000)}ms"}
     try:
         series = connection.custom_query(query, params=params)
     except (PrometheusApiClientException, RequestException, ValueError) as exc:

@@ -128,10 +128,16 @@ def need_binary() -> Any:
     return find
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Any:
+    """A function returning a free TCP port on 127.0.0.1 for a server a test starts."""
+    return _free_port
 
 
 @pytest.fixture(scope="session")
@@ -141,14 +147,15 @@ def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(config: dict[str, Any] | None = None, speed: float = 1.0) -> str:
-        port = free_port()
+        port = _free_port()
         command = [sys.executable, "-m", "simulator", "--port", str(port), "--speed", str(speed)]
         if config is not None:
             path = tmp_path_factory.mktemp("fleet") / "fleet.json"
             path.write_text(json.dumps(config))
             command += ["--config", str(path)]
         root = Path(__file__).resolve().parent.parent
-        processes.append(subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL))
+        quiet = subprocess.DEVNULL
+        processes.append(subprocess.Popen(command, cwd=root, stdout=quiet, stderr=quiet))
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while True:

@@ -2,6 +2,7 @@
 
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -15,7 +16,7 @@ from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CHAT = {
+CHAT: dict[str, Any] = {
     "namespace": "team-a",
     "name": "chat",
     "model": "meta-llama/Llama-3.1-8B-Instruct",
