@@ -8,12 +8,12 @@ A tick of one cluster:
 
 1. Claims the cluster's lease (a conditional UPDATE): one writer per cluster, and so per
    workload, at a time; a tick that finds the lease held is skipped, not queued.
-2. Loads the cluster's workloads with their policies, tenants and GPU types (one query), the
-   quotas involved (one query) and the tenants' GPU usage elsewhere (one query).
+2. Loads the cluster's workloads with their policies, tenants and GPU types (one query).
 3. Observes: every Deployment and every pod in one list call each; one metrics read per
    metric name for all workloads.
-4. Decides each workload with the engine, passing the quota headroom left after the
-   workloads decided before it in this tick.
+4. Decides each workload with the engine, then has the quota maths allocate what the
+   engines want across each cohort and GPU type (scaling.allocation: two queries): growth
+   that does not fit is cut, and borrowers may be reclaimed from.
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its status, and a Decision for every
@@ -31,26 +31,25 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.utils import timezone
 
 from clusters import kubernetes, metrics, pool
 from clusters.kubernetes import ClusterError, DeploymentState, PodState
 from clusters.metrics import MetricsError, Sample
 from clusters.models import Cluster
-from quotas.maths import QuotaLimit, replicas_allowed
-from quotas.models import Quota
+from quotas.maths import Grant
 from scaling import observe
+from scaling.allocation import Wish, grant_all
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, PolicyParams, QuotaHeadroom, decide
+from scaling.engine import Memory, Observation, PolicyParams, QuotaHeadroom, Step, decide
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 
 log = logging.getLogger(__name__)
 
 OFFERED_WORK_ALGORITHMS = {"predictive", "slo"}
 ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
-UsageKey = tuple[int, int]  # (tenant id, GPU type id)
 
 
 @dataclass
@@ -139,8 +138,19 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
         report.error = str(exc)
         _record(workloads, [_unobservable(w, str(exc)) for w in workloads], report)
         return
-    limits, usage = _quotas(cluster, workloads, observed)
-    evaluations = [_evaluate(cluster, w, observed, limits, usage, report) for w in workloads]
+    proposals = [_propose(w, observed) for w in workloads]
+    wishes = [
+        Wish(p.workload, p.deployment.replicas, p.engine.desired)
+        for p in proposals
+        if isinstance(p, Proposal)
+    ]
+    grants = grant_all(cluster, wishes, observed.now)
+    evaluations = [
+        _finish(cluster, p, grants.get(p.workload.pk), observed, report)
+        if isinstance(p, Proposal)
+        else p
+        for p in proposals
+    ]
     _apply_pool_settings(cluster, workloads)
     _record(workloads, evaluations, report)
 
@@ -174,61 +184,6 @@ def _policy(workload: Workload) -> ScalingPolicy | None:
         return None
 
 
-# --- quotas --------------------------------------------------------------------------------------
-
-
-def _quotas(
-    cluster: Cluster, workloads: list[Workload], observed: Observed
-) -> tuple[dict[UsageKey, QuotaLimit], dict[UsageKey, int]]:
-    """Quota limits of the tenants and GPU types involved, and their GPUs in use across
-    clusters: stored observations for other clusters, this tick's for this one."""
-    tenant_ids = {w.tenant_id for w in workloads}
-    gpu_ids = {w.gpu_type_id for w in workloads}
-    limits = {
-        (q.tenant_id, q.gpu_type_id): QuotaLimit(
-            tenant=q.tenant.slug,
-            gpu_type=q.gpu_type.name,
-            nominal=q.nominal,
-            borrowing_limit=q.borrowing_limit,
-            in_cohort=q.tenant.parent_id is not None,
-            max_replicas_per_workload=q.max_replicas_per_workload,
-        )
-        for q in Quota.objects.filter(
-            tenant_id__in=tenant_ids, gpu_type_id__in=gpu_ids
-        ).select_related("tenant", "gpu_type")
-    }
-    usage: dict[UsageKey, int] = {}
-    elsewhere = (
-        Workload.objects.filter(tenant_id__in=tenant_ids, gpu_type_id__in=gpu_ids)
-        .exclude(cluster=cluster)
-        .values("tenant_id", "gpu_type_id")
-        .annotate(gpus=Sum((F("ready_replicas") + F("warming_replicas")) * F("gpus_per_replica")))
-    )
-    for row in elsewhere:
-        usage[(row["tenant_id"], row["gpu_type_id"])] = row["gpus"] or 0
-    for workload in workloads:
-        deployment = observed.deployments.get((workload.namespace, workload.deployment))
-        if deployment is not None:
-            key = (workload.tenant_id, workload.gpu_type_id)
-            usage[key] = usage.get(key, 0) + deployment.replicas * workload.gpus_per_replica
-    return limits, usage
-
-
-def _headroom(
-    workload: Workload,
-    deployment: DeploymentState,
-    limits: dict[UsageKey, QuotaLimit],
-    usage: dict[UsageKey, int],
-) -> QuotaHeadroom | None:
-    key = (workload.tenant_id, workload.gpu_type_id)
-    limit = limits.get(key)
-    used = usage.get(key, 0)
-    allowed = replicas_allowed(limit, used, deployment.spec_replicas, workload.gpus_per_replica)
-    if allowed is None or limit is None:
-        return None
-    return QuotaHeadroom(allowed, limit.describe(used))
-
-
 # --- one workload --------------------------------------------------------------------------------
 
 
@@ -241,14 +196,21 @@ class Evaluation:
     observed: DeploymentState | None
 
 
-def _evaluate(
-    cluster: Cluster,
-    workload: Workload,
-    observed: Observed,
-    limits: dict[UsageKey, QuotaLimit],
-    usage: dict[UsageKey, int],
-    report: TickReport,
-) -> Evaluation:
+@dataclass
+class Proposal:
+    """A workload observed and decided without quota, waiting for its grant."""
+
+    workload: Workload
+    policy: ScalingPolicy
+    deployment: DeploymentState
+    obs: Observation
+    memory: Memory
+    history: dict[str, Any]
+    engine: EngineDecision
+    metrics_missing: bool
+
+
+def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     deployment = observed.deployments.get((workload.namespace, workload.deployment))
     policy = _policy(workload)
     if deployment is None:
@@ -280,31 +242,54 @@ def _evaluate(
     )
     stored = status.get("memory")
     memory = Memory.from_dict(stored if isinstance(stored, dict) else None)
-    quota = _headroom(workload, deployment, limits, usage)
-    engine = decide(_params(policy), obs, memory, quota)
-    outcome, error = _act(cluster, workload, policy, deployment, engine, report)
-    if outcome == Decision.Outcome.APPLIED and engine.desired > deployment.spec_replicas:
-        key = (workload.tenant_id, workload.gpu_type_id)
-        growth = (engine.desired - deployment.spec_replicas) * workload.gpus_per_replica
-        usage[key] = usage.get(key, 0) + growth
-    kept_memory = engine.memory
-    if outcome != Decision.Outcome.APPLIED:
-        # Nothing changed in the cluster: rate-limit periods must not count a scale event.
-        kept_memory = replace(engine.memory, scale_events=memory.scale_events)
+    engine = decide(_params(policy), obs, memory)
+    history = history | {"counters": counters}
+    metrics_missing = bool(observed.metrics_error) and not values
+    return Proposal(workload, policy, deployment, obs, memory, history, engine, metrics_missing)
+
+
+def _finish(
+    cluster: Cluster,
+    p: Proposal,
+    grant: Grant | None,
+    observed: Observed,
+    report: TickReport,
+) -> Evaluation:
+    """Apply the quota's grant to the engine's decision, act, and describe the result."""
+    engine, current = p.engine, p.deployment.spec_replicas
+    if grant is not None and grant.kind == "cut":
+        # Decide again with the headroom the quota left, so the explanation has its step.
+        headroom = QuotaHeadroom(grant.replicas - current, grant.reason)
+        engine = decide(_params(p.policy), p.obs, p.memory, headroom)
+    elif grant is not None and grant.kind == "reclaimed":
+        engine = replace(
+            engine,
+            desired=grant.replicas,
+            steps=(*engine.steps, Step("reclaim", grant.replicas, grant.reason)),
+            outcome="scale_down",
+            reason=f"{engine.reason}; {grant.reason}",
+        )
+    outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
+    memory = engine.memory
+    if outcome != Decision.Outcome.APPLIED or (grant is not None and grant.kind == "reclaimed"):
+        # The engine's count did not take effect: rate-limit periods must not count it.
+        memory = replace(engine.memory, scale_events=p.memory.scale_events)
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
-    if observed.metrics_error and not values:
+    if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
-    return _evaluation(
-        workload,
-        policy,
-        deployment,
-        engine,
-        outcome,
-        reason,
-        status,
-        history | {"counters": counters},
-        kept_memory,
+    status = dict(p.workload.status or {})
+    quota_state: dict[str, float] = {"wanted": p.engine.desired}
+    if p.engine.desired > p.deployment.replicas:
+        quota_state["waiting_since"] = status.get("waiting_since", observed.now)
+    if outcome == Decision.Outcome.APPLIED and engine.desired > current:
+        quota_state["grown_at"] = observed.now
+    else:
+        quota_state["grown_at"] = status.get("grown_at", 0.0)
+    evaluation = _evaluation(
+        p.workload, p.policy, p.deployment, engine, outcome, reason, status, p.history, memory
     )
+    evaluation.status.update(quota_state)
+    return evaluation
 
 
 def _update_signals(

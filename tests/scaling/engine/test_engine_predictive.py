@@ -36,14 +36,14 @@ def test_ramp_is_provisioned_for_demand_at_cold_start(build):
 
 def test_flat_demand_is_not_padded_by_a_trend(build):
     pol = build.policy("predictive")
-    decision = build.run(pol, build.obs(10, **_offered(build.NOW, lambda t: 8.0)))
-    assert decision.raw_desired == math.ceil(8.0 * 1.2)
+    decision = build.run(pol, build.obs(10, **_offered(build.NOW, lambda t: 9.0)))
+    assert decision.raw_desired == math.ceil(9.0 * 1.1)
     assert decision.desired == 10
 
 
 def test_warming_replicas_count_as_capacity(build):
     pol = build.policy("predictive")
-    ob = build.obs(10, ready=6, warming=4, **_offered(build.NOW, lambda t: 8.0))
+    ob = build.obs(10, ready=6, warming=4, **_offered(build.NOW, lambda t: 9.0))
     decision = build.run(pol, ob)
     assert decision.desired == 10
     assert decision.outcome == "hold"
@@ -55,7 +55,7 @@ def test_falls_back_to_the_policy_metric_without_offered_work(build):
     pol = build.policy("predictive", aggregation="total", target=4.0)
     series = tuple((build.NOW - k, 40.0) for k in range(0, 300, 15))
     decision = build.run(pol, build.obs(12, series=series))
-    assert decision.raw_desired == 12  # 40 / 4 = 10 replicas x 1.2 headroom
+    assert decision.raw_desired == 11  # 40 / 4 = 10 replicas x 1.1 headroom
     assert "fallback" in decision.reason
 
 
@@ -65,7 +65,7 @@ def test_scales_down_slowly(build):
     current = 10
     for i in range(25):
         now = build.NOW + 15 * i
-        demand = 8.0 if i == 0 else 2.0
+        demand = 9.0 if i == 0 else 2.0
         decision = build.run(
             pol, build.obs(current, now=now, **_offered(now, lambda t, d=demand: d)), memory
         )
@@ -73,6 +73,49 @@ def test_scales_down_slowly(build):
         if 0 < i * 15 < 300:
             assert current == 10
     assert current < 10
+
+
+def test_noise_between_scrapes_is_smoothed_before_forecasting(build):
+    pol = build.policy("predictive")
+    # Alternating 4 and 12 replicas of demand every 15 s: the minute means are 8.
+    noisy = _offered(build.NOW, lambda t: 4.0 if int(t) // 15 % 2 else 12.0)
+    decision = build.run(pol, build.obs(10, **noisy))
+    assert decision.raw_desired == math.ceil(8 * 1.1)  # unsmoothed, the latest 12 -> 14
+
+
+def test_a_recent_burst_is_held_at_half_its_peak(build):
+    pol = build.policy("predictive")
+    now = build.NOW
+
+    def spike(t):
+        return 20.0 if now - 300 <= t < now - 285 else 1.0
+
+    decision = build.run(pol, build.obs(2, **_offered(now, spike)))
+    assert decision.raw_desired == 10  # 20 x 0.5; the sustained 1 x 1.1 is lower
+    assert "burst hold 10" in decision.steps[0].note
+
+
+def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    now = build.NOW
+
+    def spike(t):
+        return 5.0 if now - 300 <= t < now - 285 else 1.0
+
+    late = ((now - 280, 6.0), (now - 5, 0.3))
+    decision = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    assert decision.raw_desired == 10  # peak 5 x 2
+
+
+def test_keeps_one_warm_replica_through_an_idle_gap(build):
+    pol = build.policy("predictive", min_replicas=0)
+    now = build.NOW
+
+    def gap(t):
+        return 0.5 if t < now - 400 else 0.0
+
+    decision = build.run(pol, build.obs(1, **_offered(now, gap)))
+    assert decision.desired == 1
 
 
 def test_slo_scales_up_proportionally_with_damping(build):

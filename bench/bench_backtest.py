@@ -1,0 +1,129 @@
+"""Back-test benchmark: hpa, kpa and predictive against the oracle on both Azure traces.
+
+Run: ``.venv/bin/python bench/bench_backtest.py`` (writes bench/results/backtest.json).
+
+Traces: "Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0,
+simulator/traces/README.md — the conversation trace (58 min) and the bursty code trace
+(57 min), replayed whole on Llama-3.1-8B-Instruct / one A100-80GB per replica, 60 s cold
+start, 5 s ticks, SLO TTFT <= 2 s and mean inter-token latency <= 100 ms.
+
+Policy settings (documented in docs/backtest.md):
+- hpa: vllm:num_requests_running, average per replica, target 32 (Little's law on the
+  conversation trace: ~4 requests/s per replica x ~8 s in flight), Kubernetes defaults.
+- kpa: the same metric and target as a pool total (Knative aggregates concurrency across
+  pods; see docs/backtest.md for why not the per-replica average), Knative defaults.
+- predictive: offered work, defaults, slo_ttft_p95_s 2.0.
+All with min 1, max 50 replicas.
+
+Targets for predictive (issue 4): attainment >= 99 % on both; GPU-hours <= 1.2x the oracle on
+conv and <= 2x on code; better than hpa and kpa on attainment and GPU-hours; fewer scale
+events than hpa.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scaling.backtest import BacktestResult, OracleResult, run_backtest  # noqa: E402
+from scaling.engine import PolicyParams  # noqa: E402
+
+BASE = PolicyParams("hpa", "vllm:num_requests_running", 32.0, 1, 50, slo_ttft_p95_s=2.0)
+POLICIES = {
+    "hpa": BASE,
+    "kpa": replace(BASE, algorithm="kpa", aggregation="total"),
+    "predictive": replace(BASE, algorithm="predictive"),
+}
+TRACES = ("conv", "code")
+ATTRIBUTION = (
+    '"Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0, '
+    "https://creativecommons.org/licenses/by/4.0/"
+)
+
+
+def row(result: BacktestResult, wall_s: float) -> dict[str, Any]:
+    return {
+        "slo_attainment": result.slo_attainment,
+        "infeasible_share": result.infeasible_share,
+        "gpu_hours": round(result.gpu_hours, 3),
+        "vs_oracle": round(result.gpu_hours_vs_oracle or 0.0, 3),
+        "scale_events": result.scale_events,
+        "mean_replicas": round(result.mean_replicas, 2),
+        "peak_replicas": result.peak_replicas,
+        "ttft_p99_s": result.ttft_p99_s,
+        "wall_s": round(wall_s, 2),
+    }
+
+
+def oracle_row(oracle: OracleResult) -> dict[str, Any]:
+    return {
+        "slo_attainment": oracle.slo_attainment,
+        "gpu_hours": round(oracle.gpu_hours, 3),
+        "vs_oracle": 1.0,
+        "scale_events": oracle.scale_events,
+        "mean_replicas": round(oracle.mean_replicas, 2),
+        "peak_replicas": oracle.peak_replicas,
+        "replay_gpu_hours": round(oracle.replay_gpu_hours, 3),
+    }
+
+
+def targets(rows: dict[str, dict[str, Any]], trace: str) -> dict[str, bool]:
+    p, h, k = rows["predictive"], rows["hpa"], rows["kpa"]
+    limit = 1.2 if trace == "conv" else 2.0
+    return {
+        "attainment >= 99 %": p["slo_attainment"] >= 0.99,
+        f"GPU-hours <= {limit}x oracle": p["vs_oracle"] <= limit,
+        "better attainment than hpa and kpa": p["slo_attainment"]
+        > max(h["slo_attainment"], k["slo_attainment"]),
+        "fewer GPU-hours than hpa and kpa": p["gpu_hours"] < min(h["gpu_hours"], k["gpu_hours"]),
+        "fewer scale events than hpa": p["scale_events"] < h["scale_events"],
+    }
+
+
+def bench_trace(trace: str) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    oracle: bool | OracleResult = True
+    for name, policy in POLICIES.items():
+        started = time.perf_counter()
+        result = run_backtest(policy, trace, oracle=oracle)
+        rows[name] = row(result, time.perf_counter() - started)
+        oracle = result.oracle or False
+        infeasible = result.infeasible_share
+    assert isinstance(oracle, OracleResult)
+    rows["oracle"] = oracle_row(oracle) | {"infeasible_share": infeasible}
+    return {"results": rows, "targets": targets(rows, trace)}
+
+
+def main() -> None:
+    out: dict[str, Any] = {"attribution": ATTRIBUTION, "traces": {}}
+    header = f"{'trace':<5} {'policy':<11} {'SLO att.':>9} {'infeas.':>8} {'GPU-h':>7} "
+    header += f"{'x oracle':>8} {'events':>7} {'mean/peak':>10}"
+    print(header)
+    for trace in TRACES:
+        data = bench_trace(trace)
+        out["traces"][trace] = data
+        for name, r in data["results"].items():
+            att = f"{r['slo_attainment'] * 100:.2f} %"
+            mean_peak = f"{r['mean_replicas']:.1f}/{r['peak_replicas']}"
+            print(
+                f"{trace:<5} {name:<11} {att:>9} {r['infeasible_share'] * 100:>6.2f} % "
+                f"{r['gpu_hours']:>7.2f} {r['vs_oracle']:>8.2f} {r['scale_events']:>7} "
+                f"{mean_peak:>10}"
+            )
+        for what, met in data["targets"].items():
+            print(f"      predictive {what}: {'met' if met else 'NOT met'}")
+    print(f"traces: {ATTRIBUTION}")
+    path = ROOT / "bench" / "results" / "backtest.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The deployment a back-test replays on, and the requests it replays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.model import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
+from simulator.pool import ROUTING_STRATEGIES, ServingPool
+from simulator.replica import Request
+from simulator.traces import Trace, load_trace
+
+DEFAULT_GPU_TYPE = "A100-80GB"
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+TraceInput = Trace | str | Path | Sequence[Request]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One model on one GPU type: what every replica of the replayed pool is.
+
+    Raises ValueError for an unknown GPU type or routing, a model that does not fit
+    (``simulator.model.ModelDoesNotFit``) or a non-positive count.
+    """
+
+    gpu_type: str = DEFAULT_GPU_TYPE
+    model: str = DEFAULT_MODEL
+    gpus_per_replica: int = 1
+    cold_start_s: float = 60.0
+    max_concurrency: int = 256
+    routing: str = "least-outstanding"
+
+    def __post_init__(self) -> None:
+        if self.gpu_type not in GPU_PROFILES:
+            known = ", ".join(GPU_PROFILES)
+            raise ValueError(f"unknown GPU type {self.gpu_type!r} (known: {known})")
+        if self.routing not in ROUTING_STRATEGIES:
+            raise ValueError(f"unknown routing strategy {self.routing!r}")
+        if self.gpus_per_replica < 1 or self.max_concurrency < 1:
+            raise ValueError("gpus_per_replica and max_concurrency must be at least 1")
+        if not self.cold_start_s >= 0:
+            raise ValueError("cold_start_s must be a number >= 0")
+        self.perf  # noqa: B018 - fail early when the model does not fit
+
+    @property
+    def perf(self) -> ReplicaPerf:
+        return replica_perf(
+            GPU_PROFILES[self.gpu_type], model_spec(self.model), self.gpus_per_replica
+        )
+
+    def new_pool(self, replicas: int, now: float = 0.0) -> ServingPool:
+        """A pool of ``replicas`` warm replicas at ``now``."""
+        return ServingPool(
+            GPU_PROFILES[self.gpu_type],
+            model_spec(self.model),
+            gpus_per_replica=self.gpus_per_replica,
+            cold_start_s=self.cold_start_s,
+            max_concurrency=self.max_concurrency,
+            routing=self.routing,
+            replicas=replicas,
+            now=now,
+            warm=True,
+        )
+
+
+def trace_requests(
+    trace: TraceInput, start_s: float = 0.0, duration_s: float | None = None
+) -> tuple[str, list[Request]]:
+    """(name, requests arriving in [start_s, start_s + duration_s)), re-based to start at 0.
+
+    ``trace`` is a parsed Trace, ``conv`` / ``code`` / a file path (parsed by
+    ``simulator.traces.load_trace``, which raises ``TraceError``), or ready-made requests.
+    """
+    end = float("inf") if duration_s is None else start_s + duration_s
+    if isinstance(trace, str | Path):
+        trace = load_trace(trace)
+    if isinstance(trace, Trace):
+        name = trace.name
+        rows = zip(trace.times, trace.inputs, trace.outputs, strict=True)
+        picked = [Request(t - start_s, i, o) for t, i, o in rows if start_s <= t < end]
+    else:
+        name = "requests"
+        picked = [
+            Request(r.arrival_s - start_s, r.input_tokens, r.output_tokens)
+            for r in trace
+            if start_s <= r.arrival_s < end
+        ]
+    picked.sort(key=lambda r: r.arrival_s)
+    return name, picked

@@ -1,0 +1,277 @@
+"""Replaying a trace through a policy: the engine decides every tick, as the live loop does."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from scaling.capacity import capacity_of
+from scaling.engine import Memory, Observation, PolicyParams, ReplicaCapacity, decide
+from simulator.pool import ServingPool
+from simulator.replica import Request
+
+from .deployment import DEFAULT_GPU_TYPE, DEFAULT_MODEL, Deployment, TraceInput, trace_requests
+from .oracle import DEFAULT_WINDOW_S, DRAIN_LIMIT_S, run_oracle, window_need
+from .result import BacktestResult, OracleResult, TimelinePoint, downsample
+from .signals import (
+    SignalHistory,
+    check_metric,
+    metric_value,
+    percentile,
+    reads_metric,
+)
+from .slo import Slo, count_attainment
+
+Progress = Callable[[float], None]
+ORACLE_SHARE = 0.3  # of the progress bar, when the oracle is computed too
+
+
+def run_backtest(
+    policy: PolicyParams,
+    trace: TraceInput,
+    *,
+    gpu_type: str = DEFAULT_GPU_TYPE,
+    model: str = DEFAULT_MODEL,
+    gpus_per_replica: int = 1,
+    cold_start_s: float | None = None,
+    slo_ttft_s: float = 2.0,
+    slo_tpot_s: float = 0.1,
+    tick_s: float = 5.0,
+    max_concurrency: int = 256,
+    routing: str = "least-outstanding",
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+    initial_replicas: int | None = None,
+    oracle: bool | OracleResult = True,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay ``trace`` through ``policy`` on the simulator's virtual clock.
+
+    1. The pool starts warm with ``initial_replicas`` (default: what the oracle needs for
+       the first window, within [min, max]), so no policy starts from a cold pool.
+    2. Every ``tick_s``: submit the requests arriving in the tick, run the pool to the tick's
+       end, read its snapshot into the signal history (docs: scaling/backtest/signals.py),
+       build the Observation, ``decide`` with the memory of the previous tick, and apply
+       ``decision.desired`` with ``pool.set_replicas`` (new replicas cold-start, removed
+       ones drain).
+    3. At the end of the trace GPU-seconds are read (warming and draining included); then
+       the pool runs on, without decisions and unbilled, until in-flight requests finish
+       (at most ``DRAIN_LIMIT_S``) so every latency is known.
+    4. SLO attainment, TTFT percentiles and the oracle comparison are computed.
+
+    ``cold_start_s`` None takes the policy's. ``oracle`` True computes the oracle, an
+    OracleResult reuses one (same trace and settings), False skips it. ``progress`` gets
+    the done share (0..1) now and then. Raises ValueError for settings the replay cannot
+    honour (unknown GPU type, unsupported metric, ...) and ``TraceError`` for a bad trace.
+    """
+    check_metric(policy)
+    if not tick_s > 0:
+        raise ValueError("tick_s must be positive")
+    cold = policy.cold_start_s if cold_start_s is None else cold_start_s
+    deployment = Deployment(gpu_type, model, gpus_per_replica, cold, max_concurrency, routing)
+    slo = Slo(slo_ttft_s, slo_tpot_s)
+    name, requests = trace_requests(trace, start_s, duration_s)
+    end_s = _end(requests, tick_s, duration_s)
+    oracle_result = _oracle(oracle, policy, deployment, slo, requests, end_s, progress)
+    if initial_replicas is None:
+        initial_replicas = _initial(oracle_result, policy, deployment, slo, requests)
+    share = ORACLE_SHARE if oracle is True else 0.0
+
+    def replay_progress(done: float) -> None:
+        if progress is not None:
+            progress(share + (1 - share) * done)
+
+    run = _Replay(policy, deployment, slo, requests, end_s, tick_s)
+    run.go(initial_replicas, replay_progress)
+    return run.result(name, oracle_result)
+
+
+def _end(requests: Sequence[Request], tick_s: float, duration_s: float | None) -> float:
+    """The replay covers whole ticks up to the given duration, else past the last arrival."""
+    if duration_s is not None:
+        return max(tick_s, math.ceil(duration_s / tick_s) * tick_s)
+    last = requests[-1].arrival_s if requests else 0.0
+    return (math.floor(last / tick_s) + 1) * tick_s
+
+
+def _oracle(
+    oracle: bool | OracleResult,
+    policy: PolicyParams,
+    deployment: Deployment,
+    slo: Slo,
+    requests: Sequence[Request],
+    end_s: float,
+    progress: Progress | None,
+) -> OracleResult | None:
+    if isinstance(oracle, OracleResult):
+        return oracle
+    if not oracle:
+        return None
+
+    def oracle_progress(done: float) -> None:
+        if progress is not None:
+            progress(ORACLE_SHARE * done)
+
+    return run_oracle(
+        deployment,
+        slo,
+        requests,
+        end_s,
+        floor=policy.min_replicas,
+        ceiling=policy.max_replicas,
+        progress=oracle_progress,
+    )
+
+
+def _initial(
+    oracle: OracleResult | None,
+    policy: PolicyParams,
+    deployment: Deployment,
+    slo: Slo,
+    requests: Sequence[Request],
+) -> int:
+    if oracle is not None and oracle.schedule:
+        need = oracle.schedule[0]
+    else:
+        first = [r for r in requests if r.arrival_s < DEFAULT_WINDOW_S]
+        need = window_need(deployment, slo, first, 0.0, policy.min_replicas, policy.max_replicas)
+    return min(max(need, policy.min_replicas), policy.max_replicas)
+
+
+@dataclass
+class _Tally:
+    """Running totals of one replay."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    scale_events: int = 0
+    peak: int = 0
+    util_weighted: float = 0.0
+    ready_ticks: int = 0
+    timeline: list[TimelinePoint] = field(default_factory=list)
+
+
+class _Replay:
+    def __init__(
+        self,
+        policy: PolicyParams,
+        deployment: Deployment,
+        slo: Slo,
+        requests: Sequence[Request],
+        end_s: float,
+        tick_s: float,
+    ) -> None:
+        self.policy, self.deployment, self.slo = policy, deployment, slo
+        self.requests, self.end_s, self.tick_s = requests, end_s, tick_s
+        self.capacity: ReplicaCapacity = capacity_of(
+            deployment.perf, slo.tpot_s, deployment.max_concurrency
+        )
+        self.tally = _Tally()
+        self.pool: ServingPool | None = None
+        self.gpu_seconds = 0.0
+        self.reads_metric = reads_metric(policy)
+
+    def go(self, initial: int, progress: Progress) -> None:
+        """Steps 2-3 of run_backtest."""
+        pool = self.pool = self.deployment.new_pool(initial)
+        history, memory = SignalHistory(), Memory()
+        ticks = max(1, round(self.end_s / self.tick_s))
+        every = max(1, ticks // 100)
+        next_request = done = 0
+        current = self.tally.peak = initial
+        for k in range(ticks):
+            now = (k + 1) * self.tick_s
+            first = next_request
+            while next_request < len(self.requests) and self.requests[next_request].arrival_s < now:
+                next_request += 1
+            arrived = self.requests[first:next_request]
+            pool.submit_many(arrived)
+            pool.advance(now)
+            snap = pool.snapshot(now)
+            finished = list(pool.completed)[done:]
+            done = len(pool.completed)
+            value = (
+                metric_value(self.policy.metric, self.policy.aggregation, snap)
+                if self.reads_metric
+                else None
+            )
+            history.record(now, self.tick_s, value, arrived, finished)
+            obs = self._observe(now, current, snap.ready, snap.warming, history)
+            decision = decide(self.policy, obs, memory)
+            memory = decision.memory
+            current = self._apply(decision.desired, current, now, decision.outcome)
+            self._count(now, current, snap.ready, snap.gpu_util)
+            if (k + 1) % every == 0:
+                progress((k + 1) / ticks)
+        self.gpu_seconds = pool.gpu_seconds
+        pool.advance(self.end_s + DRAIN_LIMIT_S)
+        progress(1.0)
+
+    def _observe(
+        self, now: float, current: int, ready: int, warming: int, history: SignalHistory
+    ) -> Observation:
+        return Observation(
+            now=now,
+            current=current,
+            ready=ready,
+            warming=warming,
+            series=history.series("metric"),
+            request_rate=history.series("rate"),
+            prompt_tokens_per_s=history.series("prompt"),
+            generation_tokens_per_s=history.series("generation"),
+            ttft_p95_s=history.series("ttft_p95"),
+            capacity=self.capacity,
+        )
+
+    def _apply(self, desired: int, current: int, now: float, outcome: str) -> int:
+        self.tally.outcomes[outcome] += 1
+        if desired != current:
+            assert self.pool is not None
+            self.pool.set_replicas(desired, now)
+            self.tally.scale_events += 1
+        return desired
+
+    def _count(self, now: float, replicas: int, ready: int, util: float) -> None:
+        t = self.tally
+        t.peak = max(t.peak, replicas)
+        t.util_weighted += util * ready
+        t.ready_ticks += ready
+        t.timeline.append(TimelinePoint(now, replicas, ready))
+
+    def result(self, name: str, oracle: OracleResult | None) -> BacktestResult:
+        assert self.pool is not None
+        d, perf, t = self.deployment, self.deployment.perf, self.tally
+        completed = list(self.pool.completed)
+        counted = count_attainment(self.slo, perf, self.requests, completed)
+        ttfts = sorted(c.ttft_s for c in completed)
+        return BacktestResult(
+            algorithm=self.policy.algorithm,
+            trace=name,
+            gpu_type=d.gpu_type,
+            model=d.model,
+            gpus_per_replica=d.gpus_per_replica,
+            cold_start_s=d.cold_start_s,
+            slo_ttft_s=self.slo.ttft_s,
+            slo_tpot_s=self.slo.tpot_s,
+            tick_s=self.tick_s,
+            duration_s=self.end_s,
+            requests=counted.requests,
+            completed=len(completed),
+            rejected=self.pool.rejected,
+            feasible=counted.feasible,
+            slo_met=counted.met,
+            slo_attainment=counted.attainment,
+            infeasible_share=counted.infeasible_share,
+            ttft_p50_s=percentile(ttfts, 50),
+            ttft_p95_s=percentile(ttfts, 95),
+            ttft_p99_s=percentile(ttfts, 99),
+            gpu_hours=self.gpu_seconds / 3600.0,
+            mean_replicas=self.gpu_seconds / d.gpus_per_replica / self.end_s,
+            peak_replicas=t.peak,
+            scale_events=t.scale_events,
+            mean_gpu_util=t.util_weighted / t.ready_ticks if t.ready_ticks else 0.0,
+            outcomes=dict(t.outcomes),
+            timeline=downsample(t.timeline),
+            oracle=oracle,
+        )

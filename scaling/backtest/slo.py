@@ -1,0 +1,78 @@
+"""The service-level objective of a back-test and how requests are counted against it.
+
+A request meets the SLO when its time to first token is within ``ttft_s`` and its mean
+inter-token latency (``Completion.itl_s``) within ``tpot_s``. Attainment counts only the
+requests that *could* meet it: a request is feasible when, alone on an idle replica, it
+would fit the KV cache, its prefill (one iteration, ``perf.prefill_s(input)``) would end
+within ``ttft_s`` and a batch-of-one decode step (``perf.step_s(1)``) would be within
+``tpot_s``. No scaling policy can help the others; they are reported as the infeasible
+share beside the attainment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from simulator.model import ReplicaPerf
+from simulator.replica import Completion, Request
+
+
+@dataclass(frozen=True)
+class Slo:
+    """TTFT bound and mean inter-token latency bound, in seconds."""
+
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+
+    def feasible(self, perf: ReplicaPerf, input_tokens: int, output_tokens: int) -> bool:
+        """Whether the request would meet the SLO alone on an idle replica."""
+        if input_tokens + output_tokens > perf.kv_capacity_tokens:
+            return False
+        if perf.prefill_s(input_tokens) > self.ttft_s:
+            return False
+        return output_tokens <= 1 or perf.step_s(1) <= self.tpot_s
+
+    def met(self, completion: Completion) -> bool:
+        return completion.ttft_s <= self.ttft_s and completion.itl_s <= self.tpot_s
+
+
+@dataclass(frozen=True)
+class Attainment:
+    """Requests offered, how many were feasible, and how many feasible ones met the SLO."""
+
+    requests: int
+    feasible: int
+    met: int
+
+    @property
+    def infeasible(self) -> int:
+        return self.requests - self.feasible
+
+    @property
+    def attainment(self) -> float | None:
+        """Met / feasible; None when no request was feasible."""
+        return self.met / self.feasible if self.feasible else None
+
+    @property
+    def infeasible_share(self) -> float | None:
+        return self.infeasible / self.requests if self.requests else None
+
+
+def count_attainment(
+    slo: Slo, perf: ReplicaPerf, offered: Iterable[Request], completed: Iterable[Completion]
+) -> Attainment:
+    """Count the offered requests against the SLO.
+
+    A feasible request that never completed (rejected, lost, unfinished) counts as missed.
+    Completions are matched to offers by their token counts only through feasibility, which
+    depends on nothing else, so no request identity is needed.
+    """
+    requests = feasible = 0
+    for request in offered:
+        requests += 1
+        feasible += slo.feasible(perf, request.input_tokens, request.output_tokens)
+    met = sum(
+        1 for c in completed if slo.met(c) and slo.feasible(perf, c.input_tokens, c.output_tokens)
+    )
+    return Attainment(requests, feasible, met)

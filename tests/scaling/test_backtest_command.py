@@ -1,0 +1,140 @@
+"""`python manage.py backtest`: policies by id or file, bad inputs, --json, --compare."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+SHORT = ["--trace", "conv", "--duration", "300"]
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("backtest", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def policy_file(tmp_path):
+    def write(data) -> str:
+        path = tmp_path / "policy.json"
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        return str(path)
+
+    return write
+
+
+def test_a_stored_policy_replays_on_its_workloads_gpu_and_model(
+    team_a, cluster, gpu_type, make_workload
+):
+    workload = make_workload(team_a, cluster, gpu_type, "chat")
+    data = json.loads(run("--policy", str(workload.policy.pk), *SHORT, "--json"))
+    [result] = data["results"]
+    assert result["algorithm"] == "hpa"
+    assert result["gpu_type"] == "A100-80GB"
+    assert result["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert result["requests"] > 0 and 0 <= result["slo_attainment"] <= 1
+    assert data["oracle"]["gpu_hours"] > 0
+    assert "CC BY 4.0" in data["attribution"]
+
+
+def test_a_policy_file_takes_defaults_for_omitted_fields(db, policy_file):
+    path = policy_file({"algorithm": "predictive", "target": 1, "max_replicas": 8})
+    data = json.loads(run("--policy", path, *SHORT, "--json", "--slo-ttft", "1.5"))
+    [result] = data["results"]
+    assert result["algorithm"] == "predictive"
+    assert result["slo"] == {"ttft_s": 1.5, "tpot_s": 0.1}
+    assert result["peak_replicas"] <= 8
+    assert result["cold_start_s"] == 60.0
+
+
+def test_the_table_shows_every_compared_algorithm_and_the_oracle(db, policy_file):
+    path = policy_file({"algorithm": "predictive", "target": 32})
+    text = run("--policy", path, *SHORT, "--compare", "hpa,kpa,oracle")
+    rows = [line.split()[0] for line in text.splitlines() if line.strip()]
+    for name in ("predictive", "hpa", "kpa", "oracle"):
+        assert name in rows
+    assert "SLO att." in text and "x oracle" in text
+    assert "Azure LLM inference trace 2023" in text
+
+
+def test_compare_as_json_shares_one_oracle(db, policy_file):
+    path = policy_file({"algorithm": "hpa", "target": 32})
+    data = json.loads(run("--policy", path, *SHORT, "--compare", "kpa,hpa", "--json"))
+    assert [r["algorithm"] for r in data["results"]] == ["hpa", "kpa"]
+    oracle_hours = data["oracle"]["gpu_hours"]
+    for r in data["results"]:
+        assert r["gpu_hours_vs_oracle"] == pytest.approx(r["gpu_hours"] / oracle_hours, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"algorithm": "hpa"}, "target: required"),
+        ({"target": -1}, "target"),
+        ({"target": 4, "min_replicas": 5, "max_replicas": 2}, "Min replicas cannot be above"),
+        ({"target": 4, "algorithm": "magic"}, "algorithm"),
+        ({"target": 4, "colour": "blue"}, "unknown field(s) colour"),
+        ({"target": "four"}, "target"),
+        ({"target": 4, "algorithm": "slo"}, "slo_ttft_p95_s"),
+        ({"target": 4, "metric": "my_metric"}, "cannot be back-tested"),
+        ([1, 2], "expected a JSON object"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_policy_file_names_the_problem(db, policy_file, data, message):
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run("--policy", policy_file(data), *SHORT)
+
+
+def test_an_unknown_policy_id_is_an_error(db):
+    with pytest.raises(CommandError, match="no scaling policy with that id"):
+        run("--policy", "999999", *SHORT)
+
+
+def test_a_bad_trace_line_is_reported_with_its_number(db, policy_file, tmp_path):
+    trace = tmp_path / "bad.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,100,10\n"
+        "2023-11-16 18:15:47.6805900,lots,10\n"
+    )
+    path = policy_file({"target": 4})
+    with pytest.raises(CommandError, match="line 3"):
+        run("--policy", path, "--trace", str(trace))
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text('{"timestamp": 0, "input_length": 5, "output_length": 3}\n{"timestamp": 1}\n')
+    with pytest.raises(CommandError, match="line 2"):
+        run("--policy", path, "--trace", str(lines))
+    with pytest.raises(CommandError, match="cannot read trace"):
+        run("--policy", path, "--trace", str(tmp_path / "missing.csv"))
+
+
+def test_a_jsonl_trace_replays(db, policy_file, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(
+        "\n".join(
+            json.dumps({"timestamp": i * 500, "input_length": 300, "output_length": 20})
+            for i in range(120)
+        )
+    )
+    data = json.loads(run("--policy", policy_file({"target": 8}), "--trace", str(trace), "--json"))
+    assert data["results"][0]["requests"] == 120
+    assert data["results"][0]["slo_attainment"] == 1.0
+    assert data["attribution"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare", "hpa,foo"], "unknown foo"),
+        (["--gpu-type", "Z80"], "unknown GPU type"),
+        (["--slo-ttft", "0"], "--slo-ttft must be a positive"),
+    ],
+)
+def test_bad_options_are_errors(db, policy_file, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("--policy", policy_file({"target": 4}), *SHORT, *args)
