@@ -86,11 +86,15 @@ def available(quota: TenantQuota, cohort: Iterable[TenantQuota], usage: dict[str
     used = usage.get(quota.tenant, 0)
     if quota.cohort is None:
         return max(0, quota.nominal - used)
-    size, pool_used = cohort_pool(cohort, usage)
+    members = list(cohort)
+    size, pool_used = cohort_pool(members, usage)
     room = max(0, quota.private - used) + max(0, size - pool_used)
     if quota.ceiling is not None:
         room = min(room, max(0, quota.ceiling - used))
-    return room
+    # After a lending limit was lowered, others may still hold GPUs of a private part: what
+    # is physically free in the cohort bounds everyone until they are reclaimed.
+    capacity = sum(q.nominal for q in members)
+    return min(room, max(0, capacity - sum(usage.get(q.tenant, 0) for q in members)))
 
 
 def usage_of(quota: TenantQuota, cohort: list[TenantQuota], usage: dict[str, int]) -> Usage:
@@ -154,9 +158,10 @@ def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int,
     """Decide how many replicas each workload of one GPU type may have this tick.
 
     1. Shrinking is free: a workload that wants fewer replicas gets them.
-    2. Growth requests are served in order: within nominal before borrowing, then higher
-       tenant priority, then lowest fair share (borrowed / cohort lendable / weight), then
-       the oldest request, then workload id. Each is cut to what fits (whole replicas).
+    2. Growth is served in order: the parts of requests that stay within their tenant's
+       nominal before any borrowing part; within each, higher tenant priority, then lowest
+       fair share (borrowed / cohort lendable / weight), then the oldest request, then
+       workload id. Each is cut to what fits (whole replicas).
     3. Reclaim: a tenant at or under nominal whose growth was cut takes back from cohort
        members borrowing beyond their nominal: their workloads shrink, lowest priority and
        most recently grown first, never below their policy minimum and never taking a
@@ -166,6 +171,7 @@ def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int,
     usage: dict[str, int] = defaultdict(int)
     for d in demands:
         usage[d.tenant] += d.current * d.gpus_per_replica
+    before = dict(usage)
     state = _State(quotas, usage)
     for quota in quotas.values():
         if quota.cohort is not None:
@@ -180,12 +186,8 @@ def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int,
             usage[d.tenant] -= max(0, d.current - wanted) * d.gpus_per_replica
         else:
             growing.append(replace(d, wanted=wanted))
-    unmet: list[Demand] = []
-    for d in sorted(growing, key=lambda d: _order(d, state)):
-        grants[d.workload] = _grow(d, state)
-        if grants[d.workload].replicas < d.wanted:
-            unmet.append(d)
-    _reclaim(unmet, demands, grants, state)
+    unmet = _grow(sorted(growing, key=lambda d: _order(d, state)), grants, state)
+    _reclaim(unmet, demands, grants, state, before)
     return grants
 
 
@@ -195,62 +197,92 @@ def _capped(demand: Demand, quota: TenantQuota | None) -> int:
     return demand.wanted
 
 
-def _order(d: Demand, state: _State) -> tuple[bool, int, float, float, int]:
+def _order(d: Demand, state: _State) -> tuple[int, float, float, int]:
     quota = state.quotas[d.tenant]
-    used = state.usage[d.tenant]
-    growth = (d.wanted - d.current) * d.gpus_per_replica
-    borrowing = used + growth > quota.nominal
     pool = sum(q.lendable for q in state.cohort_of(d.tenant)) or 1
-    share = max(0, used - quota.nominal) / pool / quota.weight
-    return (borrowing, -quota.priority, share, d.waiting_since, d.workload)
+    share = max(0, state.usage[d.tenant] - quota.nominal) / pool / quota.weight
+    return (-quota.priority, share, d.waiting_since, d.workload)
 
 
-def _grow(d: Demand, state: _State) -> Grant:
-    quota = state.quotas[d.tenant]
-    room = available(quota, state.cohort_of(d.tenant), state.usage)
-    fits = min(d.wanted - d.current, room // d.gpus_per_replica)
-    state.usage[d.tenant] += fits * d.gpus_per_replica
-    if d.current + fits == d.wanted:
-        return Grant(d.workload, d.wanted)
-    used = state.usage[d.tenant]
-    return Grant(d.workload, d.current + fits, "cut", f"blocked by quota: {quota.describe(used)}")
+def _grow(ordered: list[Demand], grants: dict[int, Grant], state: _State) -> list[Demand]:
+    """Serve growth in two passes: first every part that keeps its tenant within nominal,
+    then the borrowing parts, each pass in the given order. Returns the demands left short.
+
+    Splitting a request matters: a tenant at 5 of its nominal 6 asking for 3 more must get
+    its sixth GPU before anyone borrows, or a borrower could keep taking it back.
+    """
+    granted = {d.workload: d.current for d in ordered}
+    for within_nominal in (True, False):
+        for d in ordered:
+            quota = state.quotas[d.tenant]
+            used = state.usage[d.tenant]
+            room = available(quota, state.cohort_of(d.tenant), state.usage)
+            if within_nominal:
+                room = min(room, max(0, quota.nominal - used))
+            take = min(d.wanted - granted[d.workload], room // d.gpus_per_replica)
+            granted[d.workload] += take
+            state.usage[d.tenant] += take * d.gpus_per_replica
+    unmet = []
+    for d in ordered:
+        if granted[d.workload] == d.wanted:
+            grants[d.workload] = Grant(d.workload, d.wanted)
+            continue
+        quota = state.quotas[d.tenant]
+        reason = f"blocked by quota: {quota.describe(state.usage[d.tenant])}"
+        grants[d.workload] = Grant(d.workload, granted[d.workload], "cut", reason)
+        unmet.append(d)
+    return unmet
 
 
 def _reclaim(
-    unmet: list[Demand], demands: list[Demand], grants: dict[int, Grant], state: _State
+    unmet: list[Demand],
+    demands: list[Demand],
+    grants: dict[int, Grant],
+    state: _State,
+    before: dict[str, int],
 ) -> None:
-    by_id = {d.workload: d for d in demands}
+    """Borrowers give back what tenants at or under nominal need. As in Kueue's
+    reclaimWithinCohort, only for replicas that fit within the requester's nominal, and only
+    from tenants that were borrowing before this tick."""
     for d in unmet:
         quota = state.quotas[d.tenant]
         used = state.usage[d.tenant]
-        if quota.cohort is None or used >= quota.nominal:
+        if quota.cohort is None:
             continue
-        missing = (grants[d.workload].replicas, d.wanted)
-        need = min((missing[1] - missing[0]) * d.gpus_per_replica, quota.nominal - used)
+        replicas = min(
+            d.wanted - grants[d.workload].replicas, (quota.nominal - used) // d.gpus_per_replica
+        )
+        need = replicas * d.gpus_per_replica
         victims = [
             v
             for v in demands
             if v.tenant != d.tenant
-            and state.quotas.get(v.tenant) is not None
+            and v.tenant in state.quotas
             and state.quotas[v.tenant].cohort == quota.cohort
+            and before[v.tenant] > state.quotas[v.tenant].nominal
         ]
         victims.sort(key=lambda v: (state.quotas[v.tenant].priority, -v.grown_at, v.workload))
         for victim in victims:
             if need <= 0:
                 break
-            need -= _take_back(by_id[victim.workload], grants, state, need, d.tenant)
+            need -= _take_back(victim, grants, state, need, d.tenant, before)
 
 
 def _take_back(
-    victim: Demand, grants: dict[int, Grant], state: _State, need: int, for_tenant: str
+    victim: Demand,
+    grants: dict[int, Grant],
+    state: _State,
+    need: int,
+    for_tenant: str,
+    before: dict[str, int],
 ) -> int:
-    """Shrink one borrower's workload by up to ``need`` GPUs; returns GPUs freed."""
+    """Shrink one borrower's workload by up to ``need`` GPUs (whole replicas, not below its
+    policy minimum, not taking its tenant below nominal); returns the GPUs freed."""
     quota = state.quotas[victim.tenant]
-    over = state.usage[victim.tenant] - quota.nominal
+    over = min(state.usage[victim.tenant], before[victim.tenant]) - quota.nominal
     granted = grants[victim.workload].replicas
-    spare = granted - victim.minimum
     gpr = victim.gpus_per_replica
-    replicas = min(spare, over // gpr, -(-need // gpr))
+    replicas = min(granted - victim.minimum, over // gpr, -(-need // gpr))
     if replicas <= 0:
         return 0
     state.usage[victim.tenant] -= replicas * gpr

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Q
 
 from clusters.models import Cluster
-from quotas.maths import Demand, Grant, TenantQuota, allocate
+from quotas.maths import Demand, Grant, TenantQuota, allocate, available
 from quotas.models import Quota
 from scaling.models import ScalingPolicy, Workload
+from tenants.models import Tenant
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def grant_all(cluster: Cluster, wishes: list[Wish], now: float) -> dict[int, Gra
 def _quotas(wishes: list[Wish]) -> dict[int, dict[str, TenantQuota]]:
     """Quotas of the tenants involved and of their cohort siblings, per GPU type."""
     tenants = {w.workload.tenant_id for w in wishes}
-    parents = {w.workload.tenant.parent_id for w in wishes} - {None}
+    parents = {w.workload.tenant.parent_id for w in wishes if w.workload.tenant.parent_id}
     gpu_types = {w.workload.gpu_type_id for w in wishes}
     rows = (
         Quota.objects.filter(gpu_type_id__in=gpu_types)
@@ -54,18 +56,22 @@ def _quotas(wishes: list[Wish]) -> dict[int, dict[str, TenantQuota]]:
     )
     quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
     for q in rows:
-        quotas[q.gpu_type_id][q.tenant.slug] = TenantQuota(
-            tenant=q.tenant.slug,
-            gpu_type=q.gpu_type.name,
-            nominal=q.nominal,
-            borrowing_limit=q.borrowing_limit,
-            lending_limit=q.lending_limit,
-            cohort=q.tenant.parent.slug if q.tenant.parent else None,
-            priority=q.tenant.priority,
-            weight=q.tenant.fair_share_weight,
-            max_replicas_per_workload=q.max_replicas_per_workload,
-        )
+        quotas[q.gpu_type_id][q.tenant.slug] = _tenant_quota(q)
     return quotas
+
+
+def _tenant_quota(q: Quota) -> TenantQuota:
+    return TenantQuota(
+        tenant=q.tenant.slug,
+        gpu_type=q.gpu_type.name,
+        nominal=q.nominal,
+        borrowing_limit=q.borrowing_limit,
+        lending_limit=q.lending_limit,
+        cohort=q.tenant.parent.slug if q.tenant.parent else None,
+        priority=q.tenant.priority,
+        weight=q.tenant.fair_share_weight,
+        max_replicas_per_workload=q.max_replicas_per_workload,
+    )
 
 
 def _demands(
@@ -111,3 +117,45 @@ def _demand(workload: Workload, wish: Wish | None, now: float) -> Demand:
         grown_at=float(status.get("grown_at", 0.0)),
         waiting_since=float(status.get("waiting_since", now)),
     )
+
+
+def namespace_limits(cluster: Cluster) -> dict[str, int]:
+    """The GPU limit each namespace of ``cluster`` should carry in its ResourceQuota: what its
+    tenant holds there plus what its quotas still let it take, summed over GPU types.
+
+    Namespaces of tenants with no quota for some GPU type they use are left out: quotas do
+    not limit them, so no backstop is written.
+    """
+    here = list(Workload.objects.filter(cluster=cluster).select_related("tenant", "tenant__parent"))
+    tenants = {w.tenant_id for w in here}
+    parents = {w.tenant.parent_id for w in here if w.tenant.parent_id is not None}
+    rows = Quota.objects.filter(
+        Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents)
+    ).select_related("tenant", "tenant__parent", "gpu_type")
+    quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
+    for q in rows:
+        quotas[q.gpu_type_id][q.tenant.slug] = _tenant_quota(q)
+    usage: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in Workload.objects.filter(tenant__in=_cohort_tenants(tenants, parents)).values(
+        "tenant__slug", "gpu_type_id", "ready_replicas", "warming_replicas", "gpus_per_replica"
+    ):
+        held = (row["ready_replicas"] + row["warming_replicas"]) * row["gpus_per_replica"]
+        usage[row["gpu_type_id"]][row["tenant__slug"]] += held
+    limits: dict[str, int] = defaultdict(int)
+    unlimited: set[str] = set()
+    counted: set[tuple[str, int]] = set()
+    for w in here:
+        quota = quotas.get(w.gpu_type_id, {}).get(w.tenant.slug)
+        if quota is None:
+            unlimited.add(w.namespace)
+            continue
+        limits[w.namespace] += (w.ready_replicas + w.warming_replicas) * w.gpus_per_replica
+        if (w.namespace, w.gpu_type_id) not in counted:
+            counted.add((w.namespace, w.gpu_type_id))
+            cohort = [q for q in quotas[w.gpu_type_id].values() if q.cohort == quota.cohort]
+            limits[w.namespace] += available(quota, cohort, usage[w.gpu_type_id])
+    return {ns: gpus for ns, gpus in limits.items() if ns not in unlimited}
+
+
+def _cohort_tenants(tenants: set[int], parents: set[int]) -> Any:
+    return Tenant.objects.filter(Q(pk__in=tenants) | Q(parent_id__in=parents))

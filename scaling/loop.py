@@ -18,6 +18,7 @@ A tick of one cluster:
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its status, and a Decision for every
    apply and every change of outcome or reason (a steady hold adds no row).
+7. Keeps each tenant namespace's ResourceQuota at its effective limit (quotas.sync).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from clusters.kubernetes import ClusterError, DeploymentState, PodState
 from clusters.metrics import MetricsError, Sample
 from clusters.models import Cluster
 from quotas.maths import Grant
+from quotas.sync import sync_resource_quotas
 from scaling import observe
-from scaling.allocation import Wish, grant_all
+from scaling.allocation import Wish, grant_all, namespace_limits
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import Memory, Observation, PolicyParams, QuotaHeadroom, Step, decide
@@ -153,6 +155,22 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     ]
     _apply_pool_settings(cluster, workloads)
     _record(workloads, evaluations, report)
+    sync_quotas(cluster)
+
+
+def sync_quotas(cluster: Cluster) -> None:
+    """Keep the namespaces' ResourceQuotas at their effective limits: changed limits every
+    tick, and every INVENTORY_SYNC_INTERVAL a full read that finds hand edits (drift)."""
+    state = ControlLoopState.objects.get(cluster=cluster)
+    known = state.resource_quotas or {}
+    now = time.time()
+    full = now - float(known.get("full_sync_at", 0.0)) >= settings.INVENTORY_SYNC_INTERVAL
+    namespaces = sync_resource_quotas(
+        cluster, namespace_limits(cluster), known.get("namespaces", {}), full=full
+    )
+    synced = {"namespaces": namespaces, "full_sync_at": now if full else known["full_sync_at"]}
+    if synced != known:
+        ControlLoopState.objects.filter(pk=state.pk).update(resource_quotas=synced)
 
 
 def _observe(cluster: Cluster, workloads: list[Workload], report: TickReport) -> Observed:

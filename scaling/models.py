@@ -281,6 +281,11 @@ class ControlLoopState(models.Model):
     last_error = models.TextField(blank=True)
     apply_errors = models.PositiveBigIntegerField(default=0)
     decisions = models.JSONField(default=dict, help_text="Decisions recorded, by outcome.")
+    resource_quotas = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Last ResourceQuota sync per namespace: hard, used, action, drift found.",
+    )
 
     class Meta:
         verbose_name = "control loop state"

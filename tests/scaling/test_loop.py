@@ -213,7 +213,20 @@ def test_a_tick_uses_a_constant_number_of_queries(start_simulator, gpu_type, tea
     with CaptureQueriesContext(connection) as six:
         report = tick_cluster(cluster.pk)
     assert report is not None and report.workloads == 6
-    assert len(six) == len(one), (
-        [q["sql"][:60] for q in one.captured_queries],
-        [q["sql"][:60] for q in six.captured_queries],
-    )
+
+    # Decision rows and ResourceQuota results are written in one statement each, only when
+    # something changed; everything else runs on every tick, whatever the fleet size.
+    def steady(queries):
+        return [
+            q["sql"][:40]
+            for q in queries.captured_queries
+            if not q["sql"].startswith(
+                (
+                    'INSERT INTO "scaling_decision"',
+                    'UPDATE "scaling_controlloopstate" SET "resource',
+                )
+            )
+        ]
+
+    assert steady(six) == steady(one)
+    assert len(six) <= len(steady(six)) + 2
