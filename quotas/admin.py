@@ -1,7 +1,15 @@
+from typing import Any
+
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
 from history.admin import ChangeInline, HistoryAdminMixin
+from quotas.maths import Usage
 from quotas.models import GpuType, Quota
 from tenants.admin import OrganisationFilter, TenantAdmin
 from tenants.models import Tenant
@@ -16,7 +24,10 @@ class QuotaInline(admin.TabularInline):
         "borrowing_limit",
         "lending_limit",
         "max_replicas_per_workload",
+        "used_gpus",
+        "warming_gpus",
     )
+    readonly_fields = ("used_gpus", "warming_gpus")
 
 
 # Quotas are edited first-class on the tenant page. The inline is added here, not in tenants,
@@ -50,10 +61,73 @@ class QuotaAdmin(HistoryAdminMixin):
         "nominal",
         "borrowing_limit",
         "lending_limit",
+        "used_gpus",
+        "borrowed",
+        "lent",
+        "warming_gpus",
+        "available",
         "max_replicas_per_workload",
     )
     list_filter = (QuotaOrganisationFilter, "gpu_type")
     search_fields = ("tenant__slug", "tenant__name")
-    list_select_related = ("tenant", "gpu_type")
+    list_select_related = ("tenant", "tenant__parent", "gpu_type")
     autocomplete_fields = ("tenant",)
+    readonly_fields = ("used_gpus", "warming_gpus", "usage_at")
     inlines = [ChangeInline]
+    change_form_template = "admin/quotas/quota/change_form.html"
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        # Borrowed, lent and available depend on the whole cohort: computed once per page.
+        usages = Quota.objects.usages(changelist.result_list)
+        for quota in changelist.result_list:
+            quota.observed_usage = usages[quota.pk]
+        return changelist
+
+    @staticmethod
+    def _usage(quota: Quota) -> Usage:
+        usage: Usage = quota.observed_usage  # type: ignore[attr-defined]
+        return usage
+
+    @admin.display(description="borrowed")
+    def borrowed(self, quota: Quota) -> int:
+        return self._usage(quota).borrowed
+
+    @admin.display(description="lent")
+    def lent(self, quota: Quota) -> int:
+        return self._usage(quota).lent
+
+    @admin.display(description="still available")
+    def available(self, quota: Quota) -> str:
+        available = self._usage(quota).available
+        return "unlimited" if available is None else str(available)
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<int:pk>/preview/", preview, name="quotas_quota_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """What the edited values (sent by the change form's Preview button) would do to the
+        workloads of the cohort, before anything is saved."""
+        quota = get_object_or_404(
+            Quota.objects.select_related("tenant", "tenant__parent", "gpu_type"), pk=pk
+        )
+        if not self.has_change_permission(request, quota):
+            return HttpResponse(status=403)
+        form = self.get_form(request, quota)(request.GET, instance=Quota.objects.get(pk=pk))
+        context = {
+            **self.admin_site.each_context(request),
+            "quota": quota,
+            "opts": self.opts,
+            "title": f"Preview: {quota}",
+            "form": form,
+        }
+        if form.is_valid():
+            try:
+                context["effects"] = quota.preview(form.instance)
+            except ValidationError as exc:
+                context["error"] = exc
+        return TemplateResponse(request, "admin/quotas/quota/preview.html", context)

@@ -292,3 +292,37 @@ def _take_back(
     )
     grants[victim.workload] = Grant(victim.workload, granted - replicas, "reclaimed", reason)
     return replicas * gpr
+
+
+@dataclass(frozen=True)
+class Effect:
+    """How a proposed quota change would treat one workload this tick."""
+
+    workload: int
+    tenant: str
+    wanted: int
+    current: int
+    before: int  # replicas granted under the current quotas
+    after: int  # replicas granted under the proposed ones
+    effect: str  # "allowed to grow", "blocked", "reclaimed" or "unchanged"
+
+
+def preview(
+    before: dict[str, TenantQuota], after: dict[str, TenantQuota], demands: list[Demand]
+) -> list[Effect]:
+    """Run one allocation under the current and the proposed quotas and say, per workload,
+    what would change: growth allowed or blocked, replicas reclaimed."""
+    now, then = allocate(before, demands), allocate(after, demands)
+    effects = []
+    for d in demands:
+        old, new = now[d.workload], then[d.workload]
+        if new.replicas > old.replicas:
+            effect = "allowed to grow"
+        elif new.replicas < old.replicas:
+            effect = "reclaimed" if new.replicas < d.current else "blocked"
+        else:
+            effect = "unchanged"
+        effects.append(
+            Effect(d.workload, d.tenant, d.wanted, d.current, old.replicas, new.replicas, effect)
+        )
+    return effects

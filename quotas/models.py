@@ -5,11 +5,16 @@ the tenant's own; the lending limit caps what it lends to its cohort (null = len
 borrowing limit caps what it may take beyond nominal (null = no limit).
 """
 
+from collections.abc import Iterable
+from dataclasses import asdict, fields
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from quotas.maths import Demand, Effect, TenantQuota, Usage, preview, usage_of
 from tenants.models import Tenant
 
 
@@ -55,6 +60,33 @@ class GpuType(models.Model):
         return self.name
 
 
+class QuotaQuerySet(models.QuerySet["Quota"]):
+    def cohort_of(self, quota: "Quota") -> list["Quota"]:
+        """``quota`` and the quotas of the same GPU type in its tenant's cohort."""
+        parent = quota.tenant.parent_id
+        if parent is None:
+            return [quota]
+        siblings = self.filter(gpu_type_id=quota.gpu_type_id, tenant__parent_id=parent)
+        return list(siblings.select_related("tenant", "tenant__parent", "gpu_type"))
+
+    def usages(self, quotas: Iterable["Quota"]) -> dict[int, Usage]:
+        """Used, borrowed, lent and available for each quota, from the observed usage of the
+        quotas in their cohorts (one query)."""
+        quotas = list(quotas)
+        parents = {q.tenant.parent_id for q in quotas if q.tenant.parent_id is not None}
+        gpu_types = {q.gpu_type_id for q in quotas}
+        cohorts: dict[tuple[int, int], list[Quota]] = {}
+        siblings = self.filter(gpu_type_id__in=gpu_types, tenant__parent_id__in=parents)
+        for q in siblings.select_related("tenant", "tenant__parent", "gpu_type"):
+            cohorts.setdefault((q.tenant.parent_id or 0, q.gpu_type_id), []).append(q)
+        result = {}
+        for q in quotas:
+            members = cohorts.get((q.tenant.parent_id or 0, q.gpu_type_id), [q])
+            usage = {m.tenant.slug: m.used_gpus for m in members}
+            result[q.pk] = usage_of(q.as_limit(), [m.as_limit() for m in members], usage)
+        return result
+
+
 class Quota(models.Model):
     """How many GPUs of one type a tenant owns, may borrow and lends, across all clusters."""
 
@@ -76,6 +108,14 @@ class Quota(models.Model):
     max_replicas_per_workload = models.PositiveIntegerField(
         null=True, blank=True, help_text="Optional cap on any one workload's replicas."
     )
+    # Observed by the control loop (which writes these; quotas never read workloads): GPUs
+    # of this type the tenant's replicas hold across clusters, and what each workload wants.
+    used_gpus = models.PositiveIntegerField(default=0, editable=False)
+    warming_gpus = models.PositiveIntegerField(default=0, editable=False)
+    demands = models.JSONField(default=list, blank=True, editable=False)
+    usage_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = QuotaQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant__slug", "gpu_type__name"]
@@ -127,3 +167,34 @@ class Quota(models.Model):
                 )
             if errors:
                 raise ValidationError(errors)
+
+    def as_limit(self) -> TenantQuota:
+        """This quota as the quota maths sees it."""
+        return TenantQuota(
+            tenant=self.tenant.slug,
+            gpu_type=self.gpu_type.name,
+            nominal=self.nominal,
+            borrowing_limit=self.borrowing_limit,
+            lending_limit=self.lending_limit,
+            cohort=self.tenant.parent.slug if self.tenant.parent else None,
+            priority=self.tenant.priority,
+            weight=self.tenant.fair_share_weight,
+            max_replicas_per_workload=self.max_replicas_per_workload,
+        )
+
+    def preview(self, proposed: "Quota") -> list[dict[str, Any]]:
+        """What saving ``proposed`` (an unsaved edit of this quota) would do this tick to the
+        workloads sharing its cohort and GPU type: who may grow, who is blocked or reclaimed.
+        Uses the demands the control loop last observed."""
+        cohort = Quota.objects.cohort_of(self)
+        before = {q.tenant.slug: q.as_limit() for q in cohort}
+        after = before | {self.tenant.slug: proposed.as_limit()}
+        names: dict[int, str] = {}
+        demands = []
+        known = {f.name for f in fields(Demand)}
+        for q in cohort:
+            for item in q.demands:
+                names[item["workload"]] = item.get("name", str(item["workload"]))
+                demands.append(Demand(**{k: v for k, v in item.items() if k in known}))
+        effects: list[Effect] = preview(before, after, demands)
+        return [asdict(e) | {"name": names[e.workload]} for e in effects]

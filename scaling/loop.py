@@ -128,7 +128,7 @@ def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) ->
 def _tick(cluster: Cluster, report: TickReport) -> None:
     workloads = list(
         Workload.objects.filter(cluster=cluster)
-        .select_related("policy", "tenant", "gpu_type")
+        .select_related("policy", "tenant", "gpu_type", "cluster")
         .order_by("pk")
     )
     report.workloads = len(workloads)
@@ -142,7 +142,7 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
         return
     proposals = [_propose(w, observed) for w in workloads]
     wishes = [
-        Wish(p.workload, p.deployment.replicas, p.engine.desired)
+        Wish(p.workload, p.deployment.replicas, p.deployment.warming_replicas, p.engine.desired)
         for p in proposals
         if isinstance(p, Proposal)
     ]

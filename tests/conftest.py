@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,3 +172,44 @@ def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     for process in processes:
         process.terminate()
         process.wait(timeout=10)
+
+
+class _FormFields(HTMLParser):
+    """Collects the values a browser would submit from the admin's change form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] = {}
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in {"submit", "checkbox"}:
+            self.data[name] = a.get("value") or ""
+        elif tag == "input" and name and "checked" in a:
+            self.data[name] = "on"
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+
+
+def _change_form(client: Any, url: str, **changes: Any) -> dict[str, Any]:
+    parser = _FormFields()
+    parser.feed(client.get(url).content.decode())
+    parser.data.pop("csrfmiddlewaretoken", None)
+    parser.data.update(changes)
+    return parser.data
+
+
+@pytest.fixture
+def change_form() -> Any:
+    """``change_form(client, url, **changes)``: the fields a browser would submit from the
+    admin change form at ``url`` (as the page renders them), with ``changes`` applied."""
+    return _change_form

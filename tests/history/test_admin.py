@@ -1,45 +1,11 @@
 """Quota and policy editing through the Django admin's HTTP views."""
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 
 from history.models import Change
 from quotas.models import Quota
-
-
-class _FormFields(HTMLParser):
-    """Collects the values a browser would submit from the admin's change form."""
-
-    def __init__(self):
-        super().__init__()
-        self.data, self._select = {}, None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        name = a.get("name")
-        if tag == "input" and name and a.get("type") not in {"submit", "checkbox"}:
-            self.data[name] = a.get("value") or ""
-        elif tag == "input" and name and "checked" in a:
-            self.data[name] = "on"
-        elif tag == "select" and name:
-            self._select = name
-            self.data.setdefault(name, "")
-        elif tag == "option" and self._select and "selected" in a:
-            self.data[self._select] = a.get("value") or ""
-
-    def handle_endtag(self, tag):
-        if tag == "select":
-            self._select = None
-
-
-def change_form(client, url, **changes):
-    parser = _FormFields()
-    parser.feed(client.get(url).content.decode())
-    parser.data.pop("csrfmiddlewaretoken", None)
-    parser.data.update(changes)
-    return parser.data
 
 
 def errors(response):
@@ -73,7 +39,9 @@ def quota(team_a, gpu_type):
     return Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=8)
 
 
-def test_lending_limit_above_nominal_shows_a_plain_error_and_writes_nothing(admin_client, quota):
+def test_lending_limit_above_nominal_shows_a_plain_error_and_writes_nothing(
+    admin_client, quota, change_form
+):
     url = f"/admin/quotas/quota/{quota.pk}/change/"
     response = admin_client.post(url, change_form(admin_client, url, lending_limit=9))
     assert response.status_code == 200
@@ -83,7 +51,7 @@ def test_lending_limit_above_nominal_shows_a_plain_error_and_writes_nothing(admi
     assert not Change.objects.exists()
 
 
-def test_negative_quota_is_refused(admin_client, quota):
+def test_negative_quota_is_refused(admin_client, quota, change_form):
     response = admin_client.post(
         f"/admin/quotas/quota/{quota.pk}/change/", quota_form(quota, nominal=-2)
     )
@@ -93,7 +61,7 @@ def test_negative_quota_is_refused(admin_client, quota):
     assert quota.nominal == 8
 
 
-def test_quota_edit_is_kept_in_history_with_reason(admin_client, quota):
+def test_quota_edit_is_kept_in_history_with_reason(admin_client, quota, change_form):
     url = f"/admin/quotas/quota/{quota.pk}/change/"
     data = change_form(
         admin_client, url, nominal=12, borrowing_limit=2, change_reason="Q4 capacity"
@@ -108,7 +76,7 @@ def test_quota_edit_is_kept_in_history_with_reason(admin_client, quota):
     assert "Q4 capacity" in page and "nominal: 8 → 12" in page
 
 
-def test_quotas_are_edited_inline_on_the_tenant_page(admin_client, team_a, gpu_type):
+def test_quotas_are_edited_inline_on_the_tenant_page(admin_client, team_a, gpu_type, change_form):
     url = f"/admin/tenants/tenant/{team_a.pk}/change/"
     data = change_form(admin_client, url, change_reason="new A100s")
     data.update(
@@ -136,7 +104,7 @@ def test_quota_list_filters_by_organisation_and_gpu_type(admin_client, quota, ot
 
 
 def test_policy_min_above_max_shows_a_plain_error(
-    admin_client, team_a, cluster, gpu_type, make_workload
+    admin_client, team_a, cluster, gpu_type, make_workload, change_form
 ):
     policy = make_workload(team_a, cluster, gpu_type, "chat").policy
     url = f"/admin/scaling/scalingpolicy/{policy.pk}/change/"
