@@ -1,6 +1,7 @@
 """System checks for the environment-driven settings, each with its own id.
 
 controlplane.E001/E002/E003: a variable could not be read (reported from settings).
+controlplane.E004: DASHBOARD_FANOUT is neither local nor layer.
 controlplane.E010: production without SECRET_KEY (reported from settings).
 controlplane.E011: CREDENTIAL_KEYS missing or not valid Fernet keys (reported from settings).
 controlplane.W020: production on SQLite (one machine only, no concurrent writers).

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import plotly
 from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -289,7 +290,23 @@ STATIC_ROOT = VAR_DIR / "static"  # filled by collectstatic in production
 if DEBUG:
     # Under an ASGI server WhiteNoise serves static files straight from the finders.
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Plotly.js is served from the installed plotly package (no CDN, no 4 MB copy in git).
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
+
+# --- Live dashboard (docs/dashboard.md) ---------------------------------------------------------
+
+# Seconds between the poller's metrics reads (one read per cluster per tick per process).
+DASHBOARD_TICK_S = _env_number("DASHBOARD_TICK_S", 1.0, minimum=0.1)
+# A series whose newest sample is older than this is stale (drawn as a gap, never as zero):
+# two scrape intervals. With a Prometheus source set it to twice Prometheus' scrape interval.
+DASHBOARD_STALE_AFTER_S = _env_number("DASHBOARD_STALE_AFTER_S", 2 * DASHBOARD_TICK_S, 0.1)
+# Frames waiting per socket; a slower client loses its oldest frames.
+DASHBOARD_SOCKET_QUEUE = int(_env_number("DASHBOARD_SOCKET_QUEUE", 8, minimum=1))
+# "local": per-process queues (default); "layer": channel-layer groups (see the docs).
+DASHBOARD_FANOUT = os.environ.get("DASHBOARD_FANOUT", "local")
+if DASHBOARD_FANOUT not in {"local", "layer"}:
+    SETTINGS_PROBLEMS.append(("controlplane.E004", "DASHBOARD_FANOUT must be local or layer."))
+    DASHBOARD_FANOUT = "local"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -1,5 +1,10 @@
-"""WebSocket routes (the live streams arrive with the dashboard issue)."""
+"""WebSocket routes: the live streams of the dashboard (DESIGN.md section 3)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from dashboard.consumers import FleetConsumer, WorkloadConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/fleet/", FleetConsumer.as_asgi()),
+    path("ws/workloads/<int:workload_id>/", WorkloadConsumer.as_asgi()),
+]

@@ -4,4 +4,8 @@ from dashboard import views
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),
+    path("tenants/<slug:slug>/", views.tenant, name="tenant"),
+    path("workloads/<int:pk>/", views.workload, name="workload"),
+    path("workloads/<int:pk>/preview/", views.preview, name="preview"),
+    path("decisions/", views.decisions, name="decisions"),
 ]

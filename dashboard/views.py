@@ -1,17 +1,202 @@
-"""Dashboard pages. Every page scopes what it shows through the tenant access choke point."""
+"""Dashboard pages. Every page scopes what it shows through the tenant access choke points
+(``Tenant.objects.for_user``, ``Workload.objects.for_user``); a workload or tenant the user may
+not see is a 404, like one that does not exist."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
 
-from scaling.models import Workload
+from dashboard import policies
+from dashboard import preview as what_if
+from dashboard.forms import DecisionFilter, PolicyForm
+from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
+
+RECENT_DECISIONS = 20
+DECISIONS_PER_PAGE = 50
+
+
+def _decisions(user: Any) -> Any:
+    scoped = Workload.objects.for_user(user)
+    return Decision.objects.filter(workload__in=scoped).select_related(
+        "workload", "workload__tenant"
+    )
 
 
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     tenants = Tenant.objects.for_user(request.user).select_related("parent")
-    workloads = Workload.objects.for_user(request.user).select_related(
-        "tenant", "cluster", "gpu_type", "policy"
+    workloads = list(
+        Workload.objects.for_user(request.user).select_related(
+            "tenant", "cluster", "gpu_type", "policy"
+        )
     )
-    return render(request, "dashboard/fleet.html", {"tenants": tenants, "workloads": workloads})
+    context = {
+        "tenants": tenants,
+        "workloads": workloads,
+        "usage": policies.usage(workloads, [t.pk for t in tenants]),
+        "decisions": _decisions(request.user)[:RECENT_DECISIONS],
+    }
+    return render(request, "dashboard/fleet.html", context)
+
+
+@login_required
+def tenant(request: HttpRequest, slug: str) -> HttpResponse:
+    found = get_object_or_404(Tenant.objects.for_user(request.user), slug=slug)
+    scope = Tenant.objects.filter(pk=found.pk) | Tenant.objects.filter(parent=found)
+    workloads = list(
+        Workload.objects.for_user(request.user)
+        .filter(tenant__in=scope)
+        .select_related("tenant", "cluster", "gpu_type", "policy")
+    )
+    context = {
+        "tenant": found,
+        "workloads": workloads,
+        "usage": policies.usage(workloads, scope.values_list("pk", flat=True)),
+        "decisions": _decisions(request.user).filter(workload__tenant__in=scope)[:50],
+    }
+    return render(request, "dashboard/tenant.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workload(request: HttpRequest, pk: int) -> HttpResponse:
+    found = get_object_or_404(
+        Workload.objects.for_user(request.user).select_related(
+            "tenant", "cluster", "gpu_type", "policy"
+        ),
+        pk=pk,
+    )
+    policy = getattr(found, "policy", None)
+    can_edit = (
+        policy is not None
+        and Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists()
+    )
+    if request.method == "POST":
+        if not can_edit or policy is None:
+            return HttpResponse("Only operators of this tenant may edit its policy.", status=403)
+        return _save_policy(request, found, PolicyForm(request.POST, instance=policy))
+    form = PolicyForm(instance=policy) if can_edit else None
+    return _workload_page(request, found, form, can_edit)
+
+
+def _workload_page(
+    request: HttpRequest,
+    found: Workload,
+    form: PolicyForm | None,
+    can_edit: bool,
+    status: int = 200,
+    conflict: policies.Conflict | None = None,
+) -> HttpResponse:
+    policy = getattr(found, "policy", None)
+    context = {
+        "workload": found,
+        "policy": policy,
+        "policy_view": policies.policy_view(policy).as_dict() if policy else None,
+        "form": form,
+        "can_edit": can_edit,
+        "conflict": conflict,
+        "decisions": found.decisions.all()[:RECENT_DECISIONS],
+        "traces": what_if.TRACES,
+    }
+    return render(request, "dashboard/workload.html", context, status=status)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _save_policy(request: HttpRequest, found: Workload, form: PolicyForm) -> HttpResponse:
+    """Validate (the model's full_clean), then save unless the version moved on: the editor
+    gets a conflict naming what changed, never a silent overwrite."""
+    if not form.is_valid():
+        if _wants_json(request):
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        return _workload_page(request, found, form, True, status=400)
+    conflict = policies.save_policy(
+        form.instance,
+        form.cleaned_data["version"],
+        form.loaded_dict(),
+        request.user,
+        form.cleaned_data.get("reason", ""),
+    )
+    if conflict is not None:
+        return _conflict(request, found, form, conflict)
+    view = policies.policy_view(form.instance).as_dict()
+    if _wants_json(request):
+        loaded = PolicyForm.loaded_values(form.instance)
+        return JsonResponse({"version": form.instance.version, "policy": view, "loaded": loaded})
+    return redirect("workload", pk=found.pk)
+
+
+def _conflict(
+    request: HttpRequest, found: Workload, form: PolicyForm, conflict: policies.Conflict
+) -> HttpResponse:
+    message = (
+        f"Someone saved version {conflict.stored_version} of this policy while you were "
+        "editing. Your values are kept below; submit again to save them over theirs, or "
+        "reload to start from theirs."
+    )
+    changed = {k: {"yours_loaded": a, "stored": b} for k, (a, b) in conflict.changed.items()}
+    # The re-shown form keeps the user's values but carries the stored version: a second
+    # submit is a deliberate choice. The page around it (chart lines) shows what is stored.
+    stored = ScalingPolicy.objects.get(pk=form.instance.pk)
+    if _wants_json(request):
+        body = {
+            "message": message,
+            "version": stored.version,
+            "changed": changed,
+            "loaded": PolicyForm.loaded_values(stored),
+        }
+        return JsonResponse(body, status=409)
+    found.policy = stored
+    data = request.POST.copy()
+    data["version"] = str(stored.version)
+    data["loaded"] = json.dumps(PolicyForm.loaded_values(stored))
+    rebound = PolicyForm(data, instance=ScalingPolicy.objects.get(pk=stored.pk))
+    return _workload_page(request, found, rebound, True, status=409, conflict=conflict)
+
+
+@login_required
+@require_http_methods(["POST"])
+def preview(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """Back-test the edited policy (not saved) against the stored one; streams progress."""
+    found = get_object_or_404(
+        Workload.objects.for_user(request.user).select_related("gpu_type", "policy"), pk=pk
+    )
+    if not Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists():
+        return HttpResponse("Previews are for operators of this tenant.", status=403)
+    stored = get_object_or_404(ScalingPolicy, workload=found)
+    form = PolicyForm(request.POST, instance=ScalingPolicy.objects.get(pk=stored.pk))
+    trace = request.POST.get("trace", "conv")
+    if not form.is_valid() or trace not in what_if.TRACES:
+        errors = form.errors.get_json_data() if form.errors else {}
+        if trace not in what_if.TRACES:
+            errors["trace"] = [{"message": "Pick one of the listed traces.", "code": "invalid"}]
+        return JsonResponse({"errors": errors}, status=400)
+    body = what_if.stream(
+        what_if.policy_params(form.instance),
+        what_if.policy_params(stored),
+        trace,
+        what_if.replay_settings(found, stored),
+    )
+    return StreamingHttpResponse(body, content_type="application/x-ndjson")
+
+
+@login_required
+def decisions(request: HttpRequest) -> HttpResponse:
+    filters = DecisionFilter(request.user, request.GET or None)
+    found = filters.apply(_decisions(request.user))
+    page = Paginator(found, DECISIONS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "query": query.urlencode()}
+    return render(request, "dashboard/decisions.html", context)

@@ -1,0 +1,97 @@
+// A live stream with reconnection: exponential backoff with jitter (0.5 s doubling to 30 s),
+// and each (re)connection starts from the snapshot the server sends first.
+// Close codes 4401 (log in) and 4404 (no access) are final: retrying cannot help.
+"use strict";
+
+function openLiveStream(path, onFrame) {
+  const status = document.getElementById("live-status");
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  let delay = 500;
+  let socket = null;
+
+  function show(text, cls) {
+    if (!status) return;
+    status.textContent = text;
+    status.className = "live-status " + cls;
+  }
+
+  function connect() {
+    show("connecting", "connecting");
+    socket = new WebSocket(proto + "//" + location.host + path);
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "snapshot") { delay = 500; show("live", "live"); }
+      onFrame(frame);
+    };
+    socket.onclose = (event) => {
+      if (event.code === 4401) { show("logged out", "offline"); location.reload(); return; }
+      if (event.code === 4404) { show("no access", "offline"); return; }
+      const wait = delay * (0.5 + Math.random());
+      show("reconnecting in " + Math.round(wait / 1000) + " s", "offline");
+      delay = Math.min(delay * 2, 30000);
+      setTimeout(connect, wait);
+    };
+  }
+  connect();
+  // Lets a test (or the console) drop the connection to watch the reconnect.
+  window.liveStream = { drop: () => socket && socket.close() };
+  return window.liveStream;
+}
+
+function fmt(value, digits) {
+  if (value === null || value === undefined) return "–";
+  return Number(value).toFixed(digits === undefined ? 1 : digits).replace(/\.0+$/, "");
+}
+
+function decisionItem(d) {
+  // Built with textContent only: reasons and notes are data, never HTML.
+  const li = document.createElement("li");
+  li.className = "decision outcome-" + d.outcome + " fresh";
+  li.dataset.id = d.id;
+  const head = document.createElement("div");
+  head.className = "decision-head";
+  const parts = [
+    ["time", new Date(d.at * 1000).toISOString().replace("T", " ").slice(0, 19)],
+    ["a", d.workload_name],
+    ["span", d.outcome, "badge"],
+    ["span", d.current + " → " + d.final, "replicas"],
+    ["span", d.algorithm + " · policy v" + d.policy_version, "muted"],
+  ];
+  for (const [tag, text, cls] of parts) {
+    const el = document.createElement(tag);
+    el.textContent = text;
+    if (cls) el.className = cls;
+    if (tag === "a") el.href = "/workloads/" + d.workload + "/";
+    head.appendChild(el);
+  }
+  li.appendChild(head);
+  const reason = document.createElement("p");
+  reason.className = "reason";
+  reason.textContent = d.reason;
+  li.appendChild(reason);
+  if (d.steps && d.steps.length) {
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "How it was decided";
+    details.appendChild(summary);
+    const ol = document.createElement("ol");
+    ol.className = "steps";
+    for (const step of d.steps) {
+      const item = document.createElement("li");
+      item.textContent = step.name + " → " + step.value + (step.note ? " (" + step.note + ")" : "");
+      ol.appendChild(item);
+    }
+    details.appendChild(ol);
+    li.appendChild(details);
+  }
+  return li;
+}
+
+function addDecision(listId, d) {
+  const list = document.getElementById(listId);
+  if (!list || list.querySelector('[data-id="' + d.id + '"]')) return;
+  const empty = list.querySelector(".empty");
+  if (empty) empty.remove();
+  list.prepend(decisionItem(d));
+  while (list.children.length > 50) list.lastElementChild.remove();
+}

@@ -1,0 +1,238 @@
+// The workload page: live charts fed by /ws/workloads/<id>/ (snapshot, then 1 Hz deltas),
+// the policy's target and tolerance band drawn as lines that move as soon as any browser
+// saves the policy, the decision timeline, and the policy editor (saved with fetch).
+"use strict";
+
+(function () {
+  const page = document.getElementById("workload-page");
+  const MAX_POINTS = 300;
+  const policyData = document.getElementById("policy-data");
+  let policy = policyData ? JSON.parse(policyData.textContent) : null;
+  let points = [];  // [{t, values, stale}]
+  const LAYOUT = {
+    margin: { l: 50, r: 10, t: 8, b: 30 }, height: 220, showlegend: true,
+    legend: { orientation: "h", y: -0.25 }, xaxis: { type: "date" },
+  };
+  const CONFIG = { displayModeBar: false, responsive: true };
+
+  function series(key) {
+    return { x: points.map((p) => new Date(p.t * 1000)), y: points.map((p) => num(p.values[key])) };
+  }
+  function num(v) { return v === undefined || v === null ? null : v; }
+
+  function line(key, name, extra) {
+    return Object.assign({ type: "scatter", mode: "lines", name: name, connectgaps: false }, series(key), extra || {});
+  }
+
+  function perReplica(key) {
+    const pods = new Set();
+    for (const p of points) for (const pod of Object.keys(p.values[key] || {})) pods.add(pod);
+    const x = points.map((p) => new Date(p.t * 1000));
+    return [...pods].sort().map((pod) => ({
+      type: "scatter", mode: "lines", name: pod.split("-").slice(-1)[0], connectgaps: false, x: x,
+      y: points.map((p) => (p.values[key] && pod in p.values[key] ? p.values[key][pod] : null)),
+      hovertemplate: pod + ": %{y:.1f}<extra></extra>",
+    }));
+  }
+
+  function thresholdShapes() {
+    if (!policy) return [];
+    const shape = (y, color, dash) => ({
+      type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color: color, width: 2, dash: dash },
+    });
+    return [shape(policy.target, "#3156d3", "solid"), shape(policy.upper, "#d92d20", "dash"),
+      shape(policy.lower, "#12b76a", "dash")];
+  }
+
+  function thresholdLegend() {
+    if (!policy) return [];
+    // Invisible traces so the legend names the three lines.
+    const legend = (name, color, dash) => ({ type: "scatter", mode: "lines", x: [null], y: [null], name: name,
+      line: { color: color, dash: dash } });
+    return [legend("target " + fmt(policy.target, 3), "#3156d3", "solid"),
+      legend("scale up above " + fmt(policy.upper, 3), "#d92d20", "dash"),
+      legend("scale down below " + fmt(policy.lower, 3), "#12b76a", "dash")];
+  }
+
+  function draw() {
+    const metricDiv = document.getElementById("chart-metric");
+    Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
+      line("warming", "warming", { line: { shape: "hv" } })], LAYOUT, CONFIG);
+    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
+      ...thresholdLegend()], Object.assign({}, LAYOUT, { shapes: thresholdShapes() }), CONFIG);
+    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], LAYOUT, CONFIG);
+    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")], LAYOUT, CONFIG);
+    Plotly.react("chart-gpu-util", perReplica("gpu_util"), Object.assign({}, LAYOUT, { yaxis: { range: [0, 100] } }), CONFIG);
+    Plotly.react("chart-gpu-mem", perReplica("gpu_mem"), LAYOUT, CONFIG);
+    if (policy) {
+      metricDiv.dataset.target = policy.target;
+      metricDiv.dataset.upper = policy.upper;
+      metricDiv.dataset.version = policy.version;
+    }
+    const stale = new Set(points.length ? points[points.length - 1].stale : []);
+    for (const badge of document.querySelectorAll(".stale-badge")) {
+      badge.classList.toggle("on", stale.has(badge.dataset.chart) ||
+        (badge.dataset.chart === "replicas" && stale.has("ready")) ||
+        (badge.dataset.chart === "ttft" && stale.has("ttft_p95")));
+    }
+  }
+
+  function setPolicy(next) {
+    if (!next) return;
+    policy = next;
+    const version = document.getElementById("policy-version");
+    if (version) version.textContent = "v" + next.version;
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "snapshot") {
+      points = frame.history.slice(-MAX_POINTS);
+      if (frame.policy) setPolicy(frame.policy);
+      (frame.decisions || []).forEach((d) => addDecision("decisions", d));
+    } else if (frame.type === "delta") {
+      points.push({ t: frame.t, values: frame.values, stale: frame.stale });
+      if (points.length > MAX_POINTS) points.shift();
+      if (frame.policy && (!policy || frame.policy.version !== policy.version || frame.policy.target !== policy.target)) {
+        setPolicy(frame.policy);
+      }
+    } else if (frame.type === "decision") {
+      addDecision("decisions", frame.decision);
+      return;
+    } else {
+      return;  // "stale" frames: the next delta's nulls and stale list redraw the gaps
+    }
+    draw();
+    page.dataset.frames = String(Number(page.dataset.frames || 0) + 1);
+  }
+
+  // --- The policy editor ------------------------------------------------------------------
+  const form = document.getElementById("policy-form");
+
+  function showErrors(errors) {
+    for (const el of form.querySelectorAll("[data-error-for]")) el.textContent = "";
+    document.getElementById("form-errors").textContent = "";
+    for (const [field, list] of Object.entries(errors || {})) {
+      const text = list.map((e) => e.message || e).join(" ");
+      const el = form.querySelector('[data-error-for="' + field + '"]');
+      if (el) el.textContent = text; else document.getElementById("form-errors").textContent += text + " ";
+    }
+  }
+
+  function hints() {
+    // Quick checks while typing; the server's full_clean has the last word.
+    const errors = {};
+    const value = (name) => form.elements[name] && form.elements[name].value;
+    if (value("target") !== "" && !(Number(value("target")) > 0)) errors.target = ["The target must be greater than 0."];
+    if (Number(value("min_replicas")) > Number(value("max_replicas"))) errors.max_replicas = ["Min replicas cannot be above max replicas."];
+    for (const name of ["scale_up_tolerance", "scale_down_tolerance"]) {
+      const v = value(name);
+      if (v !== "" && v !== undefined && !(Number(v) >= 0 && Number(v) <= 1)) errors[name] = ["Between 0 and 1."];
+    }
+    showErrors(errors);
+  }
+
+  function showConflict(body) {
+    const box = document.getElementById("policy-conflict");
+    box.hidden = false;
+    box.replaceChildren();
+    const p = document.createElement("p");
+    p.textContent = body.message;
+    const ul = document.createElement("ul");
+    for (const [name, change] of Object.entries(body.changed)) {
+      const li = document.createElement("li");
+      li.textContent = name + ": " + change.yours_loaded + " → " + change.stored;
+      ul.appendChild(li);
+    }
+    box.append(p, ul);
+  }
+
+  async function save(event) {
+    event.preventDefault();
+    const saved = document.getElementById("policy-saved");
+    saved.textContent = "saving…";
+    const response = await fetch(location.pathname, {
+      method: "POST", body: new FormData(form), headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    const body = await response.json().catch(() => ({}));
+    saved.textContent = "";
+    if (response.status === 400) { showErrors(body.errors); return; }
+    if (response.status === 409) {
+      showConflict(body);
+      form.elements.version.value = body.version;  // a second save is deliberate
+      form.elements.loaded.value = JSON.stringify(body.loaded);
+      return;
+    }
+    if (!response.ok) { showErrors({ __all__: ["Saving failed (" + response.status + ")."] }); return; }
+    showErrors({});
+    document.getElementById("policy-conflict").hidden = true;
+    form.elements.version.value = body.version;
+    form.elements.loaded.value = JSON.stringify(body.loaded);
+    saved.textContent = "Saved version " + body.version + "; it takes effect at the next tick.";
+    setPolicy(body.policy);
+    draw();
+  }
+
+  // --- What-if preview: progress lines, then both replica curves ---------------------------
+  function summary(name, r) {
+    const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %");
+    return name + ": SLO attainment " + pct(r.slo_attainment) + ", " + fmt(r.gpu_hours, 2) +
+      " GPU-hours, mean " + fmt(r.mean_replicas, 2) + " replicas, " + r.scale_events + " scale events";
+  }
+
+  function drawPreview(result) {
+    document.getElementById("preview-section").hidden = false;
+    const curve = (r, name, color) => ({
+      type: "scatter", mode: "lines", name: name, line: { shape: "hv", color: color },
+      x: r.timeline.map((p) => p.t / 60), y: r.timeline.map((p) => p.replicas),
+    });
+    Plotly.react("chart-preview", [curve(result.edited, "edited (preview)", "#3156d3"),
+      curve(result.stored, "stored policy", "#98a2b3")],
+      Object.assign({}, LAYOUT, { xaxis: { title: { text: "minutes into the trace" } } }), CONFIG);
+    const box = document.getElementById("preview-summary");
+    box.replaceChildren(...[summary("Edited", result.edited), summary("Stored", result.stored)].map((t) => {
+      const p = document.createElement("p");
+      p.textContent = t;
+      return p;
+    }));
+  }
+
+  async function runPreview() {
+    const button = document.getElementById("preview-run");
+    const bar = document.getElementById("preview-progress");
+    button.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    try {
+      const response = await fetch(button.dataset.url, { method: "POST", body: new FormData(form),
+        headers: { Accept: "application/x-ndjson" }, credentials: "same-origin" });
+      if (response.status === 400) { showErrors((await response.json()).errors); return; }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const line = JSON.parse(buffer.slice(0, nl));
+          buffer = buffer.slice(nl + 1);
+          if ("progress" in line) bar.value = line.progress;
+          if (line.result) { bar.value = 1; drawPreview(line.result); }
+          if (line.error) showErrors({ __all__: [line.error] });
+        }
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  if (form) {
+    document.getElementById("preview-run").addEventListener("click", runPreview);
+    form.addEventListener("submit", save);
+    form.addEventListener("input", hints);
+  }
+  draw();
+  openLiveStream(page.dataset.stream, onFrame);
+})();

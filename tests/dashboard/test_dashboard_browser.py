@@ -1,0 +1,214 @@
+"""Real browser against the running app: Debian's Chromium driven by Playwright, a uvicorn
+subprocess, a Celery worker (the control loop behind "reconcile now") and the simulator.
+
+The app runs on its own SQLite file under a temporary VAR_DIR with the demo loaded, whatever
+DATABASE_URL the test run uses (the subprocesses cannot see pytest's test database).
+Screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def app_url(start_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Ten times faster simulated time: the demo's 60 s cold starts take 6 s.
+    sim = start_simulator(None, speed=10.0)
+    var = tmp_path_factory.mktemp("var")
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        VAR_DIR=str(var),
+        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
+        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        LOG_LEVEL="WARNING",
+    )
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        [*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    subprocess.run([*manage, "load_demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = _free_port()
+    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
+    bin_dir = Path(sys.executable).parent
+    processes = [
+        subprocess.Popen(
+            [str(bin_dir / "uvicorn"), "controlplane.asgi:application", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                *(str(bin_dir / "celery"), "-A", "controlplane", "worker", "--pool", "solo"),
+                *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/healthz", processes[0])
+        yield url
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def browser(need_binary: Any) -> Iterator[Any]:
+    chromium = need_binary("chromium", "apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def log_in(browser: Any, url: str, username: str) -> Any:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "demo-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    return page
+
+
+def shoot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def frames_seen(page: Any) -> int:
+    return int(page.eval_on_selector("#workload-page", "el => Number(el.dataset.frames || 0)"))
+
+
+def test_operator_watches_live_charts_edits_a_threshold_and_sees_the_decision(app_url, browser):
+    alice = log_in(browser, app_url, "alice")
+    alice.wait_for_selector("#live-status.live", timeout=15000)
+    alice.wait_for_selector("#heatmap .main-svg", timeout=15000)
+    assert alice.locator("text=globex-support").count() == 0  # not alice's tenant
+    shoot(alice, "fleet")
+
+    alice.click("text=acme-chat/chat-llama-8b")
+    alice.wait_for_selector("#chart-metric .main-svg", timeout=15000)
+    # The chart updates: deltas keep arriving and the metric line gets real values.
+    alice.wait_for_function(
+        "() => Number(document.getElementById('workload-page').dataset.frames || 0) >= 3",
+        timeout=20000,
+    )
+    alice.wait_for_function(
+        "() => (document.getElementById('chart-metric').data[0].y || []).some(v => v !== null)",
+        timeout=30000,
+    )
+    assert alice.get_attribute("#chart-metric", "data-target") == "16"
+    workload_url = alice.url
+
+    # A second operator's browser has the same page open, at version 1.
+    other = log_in(browser, app_url, "admin")
+    other.goto(workload_url)
+    other.wait_for_selector("#chart-metric .main-svg", timeout=15000)
+
+    alice.fill("#id_target", "2")
+    alice.fill("#id_reason", "browser test")
+    alice.click("#policy-save")
+    alice.wait_for_selector("text=Saved version 2", timeout=10000)
+    assert alice.get_attribute("#chart-metric", "data-target") == "2"
+    # The other browser's line moves without a reload (the next delta carries the policy).
+    other.wait_for_function(
+        "() => document.getElementById('chart-metric').dataset.target === '2'", timeout=10000
+    )
+    shapes = other.evaluate("() => document.getElementById('chart-metric').layout.shapes")
+    assert shapes[0]["y0"] == 2
+    shoot(alice, "workload-after-edit")
+
+    # The reconcile queued on save runs the control loop: its decision shows up live.
+    alice.wait_for_selector("#decisions li.decision >> text=policy v2", timeout=30000)
+    shoot(alice, "workload-decision")
+
+    # What-if: back-test edited values (not saved) against the stored policy, with progress.
+    alice.fill("#id_target", "12")
+    alice.click("#preview-run")
+    alice.wait_for_selector("#preview-progress:not([hidden])", timeout=5000)
+    alice.wait_for_selector("#preview-summary >> text=Edited: SLO attainment", timeout=60000)
+    assert alice.is_visible("#chart-preview .main-svg")
+    assert alice.get_attribute("#chart-metric", "data-target") == "2"  # nothing was saved
+    shoot(alice, "workload-preview")
+
+    # The other browser still holds version 1: its save is a conflict, not an overwrite.
+    other.fill("#id_max_replicas", "7")
+    other.click("#policy-save")
+    other.wait_for_selector("#policy-conflict:not([hidden])", timeout=10000)
+    assert "target" in other.inner_text("#policy-conflict")
+    shoot(other, "workload-conflict")
+
+
+def test_viewer_gets_no_editor_and_reconnects_after_a_dropped_socket(app_url, browser):
+    bob = log_in(browser, app_url, "bob")
+    bob.click("text=globex-support/support-llama-8b")
+    bob.wait_for_selector("#chart-metric .main-svg", timeout=15000)
+    assert bob.locator("#policy-form").count() == 0
+    assert "operator role" in bob.inner_text("aside")
+    bob.wait_for_selector("#live-status.live", timeout=15000)
+    seen = frames_seen(bob)
+    bob.evaluate("() => window.liveStream.drop()")
+    bob.wait_for_selector("#live-status:not(.live)", timeout=5000)
+    bob.wait_for_selector("#live-status.live", timeout=15000)  # a fresh snapshot arrived
+    bob.wait_for_function(
+        f"() => Number(document.getElementById('workload-page').dataset.frames) > {seen + 2}",
+        timeout=15000,
+    )
+    shoot(bob, "workload-viewer")

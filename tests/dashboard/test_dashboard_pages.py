@@ -1,0 +1,204 @@
+"""The dashboard's HTML pages and the policy editor, through Django's test client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from history.models import Change
+from quotas.models import Quota
+from scaling.models import Decision, ScalingPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(team_a, team_b, cluster, gpu_type, make_workload, make_user):
+    a = make_workload(team_a, cluster, gpu_type, "chat-a")
+    b = make_workload(team_b, cluster, gpu_type, "chat-b")
+    Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=4, borrowing_limit=2)
+    a.ready_replicas = 6
+    a.save()
+    return {
+        "a": a,
+        "b": b,
+        "viewer": make_user("viewer", team_a, "viewer"),
+        "operator": make_user("operator", team_a, "operator"),
+    }
+
+
+def form_data(policy: ScalingPolicy, **changes) -> dict:
+    data = {
+        "algorithm": policy.algorithm,
+        "mode": policy.mode,
+        "metric": policy.metric,
+        "aggregation": policy.aggregation,
+        "target": policy.target,
+        "min_replicas": policy.min_replicas,
+        "max_replicas": policy.max_replicas,
+        "cold_start_s": policy.cold_start_s,
+        "max_metric_age_s": policy.max_metric_age_s,
+        "version": policy.version,
+        "loaded": json.dumps({"target": policy.target, "max_replicas": policy.max_replicas}),
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def record(workload, outcome="applied", minutes_ago=0, reason="Scaled because of load."):
+    return Decision.objects.create(
+        workload=workload,
+        policy=workload.policy,
+        policy_version=1,
+        at=timezone.now() - timedelta(minutes=minutes_ago),
+        algorithm="hpa",
+        current_replicas=1,
+        raw_desired_replicas=2,
+        final_replicas=2,
+        steps=[{"name": "tolerance", "value": 2, "note": "ratio 1.4 outside 0.1"}],
+        outcome=outcome,
+        reason=reason,
+    )
+
+
+def test_fleet_page_shows_quota_usage_and_borrowing(client, setup):
+    client.force_login(setup["viewer"])
+    body = client.get("/").content.decode()
+    assert "plotly/plotly.min.js" in body and "dashboard/fleet.js" in body
+    assert "borrowing 2" in body  # 6 GPUs held on a nominal of 4
+
+
+def test_plotly_is_served_from_our_static_files(client, setup):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("plotly/plotly.min.js")
+
+
+def test_viewer_sees_the_workload_but_no_editor_and_cannot_post(client, setup):
+    client.force_login(setup["viewer"])
+    url = f"/workloads/{setup['a'].pk}/"
+    body = client.get(url).content.decode()
+    assert "chat-a" in body and 'id="policy-form"' not in body
+    assert client.post(url, form_data(setup["a"].policy, target=3)).status_code == 403
+    setup["a"].policy.refresh_from_db()
+    assert setup["a"].policy.target == 8
+
+
+def test_another_tenants_workload_and_tenant_are_404(client, setup):
+    client.force_login(setup["operator"])
+    assert client.get(f"/workloads/{setup['b'].pk}/").status_code == 404
+    assert client.post(f"/workloads/{setup['b'].pk}/", {}).status_code == 404
+    assert client.get("/tenants/team-b/").status_code == 404
+    assert client.get("/tenants/team-a/").status_code == 200
+
+
+def test_operator_saves_a_policy_with_history_and_new_version(client, setup):
+    client.force_login(setup["operator"])
+    policy = setup["a"].policy
+    response = client.post(
+        f"/workloads/{setup['a'].pk}/",
+        form_data(policy, target=12, scale_up_tolerance=0.2, reason="more headroom"),
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["version"] == 2
+    assert body["policy"]["target"] == 12 and body["policy"]["upper"] == pytest.approx(14.4)
+    change = Change.objects.get(object_id=policy.pk)
+    assert change.reason == "more headroom" and change.changed_fields["target"] == (8, 12)
+
+
+def test_invalid_values_come_back_as_field_errors(client, setup):
+    client.force_login(setup["operator"])
+    response = client.post(
+        f"/workloads/{setup['a'].pk}/",
+        form_data(setup["a"].policy, target=-1, min_replicas=5, max_replicas=2),
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert "target" in errors or "__all__" in errors
+    html = client.post(f"/workloads/{setup['a'].pk}/", form_data(setup["a"].policy, target=-1))
+    assert html.status_code == 400 and "greater than 0" in html.content.decode()
+
+
+def test_a_save_based_on_an_old_version_is_a_conflict_naming_the_change(client, setup):
+    client.force_login(setup["operator"])
+    policy = setup["a"].policy
+    stale_form = form_data(policy, target=10)
+    policy.target = 20  # another operator saves first
+    policy.save()
+    url = f"/workloads/{setup['a'].pk}/"
+    response = client.post(url, stale_form, HTTP_ACCEPT="application/json")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["changed"]["target"] == {"yours_loaded": 8, "stored": 20}
+    assert body["version"] == 2
+    policy.refresh_from_db()
+    assert policy.target == 20  # never a silent overwrite
+    html = client.post(url, stale_form)
+    assert html.status_code == 409 and "Someone saved version 2" in html.content.decode()
+    # Submitting again with the version the conflict showed is a deliberate overwrite.
+    again = client.post(url, {**stale_form, "version": 2}, HTTP_ACCEPT="application/json")
+    assert again.status_code == 200 and again.json()["policy"]["target"] == 10
+
+
+def test_decision_log_filters_and_scopes(client, setup):
+    for i in range(60):
+        record(setup["a"], outcome="held" if i % 2 else "applied", minutes_ago=i)
+    record(setup["b"], reason="Secret team-b reason.")
+    client.force_login(setup["viewer"])
+    body = client.get("/decisions/").content.decode()
+    assert "Secret team-b reason." not in body and "60 decisions" in body
+    assert "page 1 of 2" in body
+    held = client.get("/decisions/", {"outcome": "held"}).content.decode()
+    assert "30 decisions" in held
+    since = (timezone.now() - timedelta(minutes=9, seconds=30)).strftime("%Y-%m-%dT%H:%M:%S")
+    recent = client.get("/decisions/", {"since": since}).content.decode()
+    assert "10 decisions" in recent  # 0 to 9 minutes ago
+    other = client.get("/decisions/", {"tenant": setup["b"].tenant_id}).content.decode()
+    assert "Secret team-b reason." not in other
+
+
+def test_decision_log_query_count_does_not_grow_with_rows(
+    client, setup, django_assert_max_num_queries
+):
+    for i in range(30):
+        record(setup["a"], minutes_ago=i)
+    client.force_login(setup["viewer"])
+    with django_assert_max_num_queries(12):
+        assert client.get("/decisions/").status_code == 200
+
+
+def test_preview_streams_progress_then_both_replica_curves(client, setup):
+    client.force_login(setup["operator"])
+    url = f"/workloads/{setup['a'].pk}/preview/"
+    response = client.post(url, form_data(setup["a"].policy, target=4, trace="code"))
+    assert response.status_code == 200
+    body = asyncio.run(collect(response.streaming_content))  # served async, as under uvicorn
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert any("progress" in line for line in lines[:-1])
+    result = lines[-1]["result"]
+    assert result["edited"]["timeline"] and result["stored"]["timeline"]
+    assert result["edited"]["mean_replicas"] >= result["stored"]["mean_replicas"]  # lower target
+    setup["a"].policy.refresh_from_db()
+    assert setup["a"].policy.target == 8  # a preview saves nothing
+
+
+def test_preview_is_for_operators_and_validates(client, setup):
+    url = f"/workloads/{setup['a'].pk}/preview/"
+    client.force_login(setup["viewer"])
+    assert client.post(url, form_data(setup["a"].policy)).status_code == 403
+    client.force_login(setup["operator"])
+    bad = client.post(url, form_data(setup["a"].policy, target=0, trace="nope"))
+    errors = bad.json()["errors"]
+    assert bad.status_code == 400 and "trace" in errors
+    assert "target" in errors or "__all__" in errors
+
+
+async def collect(content) -> bytes:
+    return b"".join([chunk async for chunk in content])
