@@ -97,6 +97,7 @@ class Cluster:
         self.pod_info: dict[tuple[str, str], PodInfo] = {}
         self.dep_info: dict[tuple[str, str], DeploymentInfo] = {}
         self._pod_seq = itertools.count()
+        self._loading = False
         for node in config.nodes:
             self._add_node(node.name, node.gpu_type, node.gpus)
         for namespace in config.namespaces:
@@ -107,8 +108,12 @@ class Cluster:
                 "spec": {"hard": {QUOTA_GPU: str(quota.gpus)}},
             }
             self.create_quota(quota.namespace, body)
+        # Loading a fleet reconciles once at the end, not once per Deployment.
+        self._loading = True
         for workload in config.workloads:
             self._create_workload(workload)
+        self._loading = False
+        self._reconcile_all()
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -455,9 +460,11 @@ class Cluster:
         controllers.heal_node(self, name)
 
     def _reconcile(self, key: tuple[str, str]) -> None:
+        if self._loading:
+            return
         controllers.reconcile(self, key)
         controllers.schedule(self)
-        controllers.update_statuses(self)
+        controllers.update_statuses(self, only={key})
 
     def _reconcile_all(self) -> None:
         for key in list(self.deployments):

@@ -8,6 +8,7 @@ and expect its lock to be held.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from simulator.replica import ReplicaState
@@ -135,24 +136,33 @@ def schedule(cluster: Cluster) -> None:
     pending = sorted(
         (p for p in cluster.pod_info.values() if p.state == "unscheduled"), key=lambda p: p.seq
     )
+    if not pending:
+        return
+    # GPU ids in use per node, built once per pass (not per pod: fleets have thousands).
+    taken: dict[str, set[int]] = defaultdict(set)
+    for other in cluster.pod_info.values():
+        if other.node is not None:
+            taken[other.node].update(other.gpu_ids)
     for pod in pending:
-        node, reason = _find_node(cluster, pod)
+        node, reason = _find_node(cluster, pod, taken)
         key = (pod.namespace, pod.name)
         if node is None:
             if reason != pod.unschedulable:
                 pod.unschedulable = reason
                 render_pod(cluster, key)
             continue
-        taken = {i for other in cluster.pods_on(node) for i in other.gpu_ids}
-        capacity = int(cluster.nodes[node]["status"]["allocatable"]["nvidia.com/gpu"])
-        pod.gpu_ids = [i for i in range(capacity) if i not in taken][: pod.gpus]
+        capacity = _allocatable(cluster, node)
+        pod.gpu_ids = [i for i in range(capacity) if i not in taken[node]][: pod.gpus]
+        taken[node].update(pod.gpu_ids)
         pod.node, pod.state, pod.unschedulable = node, "warming", ""
         dep = cluster.dep_info[(pod.namespace, pod.deployment)]
         dep.pool.add_replica(cluster.now, name=pod.name, cold_start_s=dep.cold_start_s)
         render_pod(cluster, key)
 
 
-def _find_node(cluster: Cluster, pod: PodInfo) -> tuple[str | None, str]:
+def _find_node(
+    cluster: Cluster, pod: PodInfo, taken: dict[str, set[int]]
+) -> tuple[str | None, str]:
     selector = cluster.pods[(pod.namespace, pod.name)]["spec"].get("nodeSelector") or {}
     mismatch = tainted = short = 0
     for name, node in sorted(cluster.nodes.items()):
@@ -161,7 +171,7 @@ def _find_node(cluster: Cluster, pod: PodInfo) -> tuple[str | None, str]:
             mismatch += 1
         elif name in cluster.failed_nodes:
             tainted += 1
-        elif free_gpus(cluster, name) < pod.gpus:
+        elif _allocatable(cluster, name) - len(taken[name]) < pod.gpus:
             short += 1
         else:
             return name, ""
@@ -178,9 +188,8 @@ def _find_node(cluster: Cluster, pod: PodInfo) -> tuple[str | None, str]:
     return None, f"0/{total} nodes are available: {', '.join(parts)}."
 
 
-def free_gpus(cluster: Cluster, node: str) -> int:
-    capacity = int(cluster.nodes[node]["status"]["allocatable"]["nvidia.com/gpu"])
-    return capacity - sum(p.gpus for p in cluster.pods_on(node))
+def _allocatable(cluster: Cluster, node: str) -> int:
+    return int(cluster.nodes[node]["status"]["allocatable"]["nvidia.com/gpu"])
 
 
 def _sync_pods(cluster: Cluster) -> None:
@@ -264,19 +273,26 @@ def _pod_status(cluster: Cluster, info: PodInfo, pod: dict[str, Any]) -> dict[st
     }
 
 
-def update_statuses(cluster: Cluster) -> None:
-    for key in cluster.deployments:
-        _update_deployment_status(cluster, key)
+def update_statuses(cluster: Cluster, only: set[tuple[str, str]] | None = None) -> None:
+    """Recompute Deployment statuses (all, or those in ``only``) from their pods."""
+    live: dict[tuple[str, str], list[PodInfo]] = defaultdict(list)
+    terminating: dict[tuple[str, str], int] = defaultdict(int)
+    # One pass over the pods, not one per Deployment: fleets have thousands of each.
+    for pod in cluster.pod_info.values():
+        key = (pod.namespace, pod.deployment)
+        if pod.state == "terminating":
+            terminating[key] += 1
+        else:
+            live[key].append(pod)
+    for key in cluster.deployments if only is None else only & cluster.deployments.keys():
+        _update_deployment_status(cluster, key, live[key], terminating[key])
     cluster._refresh_quotas()
 
 
-def _update_deployment_status(cluster: Cluster, key: tuple[str, str]) -> None:
+def _update_deployment_status(
+    cluster: Cluster, key: tuple[str, str], pods: list[PodInfo], terminating: int
+) -> None:
     deployment, info = cluster.deployments[key], cluster.dep_info[key]
-    pods = [
-        p
-        for p in cluster.pod_info.values()
-        if (p.namespace, p.deployment) == key and p.state != "terminating"
-    ]
     desired = deployment["spec"]["replicas"]
     ready = sum(1 for p in pods if p.state == "ready")
     counts = {
@@ -286,11 +302,7 @@ def _update_deployment_status(cluster: Cluster, key: tuple[str, str]) -> None:
         "availableReplicas": ready,
         "unavailableReplicas": max(0, desired - ready),
     }
-    counts["terminatingReplicas"] = sum(
-        1
-        for p in cluster.pod_info.values()
-        if (p.namespace, p.deployment) == key and p.state == "terminating"
-    )
+    counts["terminatingReplicas"] = terminating
     # Real kube-apiserver omits zero counts (omitempty); clients see them as absent.
     status: dict[str, Any] = {k: v for k, v in counts.items() if v}
     status["observedGeneration"] = deployment["metadata"]["generation"]

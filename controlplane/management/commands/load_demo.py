@@ -13,6 +13,7 @@ from django.db import transaction
 from clusters.models import Cluster
 from quotas.models import GpuType, Quota
 from scaling.models import ScalingPolicy, Workload
+from simulator.config import load_config
 from tenants.models import Membership, Role, Tenant
 
 DEMO_PASSWORD = "demo-password"
@@ -41,130 +42,23 @@ QUOTAS: dict[str, dict[str, tuple[int, int | None, int | None]]] = {
     "globex-ml": {"A100-80GB": (4, 4, None), "L4-24GB": (6, 2, None)},
 }
 
-# cluster, namespace (= tenant), Deployment, model, GPU type, GPUs per replica, replicas,
-# (algorithm, metric, target, min, max)
-WORKLOADS: list[tuple[Any, ...]] = [
-    (
-        "east",
-        "acme-chat",
-        "chat-llama-8b",
-        "meta-llama/Llama-3.1-8B-Instruct",
-        "A100-80GB",
-        1,
-        2,
-        ("hpa", "vllm:num_requests_running", 16, 1, 8),
-    ),
-    (
-        "east",
-        "acme-chat",
-        "chat-llama-70b",
-        "meta-llama/Llama-3.1-70B-Instruct",
-        "H100-80GB",
-        4,
-        1,
-        ("kpa", "vllm:num_requests_running", 12, 1, 2),
-    ),
-    (
-        "east",
-        "acme-code",
-        "code-qwen-7b",
-        "Qwen/Qwen2.5-Coder-7B-Instruct",
-        "A100-80GB",
-        1,
-        1,
-        ("predictive", "vllm:num_requests_running", 16, 1, 6),
-    ),
-    (
-        "east",
-        "acme-search",
-        "search-mistral-7b",
-        "mistralai/Mistral-7B-Instruct-v0.3",
-        "A100-80GB",
-        1,
-        1,
-        ("apa", "vllm:kv_cache_usage_perc", 0.7, 1, 4),
-    ),
-    (
-        "west",
-        "acme-search",
-        "search-phi-3",
-        "microsoft/Phi-3-mini-4k-instruct",
-        "L4-24GB",
-        1,
-        2,
-        ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 8),
-    ),
-    (
-        "east",
-        "globex-research",
-        "research-llama-70b",
-        "meta-llama/Llama-3.1-70B-Instruct",
-        "H100-80GB",
-        4,
-        1,
-        ("kpa", "vllm:num_requests_running", 12, 0, 3),
-    ),
-    (
-        "east",
-        "globex-support",
-        "support-llama-8b",
-        "meta-llama/Llama-3.1-8B-Instruct",
-        "A100-80GB",
-        1,
-        2,
-        ("hpa", "vllm:num_requests_waiting", 4, 1, 8),
-    ),
-    (
-        "west",
-        "globex-support",
-        "support-mistral-7b",
-        "mistralai/Mistral-7B-Instruct-v0.3",
-        "A40-48GB",
-        1,
-        1,
-        ("apa", "vllm:num_requests_running", 12, 1, 4),
-    ),
-    (
-        "west",
-        "globex-ml",
-        "ml-qwen-14b",
-        "Qwen/Qwen2.5-14B-Instruct",
-        "A100-80GB",
-        1,
-        1,
-        ("predictive", "vllm:num_requests_running", 12, 1, 4),
-    ),
-    (
-        "west",
-        "globex-ml",
-        "ml-phi-3",
-        "microsoft/Phi-3-mini-4k-instruct",
-        "L4-24GB",
-        1,
-        2,
-        ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 6),
-    ),
-    (
-        "west",
-        "acme-code",
-        "code-qwen-1b",
-        "Qwen/Qwen2.5-Coder-1.5B-Instruct",
-        "L4-24GB",
-        1,
-        1,
-        ("kpa", "vllm:num_requests_running", 24, 0, 4),
-    ),
-    (
-        "west",
-        "globex-research",
-        "research-mixtral",
-        "mistralai/Mixtral-8x7B-Instruct-v0.1",
-        "A40-48GB",
-        2,
-        1,
-        ("hpa", "vllm:num_requests_running", 8, 1, 2),
-    ),
-]
+# The clusters and their workloads come from the simulator's demo fleet (simulator/demo.json),
+# so the demo cluster serves exactly these Deployments. Each gets a policy:
+# Deployment -> (algorithm, metric, target, min, max).
+POLICIES: dict[str, tuple[str, str, float, int, int]] = {
+    "chat-llama-8b": ("hpa", "vllm:num_requests_running", 16, 1, 8),
+    "chat-llama-70b": ("kpa", "vllm:num_requests_running", 12, 1, 2),
+    "code-qwen-7b": ("predictive", "vllm:num_requests_running", 16, 1, 6),
+    "search-mistral-7b": ("apa", "vllm:kv_cache_usage_perc", 0.7, 1, 4),
+    "search-phi-3": ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 8),
+    "research-llama-70b": ("kpa", "vllm:num_requests_running", 12, 0, 3),
+    "support-llama-8b": ("hpa", "vllm:num_requests_waiting", 4, 1, 8),
+    "support-mistral-7b": ("apa", "vllm:num_requests_running", 12, 1, 4),
+    "ml-qwen-14b": ("predictive", "vllm:num_requests_running", 12, 1, 4),
+    "ml-phi-3": ("hpa", "DCGM_FI_DEV_GPU_UTIL", 70, 1, 6),
+    "code-qwen-1b": ("kpa", "vllm:num_requests_running", 24, 0, 4),
+    "research-mixtral": ("hpa", "vllm:num_requests_running", 8, 1, 2),
+}
 
 # username -> (staff, {tenant: role})
 USERS: dict[str, tuple[bool, dict[str, str]]] = {
@@ -202,12 +96,13 @@ class Command(BaseCommand):
                 },
             )
             created += new
+        fleet = load_config(None)
         clusters = {}
         port = os.environ.get("SIMULATOR_PORT", "9400")
-        for name in ("east", "west"):
-            base = f"http://127.0.0.1:{port}/{name}"
-            clusters[name], new = Cluster.objects.get_or_create(
-                name=name,
+        for config in fleet.clusters:
+            base = f"http://127.0.0.1:{port}/{config.name}"
+            clusters[config.name], new = Cluster.objects.get_or_create(
+                name=config.name,
                 defaults={
                     "api_url": base,
                     "metrics_source": "exporter",
@@ -243,33 +138,35 @@ class Command(BaseCommand):
                     },
                 )
                 created += new
-        for cluster, ns, name, model, gpu, gpus, replicas, policy in WORKLOADS:
-            workload, new = Workload.objects.get_or_create(
-                cluster=clusters[cluster],
-                namespace=ns,
-                deployment=name,
-                defaults={
-                    "tenant": tenants[ns],
-                    "model_name": model,
-                    "gpu_type": gpu_types[gpu],
-                    "gpus_per_replica": gpus,
-                    "desired_replicas": replicas,
-                },
-            )
-            created += new
-            algorithm, metric, target, low, high = policy
-            _, new = ScalingPolicy.objects.get_or_create(
-                workload=workload,
-                defaults={
-                    "algorithm": algorithm,
-                    "metric": metric,
-                    "target": target,
-                    "min_replicas": low,
-                    "max_replicas": high,
-                    "mode": "enforce",
-                },
-            )
-            created += new
+        for config in fleet.clusters:
+            for w in config.workloads:
+                workload, new = Workload.objects.get_or_create(
+                    cluster=clusters[config.name],
+                    namespace=w.namespace,
+                    deployment=w.name,
+                    defaults={
+                        "tenant": tenants[w.namespace],
+                        "model_name": w.model,
+                        "gpu_type": gpu_types[w.gpu_type],
+                        "gpus_per_replica": w.gpus_per_replica,
+                        "desired_replicas": w.replicas,
+                    },
+                )
+                created += new
+                algorithm, metric, target, low, high = POLICIES[w.name]
+                _, new = ScalingPolicy.objects.get_or_create(
+                    workload=workload,
+                    defaults={
+                        "algorithm": algorithm,
+                        "metric": metric,
+                        "target": target,
+                        "min_replicas": low,
+                        "max_replicas": high,
+                        "cold_start_s": w.cold_start_s,
+                        "mode": "enforce",
+                    },
+                )
+                created += new
         return created + self.load_users(tenants)
 
     def load_users(self, tenants: dict[str, Tenant]) -> int:
