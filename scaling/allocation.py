@@ -148,9 +148,7 @@ def namespace_limits(cluster: Cluster) -> dict[str, int]:
     with no quota for some GPU type they use are left out: quotas do not limit them, so no
     backstop is written.
     """
-    here = list(
-        Workload.objects.filter(cluster=cluster).select_related("tenant", "tenant__parent")
-    )
+    here = list(Workload.objects.filter(cluster=cluster).select_related("tenant", "tenant__parent"))
     tenants = {w.tenant_id for w in here}
     parents = {w.tenant.parent_id for w in here if w.tenant.parent_id is not None}
     quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
