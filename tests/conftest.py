@@ -141,10 +141,10 @@ def free_port() -> Any:
     return _free_port
 
 
-@pytest.fixture(scope="session")
-def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def _simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Start ``python -m simulator`` as a real process on a free port with the given fleet
-    config; returns its base URL. Every process started is stopped at the end."""
+    config; returns its base URL. Every process started is stopped at teardown (a running
+    simulator steps its clusters all the time: they must not pile up across tests)."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(config: dict[str, Any] | None = None, speed: float = 1.0) -> str:
@@ -172,6 +172,18 @@ def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     for process in processes:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator process for one test (see _simulators)."""
+    yield from _simulators(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def start_module_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator process shared by the tests of one module (see _simulators)."""
+    yield from _simulators(tmp_path_factory)
 
 
 class _FormFields(HTMLParser):

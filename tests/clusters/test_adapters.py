@@ -42,8 +42,8 @@ FLEET = {
 
 
 @pytest.fixture(scope="module")
-def simulator_url(start_simulator):
-    return start_simulator(FLEET, speed=4.0)
+def simulator_url(start_module_simulator):
+    return start_module_simulator(FLEET, speed=4.0)
 
 
 @pytest.fixture

@@ -55,9 +55,9 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) 
 
 
 @pytest.fixture(scope="module")
-def app_url(start_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Ten times faster simulated time: the demo's 60 s cold starts take 6 s.
-    sim = start_simulator(None, speed=10.0)
+    sim = start_module_simulator(None, speed=10.0)
     var = tmp_path_factory.mktemp("var")
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(

@@ -46,8 +46,8 @@ FLEET = {
 
 
 @pytest.fixture(scope="module")
-def sim_url(start_simulator: Any) -> str:
-    return str(start_simulator(FLEET))
+def sim_url(start_module_simulator: Any) -> str:
+    return str(start_module_simulator(FLEET))
 
 
 @pytest.fixture(autouse=True)
