@@ -267,20 +267,41 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
+# Requests per user (per token) before 429, e.g. "50/s", "1000/min"; "off" disables.
+_throttle_rate = os.environ.get("API_THROTTLE_RATE", "").strip() or "50/s"
+API_THROTTLE_RATE: str | None = None if _throttle_rate.lower() == "off" else _throttle_rate
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.ApiPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.UserRateThrottle"],
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "GPU Control Plane API",
+    "DESCRIPTION": "Tenants, GPU quotas, clusters, workloads, scaling policies and decisions. "
+    "See docs/api.md.",
     "VERSION": "1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Separate request and response components: read-only fields are required in responses.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "tenants.models.Role",
+        "PolicyModeEnum": "scaling.models.ScalingPolicy.Mode",
+        "AlgorithmEnum": "scaling.models.ScalingPolicy.Algorithm",
+        "OutcomeEnum": "scaling.models.Decision.Outcome",
+    },
 }
 
 # --- Static files ------------------------------------------------------------------------------

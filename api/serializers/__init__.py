@@ -1,0 +1,2 @@
+"""Serializers by domain noun: tenancy (tenants, memberships), fleet (GPU types, clusters,
+quotas), scaling (workloads, policies, decisions)."""

@@ -1,0 +1,148 @@
+"""The base every API serializer builds on: unknown fields refused, the model validated.
+
+The model's own validation (field validators, ``clean()``, constraints with their plain-words
+messages, uniqueness) runs in ``validate()`` on a copy of the object with the changes applied,
+so bad input answers 400 naming the field and the database is never the one to refuse.
+"""
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db import models
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from api.validation import model_errors
+from tenants.models import Tenant
+
+
+def request_user(serializer: serializers.BaseSerializer[Any]) -> Any:
+    request = serializer.context.get("request")
+    return getattr(request, "user", None)
+
+
+def visible_tenants(serializer: serializers.BaseSerializer[Any]) -> models.QuerySet[Tenant]:
+    """Tenants the requesting user may see; none while the schema is being generated."""
+    user = request_user(serializer)
+    return Tenant.objects.for_user(user) if user is not None else Tenant.objects.none()
+
+
+class StrictModelSerializer(serializers.ModelSerializer[Any]):
+    # Model field names that are set on the model by ``create``/``update`` themselves.
+    non_model_fields: tuple[str, ...] = ()
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: ["Unknown field; see the schema for the fields you can set."]
+                        for name in unknown
+                    }
+                )
+            wrong = {
+                name: [error]
+                for name, value in data.items()
+                if not self.fields[name].read_only
+                and (error := json_type_error(self.fields[name], value)) is not None
+            }
+            if wrong:
+                raise serializers.ValidationError(wrong)
+        return super().to_internal_value(data)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        """DRF's representation, with plain columns read directly.
+
+        A policy has ~35 fields, and DRF's generic per-field path (source traversal, SkipField,
+        PKOnlyObject checks) made a page of 100 cost ~80 ms; reading plain scalar columns
+        straight off the instance gives the same values at a fraction of the cost.
+        """
+        readers = getattr(self, "_readers", None)
+        if readers is None:
+            readers = self._readers = [_reader(field) for field in self._readable_fields]
+        return {name: read(instance) for name, read in readers}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        self.full_clean_model(attrs)
+        return attrs
+
+    def full_clean_model(self, attrs: dict[str, Any]) -> None:
+        """Validate a copy of the object with ``attrs`` applied, as the model would."""
+        model: type[models.Model] = self.Meta.model
+        instance = copy.copy(self.instance) if self.instance is not None else model()
+        names = {field.name for field in model._meta.concrete_fields}
+        for name, value in attrs.items():
+            if name in names and name not in self.non_model_fields:
+                setattr(instance, name, value)
+        errors = {_error_key(name): messages for name, messages in model_errors(instance).items()}
+        if errors:
+            raise serializers.ValidationError(errors)
+
+
+# JSON types each kind of field accepts. DRF is lenient ("5" for an integer, 1 for a string,
+# "yes" for a boolean); the schema promises exact JSON types, so input is held to them.
+_NUMBER = (int, float)
+_JSON_TYPES: list[tuple[type[serializers.Field], tuple[type, ...], str]] = [
+    (serializers.BooleanField, (bool,), "a boolean"),
+    (serializers.IntegerField, (int,), "an integer"),
+    (serializers.FloatField, _NUMBER, "a number"),
+    (serializers.DecimalField, _NUMBER, "a number"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.ChoiceField, (str,), "a string"),
+    (serializers.SlugRelatedField, (str,), "a string"),
+    (serializers.PrimaryKeyRelatedField, (int,), "an integer id"),
+]
+
+
+def json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """Why ``value`` is the wrong JSON type for ``field``, or None when it is right."""
+    if value is None:
+        return None  # the field's own allow_null check answers this one
+    for field_class, types, name in _JSON_TYPES:
+        if isinstance(field, field_class):
+            wrong_bool = isinstance(value, bool) and bool not in types
+            if wrong_bool or not isinstance(value, types):
+                return f"Expected {name}, got {type(value).__name__}."
+            # DRF reads "" as null for nullable relations (a form habit); in JSON, send null.
+            if value == "" and isinstance(field, serializers.RelatedField):
+                return "Expected a name, got an empty string; send null for none."
+            return None
+    return None
+
+
+def _error_key(name: str) -> str:
+    return str(api_settings.NON_FIELD_ERRORS_KEY) if name == NON_FIELD_ERRORS else name
+
+
+# Exact field classes whose representation of a non-null column value is this conversion.
+_PLAIN: dict[type[serializers.Field], Callable[[Any], Any]] = {
+    serializers.IntegerField: int,
+    serializers.FloatField: float,
+    serializers.BooleanField: bool,
+    serializers.CharField: str,
+    serializers.ChoiceField: str,
+}
+
+
+def _reader(field: serializers.Field) -> tuple[str, Callable[[Any], Any]]:
+    name = str(field.field_name)
+    convert = _PLAIN.get(type(field))
+    attrs = field.source_attrs
+    if convert is not None and len(attrs) == 1:
+        attr = attrs[0]
+
+        def read_plain(instance: Any) -> Any:
+            value = getattr(instance, attr)
+            return None if value is None else convert(value)
+
+        return name, read_plain
+
+    def read_generic(instance: Any) -> Any:
+        attribute = field.get_attribute(instance)
+        return None if attribute is None else field.to_representation(attribute)
+
+    return name, read_generic

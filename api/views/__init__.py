@@ -1,0 +1,1 @@
+"""API views by domain noun: tenancy, fleet, scaling, and the declarative configuration."""

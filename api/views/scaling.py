@@ -1,0 +1,110 @@
+"""Workloads and policies (operators of the tenant change them) and decisions (read-only)."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from api.filters import id_filter
+from api.serializers.scaling import DecisionSerializer, PolicySerializer, WorkloadSerializer
+from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
+from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.tasks import request_reconcile
+from tenants.models import Role
+
+_SCOPE_FILTERS: dict[str, tuple[str, serializers.Field]] = {
+    "tenant": ("tenant__slug", serializers.CharField(help_text="Tenant slug.")),
+    "cluster": ("cluster__name", serializers.CharField(help_text="Cluster name.")),
+    "gpu_type": ("gpu_type__name", serializers.CharField(help_text="GPU type name.")),
+}
+
+
+_POLICY_COLUMNS = [field.name for field in ScalingPolicy._meta.concrete_fields]
+
+
+def _through_workload(filters: dict[str, tuple[str, serializers.Field]]) -> dict[str, Any]:
+    return {name: (f"workload__{lookup}", field) for name, (lookup, field) in filters.items()}
+
+
+class WorkloadViewSet(ScopedModelViewSet):
+    """Inference Deployments of the tenants you can see; operators create, change and delete."""
+
+    serializer_class = WorkloadSerializer
+    write_role = Role.OPERATOR
+    filter_fields = _SCOPE_FILTERS
+    ordering_fields = ["id", "tenant__slug", "deployment", "namespace", "desired_replicas"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Workload]:
+        return Workload.objects.for_user(self.request.user).select_related(
+            "tenant", "cluster", "gpu_type", "policy"
+        )
+
+
+class PolicyViewSet(ScopedModelViewSet):
+    """Scaling policies of the workloads you can see; operators change them. The ETag is the
+    version, which increments on every change."""
+
+    serializer_class = PolicySerializer
+    tracked = True
+    write_role = Role.OPERATOR
+
+    def saved(self, instance: Any) -> None:
+        request_reconcile(instance.workload)  # the next tick is now, not in 5 s
+
+    filter_fields = {
+        **_through_workload(_SCOPE_FILTERS),
+        "workload": ("workload_id", id_filter("Workload id.")),
+        "mode": ("mode", serializers.ChoiceField(choices=ScalingPolicy.Mode.choices)),
+        "algorithm": (
+            "algorithm",
+            serializers.ChoiceField(choices=ScalingPolicy.Algorithm.choices),
+        ),
+    }
+    ordering_fields = [
+        "id",
+        "workload__tenant__slug",
+        "workload__deployment",
+        "updated_at",
+        "version",
+    ]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[ScalingPolicy]:
+        workloads = Workload.objects.for_user(self.request.user)
+        # Only the tenant's slug is shown: not loading the rest of the workload and tenant
+        # rows keeps a deep page's sort in memory (it spilled to disk at 10,000 policies).
+        return (
+            ScalingPolicy.objects.filter(workload__in=workloads)
+            .select_related("workload__tenant")
+            .only(*_POLICY_COLUMNS, "workload__tenant__slug")
+        )
+
+    def etag(self, instance: Any) -> str:
+        return f'"v{instance.version}"'
+
+    def tenant_id_of(self, obj: Any) -> int | None:
+        return int(obj.workload.tenant_id)
+
+    def tenant_id_in(self, validated_data: dict[str, Any]) -> int | None:
+        workload = validated_data.get("workload")
+        return int(workload.tenant_id) if workload is not None else None
+
+
+class DecisionViewSet(ReadOnlyScopedViewSet):
+    """Every decision the control loop made for the workloads you can see (append-only)."""
+
+    serializer_class = DecisionSerializer
+    filter_fields = {
+        **_through_workload(_SCOPE_FILTERS),
+        "workload": ("workload_id", id_filter("Workload id.")),
+        "outcome": ("outcome", serializers.ChoiceField(choices=Decision.Outcome.choices)),
+        "since": ("at__gte", serializers.DateTimeField(help_text="At or after this time.")),
+        "until": ("at__lt", serializers.DateTimeField(help_text="Before this time.")),
+    }
+    ordering_fields = ["at", "id", "final_replicas", "outcome"]
+    ordering = ["-at", "-id"]
+
+    def get_queryset(self) -> QuerySet[Decision]:
+        workloads = Workload.objects.for_user(self.request.user)
+        return Decision.objects.filter(workload__in=workloads).select_related("workload__tenant")

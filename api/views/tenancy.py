@@ -1,0 +1,49 @@
+"""Tenants (staff manage, members read) and memberships (tenant admins manage)."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from api.serializers.tenancy import MembershipSerializer, TenantSerializer
+from api.views.base import ScopedModelViewSet
+from tenants.models import Membership, Role, Tenant
+
+
+class TenantViewSet(ScopedModelViewSet):
+    """Tenants you hold a role on (with the teams of your organisations); staff see all and
+    are the only ones who create, change or delete tenants."""
+
+    serializer_class = TenantSerializer
+    tracked = True
+    write_role = None
+    filter_fields = {
+        "parent": ("parent__slug", serializers.CharField(help_text="Teams of this organisation.")),
+        "active": ("active", serializers.BooleanField()),
+    }
+    ordering_fields = ["slug", "name", "priority", "created_at"]
+
+    def get_queryset(self) -> QuerySet[Tenant]:
+        return Tenant.objects.for_user(self.request.user).select_related("parent")
+
+    def tenant_id_of(self, obj: Any) -> int | None:
+        return int(obj.pk)
+
+
+class MembershipViewSet(ScopedModelViewSet):
+    """Who holds which role on the tenants you can see; tenant admins (directly or through
+    the organisation) add, change and remove them."""
+
+    serializer_class = MembershipSerializer
+    write_role = Role.ADMIN
+    filter_fields = {
+        "tenant": ("tenant__slug", serializers.CharField()),
+        "user": ("user__username", serializers.CharField()),
+        "role": ("role", serializers.ChoiceField(choices=Role.choices)),
+    }
+    ordering_fields = ["id", "tenant__slug", "user__username", "role"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        tenants = Tenant.objects.for_user(self.request.user)
+        return Membership.objects.filter(tenant__in=tenants).select_related("tenant", "user")

@@ -1,0 +1,140 @@
+"""Randomised cross-tenant attempts: members of team-a poke at everything of team-b and of
+another organisation. Zero leaks (404 like a missing object, no foreign id in any list) and
+zero writes."""
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from history.models import Change
+from quotas.models import Quota
+from scaling.models import Decision, ScalingPolicy, Workload
+from tenants.models import Membership, Tenant
+
+pytestmark = pytest.mark.django_db
+
+ATTEMPTS = 600
+NOT_FOUND = b'{"detail":"Not found."}'
+MODELS: dict[str, Any] = {
+    "tenants": Tenant,
+    "memberships": Membership,
+    "quotas": Quota,
+    "workloads": Workload,
+    "policies": ScalingPolicy,
+    "decisions": Decision,
+}
+
+
+def database_state() -> dict[str, list[dict[str, Any]]]:
+    state = {name: list(model.objects.order_by("pk").values()) for name, model in MODELS.items()}
+    state["history"] = list(Change.objects.values("pk"))
+    return state
+
+
+def foreign_ids(fleet: Any) -> dict[str, set[int]]:
+    """What team-a's members must never see: team-b (a sibling team) and all of globex."""
+    tenants = [fleet.team_b, fleet.globex, fleet.globex_ml]
+    workloads = Workload.objects.filter(tenant__in=tenants)
+    return {
+        "tenants": {t.pk for t in tenants} | {fleet.acme.pk},
+        "memberships": set(
+            Membership.objects.exclude(tenant=fleet.team_a).values_list("pk", flat=True)
+        ),
+        "quotas": set(Quota.objects.filter(tenant__in=tenants).values_list("pk", flat=True)),
+        "workloads": set(workloads.values_list("pk", flat=True)),
+        "policies": set(
+            ScalingPolicy.objects.filter(workload__in=workloads).values_list("pk", flat=True)
+        ),
+        "decisions": set(
+            Decision.objects.filter(workload__in=workloads).values_list("pk", flat=True)
+        ),
+    }
+
+
+def random_body(rng: random.Random, fleet: Any) -> dict[str, Any]:
+    foreign_tenant = rng.choice(["team-b", "globex", "globex-ml", "acme"])
+    candidates: list[dict[str, Any]] = [
+        {"target": rng.uniform(0.1, 100)},
+        {"max_replicas": rng.randint(1, 50), "mode": "enforce"},
+        {"tenant": foreign_tenant},
+        {"nominal": rng.randint(0, 100)},
+        {"role": "admin", "user": "vera", "tenant": foreign_tenant},
+        {"name": "pwned", "priority": 100},
+        {"workload": fleet.workloads[rng.choice("bg")].pk, "target": 1},
+        {},
+    ]
+    return rng.choice(candidates)
+
+
+def create_body(rng: random.Random, fleet: Any, resource: str) -> dict[str, Any]:
+    """A create that would land in another tenant, or point at another tenant's object."""
+    foreign_tenant = rng.choice(["team-b", "globex-ml"])
+    return {
+        "workloads": {
+            "tenant": foreign_tenant,
+            "cluster": "east",
+            "namespace": foreign_tenant,
+            "deployment": f"x{rng.randint(0, 10**6)}",
+            "model_name": "m",
+            "gpu_type": "A100-80GB",
+        },
+        "policies": {"workload": fleet.workloads[rng.choice("bg")].pk, "target": 2},
+        "memberships": {"user": "vera", "tenant": foreign_tenant, "role": "admin"},
+        "quotas": {"tenant": foreign_tenant, "gpu_type": "A100-80GB", "nominal": 1},
+        "tenants": {"slug": f"t{rng.randint(0, 10**6)}", "name": "T", "parent": "globex"},
+    }[resource]
+
+
+def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[int]]) -> None:
+    resource = rng.choice(list(MODELS))
+    operation = rng.choice(["get", "put", "patch", "delete", "list", "create"])
+    if operation == "list":
+        query = rng.choice(
+            [
+                "",
+                "?tenant=team-b",
+                "?tenant=globex-ml",
+                "?page_size=100",
+                "?ordering=-id",
+                f"?workload={fleet.workloads['g'].pk}",
+            ]
+        )
+        response = client.get(f"/api/v1/{resource}/{query}")
+        assert response.status_code in (200, 400), response.content
+        if response.status_code == 200:
+            listed = {item["id"] for item in response.json()["results"]}
+            assert not listed & foreign[resource], (resource, query)
+        return
+    if operation == "create":
+        if resource == "decisions":
+            return
+        body = create_body(rng, fleet, resource)
+        response = client.post(f"/api/v1/{resource}/", body, format="json")
+        assert response.status_code in (400, 403), (resource, response.content)
+        return
+    target = rng.choice(sorted(foreign[resource]))
+    url = f"/api/v1/{resource}/{target}/"
+    if operation == "get":
+        response = client.get(url)
+    else:
+        response = getattr(client, operation)(
+            url, json.dumps(random_body(rng, fleet)), content_type="application/json"
+        )
+    expected = 405 if resource == "decisions" and operation != "get" else 404
+    assert response.status_code == expected, (operation, url, response.content)
+    if expected == 404:
+        assert response.content == NOT_FOUND
+
+
+def test_randomised_cross_tenant_attempts_leak_nothing_and_write_nothing(
+    fleet: Any, client_for: Any
+) -> None:
+    rng = random.Random(20261122)
+    actors = [client_for(fleet.users[role]) for role in ("viewer", "operator", "admin")]
+    foreign = foreign_ids(fleet)
+    before = database_state()
+    for _ in range(ATTEMPTS):
+        attempt(rng, fleet, rng.choice(actors), foreign)
+    assert database_state() == before
