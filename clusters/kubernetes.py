@@ -247,6 +247,33 @@ def list_pods(cluster: Cluster, namespace: str | None = None) -> list[PodState]:
     ]
 
 
+def list_namespaces(cluster: Cluster) -> set[str]:
+    core = k8s.CoreV1Api(api_client(cluster))
+    return {ns.metadata.name for ns in _call("list namespaces", core.list_namespace).items}
+
+
+def list_resource_quotas(cluster: Cluster, name: str) -> dict[str, tuple[int | None, int | None]]:
+    """The GPU ``hard`` and ``used`` of every ResourceQuota called ``name``, by namespace, in
+    one list call."""
+    core = k8s.CoreV1Api(api_client(cluster))
+    listed = _call(
+        "list resource quotas",
+        core.list_resource_quota_for_all_namespaces,
+        field_selector=f"metadata.name={name}",
+    )
+    found = {}
+    for quota in listed.items:
+        if quota.metadata.name != name:  # a server that ignores the field selector
+            continue
+        hard = (quota.spec.hard or {}).get(QUOTA_RESOURCE)
+        used = ((quota.status.used or {}) if quota.status else {}).get(QUOTA_RESOURCE)
+        found[quota.metadata.namespace] = (
+            _quantity(hard) if hard is not None else None,
+            _quantity(used) if used is not None else None,
+        )
+    return found
+
+
 def read_scale(cluster: Cluster, namespace: str, name: str) -> int:
     apps = k8s.AppsV1Api(api_client(cluster))
     scale = _call(

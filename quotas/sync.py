@@ -1,7 +1,7 @@
 """Quotas in the clusters: each tenant namespace carries a ResourceQuota on
-``requests.nvidia.com/gpu`` mirroring its effective limit on that cluster, as a backstop
-should anything scale behind the control plane's back. Reconciled idempotently; a value
-someone edited by hand (drift) is put back and reported."""
+``requests.nvidia.com/gpu`` mirroring its effective limit, as a backstop should anything
+scale behind the control plane's back. Reconciled idempotently; a value someone edited by
+hand (drift) is put back and reported."""
 
 from __future__ import annotations
 
@@ -19,24 +19,45 @@ RESOURCE_QUOTA_NAME = "gpu-control-plane"
 def sync_resource_quotas(
     cluster: Cluster, limits: dict[str, int], known: dict[str, Any], *, full: bool
 ) -> dict[str, Any]:
-    """Make each namespace's ResourceQuota hold its limit. Without ``full``, only namespaces
-    whose limit changed since ``known`` (the last results) are touched; ``full`` also reads
-    the others, which finds drift. Returns the new results per namespace."""
-    results = dict(known)
+    """Make each namespace's ResourceQuota hold its limit; returns the results by namespace.
+
+    Without ``full``, only namespaces whose limit changed since ``known`` (the last results)
+    are written, so a steady fleet costs no calls. ``full`` lists every namespace and quota
+    of the cluster (two calls) and corrects whatever differs: that is how drift is found.
+    """
+    if full:
+        try:
+            namespaces = kubernetes.list_namespaces(cluster)
+            current = kubernetes.list_resource_quotas(cluster, RESOURCE_QUOTA_NAME)
+        except ClusterError as exc:
+            error = {"error": str(exc), "at": timezone.now().isoformat()}
+            return {ns: (known.get(ns) or {}) | error for ns in limits}
+    results = {}
     for namespace, hard in sorted(limits.items()):
         previous = known.get(namespace) or {}
-        if not full and previous.get("hard") == hard and not previous.get("error"):
+        if full:
+            found = current.get(namespace)
+            if found is not None and found[0] == hard:
+                results[namespace] = previous | {"hard": hard, "used": found[1], "action": "ok"}
+                results[namespace].pop("error", None)
+                continue
+            exists = namespace in namespaces
+        elif previous.get("hard") == hard and not previous.get("error"):
+            results[namespace] = previous
             continue
-        results[namespace] = _sync_one(cluster, namespace, hard, previous)
-    for gone in set(results) - set(limits):
-        del results[gone]
+        else:
+            exists = False
+        results[namespace] = _write(cluster, namespace, hard, previous, exists)
     return results
 
 
-def _sync_one(cluster: Cluster, namespace: str, hard: int, previous: dict[str, Any]) -> Any:
+def _write(
+    cluster: Cluster, namespace: str, hard: int, previous: dict[str, Any], exists: bool
+) -> dict[str, Any]:
     at = timezone.now().isoformat()
     try:
-        kubernetes.ensure_namespace(cluster, namespace)
+        if not exists:
+            kubernetes.ensure_namespace(cluster, namespace)
         synced = kubernetes.ensure_resource_quota(cluster, namespace, RESOURCE_QUOTA_NAME, hard)
     except ClusterError as exc:
         return {"hard": previous.get("hard"), "error": str(exc), "at": at}

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from clusters.models import Cluster
-from quotas.maths import Demand, Grant, TenantQuota, allocate, available
+from quotas.maths import Demand, Grant, TenantQuota, allocate
 from quotas.models import Quota
 from scaling.models import ScalingPolicy, Workload
 
@@ -54,15 +54,22 @@ def _record_usage(
     rows: list[Quota], demands: dict[int, list[Demand]], seen: dict[int, tuple[str, int]]
 ) -> None:
     """Write what each quota's tenant uses and wants, for the admin, the API and the quota
-    preview (one statement)."""
+    preview (one statement, for the quotas whose usage changed)."""
     at = timezone.now()
+    changed = []
     for quota in rows:
         mine = [d for d in demands.get(quota.gpu_type_id, []) if d.tenant == quota.tenant.slug]
-        quota.used_gpus = sum(d.current * d.gpus_per_replica for d in mine)
-        quota.warming_gpus = sum(seen[d.workload][1] * d.gpus_per_replica for d in mine)
-        quota.demands = [asdict(d) | {"name": seen[d.workload][0]} for d in mine]
-        quota.usage_at = at
-    Quota.objects.bulk_update(rows, ["used_gpus", "warming_gpus", "demands", "usage_at"])
+        observed = (
+            sum(d.current * d.gpus_per_replica for d in mine),
+            sum(seen[d.workload][1] * d.gpus_per_replica for d in mine),
+            [asdict(d) | {"name": seen[d.workload][0]} for d in mine],
+        )
+        if observed != (quota.used_gpus, quota.warming_gpus, quota.demands):
+            quota.used_gpus, quota.warming_gpus, quota.demands = observed
+            quota.usage_at = at
+            changed.append(quota)
+    # Only what changed is written: a steady fleet costs no quota writes.
+    Quota.objects.bulk_update(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
 
 
 def _quota_rows(wishes: list[Wish]) -> list[Quota]:
@@ -136,40 +143,42 @@ def _demand(workload: Workload, wish: Wish | None, now: float) -> Demand:
         wanted=wanted,
         minimum=min(policy.min_replicas if policy else 0, holding),
         grown_at=float(status.get("grown_at", 0.0)),
-        waiting_since=float(status.get("waiting_since", now)),
+        # Only a request for more has an age (it orders competing growth).
+        waiting_since=float(status.get("waiting_since", now)) if wanted > holding else 0.0,
     )
 
 
 def namespace_limits(cluster: Cluster) -> dict[str, int]:
-    """The GPU limit each namespace of ``cluster`` should carry in its ResourceQuota: what its
-    tenant holds there plus what its quotas still let it take, summed over GPU types.
+    """The GPU limit each namespace of ``cluster`` carries in its ResourceQuota: the most its
+    tenant may hold of each GPU type it runs there (N + B, or the whole cohort when B is
+    empty; the quota spans clusters, so all of it may be on this one), summed.
 
-    Usage comes from the quotas' observed usage (written by the ticks). Namespaces of tenants
-    with no quota for some GPU type they use are left out: quotas do not limit them, so no
-    backstop is written.
+    It changes only when quotas do, so the backstop costs no writes as replicas come and go.
+    Namespaces of tenants with no quota for some GPU type they use are left out: quotas do
+    not limit them, so no backstop is written.
     """
-    here = list(Workload.objects.filter(cluster=cluster).select_related("tenant", "tenant__parent"))
-    tenants = {w.tenant_id for w in here}
-    parents = {w.tenant.parent_id for w in here if w.tenant.parent_id is not None}
-    quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
-    usage: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = Quota.objects.filter(
-        Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents)
-    ).select_related("tenant", "tenant__parent", "gpu_type")
-    for q in rows:
-        quotas[q.gpu_type_id][q.tenant.slug] = _tenant_quota(q)
-        usage[q.gpu_type_id][q.tenant.slug] = q.used_gpus
+    here = list(
+        Workload.objects.filter(cluster=cluster)
+        .values_list("namespace", "tenant_id", "tenant__parent_id", "gpu_type_id")
+        .distinct()
+    )
+    tenants = {row[1] for row in here}
+    parents = {row[2] for row in here if row[2] is not None}
+    cohort_nominal: dict[tuple[int, int], int] = defaultdict(int)
+    ceilings: dict[tuple[int, int], int | None] = {}
+    rows = Quota.objects.filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
+    for q in rows.select_related("tenant", "tenant__parent", "gpu_type"):
+        if q.tenant.parent_id is not None:
+            cohort_nominal[(q.tenant.parent_id, q.gpu_type_id)] += q.nominal
+        ceilings[(q.tenant_id, q.gpu_type_id)] = q.as_limit().ceiling
     limits: dict[str, int] = defaultdict(int)
     unlimited: set[str] = set()
-    counted: set[tuple[str, int]] = set()
-    for w in here:
-        quota = quotas.get(w.gpu_type_id, {}).get(w.tenant.slug)
-        if quota is None:
-            unlimited.add(w.namespace)
+    for namespace, tenant, parent, gpu_type in set(here):
+        if (tenant, gpu_type) not in ceilings:
+            unlimited.add(namespace)
             continue
-        limits[w.namespace] += (w.ready_replicas + w.warming_replicas) * w.gpus_per_replica
-        if (w.namespace, w.gpu_type_id) not in counted:
-            counted.add((w.namespace, w.gpu_type_id))
-            cohort = [q for q in quotas[w.gpu_type_id].values() if q.cohort == quota.cohort]
-            limits[w.namespace] += available(quota, cohort, usage[w.gpu_type_id])
+        ceiling = ceilings[(tenant, gpu_type)]
+        limits[namespace] += (
+            ceiling if ceiling is not None else cohort_nominal[(parent or 0, gpu_type)]
+        )
     return {ns: gpus for ns, gpus in limits.items() if ns not in unlimited}
