@@ -9,14 +9,17 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
+from clusters.models import GpuNode
 from dashboard import policies
 from dashboard import preview as what_if
 from dashboard.forms import DecisionFilter, PolicyForm
+from quotas.models import GpuType
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
 
@@ -44,8 +47,27 @@ def fleet(request: HttpRequest) -> HttpResponse:
         "workloads": workloads,
         "usage": policies.usage(workloads, [t.pk for t in tenants]),
         "decisions": _decisions(request.user)[:RECENT_DECISIONS],
+        "inventory": _inventory(),
     }
     return render(request, "dashboard/fleet.html", context)
+
+
+def _inventory() -> list[dict[str, Any]]:
+    """GPUs per cluster and GPU type, as the last inventory sync saw the nodes."""
+    names = dict(GpuType.objects.values_list("node_label", "name"))
+    rows = (
+        GpuNode.objects.filter(cluster__enabled=True)
+        .values("cluster__name", "gpu_product")
+        .annotate(
+            nodes=Count("pk"),
+            ready_nodes=Count("pk", filter=Q(ready=True)),
+            gpus=Sum("gpu_capacity"),
+            allocatable=Sum("gpu_allocatable"),
+            seen_at=Max("seen_at"),
+        )
+        .order_by("cluster__name", "gpu_product")
+    )
+    return [row | {"gpu_type": names.get(row["gpu_product"], row["gpu_product"])} for row in rows]
 
 
 @login_required
