@@ -211,6 +211,7 @@ else:
     # machine (unlike task_always_eager, tasks run in the worker, not the caller).
     _broker_dir = VAR_DIR / "celery" / "broker"
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "controlplane.broker:Transport"  # atomic writes, see there
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),

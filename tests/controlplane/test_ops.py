@@ -25,13 +25,13 @@ def test_readyz_reports_each_dependency(client):
 
 @pytest.mark.django_db
 def test_readyz_names_the_failing_broker(client):
-    previous = celery_app.conf.broker_url
+    previous = celery_app.conf.broker_url, celery_app.conf.broker_transport
     # A real, closed port: the broker really is unreachable.
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
+    celery_app.conf.broker_url, celery_app.conf.broker_transport = "redis://127.0.0.1:1/0", None
     try:
         response = client.get("/readyz")
     finally:
-        celery_app.conf.broker_url = previous
+        celery_app.conf.broker_url, celery_app.conf.broker_transport = previous
     assert response.status_code == 503
     body = response.json()
     assert body["failing"] == ["broker"]
