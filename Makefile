@@ -23,7 +23,8 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	@echo "Control plane: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/"
-	PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile start
+	@# honcho rewrites PORT per process (Foreman style), so the web port travels as WEB_PORT.
+	WEB_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile start
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
