@@ -40,7 +40,7 @@ def grant_all(cluster: Cluster, wishes: list[Wish], now: float) -> dict[int, Gra
     rows = _quota_rows(wishes)
     quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
     for q in rows:
-        quotas[q.gpu_type_id][q.tenant.slug] = _tenant_quota(q)
+        quotas[q.gpu_type_id][q.tenant.slug] = q.as_limit()
     demands, seen = _demands(cluster, wishes, quotas, now)
     grants: dict[int, Grant] = {}
     for gpu_type_id, group in demands.items():
@@ -81,20 +81,6 @@ def _quota_rows(wishes: list[Wish]) -> list[Quota]:
         Quota.objects.filter(gpu_type_id__in=gpu_types)
         .filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
         .select_related("tenant", "tenant__parent", "gpu_type")
-    )
-
-
-def _tenant_quota(q: Quota) -> TenantQuota:
-    return TenantQuota(
-        tenant=q.tenant.slug,
-        gpu_type=q.gpu_type.name,
-        nominal=q.nominal,
-        borrowing_limit=q.borrowing_limit,
-        lending_limit=q.lending_limit,
-        cohort=q.tenant.parent.slug if q.tenant.parent else None,
-        priority=q.tenant.priority,
-        weight=q.tenant.fair_share_weight,
-        max_replicas_per_workload=q.max_replicas_per_workload,
     )
 
 
