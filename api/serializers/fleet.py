@@ -88,3 +88,31 @@ class QuotaSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["id"]
         validators: list[Any] = []
+
+
+class QuotaUsageSerializer(serializers.Serializer[Any]):
+    """What a quota's tenant uses of it, as the control loop last observed (GPUs)."""
+
+    used = serializers.IntegerField()
+    borrowed = serializers.IntegerField(help_text="Beyond nominal, from the cohort's pool.")
+    lent = serializers.IntegerField(help_text="Of its lendable GPUs, in use by others.")
+    warming = serializers.IntegerField(help_text="Held by replicas not ready yet.")
+    available = serializers.IntegerField(
+        allow_null=True, help_text="What it may still take now; null: unlimited."
+    )
+    observed_at = serializers.DateTimeField(allow_null=True)
+
+
+class QuotaEffectSerializer(serializers.Serializer[Any]):
+    """How a proposed quota change would treat one workload this tick."""
+
+    workload = serializers.IntegerField()
+    name = serializers.CharField()
+    tenant = serializers.CharField()
+    current = serializers.IntegerField(help_text="Replicas it holds.")
+    wanted = serializers.IntegerField(help_text="Replicas its autoscaler wants.")
+    before = serializers.IntegerField(help_text="Replicas granted under the current quotas.")
+    after = serializers.IntegerField(help_text="Replicas granted with the change.")
+    effect = serializers.ChoiceField(
+        choices=["allowed to grow", "blocked", "reclaimed", "unchanged"]
+    )

@@ -1,10 +1,23 @@
 """GPU types, clusters and quotas: staff manage them; signed-in users read (quotas only of the
 tenants they can see)."""
 
-from django.db.models import QuerySet
-from rest_framework import serializers
+import copy
+from dataclasses import asdict
 
-from api.serializers.fleet import ClusterSerializer, GpuTypeSerializer, QuotaSerializer
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from api.serializers.fleet import (
+    ClusterSerializer,
+    GpuTypeSerializer,
+    QuotaEffectSerializer,
+    QuotaSerializer,
+    QuotaUsageSerializer,
+)
 from api.views.base import ScopedModelViewSet
 from clusters.models import Cluster
 from quotas.models import GpuType, Quota
@@ -49,4 +62,28 @@ class QuotaViewSet(ScopedModelViewSet):
 
     def get_queryset(self) -> QuerySet[Quota]:
         tenants = Tenant.objects.for_user(self.request.user)
-        return Quota.objects.filter(tenant__in=tenants).select_related("tenant", "gpu_type")
+        return Quota.objects.filter(tenant__in=tenants).select_related(
+            "tenant", "tenant__parent", "gpu_type"
+        )
+
+    @extend_schema(request=None, responses=QuotaUsageSerializer)
+    @action(detail=True, methods=["get"])
+    def usage(self, request: Request, pk: str | None = None) -> Response:
+        """Used, borrowed, lent, warming and still available, from the last observation."""
+        quota = self.get_object()
+        usage = Quota.objects.usages([quota])[quota.pk]
+        data = asdict(usage) | {"warming": quota.warming_gpus, "observed_at": quota.usage_at}
+        return Response(QuotaUsageSerializer(data).data)
+
+    @extend_schema(request=QuotaSerializer, responses=QuotaEffectSerializer(many=True))
+    @action(detail=True, methods=["post"])
+    def preview(self, request: Request, pk: str | None = None) -> Response:
+        """What saving these values would do to the workloads of the quota's cohort this
+        tick (allowed to grow, blocked, reclaimed), without saving anything. Staff only."""
+        quota = self.get_object()
+        serializer = self.get_serializer(quota, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        proposed = copy.copy(quota)
+        for name, value in serializer.validated_data.items():
+            setattr(proposed, name, value)
+        return Response(QuotaEffectSerializer(quota.preview(proposed), many=True).data)
