@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from clusters.models import Cluster
 
@@ -20,7 +21,11 @@ class Sample:
     timestamp: float
 
     def label(self, key: str) -> str:
-        return dict(self.labels).get(key, "")
+        return self.label_map.get(key, "")
+
+    @cached_property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
 
 class MetricsError(Exception):

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from clusters import kubernetes, metrics, pool
 from clusters.kubernetes import ClusterError, DeploymentState, PodState
-from clusters.metrics import MetricsError, Sample
+from clusters.metrics import MetricsError
 from clusters.models import Cluster
 from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
@@ -73,7 +73,7 @@ class Observed:
     now: float
     deployments: dict[tuple[str, str], DeploymentState]
     pods: list[PodState]
-    samples: dict[str, list[Sample]]
+    samples: dict[str, observe.PodIndex]  # by metric name, then (namespace, pod)
     metrics_error: str = ""
 
 
@@ -188,7 +188,8 @@ def _observe(cluster: Cluster, workloads: list[Workload], report: TickReport) ->
     observed = Observed(now, deployments, pods, {})
     report.metric_queries = len(names)
     try:
-        observed.samples = metrics.read_samples(cluster, names, now) if names else {}
+        read = metrics.read_samples(cluster, names, now) if names else {}
+        observed.samples = {name: observe.index_by_pod(found) for name, found in read.items()}
     except MetricsError as exc:
         # Every metric is missing this tick: the engine holds, it never reads zero.
         observed.metrics_error = str(exc)
@@ -248,7 +249,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
             policy.max_concurrency,
         )
     values = observe.per_pod(
-        observed.samples.get(policy.metric, []), workload.namespace, {p.name for p in pods}
+        observed.samples.get(policy.metric, {}), workload.namespace, {p.name for p in pods}
     )
     obs = observe.observation(
         now=observed.now,
@@ -324,18 +325,18 @@ def _update_signals(
     counters = dict(history.pop("counters", None) or {})
     pod_names = {p.name for p in pods}
     ns, now = workload.namespace, observed.now
-    values = observe.per_pod(observed.samples.get(policy.metric, []), ns, pod_names)
+    values = observe.per_pod(observed.samples.get(policy.metric, {}), ns, pod_names)
     history["metric"] = observe.append_history(
         history.get("metric"), now, _swap(observe.aggregate(values, policy.aggregation)), horizon
     )
     if policy.algorithm not in OFFERED_WORK_ALGORITHMS:
         return history, {}
     for key, name in (("prompt", observe.PROMPT_TOKENS), ("generation", observe.GENERATION_TOKENS)):
-        current = observe.per_pod(observed.samples.get(name, []), ns, pod_names)
+        current = observe.per_pod(observed.samples.get(name, {}), ns, pod_names)
         rate, counters[key] = observe.counter_rate(counters.get(key) or {}, current)
         point = (now, rate) if rate is not None else None
         history[key] = observe.append_history(history.get(key), now, point, horizon)
-    buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, []), ns, pod_names)
+    buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, {}), ns, pod_names)
     p95 = observe.histogram_quantile(0.95, counters.get("ttft") or {}, buckets)
     counters["ttft"] = buckets
     history["ttft"] = observe.append_history(

@@ -39,14 +39,22 @@ def pods_of(deployment: DeploymentState, pods: Iterable[PodState]) -> list[PodSt
     ]
 
 
-def per_pod(samples: Iterable[Sample], namespace: str, pods: set[str]) -> dict[str, Sample]:
+PodIndex = dict[tuple[str, str], list[Sample]]
+
+
+def index_by_pod(samples: Iterable[Sample]) -> PodIndex:
+    """Samples grouped by (namespace, pod), built once per tick and metric name, so each
+    workload looks up its own pods instead of scanning the whole cluster's series."""
+    index: PodIndex = defaultdict(list)
+    for sample in samples:
+        index[(sample.label("namespace"), sample.label("pod"))].append(sample)
+    return index
+
+
+def per_pod(index: PodIndex, namespace: str, pods: set[str]) -> dict[str, Sample]:
     """One value per pod: the mean over its series (a 4-GPU pod has four DCGM series),
     stamped with the oldest of them so staleness is never hidden."""
-    grouped: dict[str, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        pod = sample.label("pod")
-        if pod in pods and sample.label("namespace") == namespace:
-            grouped[pod].append(sample)
+    grouped = {pod: index[(namespace, pod)] for pod in pods if index.get((namespace, pod))}
     return {
         pod: Sample(
             group[0].name,
@@ -79,11 +87,11 @@ def counter_rate(
     return (rate if seen else None), state
 
 
-def bucket_counts(samples: Iterable[Sample], namespace: str, pods: set[str]) -> dict[str, float]:
+def bucket_counts(index: PodIndex, namespace: str, pods: set[str]) -> dict[str, float]:
     """Histogram bucket counts summed over the workload's pods, keyed by ``le``."""
     counts: dict[str, float] = defaultdict(float)
-    for sample in samples:
-        if sample.label("namespace") == namespace and sample.label("pod") in pods:
+    for pod in pods:
+        for sample in index.get((namespace, pod), ()):
             counts[sample.label("le")] += sample.value
     return dict(counts)
 
