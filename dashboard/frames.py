@@ -27,19 +27,15 @@ class TenantUsage:
     nominal: int
     borrowing_limit: int | None
     used: int
+    ceiling: int | None  # the most it may hold (quota maths' TenantQuota.ceiling); None: no cap
 
     @property
     def borrowed(self) -> int:
         return max(0, self.used - self.nominal)
 
-    @property
-    def ceiling(self) -> int | None:
-        """The most it may hold: nominal plus the borrowing limit (None: no limit)."""
-        return None if self.borrowing_limit is None else self.nominal + self.borrowing_limit
-
     def as_dict(self) -> dict[str, Any]:
         body = {k: v for k, v in self.__dict__.items() if k != "tenant_id"}
-        return {**body, "borrowed": self.borrowed, "ceiling": self.ceiling}
+        return {**body, "borrowed": self.borrowed}
 
 
 def dumps(frame_type: str, t: float, **body: Any) -> str:

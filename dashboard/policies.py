@@ -61,7 +61,7 @@ def usage(workloads: Iterable[Workload], tenant_ids: Iterable[int] | None = None
     for w in workloads:
         key = (w.tenant_id, w.gpu_type_id)
         held[key] = held.get(key, 0) + w.gpus_in_use
-    quotas = Quota.objects.select_related("tenant", "gpu_type")
+    quotas = Quota.objects.select_related("tenant", "tenant__parent", "gpu_type")
     if tenant_ids is not None:
         quotas = quotas.filter(tenant_id__in=list(tenant_ids))
     return [
@@ -72,6 +72,7 @@ def usage(workloads: Iterable[Workload], tenant_ids: Iterable[int] | None = None
             nominal=q.nominal,
             borrowing_limit=q.borrowing_limit,
             used=held.get((q.tenant_id, q.gpu_type_id), 0),
+            ceiling=q.as_limit().ceiling,
         )
         for q in quotas
     ]
