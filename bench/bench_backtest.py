@@ -121,6 +121,7 @@ def main() -> None:
             print(f"      predictive {what}: {'met' if met else 'NOT met'}")
     print(f"traces: {ATTRIBUTION}")
     path = ROOT / "bench" / "results" / "backtest.json"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
 
