@@ -205,3 +205,24 @@ def test_slo_without_objective_holds(build):
     decision = build.run(build.policy("slo"), build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
     assert decision.desired == 4
     assert "slo_ttft_p95_s" in decision.reason
+
+
+def test_slo_counts_warming_replicas_as_the_answer_on_the_way(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0)
+    late = ((build.NOW - 1, 2.0),)
+    # 4 ready were late: 4 x (1 + 0.5 x 1) = 6 wanted; 3 more already warming cover it.
+    decision = build.run(pol, build.obs(7, ready=4, warming=3, ttft_p95_s=late))
+    assert decision.desired == 7
+    assert "warming replicas cover it" in decision.steps[0].note
+
+
+def test_slo_never_goes_below_the_offered_work_target(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0, scale_down_stabilization_s=0.0)
+    fast = ((build.NOW - 1, 0.1),)
+    ob = build.obs(12, ttft_p95_s=fast, **_offered(build.NOW, lambda t: 9.0))
+    decision = build.run(pol, ob)
+    # The controller alone would shrink 12 -> 7 (well under the objective); offered work
+    # says 9 x 1.1 -> 10.
+    assert decision.raw_desired == math.ceil(9.0 * 1.1)
+    assert decision.desired == 10
+    assert any(s.name == "offered work" and "raised" in s.note for s in decision.steps)
