@@ -27,9 +27,10 @@ Rules, in order:
    does not, so a falling forecast never shrinks the pool early.
 5. Burst hold = the highest of (peak x share) over the last `burst_horizon_s` (1800 s),
    where peak = the highest single demand point in the last `history_s` and share =
-   - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` within the history: the
-     pool was too small for a burst this size, and bursts grow (the next one may well be
-     larger than any seen; on the code trace they went 5, 7, then 12 replicas of demand);
+   - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
+     when unset: the back-test's default TTFT bound) within the history: the pool was too
+     small for a burst this size, and bursts grow (the next one may well be larger than
+     any seen; on the code trace they went 5, 7, then 12 replicas of demand);
    - else `burst_share_idle` (1.0) when the history holds an idle stretch (no demand at
      all) at least a cold start long: bursts end idle gaps, so they land on warm capacity
      only and their work must fit what is held;
@@ -93,6 +94,7 @@ DEFAULTS: dict[str, float] = {
     "burst_share_idle": 1.0,
     "burst_share_late": 2.0,
     "burst_horizon_s": 1800.0,
+    "late_ttft_s": 2.0,  # the TTFT p95 that counts as late when slo_ttft_p95_s is unset
     "headroom": 1.1,
 }
 
@@ -210,10 +212,10 @@ def burst_share(
 ) -> tuple[float, str]:
     """Step 5's share and why: larger after idle gaps, larger still once TTFT p95 broke
     the objective within the history."""
-    slo = policy.slo_ttft_p95_s
+    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     start = obs.now - p["history_s"]
-    if slo is not None and any(t >= start and v > slo for t, v in obs.ttft_p95_s):
-        return p["burst_share_late"], "TTFT p95 broke the objective"
+    if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
+        return p["burst_share_late"], f"TTFT p95 broke {slo:g} s"
     if longest_idle_s(points) >= policy.cold_start_s:
         return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
     return p["burst_share"], "steady load"

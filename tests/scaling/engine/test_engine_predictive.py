@@ -111,6 +111,18 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
+def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
+    pol = build.policy("predictive")  # slo_ttft_p95_s unset
+    now = build.NOW
+
+    def spike(t):
+        return 5.0 if now - 300 <= t < now - 285 else 1.0
+
+    on_time = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 1.9),), **_offered(now, spike)))
+    late = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 2.1),), **_offered(now, spike)))
+    assert (on_time.raw_desired, late.raw_desired) == (3, 10)  # peak 5 x 0.5, then x 2
+
+
 def test_a_burst_ending_an_idle_gap_is_held_in_full(build):
     pol = build.policy("predictive")
     now = build.NOW
