@@ -1,4 +1,4 @@
-"""Back-test benchmark: hpa, kpa and predictive against the oracle on both Azure traces.
+"""Back-test benchmark: hpa, kpa, predictive and slo against the oracle on both Azure traces.
 
 Run: ``.venv/bin/python bench/bench_backtest.py`` (writes bench/results/backtest.json).
 
@@ -13,7 +13,8 @@ Policy settings (documented in docs/backtest.md):
 - kpa: the same metric and target as a pool total (Knative aggregates concurrency across
   pods; see docs/backtest.md for why not the per-replica average), Knative defaults.
 - predictive: offered work, defaults, slo_ttft_p95_s 2.0.
-All with min 1, max 50 replicas.
+- slo: the same, TTFT p95 objective 2.0 s (the SLO-aware variant of predictive).
+All with min 1, max 50 replicas; the same predictive defaults on both traces.
 
 Targets for predictive (issue 4): attainment >= 99 % on both; GPU-hours <= 1.2x the oracle on
 conv and <= 2x on code; better than hpa and kpa on attainment and GPU-hours; fewer scale
@@ -40,6 +41,7 @@ POLICIES = {
     "hpa": BASE,
     "kpa": replace(BASE, algorithm="kpa", aggregation="total"),
     "predictive": replace(BASE, algorithm="predictive"),
+    "slo": replace(BASE, algorithm="slo"),
 }
 TRACES = ("conv", "code")
 ATTRIBUTION = (
@@ -121,6 +123,7 @@ def main() -> None:
             print(f"      predictive {what}: {'met' if met else 'NOT met'}")
     print(f"traces: {ATTRIBUTION}")
     path = ROOT / "bench" / "results" / "backtest.json"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -1,8 +1,15 @@
 """`predictive`: provision ahead of cold start from forecast offered work (ours).
 
 Why offered work and not concurrency: under backlog or long prompts, running/queued request
-counts lag and mislead (a saturated pool shows flat concurrency while work piles up), so the
-pool is sized from the tokens/s users send, turned into replica-seconds via the GPU profile.
+counts lag and mislead (a saturated pool shows flat concurrency while work piles up; one
+12k-token prompt is not one 500-token prompt), so the pool is sized from the tokens/s users
+send, turned into replica-seconds via the GPU profile.
+
+Why a burst hold: a replica asked for now serves only after a cold start (60 s by default),
+so a burst shorter than that is over before a reaction lands. Only capacity already warm
+serves it. The Azure code trace is made of such bursts (idle gaps of minutes ending in
+bursts of 10-40 s); chasing them with a forecast misses every burst and pays every cold
+start. The hold keeps the pool sized for the largest recent burst instead.
 
 Rules, in order:
 1. Demand series, in replicas:
@@ -18,17 +25,31 @@ Rules, in order:
 4. Sustained = max(latest bucket mean, level, forecast at now + cold_start_s) + burst_z
    (1.0) x the RMS of the one-step forecast errors: provisioning needs lead time, removal
    does not, so a falling forecast never shrinks the pool early.
-5. Bursts: peak = the highest single demand point in the last `history_s`, times
-   `burst_share` (0.5). Bursts shorter than a cold start cannot be chased, only held for;
-   a burst's work may spread over about twice the scrape interval before its first tokens
-   are late, hence the share.
-6. Required = ceil(max(sustained x headroom (1.1), peak)), and at least 1 while any demand
-   was seen in the history (a warm replica through idle gaps: a cold start is longer than
-   the bursts that end them).
+5. Burst hold = the highest of (peak x share) over the last `burst_horizon_s` (1800 s),
+   where peak = the highest single demand point in the last `history_s` and share =
+   - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
+     when unset: the back-test's default TTFT bound) within the history: the pool was too
+     small for a burst this size, and bursts grow (the next one may well be larger than
+     any seen; on the code trace they went 5, 7, then 12 replicas of demand);
+   - else `burst_share_idle` (1.0) when the history holds an idle stretch (no demand at
+     all) at least a cold start long: bursts end idle gaps, so they land on warm capacity
+     only and their work must fit what is held;
+   - else `burst_share` (0.5) on steady load, where a peak point is noise around the level
+     and its excess spreads over the neighbouring scrapes within the TTFT objective.
+   The holds are remembered (Memory.bursts, a sliding-window maximum), so the hold outlives
+   the signal history.
+6. Required = ceil(max(sustained x headroom (1.1), burst hold)), and at least 1 while any
+   demand was seen in the history (a warm replica through idle gaps: a cold start is longer
+   than the bursts that end them).
 7. Warming replicas count as capacity on the way: `current` already includes them and they
    are ready within the horizon, so they are not requested again.
 8. Scale up fast: no up stabilisation; rate limit max(100 %, 4 pods) per 15 s.
-   Scale down slowly: highest recommendation in the last 300 s, then 50 % per 60 s.
+   Scale down slowly: highest recommendation in the last 300 s, then 50 % per 60 s. With no
+   recommendation remembered (a new policy), the current count counts as one made now: the
+   pool shrinks only after a whole window of evidence.
+
+Measured on both Azure traces in docs/backtest.md (bench/bench_backtest.py); the same
+defaults serve both.
 """
 
 from __future__ import annotations
@@ -70,7 +91,10 @@ DEFAULTS: dict[str, float] = {
     "beta": 0.3,
     "burst_z": 1.0,
     "burst_share": 0.5,
+    "burst_share_idle": 1.0,
     "burst_share_late": 2.0,
+    "burst_horizon_s": 1800.0,
+    "late_ttft_s": 2.0,  # the TTFT p95 that counts as late when slo_ttft_p95_s is unset
     "headroom": 1.1,
 }
 
@@ -167,41 +191,101 @@ def holt(raw: Series, horizon_s: float, now: float, p: Params) -> Forecast:
     return Forecast(points[-1][1], level, trend, level + trend * ahead, p["burst_z"] * rms, peak)
 
 
-def burst_share(policy: PolicyParams, obs: Observation, p: Params) -> float:
-    """Step 5's share: larger once TTFT p95 broke the objective within the history."""
-    slo = policy.slo_ttft_p95_s
+def longest_idle_s(points: Series) -> float:
+    """The longest stretch of the demand series with no demand at all (seconds from the
+    first idle point to the next busy one, or to the last point)."""
+    longest, since = 0.0, None
+    for t, v in sorted(points):
+        if v > 0:
+            if since is not None:
+                longest = max(longest, t - since)
+            since = None
+        elif since is None:
+            since = t
+    if since is not None:
+        longest = max(longest, max(t for t, _ in points) - since)
+    return longest
+
+
+def burst_share(
+    policy: PolicyParams, obs: Observation, p: Params, points: Series
+) -> tuple[float, str]:
+    """Step 5's share and why: larger after idle gaps, larger still once TTFT p95 broke
+    the objective within the history."""
+    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     start = obs.now - p["history_s"]
-    late = slo is not None and any(t >= start and v > slo for t, v in obs.ttft_p95_s)
-    return p["burst_share_late"] if late else p["burst_share"]
+    if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
+        return p["burst_share_late"], f"TTFT p95 broke {slo:g} s"
+    if longest_idle_s(points) >= policy.cold_start_s:
+        return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
+    return p["burst_share"], "steady load"
 
 
-def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Proposal:
+def hold_bursts(
+    bursts: tuple[tuple[float, float], ...],
+    now: float,
+    value: float,
+    horizon_s: float,
+    spacing_s: float,
+) -> tuple[tuple[float, float], ...]:
+    """Step 5's memory: a sliding-window maximum of burst holds over `horizon_s`.
+
+    Entries older than the horizon go; so do earlier entries no higher than the new value
+    (they can never be the maximum again), so values strictly decrease with time and the
+    first entry is the window's maximum. A new value within `spacing_s` of the last entry
+    merges into it (the higher value, stamped now: it errs on holding longer), so the list
+    holds at most horizon / spacing entries.
+    """
+    kept = [(t, v) for t, v in bursts if now - horizon_s < t <= now and v > value]
+    if kept and now - kept[-1][0] < spacing_s:
+        return (*kept[:-1], (now, kept[-1][1]))
+    return (*kept, (now, value))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Steps 1-6: the replicas the offered work calls for, before stabilisation."""
+
+    raw: int
+    predicted: float
+    forecast: Forecast
+    bursts: tuple[tuple[float, float], ...]
+    source: str
+    steps: tuple[Step, ...]
+    values: tuple[MetricValue, ...]
+
+
+def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Target | str:
+    """Steps 1-7, or why there is no target (a hold reason)."""
     if (
         not uses_offered_work(obs)
         and policy.aggregation == "average"
         and obs.series
         and obs.ready == 0
     ):
-        why = "no ready replica to turn the per-replica average into demand"
-        return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
+        return "no ready replica to turn the per-replica average into demand"
     points, source = demand_series(policy, obs, p)
     fc = holt(points, policy.cold_start_s, obs.now, p)
     predicted = max(fc.latest, fc.level, fc.at_horizon) + fc.margin
     if math.isnan(predicted) or math.isnan(fc.peak):
-        why = "forecast is not a number (values too large to extrapolate)"
-        return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
-    share = burst_share(policy, obs, p)
-    raw = ceil_replicas(max(predicted * p["headroom"], fc.peak * share))
+        return "forecast is not a number (values too large to extrapolate)"
+    share, why_share = burst_share(policy, obs, p, points)
+    bursts = hold_bursts(
+        memory.bursts, obs.now, fc.peak * share, p["burst_horizon_s"], p["smoothing_s"]
+    )
+    held = bursts[0][1]
+    raw = ceil_replicas(max(predicted * p["headroom"], held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
-    steps = [
+    steps = (
         Step(
             "forecast",
             raw,
             f"demand now {fc.latest:.3g} replicas, trend "
             f"{fc.trend_per_s * 60:+.3g}/min, at +{policy.cold_start_s:g} s "
             f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}, headroom x{p['headroom']:g}; "
-            f"burst hold {fc.peak * share:.3g} (peak {fc.peak:.3g} x{share:g})",
+            f"burst hold {held:.3g}, highest in {p['burst_horizon_s']:g} s (now: peak "
+            f"{fc.peak:.3g} x{share:g}, {why_share})",
         ),
         Step(
             "warming",
@@ -209,20 +293,6 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
             f"{obs.ready} ready + {obs.warming} warming of {obs.current} "
             "counted as capacity (warming replicas are ready within the horizon)",
         ),
-    ]
-    stab = stabilise(
-        obs.current,
-        raw,
-        memory.recommendations,
-        obs.now,
-        p["scale_up_stabilization_s"],
-        p["scale_down_stabilization_s"],
-    )
-    limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
-    steps += [stab.step, limited]
-    headline = (
-        f"{source}: forecast {predicted:.3g} replicas at +{policy.cold_start_s:g} s "
-        f"cold start → {raw} replicas"
     )
     values = (
         MetricValue("demand (replicas)", fc.latest, points[-1][0]),
@@ -230,13 +300,40 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
             "forecast at cold start (replicas)", fc.at_horizon, obs.now + policy.cold_start_s
         ),
     )
+    return Target(raw, predicted, fc, bursts, source, steps, values)
+
+
+def first_recommendations(memory: Memory, obs: Observation) -> tuple[tuple[float, int], ...]:
+    """Step 8's evidence rule: with no recommendation remembered (first evaluation, or
+    after holds longer than the window), the current count counts as one made now, so the
+    pool shrinks only after a whole scale-down window of evidence."""
+    return memory.recommendations or ((obs.now, obs.current),)
+
+
+def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Proposal:
+    aim = target(policy, p, obs, memory)
+    if isinstance(aim, str):
+        return Proposal(obs.current, None, (), aim, (), memory, hold_reason=aim)
+    stab = stabilise(
+        obs.current,
+        aim.raw,
+        first_recommendations(memory, obs),
+        obs.now,
+        p["scale_up_stabilization_s"],
+        p["scale_down_stabilization_s"],
+    )
+    limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
+    headline = (
+        f"{aim.source}: forecast {aim.predicted:.3g} replicas at +{policy.cold_start_s:g} s "
+        f"cold start → {aim.raw} replicas"
+    )
     return Proposal(
         limited.value,
-        raw,
-        tuple(steps),
+        aim.raw,
+        (*aim.steps, stab.step, limited),
         headline,
-        values,
-        replace(memory, recommendations=stab.recommendations),
+        aim.values,
+        replace(memory, recommendations=stab.recommendations, bursts=aim.bursts),
     )
 
 

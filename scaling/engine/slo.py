@@ -1,28 +1,38 @@
-"""`slo`: hold time-to-first-token p95 under `slo_ttft_p95_s` with a damped proportional
-controller (ours; the SLO-aware variant of `predictive`, sharing its guards).
+"""`slo`: hold time-to-first-token p95 under `slo_ttft_p95_s` (ours; the SLO-aware variant
+of `predictive`, sharing its guards).
 
-Latency is flat until a pool saturates and then climbs steeply, so the controller reacts
-to any excess at once but shrinks only when p95 is well under the objective.
+Latency is flat until a pool saturates and then climbs steeply, and it answers a change of
+replicas only a cold start later. A controller on latency alone therefore reacts late and
+winds up: while new replicas warm, p95 stays high and each tick would ask for more (on the
+Azure conversation trace that took the pool from 1 to 50 replicas). So the controller sits
+on top of predictive's offered-work target and counts warming replicas as the answer on the
+way.
 
 Rules, in order:
 1. p95 = mean of the TTFT p95 series over the stable window (60 s); ratio = p95 / SLO.
-2. Over the objective (ratio > 1 + up tolerance, default 0): desired =
-   ceil(current x (1 + gain x (ratio - 1))), at least current + 1; gain 0.5 damps the
-   step because latency is not linear in replicas.
+2. Over the objective (ratio > 1 + up tolerance, default 0): wanted =
+   ceil(ready x (1 + gain x (ratio - 1))), at least ready + 1; gain 0.5 damps the step
+   because latency is not linear in replicas. Sized from the ready replicas, whose latency
+   was measured; when the warming ones already cover it, keep the current count (anti
+   wind-up).
 3. Well under it (ratio < 1 - down tolerance, default 0.5): desired =
    ceil(current x (1 - gain x (1 - ratio))).
 4. Otherwise keep the current count.
-5. Then the shared behavior: no up stabilisation, highest recommendation over 300 s for
-   scale-down, up max(100 %, 4 pods) per 15 s, down 50 % per 60 s.
+5. Floor: with offered-work signals (prompt and generation tokens/s and the replica
+   capacity), never below predictive's target (its steps 1-7: forecast, burst hold, warm
+   replica); the controller only adds to it.
+6. Then the shared behavior: no up stabilisation, highest recommendation over 300 s for
+   scale-down (the current count counts as one when none is remembered), up max(100 %, 4
+   pods) per 15 s, down 50 % per 60 s.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from . import predictive
 from .behavior import rate_limit, stabilise
 from .guards import ceil_replicas
-from .predictive import DEFAULTS as PREDICTIVE_DEFAULTS
 from .series import used_values, window_mean
 from .types import (
     Algorithm,
@@ -36,7 +46,7 @@ from .types import (
 )
 
 DEFAULTS: dict[str, float] = {
-    **{k: v for k, v in PREDICTIVE_DEFAULTS.items() if k.startswith("scale_")},
+    **predictive.DEFAULTS,
     "scale_up_tolerance": 0.0,
     "scale_down_tolerance": 0.5,
     "stable_window_s": 60.0,
@@ -45,14 +55,19 @@ DEFAULTS: dict[str, float] = {
 
 
 def signals(policy: PolicyParams, p: Params, obs: Observation) -> tuple[Signal, ...]:
-    return (Signal("TTFT p95", obs.ttft_p95_s, p["stable_window_s"]),)
+    ttft = Signal("TTFT p95", obs.ttft_p95_s, p["stable_window_s"])
+    if predictive.uses_offered_work(obs):
+        return (ttft, *predictive.signals(policy, p, obs))
+    return (ttft,)
 
 
-def proportional(current: int, ratio: float, p: Params) -> tuple[int, str]:
-    base = max(current, 1)
+def proportional(current: int, ready: int, ratio: float, p: Params) -> tuple[int, str]:
     if ratio > 1 + p["scale_up_tolerance"]:
-        wanted = ceil_replicas(base * (1 + p["gain"] * (ratio - 1)))
-        return max(wanted, current + 1), "over the objective"
+        base = max(ready, 1)
+        wanted = max(ceil_replicas(base * (1 + p["gain"] * (ratio - 1))), base + 1)
+        if wanted <= current:
+            return current, "over the objective; the warming replicas cover it"
+        return wanted, "over the objective"
     if ratio < 1 - p["scale_down_tolerance"]:
         return ceil_replicas(current * (1 - p["gain"] * (1 - ratio))), "well under the objective"
     return current, "near the objective"
@@ -65,23 +80,34 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
     p95 = window_mean(obs.ttft_p95_s, obs.now, p["stable_window_s"])
     ratio = p95 / slo
-    raw, note = proportional(obs.current, ratio, p)
+    raw, note = proportional(obs.current, obs.ready, ratio, p)
+    steps: list[Step] = [Step("controller", raw, f"{note}, gain {p['gain']:g}")]
+    values = used_values("TTFT p95 (s)", obs.ttft_p95_s, obs.now, p["stable_window_s"])
+    if predictive.uses_offered_work(obs):
+        aim = predictive.target(policy, p, obs, memory)
+        if isinstance(aim, str):
+            return Proposal(obs.current, None, (), aim, (), memory, hold_reason=aim)
+        memory = replace(memory, bursts=aim.bursts)
+        values += aim.values
+        if aim.raw > raw:
+            raw = aim.raw
+            steps.append(Step("offered work", raw, f"raised to predictive's target: {aim.source}"))
+        else:
+            steps.append(Step("offered work", raw, f"predictive's target {aim.raw} is lower"))
     stab = stabilise(
         obs.current,
         raw,
-        memory.recommendations,
+        predictive.first_recommendations(memory, obs),
         obs.now,
         p["scale_up_stabilization_s"],
         p["scale_down_stabilization_s"],
     )
     limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
-    steps = (Step("controller", raw, f"{note}, gain {p['gain']:g}"), stab.step, limited)
     headline = f"TTFT p95 {p95:.3g} s vs objective {slo:g} s ({ratio:.2f}) → {raw} replicas"
-    values = used_values("TTFT p95 (s)", obs.ttft_p95_s, obs.now, p["stable_window_s"])
     return Proposal(
         limited.value,
         raw,
-        steps,
+        (*steps, stab.step, limited),
         headline,
         values,
         replace(memory, recommendations=stab.recommendations),

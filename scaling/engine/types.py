@@ -7,15 +7,17 @@ reads a clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # A time series point: (timestamp seconds, value).
 Point = tuple[float, float]
 Series = tuple[Point, ...]
 # Effective parameter values after resolving the policy's None fields against DEFAULTS.
 Params = Mapping[str, float]
+_V = TypeVar("_V", int, float)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class Memory:
     panic_since: KPA's panic time (last time the panic threshold was crossed), or None.
     max_panic_pods: KPA's high-water mark while panicking.
     zero_since: when KPA first saw no traffic (scale-to-zero grace period), or None.
+    bursts: (time, replicas) burst holds predictive computed, kept for its burst horizon as
+        a sliding-window maximum (values strictly decrease with time, so the first entry is
+        the highest within the horizon).
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
@@ -126,6 +131,7 @@ class Memory:
     panic_since: float | None = None
     max_panic_pods: int = 0
     zero_since: float | None = None
+    bursts: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +140,7 @@ class Memory:
             "panic_since": self.panic_since,
             "max_panic_pods": self.max_panic_pods,
             "zero_since": self.zero_since,
+            "bursts": [list(b) for b in self.bursts],
         }
 
     @classmethod
@@ -147,19 +154,27 @@ class Memory:
             panic_since=_optional_float(data.get("panic_since")),
             max_panic_pods=_int_or_zero(data.get("max_panic_pods")),
             zero_since=_optional_float(data.get("zero_since")),
+            bursts=_pairs(data.get("bursts"), _finite),
         )
 
 
-def _pairs(raw: Any, cast: Callable[[Any], int]) -> tuple[tuple[float, int], ...]:
+def _pairs(raw: Any, cast: Callable[[Any], _V]) -> tuple[tuple[float, _V], ...]:
     if not isinstance(raw, list | tuple):
         return ()
-    out: list[tuple[float, int]] = []
+    out: list[tuple[float, _V]] = []
     for item in raw:
         try:
             out.append((float(item[0]), cast(item[1])))
         except (TypeError, ValueError, IndexError, OverflowError):
             continue
     return tuple(out)
+
+
+def _finite(raw: Any) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
 
 
 def _optional_float(raw: Any) -> float | None:

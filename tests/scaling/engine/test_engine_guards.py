@@ -226,7 +226,9 @@ def test_memory_stays_bounded_and_round_trips(policy, start, sequence):
         memory = decision.memory
         assert len(memory.recommendations) <= MAX_MEMORY_ENTRIES
         assert len(memory.scale_events) <= MAX_MEMORY_ENTRIES
+        assert len(memory.bursts) <= MAX_MEMORY_ENTRIES
         assert all(now - t <= 3600 for t, _ in memory.recommendations + memory.scale_events)
+        assert all(now - t <= 3600 for t, _ in memory.bursts)
         assert Memory.from_dict(json.loads(json.dumps(memory.to_dict()))) == memory
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scaling.engine import Memory, ReplicaCapacity
+from scaling.engine.predictive import hold_bursts
 
 CAPACITY = ReplicaCapacity(
     prefill_tokens_per_s=10_000.0, decode_tokens_per_s=1_000.0, max_concurrency=64
@@ -107,6 +111,81 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
+def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
+    pol = build.policy("predictive")  # slo_ttft_p95_s unset
+    now = build.NOW
+
+    def spike(t):
+        return 5.0 if now - 300 <= t < now - 285 else 1.0
+
+    on_time = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 1.9),), **_offered(now, spike)))
+    late = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 2.1),), **_offered(now, spike)))
+    assert (on_time.raw_desired, late.raw_desired) == (3, 10)  # peak 5 x 0.5, then x 2
+
+
+def test_a_burst_ending_an_idle_gap_is_held_in_full(build):
+    pol = build.policy("predictive")
+    now = build.NOW
+
+    def burst(t):  # idle for 4 minutes, then 15 s of 8 replicas of work, then idle
+        return 8.0 if now - 300 <= t < now - 285 else 0.0
+
+    decision = build.run(pol, build.obs(2, **_offered(now, burst)))
+    assert decision.raw_desired == 8  # peak 8 x 1.0, not x 0.5 as on steady load
+    assert "idle gaps" in decision.steps[0].note
+
+
+def test_the_burst_hold_outlives_the_history_until_its_horizon(build):
+    pol = build.policy("predictive", scale_down_stabilization_s=0.0)
+    now = build.NOW
+    spike = _offered(now, lambda t: 20.0 if now - 300 <= t < now - 285 else 1.0)
+    first = build.run(pol, build.obs(2, **spike))
+    assert first.raw_desired == 10  # 20 x 0.5 on steady load
+    flat = 1.0
+
+    def later(dt):
+        t = now + dt
+        return build.run(pol, build.obs(10, now=t, **_offered(t, lambda _: flat)), first.memory)
+
+    # 20 minutes on, the spike has left the 10-minute signal history but not the hold.
+    assert later(1200).raw_desired == 10
+    # Past the 30-minute horizon the hold lapses: sustained 1 x 1.1 -> 2.
+    assert later(1801).raw_desired == 2
+
+
+def test_a_new_policy_waits_a_window_of_evidence_before_shrinking(build):
+    pol = build.policy("predictive")
+    memory = Memory()
+    current = 8
+    for i in range(30):
+        now = build.NOW + 15 * i
+        ob = build.obs(current, now=now, **_offered(now, lambda t: 1.0))
+        decision = build.run(pol, ob, memory)
+        memory, current = decision.memory, decision.desired
+        if i * 15 < 300:
+            assert current == 8, i
+    assert current < 8
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 40.0), st.floats(0.0, 50.0)), max_size=200))
+def test_the_burst_memory_is_a_bounded_conservative_window_maximum(steps):
+    bursts: tuple[tuple[float, float], ...] = ()
+    now, seen = 0.0, []
+    for gap, value in steps:
+        now += gap
+        seen.append((now, value))
+        bursts = hold_bursts(bursts, now, value, 600.0, 60.0)
+        in_window = [v for t, v in seen if now - 600.0 < t]
+        # Never lower than the true window maximum (merging errs on holding longer) ...
+        assert bursts[0][1] >= max(in_window)
+        # ... never higher than the maximum over the window stretched by one spacing.
+        assert bursts[0][1] <= max(v for t, v in seen if now - 660.0 < t)
+        values = [v for _, v in bursts]
+        assert values == sorted(values, reverse=True)
+        assert len(bursts) <= 600.0 / 60.0 + 1
+
+
 def test_keeps_one_warm_replica_through_an_idle_gap(build):
     pol = build.policy("predictive", min_replicas=0)
     now = build.NOW
@@ -138,3 +217,24 @@ def test_slo_without_objective_holds(build):
     decision = build.run(build.policy("slo"), build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
     assert decision.desired == 4
     assert "slo_ttft_p95_s" in decision.reason
+
+
+def test_slo_counts_warming_replicas_as_the_answer_on_the_way(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0)
+    late = ((build.NOW - 1, 2.0),)
+    # 4 ready were late: 4 x (1 + 0.5 x 1) = 6 wanted; 3 more already warming cover it.
+    decision = build.run(pol, build.obs(7, ready=4, warming=3, ttft_p95_s=late))
+    assert decision.desired == 7
+    assert "warming replicas cover it" in decision.steps[0].note
+
+
+def test_slo_never_goes_below_the_offered_work_target(build):
+    pol = build.policy("slo", slo_ttft_p95_s=1.0, scale_down_stabilization_s=0.0)
+    fast = ((build.NOW - 1, 0.1),)
+    ob = build.obs(12, ttft_p95_s=fast, **_offered(build.NOW, lambda t: 9.0))
+    decision = build.run(pol, ob)
+    # The controller alone would shrink 12 -> 7 (well under the objective); offered work
+    # says 9 x 1.1 -> 10.
+    assert decision.raw_desired == math.ceil(9.0 * 1.1)
+    assert decision.desired == 10
+    assert any(s.name == "offered work" and "raised" in s.note for s in decision.steps)
