@@ -1,4 +1,4 @@
-"""Back-test benchmark: hpa, kpa, predictive and slo against the oracle on both Azure traces.
+"""Back-test benchmark: hpa, kpa, apa, predictive and slo against the oracle on both traces.
 
 Run: ``.venv/bin/python bench/bench_backtest.py`` (writes bench/results/backtest.json).
 
@@ -12,6 +12,7 @@ Policy settings (documented in docs/backtest.md):
   conversation trace: ~4 requests/s per replica x ~8 s in flight), Kubernetes defaults.
 - kpa: the same metric and target as a pool total (Knative aggregates concurrency across
   pods; see docs/backtest.md for why not the per-replica average), Knative defaults.
+- apa: the same metric and target as hpa, per replica, AIBrix defaults.
 - predictive: offered work, defaults, slo_ttft_p95_s 2.0.
 - slo: the same, TTFT p95 objective 2.0 s (the SLO-aware variant of predictive).
 All with min 1, max 50 replicas; the same predictive defaults on both traces.
@@ -40,6 +41,7 @@ BASE = PolicyParams("hpa", "vllm:num_requests_running", 32.0, 1, 50, slo_ttft_p9
 POLICIES = {
     "hpa": BASE,
     "kpa": replace(BASE, algorithm="kpa", aggregation="total"),
+    "apa": replace(BASE, algorithm="apa"),
     "predictive": replace(BASE, algorithm="predictive"),
     "slo": replace(BASE, algorithm="slo"),
 }

@@ -4,7 +4,9 @@ Run: ``.venv/bin/python bench/bench_simulator.py`` (writes bench/results/simulat
 
 1. Replay speed: the one-hour Azure conversation trace (Azure LLM inference trace 2023,
    CC BY 4.0, simulator/traces/README.md) through one pool of Llama-3.1-8B on A100-80GB
-   with a fixed replica count; simulated seconds per wall second, median of runs.
+   with a fixed replica count; simulated seconds per wall second, median of runs. Measured
+   for the default engine (chunked prefill) and, in the same run and alternating with it,
+   for the engine without chunked prefill, with the latencies each produces.
 2. Routing: the same trace, time-compressed until round-robin no longer keeps up with the
    offered load at a fixed replica count; then round-robin, least-outstanding-requests and
    shortest-expected-delay side by side on identical arrivals.
@@ -26,7 +28,7 @@ from simulator.config import LoadConfig  # noqa: E402
 from simulator.load import make_load  # noqa: E402
 from simulator.model import GPU_PROFILES, MODELS  # noqa: E402
 from simulator.pool import ROUTING_STRATEGIES, ServingPool  # noqa: E402
-from simulator.replica import Request  # noqa: E402
+from simulator.replica import Completion, Request  # noqa: E402
 from simulator.traces import load_trace  # noqa: E402
 
 GPU = GPU_PROFILES["A100-80GB"]
@@ -44,27 +46,51 @@ def replay_hour() -> dict[str, Any]:
     load_trace("conv")
     parse_s = time.perf_counter() - started
     arrivals = make_load(LoadConfig(kind="trace", trace="conv")).arrivals(0.0, 3600.0)
-    walls = []
-    completed = 0
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    done: dict[bool, list[Completion]] = {}
     for _ in range(RUNS):
-        started = time.perf_counter()
-        pool = ServingPool(GPU, MODEL, replicas=REPLAY_REPLICAS, warm=True)
-        pool.submit_many(arrivals)
-        pool.advance(3600.0)
-        walls.append(time.perf_counter() - started)
-        completed = len(pool.completed)
-    wall = statistics.median(walls)
+        for chunked in (True, False):  # alternated, so both see the same machine load
+            started = time.perf_counter()
+            pool = ServingPool(
+                GPU, MODEL, replicas=REPLAY_REPLICAS, warm=True, chunked_prefill=chunked
+            )
+            pool.submit_many(arrivals)
+            pool.advance(3600.0)
+            walls[chunked].append(time.perf_counter() - started)
+            done[chunked] = list(pool.completed)
+    wall = statistics.median(walls[True])
+    unchunked = statistics.median(walls[False])
     return {
         "trace": "AzureLLMInferenceTrace_conv (1 h)",
         "replicas": REPLAY_REPLICAS,
         "requests": len(arrivals),
-        "completed": completed,
+        "completed": len(done[True]),
         "trace_parse_s": round(parse_s, 3),
         "wall_s_median": round(wall, 3),
-        "wall_s_runs": [round(w, 3) for w in walls],
+        "wall_s_runs": [round(w, 3) for w in walls[True]],
         "sim_s_per_wall_s": round(3600.0 / wall, 1),
         "target_wall_s": 10.0,
         "met": wall < 10.0,
+        "without_chunked_prefill": {
+            "wall_s_median": round(unchunked, 3),
+            "wall_s_runs": [round(w, 3) for w in walls[False]],
+            "wall_ratio_chunked_over_unchunked": round(wall / unchunked, 3),
+        },
+        "latency": {
+            "chunked_prefill": _latency(done[True]),
+            "without_chunked_prefill": _latency(done[False]),
+        },
+    }
+
+
+def _latency(done: list[Completion]) -> dict[str, float]:
+    ttft = sorted(c.ttft_s for c in done)
+    itl = sorted(c.itl_s for c in done)
+    return {
+        "ttft_p50_s": round(ttft[len(ttft) // 2], 4),
+        "ttft_p99_s": round(ttft[int(0.99 * len(ttft))], 4),
+        "itl_mean_p50_s": round(itl[len(itl) // 2], 4),
+        "itl_mean_p99_s": round(itl[int(0.99 * len(itl))], 4),
     }
 
 
@@ -157,6 +183,16 @@ def main() -> None:
         f"{replay['sim_s_per_wall_s']} sim s per wall s (target < 10 s: "
         f"{'met' if replay['met'] else 'NOT met'})"
     )
+    old = replay["without_chunked_prefill"]
+    print(
+        f"replay without chunked prefill: {old['wall_s_median']} s wall (median of {RUNS}); "
+        f"chunked / unchunked = x{old['wall_ratio_chunked_over_unchunked']}"
+    )
+    for mode, lat in replay["latency"].items():
+        print(
+            f"latency {mode}: TTFT p50 {lat['ttft_p50_s']} s, p99 {lat['ttft_p99_s']} s; "
+            f"mean ITL p50 {lat['itl_mean_p50_s']} s, p99 {lat['itl_mean_p99_s']} s"
+        )
     outcome = routing()
     for regime in ("just_below_saturation", "saturated"):
         _print_routing(regime, outcome[regime])

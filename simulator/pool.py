@@ -79,10 +79,18 @@ class ServingPool:
         now: float = 0.0,
         warm: bool = False,
         keep_completed: int | None = None,
+        chunked_prefill: bool = True,
+        token_budget: int | None = None,
     ) -> None:
         if routing not in ROUTING_STRATEGIES:
             raise ValueError(f"unknown routing strategy {routing!r}")
-        self.perf: ReplicaPerf = replica_perf(profile, model, gpus_per_replica)
+        self.perf: ReplicaPerf = replica_perf(
+            profile,
+            model,
+            gpus_per_replica,
+            chunked_prefill=chunked_prefill,
+            token_budget=token_budget,
+        )
         self.cold_start_s = cold_start_s
         self.max_concurrency = max_concurrency
         self.routing = routing
@@ -232,7 +240,7 @@ class ServingPool:
             ready=len(ready),
             warming=self.count(ReplicaState.WARMING),
             draining=self.count(ReplicaState.DRAINING),
-            running=sum(len(r.running) for r in serving),
+            running=sum(r.num_running for r in serving),
             waiting=sum(len(r.waiting) for r in serving) + len(self._held),
             kv_usage=sum(r.kv_usage for r in ready) / len(ready) if ready else 0.0,
             gpu_util=util,
@@ -338,7 +346,7 @@ class ServingPool:
         limit = self.max_concurrency
         need = request.input_tokens + expected
         if replica.kv_reserved + need > perf.kv_capacity_tokens:
-            limit = min(limit, len(replica.running))
+            limit = min(limit, replica.num_running)
         serving = min(batch, max(limit, 1))
         delay = perf.prefill_per_token_s * prompts + expected * perf.step_s(serving)
         surplus = batch - serving

@@ -1,15 +1,25 @@
 """One inference replica (one vLLM engine): a FIFO queue, continuous batching, KV admission.
 
 Event-driven, so an hour of traffic costs a few events per request rather than one Python
-iteration per decode step. The engine alternates two kinds of iteration, like vLLM's
-scheduler without chunked prefill:
+iteration per decode step. The scheduler is vLLM V1's, with chunked prefill (on by default
+there; sources in docs/simulator.md). Every engine iteration has a token budget,
+``perf.token_budget`` (vLLM's ``max_num_batched_tokens``):
 
-1. Prefill: if requests wait and the batch has room (``max_concurrency`` sequences and KV
-   cache for prompt + output), admit them in FIFO order up to ``PREFILL_TOKEN_BUDGET``
-   prompt tokens; the iteration lasts ``prefill_s(tokens)`` and emits each one's first token.
-2. Decode: otherwise every running sequence gains one token per step of ``step_s(b)``.
-   Between two events the batch is constant, so the engine jumps straight to the earliest
-   of (the next completion, the first step boundary at or after the caller's horizon).
+1. Decodes first: every decoding sequence gets one token of the budget.
+2. Then prefills, in FIFO order: first the prompts already partly prefilled, then waiting
+   requests admitted while the batch has room (``max_concurrency`` sequences and KV cache
+   for prompt + output); a prompt that does not fit the rest of the budget is cut into a
+   chunk that does, and continues next iteration. The iteration that processes a prompt's
+   last token emits its first token.
+3. The iteration lasts ``perf.iteration_s(decodes, prompt_tokens)``.
+
+While no prompt waits or is partly prefilled, iterations are pure decode steps of
+``step_s(b)`` and the batch is constant between two events, so the engine jumps straight to
+the earliest of (the next completion, the first step boundary at or after the caller's
+horizon). With ``perf.chunked_prefill`` False the engine is vLLM V0's scheduler without
+chunked prefill instead: a prefill iteration admits whole prompts (up to
+``perf.token_budget`` prompt tokens, at least one prompt) and runs alone for
+``prefill_s(tokens)``, stalling every decoding sequence.
 
 Decode progress is one counter ``steps`` shared by the batch: a sequence that joins at
 counter ``c`` with ``n`` tokens still to make finishes when ``steps`` reaches ``c + n``, so a
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
-from simulator.model import PREFILL_TOKEN_BUDGET, ReplicaPerf
+from simulator.model import ReplicaPerf
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,16 @@ class _Seq:
         self.join = 0
 
 
+class _Prefill:
+    """A sequence admitted to the batch whose prompt is not fully prefilled yet."""
+
+    __slots__ = ("left", "seq")
+
+    def __init__(self, seq: _Seq) -> None:
+        self.seq = seq
+        self.left = seq.request.input_tokens
+
+
 CompletionSink = Callable[[Completion], None]
 
 
@@ -105,10 +125,12 @@ class Replica:
         self.last_busy_end = ready_s  # end of the last real iteration (clock also idles)
         self.drain_s: float | None = None
         self.waiting: deque[_Seq] = deque()
-        self.running: list[tuple[int, int, _Seq]] = []  # heap of (finish counter, id, seq)
+        self.prefilling: deque[_Prefill] = deque()  # admitted, prompt partly prefilled
+        self.decoding: list[tuple[int, int, _Seq]] = []  # heap of (finish counter, id, seq)
         self.steps = 0
         self.kv_reserved = 0
-        self.waiting_prompt_tokens = 0
+        self.waiting_prompt_tokens = 0  # prompt tokens not prefilled yet (queued or partial)
+        self._prefilled_tokens = 0  # KV held by the prompts partly prefilled
         self._running_input = 0
         self._running_join = 0
         self._running_finish = 0
@@ -132,17 +154,27 @@ class Replica:
     # --- queries -------------------------------------------------------------------------
 
     @property
+    def num_running(self) -> int:
+        """Sequences in the batch (vLLM's num_requests_running): decoding or prefilling."""
+        return len(self.decoding) + len(self.prefilling)
+
+    @property
+    def running(self) -> list[_Seq]:
+        """The sequences in the batch, decoding ones first."""
+        return [seq for _, _, seq in self.decoding] + [p.seq for p in self.prefilling]
+
+    @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.running)
+        return len(self.waiting) + self.num_running
 
     @property
     def generated_by_running(self) -> int:
-        """Tokens decoded so far by the sequences still running."""
-        return len(self.running) * self.steps - self._running_join
+        """Tokens decoded so far by the sequences still decoding."""
+        return len(self.decoding) * self.steps - self._running_join
 
     @property
     def kv_used_tokens(self) -> int:
-        return self._running_input + self.generated_by_running
+        return self._running_input + self.generated_by_running + self._prefilled_tokens
 
     @property
     def kv_usage(self) -> float:
@@ -150,7 +182,7 @@ class Replica:
 
     @property
     def remaining_decode_tokens(self) -> int:
-        return self._running_finish - len(self.running) * self.steps
+        return self._running_finish - len(self.decoding) * self.steps
 
     def fits(self, request: Request) -> bool:
         """Whether the request could ever be admitted (vLLM rejects longer ones)."""
@@ -166,8 +198,9 @@ class Replica:
         """Drop everything in flight (the pod was killed); returns how many were lost."""
         lost = self.outstanding
         self.waiting.clear()
-        self.running.clear()
-        self.kv_reserved = self.waiting_prompt_tokens = 0
+        self.prefilling.clear()
+        self.decoding.clear()
+        self.kv_reserved = self.waiting_prompt_tokens = self._prefilled_tokens = 0
         self._running_input = self._running_join = self._running_finish = 0
         return lost
 
@@ -188,10 +221,14 @@ class Replica:
 
     def run_until(self, horizon: float, sink: CompletionSink) -> None:
         """Commit iterations that start before ``horizon``; completions go to ``sink``."""
+        chunked = self.perf.chunked_prefill
         while self.clock < horizon:
-            if self.waiting and self._can_admit(self.waiting[0].request):
+            admissible = bool(self.waiting) and self._can_admit(self.waiting[0].request)
+            if chunked and (self.prefilling or admissible) and self._chunk_room() > 0:
+                self._iterate(sink)
+            elif admissible and not chunked:
                 self._prefill(sink)
-            elif self.running:
+            elif self.decoding:
                 self._decode(horizon, sink)
             else:
                 self.clock = horizon  # idle
@@ -201,58 +238,110 @@ class Replica:
     # --- engine iterations ---------------------------------------------------------------
 
     def _can_admit(self, request: Request) -> bool:
-        if len(self.running) >= self.max_concurrency:
+        if self.num_running >= self.max_concurrency:
             return False
         need = request.input_tokens + request.output_tokens
         return self.kv_reserved + need <= self.perf.kv_capacity_tokens
 
+    def _admit(self) -> _Seq:
+        seq = self.waiting.popleft()
+        self.kv_reserved += seq.request.input_tokens + seq.request.output_tokens
+        return seq
+
+    def _chunk_room(self) -> int:
+        """Prompt tokens the next iteration can take: the budget the decodes leave."""
+        return self.perf.token_budget - len(self.decoding)
+
+    def _iterate(self, sink: CompletionSink) -> None:
+        """One chunked-prefill iteration: every decode gains a token, prompts fill the rest."""
+        decodes = len(self.decoding)
+        room = self._chunk_room()
+        chunks: list[tuple[_Prefill, int]] = []
+        tokens = 0
+        for partial in self.prefilling:  # prompts already partly prefilled, in FIFO order
+            if tokens == room:
+                break
+            take = min(partial.left, room - tokens)
+            chunks.append((partial, take))
+            tokens += take
+        while tokens < room and self.waiting and self._can_admit(self.waiting[0].request):
+            partial = _Prefill(self._admit())
+            self.prefilling.append(partial)
+            take = min(partial.left, room - tokens)
+            chunks.append((partial, take))
+            tokens += take
+        duration = self.perf.iteration_s(decodes, tokens)
+        self.clock += duration
+        self.busy_s += duration
+        self.work_s += duration  # a prompt chunk makes the pass compute-bound
+        self.waiting_prompt_tokens -= tokens
+        self.prompt_tokens += tokens
+        self._prefilled_tokens += tokens
+        if decodes:
+            self._advance_decodes(1, decodes, duration, sink)
+        for partial, take in chunks:
+            partial.left -= take
+        while self.prefilling and self.prefilling[0].left == 0:
+            seq = self.prefilling.popleft().seq
+            self._prefilled_tokens -= seq.request.input_tokens
+            self._first_token(seq, sink)
+
     def _prefill(self, sink: CompletionSink) -> None:
+        """One prefill-only iteration (no chunked prefill): whole prompts, decodes stall."""
         batch: list[_Seq] = []
         tokens = 0
-        while self.waiting and len(self.running) + len(batch) < self.max_concurrency:
+        while self.waiting and self.num_running + len(batch) < self.max_concurrency:
             request = self.waiting[0].request
             need = request.input_tokens + request.output_tokens
-            over_budget = batch and tokens + request.input_tokens > PREFILL_TOKEN_BUDGET
+            over_budget = batch and tokens + request.input_tokens > self.perf.token_budget
             if over_budget or self.kv_reserved + need > self.perf.kv_capacity_tokens:
                 break
-            batch.append(self.waiting.popleft())
+            batch.append(self._admit())
             tokens += request.input_tokens
-            self.kv_reserved += need
         duration = self.perf.prefill_s(tokens)
         self.clock += duration
         self.busy_s += duration
         self.work_s += duration
         self.waiting_prompt_tokens -= tokens
         self.prompt_tokens += tokens
-        self.generation_tokens += len(batch)
         for seq in batch:
-            seq.first_token_s = self.clock
-            self.ttft.observe(self.clock - seq.request.arrival_s)
-            remaining = seq.request.output_tokens - 1
-            if remaining <= 0:
-                self._finish(seq, sink)
-                continue
-            seq.join = self.steps
-            finish = self.steps + remaining
-            heapq.heappush(self.running, (finish, seq.seq_id, seq))
-            self._running_input += seq.request.input_tokens
-            self._running_join += self.steps
-            self._running_finish += finish
+            self._first_token(seq, sink)
+
+    def _first_token(self, seq: _Seq, sink: CompletionSink) -> None:
+        """The iteration that ended at ``clock`` finished ``seq``'s prompt: its first token."""
+        seq.first_token_s = self.clock
+        self.generation_tokens += 1
+        self.ttft.observe(self.clock - seq.request.arrival_s)
+        remaining = seq.request.output_tokens - 1
+        if remaining <= 0:
+            self._finish(seq, sink)
+            return
+        seq.join = self.steps
+        finish = self.steps + remaining
+        heapq.heappush(self.decoding, (finish, seq.seq_id, seq))
+        self._running_input += seq.request.input_tokens
+        self._running_join += self.steps
+        self._running_finish += finish
 
     def _decode(self, horizon: float, sink: CompletionSink) -> None:
-        batch = len(self.running)
+        """Pure decode steps up to the next completion or the first one past ``horizon``."""
+        batch = len(self.decoding)
         step = self.perf.step_s(batch)
-        to_finish = self.running[0][0] - self.steps
+        to_finish = self.decoding[0][0] - self.steps
         to_horizon = math.ceil((horizon - self.clock) / step)
         n = max(1, min(to_finish, to_horizon))
         self.clock += n * step
-        self.steps += n
         self.busy_s += n * step
         self.work_s += n * step * self.perf.decode_intensity(batch)
+        self._advance_decodes(n, batch, step, sink)
+
+    def _advance_decodes(self, n: int, batch: int, step: float, sink: CompletionSink) -> None:
+        """Every decoding sequence gained ``n`` tokens, one per iteration of ``step``."""
+        self.steps += n
         self.generation_tokens += n * batch
         self.itl.observe(step, n * batch)
-        while self.running and self.running[0][0] <= self.steps:
-            finish, _, seq = heapq.heappop(self.running)
+        while self.decoding and self.decoding[0][0] <= self.steps:
+            finish, _, seq = heapq.heappop(self.decoding)
             self._running_input -= seq.request.input_tokens
             self._running_join -= seq.join
             self._running_finish -= finish

@@ -3,10 +3,10 @@
 A request meets the SLO when its time to first token is within ``ttft_s`` and its mean
 inter-token latency (``Completion.itl_s``) within ``tpot_s``. Attainment counts only the
 requests that *could* meet it: a request is feasible when, alone on an idle replica, it
-would fit the KV cache, its prefill (one iteration, ``perf.prefill_s(input)``) would end
-within ``ttft_s`` and a batch-of-one decode step (``perf.step_s(1)``) would be within
-``tpot_s``. No scaling policy can help the others; they are reported as the infeasible
-share beside the attainment.
+would fit the KV cache, its prefill (``perf.lone_prefill_s(input)``: the prompt's chunks
+through the engine's token budget) would end within ``ttft_s`` and a batch-of-one decode
+step (``perf.step_s(1)``) would be within ``tpot_s``. No scaling policy can help the
+others; they are reported as the infeasible share beside the attainment.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Slo:
         """Whether the request would meet the SLO alone on an idle replica."""
         if input_tokens + output_tokens > perf.kv_capacity_tokens:
             return False
-        if perf.prefill_s(input_tokens) > self.ttft_s:
+        if perf.lone_prefill_s(input_tokens) > self.ttft_s:
             return False
         return output_tokens <= 1 or perf.step_s(1) <= self.tpot_s
 
