@@ -54,6 +54,13 @@ class WorkloadSerializer(StrictModelSerializer):
         return policy.pk if policy is not None else None
 
 
+class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):
+    workload = serializers.IntegerField(help_text="Id of the workload to reconcile.")
+    status = serializers.ChoiceField(
+        choices=["queued"], help_text="A tick of its cluster is queued for a worker."
+    )
+
+
 class PolicySerializer(StrictModelSerializer):
     workload = serializers.PrimaryKeyRelatedField(queryset=Workload.objects.none())
     tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(

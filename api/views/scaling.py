@@ -3,10 +3,19 @@
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from api.filters import id_filter
-from api.serializers.scaling import DecisionSerializer, PolicySerializer, WorkloadSerializer
+from api.serializers.scaling import (
+    DecisionSerializer,
+    PolicySerializer,
+    ReconcileSerializer,
+    WorkloadSerializer,
+)
 from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
 from scaling.models import Decision, ScalingPolicy, Workload
 from scaling.tasks import request_reconcile
@@ -39,6 +48,20 @@ class WorkloadViewSet(ScopedModelViewSet):
         return Workload.objects.for_user(self.request.user).select_related(
             "tenant", "cluster", "gpu_type", "policy"
         )
+
+    @extend_schema(
+        request=None,
+        responses={202: OpenApiResponse(ReconcileSerializer, description="Queued.")},
+    )
+    @action(detail=True, methods=["post"])
+    def reconcile(self, request: Request, pk: str | None = None) -> Response:
+        """Reconcile the workload now instead of at the next tick: queues a tick of its
+        cluster. Operators and admins of the tenant. The tick runs in a worker; its outcome
+        shows in the workload's ``status`` and, when it changes something, in ``decisions``."""
+        workload = self.get_object()  # scoped (404), then the operator role (403)
+        request_reconcile(workload)
+        body = {"workload": workload.pk, "status": "queued"}
+        return Response(ReconcileSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
 class PolicyViewSet(ScopedModelViewSet):

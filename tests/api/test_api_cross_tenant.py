@@ -87,9 +87,32 @@ def create_body(rng: random.Random, fleet: Any, resource: str) -> dict[str, Any]
     }[resource]
 
 
+# Actions on one object: (resource, method, action path).
+ACTIONS = [
+    ("workloads", "post", "reconcile"),
+    ("quotas", "get", "usage"),
+    ("quotas", "post", "preview"),
+]
+
+
+def attempt_action(rng: random.Random, client: Any, foreign: dict[str, set[int]]) -> None:
+    resource, method, name = rng.choice(ACTIONS)
+    url = f"/api/v1/{resource}/{rng.choice(sorted(foreign[resource]))}/{name}/"
+    if method == "get":
+        response = client.get(url)
+    else:
+        body = {"nominal": rng.randint(0, 50)} if name == "preview" else {}
+        response = client.post(url, body, format="json")
+    assert response.status_code == 404, (url, response.content)
+    assert response.content == NOT_FOUND
+
+
 def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[int]]) -> None:
     resource = rng.choice(list(MODELS))
-    operation = rng.choice(["get", "put", "patch", "delete", "list", "create"])
+    operation = rng.choice(["get", "put", "patch", "delete", "list", "create", "action"])
+    if operation == "action":
+        attempt_action(rng, client, foreign)
+        return
     if operation == "list":
         query = rng.choice(
             [
@@ -129,12 +152,14 @@ def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[
 
 
 def test_randomised_cross_tenant_attempts_leak_nothing_and_write_nothing(
-    fleet: Any, client_for: Any
+    fleet: Any, client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     rng = random.Random(20261122)
     actors = [client_for(fleet.users[role]) for role in ("viewer", "operator", "admin")]
     foreign = foreign_ids(fleet)
     before = database_state()
-    for _ in range(ATTEMPTS):
-        attempt(rng, fleet, rng.choice(actors), foreign)
+    with django_capture_on_commit_callbacks() as queued:
+        for _ in range(ATTEMPTS):
+            attempt(rng, fleet, rng.choice(actors), foreign)
     assert database_state() == before
+    assert queued == []  # no task (reconcile, back-test) was queued for a foreign object
