@@ -29,9 +29,10 @@ def visible_tenants(serializer: serializers.BaseSerializer[Any]) -> models.Query
     return Tenant.objects.for_user(user) if user is not None else Tenant.objects.none()
 
 
-class StrictModelSerializer(serializers.ModelSerializer[Any]):
-    # Model field names that are set on the model by ``create``/``update`` themselves.
-    non_model_fields: tuple[str, ...] = ()
+class StrictInput:
+    """Refuses unknown fields (naming them) and values of the wrong JSON type."""
+
+    fields: Any
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
@@ -51,7 +52,12 @@ class StrictModelSerializer(serializers.ModelSerializer[Any]):
             }
             if wrong:
                 raise serializers.ValidationError(wrong)
-        return super().to_internal_value(data)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictModelSerializer(StrictInput, serializers.ModelSerializer[Any]):
+    # Model field names that are set on the model by ``create``/``update`` themselves.
+    non_model_fields: tuple[str, ...] = ()
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         """DRF's representation, with plain columns read directly.

@@ -56,8 +56,8 @@ class WorkloadSerializer(StrictModelSerializer):
 
 class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):
     workload = serializers.IntegerField(help_text="Id of the workload to reconcile.")
-    status = serializers.ChoiceField(
-        choices=["queued"], help_text="A tick of its cluster is queued for a worker."
+    status = serializers.CharField(
+        help_text="Always `queued`: a tick of its cluster is queued for a worker."
     )
 
 

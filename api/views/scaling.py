@@ -3,13 +3,17 @@
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
 from api.filters import id_filter
+from api.serializers.backtests import BacktestJobDetailSerializer, BacktestRequestSerializer
 from api.serializers.scaling import (
     DecisionSerializer,
     PolicySerializer,
@@ -18,7 +22,7 @@ from api.serializers.scaling import (
 )
 from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
 from scaling.models import Decision, ScalingPolicy, Workload
-from scaling.tasks import request_reconcile
+from scaling.tasks import TooManyBacktests, request_reconcile, start_backtest
 from tenants.models import Role
 
 _SCOPE_FILTERS: dict[str, tuple[str, serializers.Field]] = {
@@ -105,6 +109,54 @@ class PolicyViewSet(ScopedModelViewSet):
 
     def etag(self, instance: Any) -> str:
         return f'"v{instance.version}"'
+
+    @extend_schema(
+        request=BacktestRequestSerializer,
+        responses={
+            202: OpenApiResponse(
+                BacktestJobDetailSerializer, description="Queued: poll the job at Location."
+            )
+        },
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="URL of the job.",
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"], url_path="backtests")
+    def backtests(self, request: Request, pk: str | None = None) -> Response:
+        """Start a back-test of the policy (optionally with some fields overridden, nothing
+        saved) over a bundled trace; a worker runs it. Operators and admins of the tenant; at
+        most a few queued or running per tenant (429 past that)."""
+        policy = self.get_object()  # scoped (404), then the operator role (403)
+        policy = ScalingPolicy.objects.select_related("workload__gpu_type", "workload__tenant").get(
+            pk=policy.pk
+        )
+        body = BacktestRequestSerializer(
+            data=request.data, policy=policy, context=self.get_serializer_context()
+        )
+        body.is_valid(raise_exception=True)
+        try:
+            job = start_backtest(
+                policy,
+                body.proposed_policy(),
+                body.validated_data.get("overrides", {}),
+                trace=body.validated_data["trace"],
+                duration_s=body.validated_data["duration_s"],
+                compare=body.validated_data["compare"],
+                user=request.user,
+            )
+        except ValueError as exc:  # the replay cannot honour this policy or workload
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+        except TooManyBacktests as exc:
+            raise Throttled(detail=str(exc)) from exc
+        location = reverse("backtest-detail", kwargs={"pk": job.pk}, request=request)
+        data = BacktestJobDetailSerializer(job, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
     def tenant_id_of(self, obj: Any) -> int | None:
         return int(obj.workload.tenant_id)
