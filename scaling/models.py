@@ -301,12 +301,6 @@ class ControlLoopState(models.Model):
 
 
 class BacktestJobQuerySet(models.QuerySet["BacktestJob"]):
-    def for_user(self, user: Any, min_role: str = "viewer") -> "BacktestJobQuerySet":
-        """Jobs of the policies of the workloads ``user`` may see (the tenant choke point)."""
-        if user.is_authenticated and user.is_active and user.is_staff:
-            return self
-        return self.filter(policy__workload__in=Workload.objects.for_user(user, min_role))
-
     def active(self) -> "BacktestJobQuerySet":
         return self.filter(status__in=BacktestJob.ACTIVE)
 

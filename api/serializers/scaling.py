@@ -5,7 +5,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers.base import StrictModelSerializer, request_user, visible_tenants
+from api.serializers.base import (
+    StrictModelSerializer,
+    TenantSlugField,
+    request_user,
+    visible_tenants,
+)
 from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.models import Decision, ScalingPolicy, Workload
@@ -63,9 +68,7 @@ class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):
 
 class PolicySerializer(StrictModelSerializer):
     workload = serializers.PrimaryKeyRelatedField(queryset=Workload.objects.none())
-    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        source="workload.tenant", slug_field="slug", read_only=True
-    )
+    tenant = TenantSlugField("workload.tenant")
 
     class Meta:
         model = ScalingPolicy

@@ -38,9 +38,8 @@ class BacktestJobViewSet(ReadOnlyScopedViewSet):
         return BacktestJobSerializer if self.action == "list" else BacktestJobDetailSerializer
 
     def get_queryset(self) -> QuerySet[BacktestJob]:
-        found = BacktestJob.objects.for_user(self.request.user).select_related(
-            "policy__workload__tenant", "created_by"
-        )
+        found = self.scoped(BacktestJob.objects.all(), "policy__workload__tenant")
+        found = found.select_related("policy__workload__tenant", "created_by")
         if self.action == "list":
             found = found.defer("params", "replay", "result")
         return found

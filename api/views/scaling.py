@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -32,9 +32,6 @@ _SCOPE_FILTERS: dict[str, tuple[str, serializers.Field]] = {
 }
 
 
-_POLICY_COLUMNS = [field.name for field in ScalingPolicy._meta.concrete_fields]
-
-
 def _through_workload(filters: dict[str, tuple[str, serializers.Field]]) -> dict[str, Any]:
     return {name: (f"workload__{lookup}", field) for name, (lookup, field) in filters.items()}
 
@@ -49,7 +46,7 @@ class WorkloadViewSet(ScopedModelViewSet):
     ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[Workload]:
-        return Workload.objects.for_user(self.request.user).select_related(
+        return self.scoped(Workload.objects.all(), "tenant").select_related(
             "tenant", "cluster", "gpu_type", "policy"
         )
 
@@ -98,13 +95,15 @@ class PolicyViewSet(ScopedModelViewSet):
     ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[ScalingPolicy]:
-        workloads = Workload.objects.for_user(self.request.user)
-        # Only the tenant's slug is shown: not loading the rest of the workload and tenant
-        # rows keeps a deep page's sort in memory (it spilled to disk at 10,000 policies).
-        return (
-            ScalingPolicy.objects.filter(workload__in=workloads)
-            .select_related("workload__tenant")
-            .only(*_POLICY_COLUMNS, "workload__tenant__slug")
+        found = self.scoped(ScalingPolicy.objects.all(), "workload__tenant")
+        # A list counts and pages over the bare rows; the paginator decorates only the page.
+        return found if self.action == "list" else self.decorate(found)
+
+    def decorate(self, queryset: QuerySet[ScalingPolicy]) -> QuerySet[ScalingPolicy]:
+        # Only the tenant's slug and id are shown or needed: annotated, not loaded as workload
+        # and tenant rows (building those model instances was a tenth of a page of 100).
+        return queryset.annotate(
+            tenant_slug=F("workload__tenant__slug"), tenant_pk=F("workload__tenant_id")
         )
 
     def etag(self, instance: Any) -> str:
@@ -159,7 +158,7 @@ class PolicyViewSet(ScopedModelViewSet):
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
     def tenant_id_of(self, obj: Any) -> int | None:
-        return int(obj.workload.tenant_id)
+        return int(getattr(obj, "tenant_pk", None) or obj.workload.tenant_id)
 
     def tenant_id_in(self, validated_data: dict[str, Any]) -> int | None:
         workload = validated_data.get("workload")
@@ -181,5 +180,6 @@ class DecisionViewSet(ReadOnlyScopedViewSet):
     ordering = ["-at", "-id"]
 
     def get_queryset(self) -> QuerySet[Decision]:
-        workloads = Workload.objects.for_user(self.request.user)
-        return Decision.objects.filter(workload__in=workloads).select_related("workload__tenant")
+        return self.scoped(Decision.objects.all(), "workload__tenant").select_related(
+            "workload__tenant"
+        )
