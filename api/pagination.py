@@ -5,9 +5,12 @@ parameter, so a script asking for ``page_size=500`` learns it gets at most 100. 
 integers from 1 (no ``page=last``: the schema says integer, and the links carry the way).
 """
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -19,7 +22,19 @@ class IdFirstPaginator(Paginator):
     Sorting wide joined rows to reach a deep page is what made a list slow (page 50 of 10,000
     policies: every joined row sorted to skip 4,900 of them); sorting only the ids is cheap,
     and loading 100 rows by id is an index lookup. Same page, one query more, constant.
+
+    ``decorate`` (the view's) adds what only the page's rows need (annotations through
+    joins): on the count and the ids those joins would cost more than the page itself.
     """
+
+    def __init__(
+        self,
+        *args: Any,
+        decorate: Callable[[QuerySet[Any]], QuerySet[Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.decorate = decorate
 
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
@@ -27,15 +42,25 @@ class IdFirstPaginator(Paginator):
         top = min(bottom + self.per_page, self.count)
         queryset: Any = self.object_list
         ids = list(queryset.values_list("pk", flat=True)[bottom:top])
-        rows = {row.pk: row for row in queryset.filter(pk__in=ids)}
+        rows_of = queryset.filter(pk__in=ids).order_by()  # put in page order below
+        if self.decorate is not None:
+            rows_of = self.decorate(rows_of)
+        rows = {row.pk: row for row in rows_of}
         return Page([rows[pk] for pk in ids if pk in rows], number, self)
 
 
 class ApiPagination(PageNumberPagination):
-    django_paginator_class = IdFirstPaginator
+    django_paginator_class: Any = IdFirstPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: Any = None
+    ) -> list[Any] | None:
+        decorate = getattr(view, "decorate", None)
+        self.django_paginator_class = partial(IdFirstPaginator, decorate=decorate)
+        return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)

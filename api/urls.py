@@ -5,6 +5,7 @@ from django.urls import URLPattern, URLResolver, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from api.views.backtests import BacktestJobViewSet
 from api.views.config import ConfigView
 from api.views.fleet import ClusterViewSet, GpuTypeViewSet, QuotaViewSet
 from api.views.scaling import DecisionViewSet, PolicyViewSet, WorkloadViewSet
@@ -19,6 +20,7 @@ router.register("quotas", QuotaViewSet, basename="quota")
 router.register("workloads", WorkloadViewSet, basename="workload")
 router.register("policies", PolicyViewSet, basename="policy")
 router.register("decisions", DecisionViewSet, basename="decision")
+router.register("backtests", BacktestJobViewSet, basename="backtest")
 
 
 def not_found(request: HttpRequest) -> JsonResponse:

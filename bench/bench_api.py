@@ -6,8 +6,17 @@ ASGI app, production settings, throttling off) on a free loopback port; a small 
 load generator with keep-alive connections sends a bounded number of requests per scenario
 (and stops at a time limit). Run it on PostgreSQL (DATABASE_URL) for the numbers that matter;
 the target is list p99 <= 50 ms on 2 cores. Writes bench/results/api.json.
+
+    python bench/bench_api.py [--compare DIR] [--rounds N] [--only list_100,detail]
+                              [--workers N]
+
+``--compare DIR`` serves the same database from another copy of the code as well (for
+example ``git archive <commit> | tar -x -C DIR``), and runs each scenario on both servers in
+alternating rounds, so both see the same machine load; it prints both and the ratio. Server
+CPU per request is read from /proc (Linux).
 """
 
+import argparse
 import http.client
 import json
 import os
@@ -107,7 +116,7 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, code: Path, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DJANGO_DEBUG": "0",
@@ -118,6 +127,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "API_THROTTLE_RATE": "off",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": database_url(),
+        "PYTHONPATH": str(code),
     }
     command = [
         sys.executable,
@@ -131,8 +141,10 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "warning",
         "--no-access-log",
+        "--workers",
+        str(workers),
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    server = subprocess.Popen(command, cwd=code, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -165,7 +177,8 @@ def request_maker(scenario: str, data: dict[str, Any]) -> Callable[[random.Rando
 
 def run_scenario(
     port: int, make: Callable[..., tuple], concurrency: int, total: int, limit_s: float
-) -> dict[str, Any]:
+) -> tuple[list[float], int, float]:
+    """(latencies in seconds, error count, wall seconds) of one bounded run."""
     latencies: list[float] = []
     errors: list[int] = []
     lock = threading.Lock()
@@ -198,65 +211,144 @@ def run_scenario(
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
+    return latencies, len(errors), time.perf_counter() - started
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a server and its worker processes, or None off Linux."""
+    total = 0.0
+    try:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            if stat.parent.name == str(pid) or fields[1] == str(pid):
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
+    return total or None
+
+
+def summary(latencies: list[float], errors: int, wall: float, cpu: float | None) -> dict:
+    latencies = sorted(latencies)
     return {
-        "concurrency": concurrency,
         "requests": len(latencies),
-        "errors": len(errors),
+        "errors": errors,
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "p99_ms": round(latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000, 2),
         "rps": round(len(latencies) / wall, 1),
+        "server_cpu_ms": None if cpu is None else round(cpu / len(latencies) * 1000, 2),
     }
 
 
+def measure(
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]],
+    make: Callable[..., tuple],
+    concurrency: int,
+    total: int,
+    limit_s: float,
+    rounds: int,
+) -> dict[str, dict]:
+    """Each server in turn, ``rounds`` times, ``total / rounds`` requests a turn."""
+    runs: dict[str, list] = {name: [[], 0, 0.0, 0.0] for name in servers}
+    for port, _ in servers.values():
+        run_scenario(port, make, concurrency, 20, 10)  # warm-up: connections, caches
+    for _ in range(rounds):
+        for name, (port, server) in servers.items():
+            before = cpu_seconds(server.pid)
+            latencies, errors, wall = run_scenario(
+                port, make, concurrency, total // rounds, limit_s / rounds
+            )
+            after = cpu_seconds(server.pid)
+            run = runs[name]
+            run[0] += latencies
+            run[1] += errors
+            run[2] += wall
+            run[3] = None if before is None or after is None else run[3] + after - before
+    return {name: summary(*run) for name, run in runs.items()}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--compare", type=Path, help="another copy of the code, run as 'before'")
+    parser.add_argument("--rounds", type=int, help="alternating rounds (default 1, 3 to compare)")
+    parser.add_argument("--only", default="", help="scenario names, comma-separated")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    return parser.parse_args()
+
+
 def main() -> None:
+    args = parse_args()
     if connection.vendor != "postgresql":
         # The server is another process: it cannot share SQLite's in-memory test database.
         print("api: skipped (set DATABASE_URL=postgres://... to run it)")
         return
+    codes = {"after": ROOT}
+    if args.compare is not None:
+        codes = {"before": args.compare.resolve(), "after": ROOT}
+    rounds = args.rounds or (3 if args.compare else 1)
+    only = {name for name in args.only.split(",") if name}
     # Its own name: a test run on the same server must not drop this database midway.
     connection.settings_dict["TEST"]["NAME"] = "test_bench_api"
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    server = None
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
         started = time.perf_counter()
         data = populate()
         create_s = time.perf_counter() - started
         connection.close()  # the server process must see committed data, and SQLite its file
-        port = free_port()
-        server = start_server(port)
+        for name, code in codes.items():
+            port = free_port()
+            servers[name] = (port, start_server(port, code, args.workers))
         results: dict[str, Any] = {
             "tenants": TENANTS,
             "policies": POLICIES,
             "database": connection.vendor,
             "cpus": os.cpu_count(),
+            "workers": args.workers,
+            "rounds": rounds,
+            "code": {name: str(code) for name, code in codes.items()},
             "create_s": round(create_s, 2),
             "scenarios": [],
         }
         for name, concurrency, total, limit_s in SCENARIOS:
+            if only and name not in only:
+                continue
             make = request_maker(name, data)
-            run_scenario(port, make, concurrency, 20, 10)  # warm-up: connections, caches
-            result = {"name": name, **run_scenario(port, make, concurrency, total, limit_s)}
-            results["scenarios"].append(result)
-            print(
-                f"api [{connection.vendor}] {name} c={concurrency}: p50 {result['p50_ms']} ms, "
-                f"p99 {result['p99_ms']} ms, {result['rps']} req/s, "
-                f"{result['requests']} requests, {result['errors']} errors"
-            )
+            measured = measure(servers, make, concurrency, total, limit_s, rounds)
+            results["scenarios"].append({"name": name, "concurrency": concurrency, **measured})
+            for variant, result in measured.items():
+                print(
+                    f"api [{connection.vendor}] {name} c={concurrency} {variant}: "
+                    f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                    f"{result['rps']} req/s, server CPU {result['server_cpu_ms']} ms/req, "
+                    f"{result['requests']} requests, {result['errors']} errors"
+                )
+            if "before" in measured:
+                before, after = measured["before"], measured["after"]
+                print(
+                    f"api {name} c={concurrency} after/before: "
+                    f"p50 x{after['p50_ms'] / before['p50_ms']:.2f}, "
+                    f"p99 x{after['p99_ms'] / before['p99_ms']:.2f}, "
+                    f"req/s x{after['rps'] / before['rps']:.2f}"
+                )
     finally:
-        if server is not None:
+        for _, server in servers.values():
             server.terminate()
             server.wait(timeout=10)
         connection.creation.destroy_test_db(old_name, verbosity=0)
     out = ROOT / "bench" / "results" / "api.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    lists = [s for s in results["scenarios"] if s["name"] == "list_100"]
-    print(
-        f"api [{results['database']}]: list page of 100 p99 {lists[-1]['p99_ms']} ms at "
-        f"c={lists[-1]['concurrency']} (target 50 ms); results in {out.relative_to(ROOT)}"
-    )
+    for scenario in results["scenarios"]:
+        if scenario["name"] == "list_100":
+            print(
+                f"api [{results['database']}]: list page of 100 p99 "
+                f"{scenario['after']['p99_ms']} ms at c={scenario['concurrency']} "
+                f"(target 50 ms)"
+            )
+    print(f"api: results in {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Variables (all optional in development; see README "Configuration"):
 - ``CREDENTIAL_KEYS``: comma-separated Fernet keys encrypting stored cluster credentials; the
   first encrypts, all decrypt (rotation). Required in production.
 - ``DATABASE_URL``: ``postgres://user:pass@host:5432/name`` selects PostgreSQL.
+- ``DATABASE_POOL``: PostgreSQL connections pooled per process (the web server's default is 10,
+  set in ``controlplane/asgi.py``; 0, one persistent connection per thread, elsewhere).
 - ``REDIS_URL``: ``redis://host:6379/0`` selects the Redis channel layer and Celery broker.
 - ``ALLOWED_HOSTS``, ``CSRF_TRUSTED_ORIGINS``: comma-separated.
 - ``SECURE_SSL_REDIRECT`` (default on in production), ``SECURE_PROXY_SSL_HEADER`` (``1`` trusts
@@ -189,6 +191,19 @@ if not _database:
         # Several processes (web, worker, beat) share the file: wait for locks, don't fail.
         "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
+# DATABASE_POOL=N keeps up to N PostgreSQL connections per process in a pool (Django's
+# psycopg_pool support). Under an ASGI server every request runs its sync code in a thread of
+# its own, so a persistent (thread-local) connection is never reused: each API request opened
+# a new one, a third of a detail request's time. controlplane/asgi.py turns it on for the web
+# server; workers and commands keep one persistent connection.
+DATABASE_POOL = int(_env_number("DATABASE_POOL", 0, minimum=0))
+if DATABASE_POOL and _database.get("ENGINE") == "django.db.backends.postgresql":
+    _database["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DATABASE_POOL),
+        "max_size": DATABASE_POOL,
+        "timeout": 10,  # seconds a request waits for a free connection
+    }
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -280,7 +295,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
     "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["api.renderers.JSONRenderer"],  # orjson
     "DEFAULT_PAGINATION_CLASS": "api.pagination.ApiPagination",
     "DEFAULT_THROTTLE_CLASSES": ["api.throttling.UserRateThrottle"],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",

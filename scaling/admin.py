@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from history.admin import ChangeInline, HistoryAdminMixin
-from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
 from scaling.tasks import request_reconcile
 from tenants.admin import OrganisationFilter
 
@@ -130,4 +130,32 @@ class DecisionAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(BacktestJob)
+class BacktestJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs are started over the API and written by their worker. Deleting one
+    cancels it (its worker stops at its next progress write)."""
+
+    list_display = (
+        "pk",
+        "policy",
+        "trace",
+        "duration_s",
+        "status",
+        "progress",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "trace")
+    search_fields = ("policy__workload__deployment", "policy__workload__tenant__slug")
+    date_hierarchy = "created_at"
+    list_select_related = ("policy__workload__cluster", "created_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -5,12 +5,16 @@ so a policy states only what it changes.
 """
 
 import math
+import uuid
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from clusters.models import Cluster
 from quotas.models import GpuType
@@ -294,3 +298,117 @@ class ControlLoopState(models.Model):
 
     def __str__(self) -> str:
         return f"control loop of {self.cluster}: {self.ticks} ticks"
+
+
+class BacktestJobQuerySet(models.QuerySet["BacktestJob"]):
+    def active(self) -> "BacktestJobQuerySet":
+        return self.filter(status__in=BacktestJob.ACTIVE)
+
+    def claim(self, pk: int) -> str | None:
+        """Take job ``pk`` for a run: a queued one, or a running one whose runner went quiet
+        (a worker that died mid-run). Returns the claim token every later write must carry,
+        or None when the job is finished, gone, or still being run by someone else.
+
+        A conditional UPDATE, so two deliveries of the same task never both run it."""
+        now = timezone.now()
+        quiet = now - timedelta(seconds=BacktestJob.STALE_AFTER_S)
+        token = uuid.uuid4().hex
+        claimed = (
+            self.filter(pk=pk)
+            .filter(
+                Q(status=BacktestJob.Status.QUEUED)
+                | Q(status=BacktestJob.Status.RUNNING, heartbeat_at__lt=quiet)
+            )
+            .update(
+                status=BacktestJob.Status.RUNNING,
+                runner=token,
+                progress=0.0,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        return token if claimed else None
+
+
+class BacktestJob(models.Model):
+    """A back-test of a stored policy (optionally with some fields overridden) over a bundled
+    trace, run by a worker (``scaling.tasks.run_backtest_job``) and polled through the API.
+
+    ``params`` is the policy exactly as replayed (a snapshot: later edits of the policy do not
+    change a job), ``replay`` the settings handed to ``run_backtest``. While it runs, ``runner``
+    holds the claim token of the one task run allowed to write progress and the result; a
+    write with another token (a duplicate delivery, or after the job was deleted) changes
+    nothing, so a redelivered task can never corrupt a finished job.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    TRACES = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
+    MIN_DURATION_S = 60.0  # one oracle window
+    MAX_DURATION_S = 3600.0  # the bundled traces are about an hour long
+    DEFAULT_DURATION_S = 600.0
+    MAX_ACTIVE_PER_TENANT = 3  # queued or running at once
+    # A running job whose runner has not written for this long is taken to be dead.
+    STALE_AFTER_S = 60.0
+
+    policy = models.ForeignKey(ScalingPolicy, on_delete=models.CASCADE, related_name="backtests")
+    policy_version = models.PositiveIntegerField(help_text="Version of the policy replayed.")
+    trace = models.CharField(max_length=16, choices=list(TRACES.items()))
+    duration_s = models.FloatField(
+        validators=[MinValueValidator(MIN_DURATION_S), MaxValueValidator(MAX_DURATION_S)]
+    )
+    compare = models.JSONField(default=list, blank=True, help_text="Other algorithms replayed.")
+    overrides = models.JSONField(default=dict, blank=True, help_text="Policy fields changed.")
+    params = models.JSONField(help_text="The policy as replayed (engine parameters).")
+    replay = models.JSONField(help_text="Settings of the replay: pool, model, duration.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    runner = models.CharField(max_length=32, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BacktestJobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "back-test job"
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "policy"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1),
+                name="backtest_progress_share",
+                violation_error_message="Progress is a share between 0 and 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"back-test {self.pk} of policy {self.policy_id} ({self.status})"
+
+    def _mine(self, token: str) -> "BacktestJobQuerySet":
+        return BacktestJob.objects.filter(pk=self.pk, status=self.Status.RUNNING, runner=token)
+
+    def report_progress(self, token: str, share: float) -> bool:
+        """Write progress (and the heartbeat); False when this run no longer owns the job."""
+        share = min(max(share, 0.0), 1.0)
+        return bool(self._mine(token).update(progress=share, heartbeat_at=timezone.now()))
+
+    def finish(self, token: str, result: dict[str, Any] | None = None, error: str = "") -> bool:
+        """Record the outcome; False (and nothing written) when this run no longer owns it."""
+        done = {"finished_at": timezone.now(), "heartbeat_at": timezone.now()}
+        if error:
+            fields = {"status": self.Status.FAILED, "error": error, **done}
+        else:
+            fields = {"status": self.Status.SUCCEEDED, "result": result, "progress": 1.0, **done}
+        return bool(self._mine(token).update(**fields))

@@ -2,16 +2,26 @@
 idempotent (a tick recomputes everything from observed state) and may be delivered twice."""
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields, replace
 from datetime import timedelta
+from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from clusters.models import Cluster
+from scaling.backtest import Deployment, OracleResult, run_backtest
+from scaling.backtest.signals import check_metric
+from scaling.engine import PolicyParams
 from scaling.loop import tick_cluster
-from scaling.models import Decision, Workload
+from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
+from simulator.model import PRODUCT_LABELS
+from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +63,185 @@ def prune_decisions() -> int:
     cutoff = timezone.now() - timedelta(days=settings.DECISION_RETENTION_DAYS)
     deleted, _ = Decision.objects.filter(at__lt=cutoff).delete()
     return deleted
+
+
+# --- back-test jobs ------------------------------------------------------------------------------
+
+# Progress is written at most once a second, and only when it moved by at least 1 %: a few
+# dozen small UPDATEs per job, which double as the heartbeat that tells a live run from a dead one.
+PROGRESS_EVERY_S = 1.0
+PROGRESS_STEP = 0.01
+BACKTEST_SOFT_LIMIT_S = 120  # far above the longest job allowed (an hour of trace, 5 runs)
+AZURE_ATTRIBUTION = (
+    '"Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0; '
+    "see simulator/traces/README.md"
+)
+
+
+class TooManyBacktests(Exception):
+    """The tenant already has its limit of queued or running back-tests."""
+
+
+def start_backtest(
+    policy: ScalingPolicy,
+    proposed: ScalingPolicy,
+    overrides: dict[str, Any],
+    *,
+    trace: str,
+    duration_s: float,
+    compare: list[str],
+    user: Any,
+) -> BacktestJob:
+    """Create a queued job replaying ``proposed`` (``policy`` with ``overrides`` applied) and
+    queue its run once the transaction commits.
+
+    Raises ValueError when the replay cannot honour the policy or its workload (unknown GPU
+    type or model, a metric the replay cannot produce) and TooManyBacktests at the tenant's
+    limit. The tenant row is locked while counting, so two requests cannot both take the
+    last place.
+    """
+    workload = policy.workload
+    params = engine_params(proposed)
+    replay = replay_settings(workload, proposed, duration_s)
+    check_replay([params, *(as_algorithm(params, name) for name in compare)], replay)
+    with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=workload.tenant_id).first()
+        active = BacktestJob.objects.active().filter(policy__workload__tenant_id=workload.tenant_id)
+        if active.count() >= BacktestJob.MAX_ACTIVE_PER_TENANT:
+            raise TooManyBacktests(
+                f"Tenant {workload.tenant.slug} already has {BacktestJob.MAX_ACTIVE_PER_TENANT} "
+                "back-tests queued or running; wait for one to finish or delete one."
+            )
+        job = BacktestJob.objects.create(
+            policy=policy,
+            policy_version=policy.version,
+            trace=trace,
+            duration_s=duration_s,
+            compare=compare,
+            overrides=overrides,
+            params=asdict(params),
+            replay=replay,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        job_id = job.pk
+        transaction.on_commit(lambda: run_backtest_job.delay(job_id))
+    return job
+
+
+def engine_params(policy: ScalingPolicy) -> PolicyParams:
+    """The engine's view of a (possibly unsaved) policy, field for field."""
+    return PolicyParams(**{f.name: getattr(policy, f.name) for f in fields(PolicyParams)})
+
+
+def replay_settings(workload: Workload, policy: ScalingPolicy, duration_s: float) -> dict[str, Any]:
+    """What the trace is replayed on: the workload's model and GPU type, the policy's pool."""
+    gpu = workload.gpu_type
+    replay: dict[str, Any] = {
+        "gpu_type": PRODUCT_LABELS.get(gpu.node_label, gpu.name),
+        "model": workload.model_name,
+        "gpus_per_replica": workload.gpus_per_replica,
+        "duration_s": duration_s,
+    }
+    if policy.max_concurrency:
+        replay["max_concurrency"] = policy.max_concurrency
+    if policy.routing:
+        replay["routing"] = policy.routing
+    return replay
+
+
+def as_algorithm(params: PolicyParams, name: str) -> PolicyParams:
+    """The same policy under another algorithm (slo gets the default 2 s TTFT objective when
+    the policy has none), as ``manage.py backtest --compare`` does."""
+    changed = replace(params, algorithm=name)
+    if name == "slo" and changed.slo_ttft_p95_s is None:
+        changed = replace(changed, slo_ttft_p95_s=2.0)
+    return changed
+
+
+def check_replay(runs: list[PolicyParams], replay: dict[str, Any]) -> None:
+    """Raise ValueError now for what would make the replay fail in the worker."""
+    deployment = {k: v for k, v in replay.items() if k != "duration_s"}
+    Deployment(cold_start_s=runs[0].cold_start_s, **deployment)
+    for params in runs:
+        check_metric(params)
+
+
+class _Abandoned(Exception):
+    """This run no longer owns its job: the job was deleted, or another run took it over."""
+
+
+class _ProgressWriter:
+    def __init__(self, job: BacktestJob, token: str, runs: int) -> None:
+        self.job, self.token, self.runs = job, token, runs
+        self.written, self.at = 0.0, time.monotonic()
+
+    def for_run(self, index: int) -> Callable[[float], None]:
+        return lambda share: self.report((index + share) / self.runs)
+
+    def report(self, share: float) -> None:
+        now = time.monotonic()
+        if share - self.written < PROGRESS_STEP or now - self.at < PROGRESS_EVERY_S:
+            return
+        if not self.job.report_progress(self.token, share):
+            raise _Abandoned
+        self.written, self.at = share, now
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    max_retries=5,
+    soft_time_limit=BACKTEST_SOFT_LIMIT_S,
+    time_limit=BACKTEST_SOFT_LIMIT_S + 30,
+)
+def run_backtest_job(self: Task, job_id: int) -> None:
+    """Run back-test job ``job_id``. Idempotent under redelivery: only a queued job (or one
+    whose runner went quiet) is claimed, and every write carries the claim token, so a
+    duplicate delivery neither runs a job twice nor touches a finished one."""
+    token = BacktestJob.objects.claim(job_id)
+    if token is None:
+        if BacktestJob.objects.filter(pk=job_id, status=BacktestJob.Status.RUNNING).exists():
+            # Another delivery runs it now: come back when it would count as dead.
+            raise self.retry(countdown=BacktestJob.STALE_AFTER_S)
+        return  # finished, or deleted: nothing to do
+    job = BacktestJob.objects.get(pk=job_id)
+    try:
+        result = replay_job(job, token)
+    except _Abandoned:
+        log.info("back-test %s: no longer ours (deleted or taken over), stopped", job_id)
+        return
+    except SoftTimeLimitExceeded:
+        job.finish(token, error=f"The back-test took longer than {BACKTEST_SOFT_LIMIT_S} s.")
+    except ValueError as exc:  # settings the replay cannot honour, a bad trace
+        job.finish(token, error=str(exc))
+    except Exception:
+        log.exception("back-test %s failed", job_id)
+        job.finish(token, error="The back-test failed unexpectedly; the worker log has why.")
+    else:
+        job.finish(token, result=result)
+
+
+def replay_job(job: BacktestJob, token: str) -> dict[str, Any]:
+    """The job's policy, then each compared algorithm, over the same trace (the oracle is
+    computed once and reused). Returns ``{"results": [...], "oracle": ..., "attribution"}``
+    like ``manage.py backtest --json``."""
+    params = PolicyParams(**job.params)
+    runs = [params] + [
+        as_algorithm(params, name) for name in job.compare if name != params.algorithm
+    ]
+    writer = _ProgressWriter(job, token, len(runs))
+    oracle: bool | OracleResult = True
+    results = []
+    for index, run in enumerate(runs):
+        result = run_backtest(
+            run, job.trace, oracle=oracle, progress=writer.for_run(index), **job.replay
+        )
+        oracle = result.oracle or False
+        data = result.to_dict()
+        data.pop("oracle", None)
+        results.append(data)
+    return {
+        "results": results,
+        "oracle": oracle.to_dict() if isinstance(oracle, OracleResult) else None,
+        "attribution": AZURE_ATTRIBUTION,
+    }

@@ -5,7 +5,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers.base import StrictModelSerializer, request_user, visible_tenants
+from api.serializers.base import (
+    StrictModelSerializer,
+    TenantSlugField,
+    request_user,
+    visible_tenants,
+)
 from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.models import Decision, ScalingPolicy, Workload
@@ -54,11 +59,16 @@ class WorkloadSerializer(StrictModelSerializer):
         return policy.pk if policy is not None else None
 
 
+class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):
+    workload = serializers.IntegerField(help_text="Id of the workload to reconcile.")
+    status = serializers.CharField(
+        help_text="Always `queued`: a tick of its cluster is queued for a worker."
+    )
+
+
 class PolicySerializer(StrictModelSerializer):
     workload = serializers.PrimaryKeyRelatedField(queryset=Workload.objects.none())
-    tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        source="workload.tenant", slug_field="slug", read_only=True
-    )
+    tenant = TenantSlugField("workload.tenant")
 
     class Meta:
         model = ScalingPolicy

@@ -22,6 +22,7 @@ from api.concurrency import check_if_match, etag_of_representation
 from api.filters import FieldFilterBackend
 from api.permissions import WriteRole, holds_role
 from history.models import record_change, snapshot
+from tenants.models import Tenant
 
 HISTORY_REASON = "api"
 
@@ -43,6 +44,21 @@ class ScopedViewSet(viewsets.GenericViewSet[Any]):
 
     def etag(self, instance: Any) -> str:
         return etag_of_representation(self.get_serializer(instance).data)
+
+    def scoped(self, queryset: models.QuerySet[Any], tenant: str) -> models.QuerySet[Any]:
+        """``queryset`` limited to the tenants the user may see (``Tenant.objects.for_user``,
+        the one choke point), ``tenant`` being the path to the object's tenant.
+
+        Staff see every tenant: no filter at all (a semi-join against every workload cost
+        a few ms per list). For others the visible tenant ids are read first, one small
+        query, so the database plans with a literal list and the tenant index: nested IN
+        subqueries made PostgreSQL walk all 10,000 policies to fill a member's page (19 ms).
+        """
+        tenants = Tenant.objects.for_user(self.request.user)
+        if not tenants.query.has_filters():
+            return queryset
+        ids = list(tenants.values_list("pk", flat=True))
+        return queryset.filter(**{f"{tenant}__in": ids})
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         instance = self.get_object()

@@ -11,7 +11,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 from api.exceptions import validation_body
 from api.fleet_config import ConfigInvalid, ImportResult, export_config, import_config
 from api.parsers import StrictJSONParser, YAMLParser
-from api.renderers import YAMLRenderer
+from api.renderers import JSONRenderer, YAMLRenderer
 from api.schema import ErrorSerializer
 
 

@@ -34,6 +34,29 @@ class Fleet:
     workloads: dict[str, Any]
     quotas: dict[str, Any]
     decisions: dict[str, Any]
+    backtests: dict[str, Any]
+
+
+def make_backtest(workload: Any, status: str = "succeeded") -> Any:
+    """A back-test job as the API and a worker leave it (no replay run: it is a record)."""
+    from dataclasses import asdict
+
+    from scaling.models import BacktestJob
+    from scaling.tasks import engine_params, replay_settings
+
+    policy = workload.policy
+    done = status in ("succeeded", "failed")
+    return BacktestJob.objects.create(
+        policy=policy,
+        policy_version=policy.version,
+        trace="conv",
+        duration_s=120.0,
+        params=asdict(engine_params(policy)),
+        replay=replay_settings(workload, policy, 120.0),
+        status=status,
+        progress=1.0 if done else 0.0,
+        result={"results": [], "oracle": None, "attribution": "test"} if done else None,
+    )
 
 
 def make_decision(workload: Any, minutes_ago: int = 0, outcome: str = "applied") -> Any:
@@ -87,6 +110,7 @@ def fleet(gpu_type: Any, cluster: Any, make_user: Any, make_workload: Any) -> Fl
         "g": Quota.objects.create(tenant=globex_ml, gpu_type=gpu_type, nominal=16),
     }
     decisions = {key: make_decision(w) for key, w in workloads.items()}
+    backtests = {key: make_backtest(w) for key, w in workloads.items()}
     return Fleet(
         gpu_type,
         cluster,
@@ -99,6 +123,7 @@ def fleet(gpu_type: Any, cluster: Any, make_user: Any, make_workload: Any) -> Fl
         workloads,
         quotas,
         decisions,
+        backtests,
     )
 
 

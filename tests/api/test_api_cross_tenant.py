@@ -10,7 +10,7 @@ import pytest
 
 from history.models import Change
 from quotas.models import Quota
-from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
 from tenants.models import Membership, Tenant
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,10 @@ MODELS: dict[str, Any] = {
     "workloads": Workload,
     "policies": ScalingPolicy,
     "decisions": Decision,
+    "backtests": BacktestJob,
 }
+READ_ONLY = {"decisions"}  # no writes at all
+NO_UPDATE = {"backtests"}  # read and delete only
 
 
 def database_state() -> dict[str, list[dict[str, Any]]]:
@@ -49,6 +52,9 @@ def foreign_ids(fleet: Any) -> dict[str, set[int]]:
         ),
         "decisions": set(
             Decision.objects.filter(workload__in=workloads).values_list("pk", flat=True)
+        ),
+        "backtests": set(
+            BacktestJob.objects.filter(policy__workload__in=workloads).values_list("pk", flat=True)
         ),
     }
 
@@ -87,9 +93,37 @@ def create_body(rng: random.Random, fleet: Any, resource: str) -> dict[str, Any]
     }[resource]
 
 
+# Actions on one object: (resource, method, action path).
+ACTIONS = [
+    ("workloads", "post", "reconcile"),
+    ("quotas", "get", "usage"),
+    ("quotas", "post", "preview"),
+    ("policies", "post", "backtests"),
+]
+
+
+def attempt_action(rng: random.Random, client: Any, foreign: dict[str, set[int]]) -> None:
+    resource, method, name = rng.choice(ACTIONS)
+    url = f"/api/v1/{resource}/{rng.choice(sorted(foreign[resource]))}/{name}/"
+    if method == "get":
+        response = client.get(url)
+    else:
+        body = {
+            "preview": {"nominal": rng.randint(0, 50)},
+            "backtests": {"trace": "conv", "duration_s": 60, "overrides": {"target": 2}},
+            "reconcile": {},
+        }[name]
+        response = client.post(url, body, format="json")
+    assert response.status_code == 404, (url, response.content)
+    assert response.content == NOT_FOUND
+
+
 def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[int]]) -> None:
     resource = rng.choice(list(MODELS))
-    operation = rng.choice(["get", "put", "patch", "delete", "list", "create"])
+    operation = rng.choice(["get", "put", "patch", "delete", "list", "create", "action"])
+    if operation == "action":
+        attempt_action(rng, client, foreign)
+        return
     if operation == "list":
         query = rng.choice(
             [
@@ -108,7 +142,9 @@ def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[
             assert not listed & foreign[resource], (resource, query)
         return
     if operation == "create":
-        if resource == "decisions":
+        if resource in READ_ONLY | NO_UPDATE:
+            response = client.post(f"/api/v1/{resource}/", {}, format="json")
+            assert response.status_code == 405, (resource, response.content)
             return
         body = create_body(rng, fleet, resource)
         response = client.post(f"/api/v1/{resource}/", body, format="json")
@@ -122,19 +158,23 @@ def attempt(rng: random.Random, fleet: Any, client: Any, foreign: dict[str, set[
         response = getattr(client, operation)(
             url, json.dumps(random_body(rng, fleet)), content_type="application/json"
         )
-    expected = 405 if resource == "decisions" and operation != "get" else 404
+    read_only = resource in READ_ONLY and operation != "get"
+    no_update = resource in NO_UPDATE and operation in ("put", "patch")
+    expected = 405 if read_only or no_update else 404
     assert response.status_code == expected, (operation, url, response.content)
     if expected == 404:
         assert response.content == NOT_FOUND
 
 
 def test_randomised_cross_tenant_attempts_leak_nothing_and_write_nothing(
-    fleet: Any, client_for: Any
+    fleet: Any, client_for: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     rng = random.Random(20261122)
     actors = [client_for(fleet.users[role]) for role in ("viewer", "operator", "admin")]
     foreign = foreign_ids(fleet)
     before = database_state()
-    for _ in range(ATTEMPTS):
-        attempt(rng, fleet, rng.choice(actors), foreign)
+    with django_capture_on_commit_callbacks() as queued:
+        for _ in range(ATTEMPTS):
+            attempt(rng, fleet, rng.choice(actors), foreign)
     assert database_state() == before
+    assert queued == []  # no task (reconcile, back-test) was queued for a foreign object

@@ -10,7 +10,7 @@ from quotas.models import GpuType, Quota
 from scaling.models import Workload
 from tenants.models import Membership, Tenant
 
-from .conftest import make_decision
+from .conftest import make_backtest, make_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +23,7 @@ RESOURCES = [
     "workloads",
     "policies",
     "decisions",
+    "backtests",
 ]
 
 
@@ -37,6 +38,7 @@ def grow(fleet: Any, make_workload: Any, make_user: Any, count: int) -> None:
         Quota.objects.create(tenant=fleet.team_a, gpu_type=gpu, nominal=i)
         workload = make_workload(fleet.team_a, fleet.cluster, gpu, f"w{i}")
         make_decision(workload)
+        make_backtest(workload)
         Membership.objects.create(user=make_user(f"u{i}"), tenant=fleet.team_a)
         Membership.objects.create(user=fleet.users["org_operator"], tenant=team)
 
@@ -61,6 +63,6 @@ def test_list_queries_do_not_grow_with_the_page(
         assert queries == before, (
             f"{name}: {before} queries for {before_rows} rows, {queries} for {rows}"
         )
-        if name in ("workloads", "policies", "decisions", "quotas", "gpu-types"):
+        if name in ("workloads", "policies", "decisions", "quotas", "gpu-types", "backtests"):
             assert rows >= before_rows + 30, name
     assert Workload.objects.count() == 33

@@ -1,7 +1,11 @@
 """Schemathesis against the live schema: every operation, 100 generated requests each, sent
 through the real WSGI application as staff (so writes go through too). Zero 5xx, every
 response conforms to the schema (status, content type, headers, body), authentication is
-enforced (the ignored_auth check replays successful requests without and with bad tokens)."""
+enforced (the ignored_auth check replays successful requests without and with bad tokens).
+
+Actions that queue work (reconcile now, start a back-test) queue it on commit, and each test
+runs in a transaction that is rolled back: the jobs are created and answered, never run (a
+tenant's limit of active back-tests soon answers 429, which the schema documents)."""
 
 from collections.abc import Iterator
 from typing import Any
