@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from kubernetes import client as k8s
 
@@ -124,7 +125,11 @@ def test_a_load_step_scales_up_within_two_ticks_and_down_after_stabilisation(
     # last recommended the peak count: the scale-down must wait out the 6 s window from then.
     peak, last_peak_at = spec_replicas(url), time.monotonic()
     deadline = time.monotonic() + 60
-    while not Decision.objects.filter(outcome="applied", final_replicas__lt=peak).exists():
+    # A scale-down, not an earlier partial scale-up (1 -> 2 before 2 -> 4 also ends below peak).
+    scaled_down = Decision.objects.filter(
+        outcome="applied", final_replicas__lt=peak, current_replicas__gt=F("final_replicas")
+    )
+    while not scaled_down.exists():
         assert time.monotonic() < deadline, "never scaled down"
         tick_cluster(cluster.pk)
         workload.refresh_from_db()
