@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.db.models import Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from clusters.models import Cluster
@@ -56,9 +58,13 @@ def _record_usage(
     """Write what each quota's tenant uses and wants, for the admin, the API and the quota
     preview (one statement, for the quotas whose usage changed)."""
     at = timezone.now()
+    by_quota: dict[tuple[int, str], list[Demand]] = defaultdict(list)
+    for gpu_type_id, group in demands.items():
+        for d in group:
+            by_quota[(gpu_type_id, d.tenant)].append(d)
     changed = []
     for quota in rows:
-        mine = [d for d in demands.get(quota.gpu_type_id, []) if d.tenant == quota.tenant.slug]
+        mine = by_quota.get((quota.gpu_type_id, quota.tenant.slug), [])
         observed = (
             sum(d.current * d.gpus_per_replica for d in mine),
             sum(seen[d.workload][1] * d.gpus_per_replica for d in mine),
@@ -95,42 +101,100 @@ def _demands(
     warming replicas."""
     slugs = {slug for per_type in quotas.values() for slug in per_type}
     fresh = {w.workload.pk: w for w in wishes}
-    others = (
-        Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
-        .exclude(cluster=cluster)
-        .select_related("tenant", "policy", "cluster")
-        .order_by("pk")
-    )
     demands: dict[int, list[Demand]] = defaultdict(list)
     seen: dict[int, tuple[str, int]] = {}
     for wish in wishes:
-        demands[wish.workload.gpu_type_id].append(_demand(wish.workload, wish, now))
-        seen[wish.workload.pk] = (str(wish.workload), wish.warming)
-    for workload in others:
-        if workload.pk not in fresh:
-            demands[workload.gpu_type_id].append(_demand(workload, None, now))
-            seen[workload.pk] = (str(workload), workload.warming_replicas)
+        workload = wish.workload
+        demands[workload.gpu_type_id].append(
+            _demand(
+                workload.pk,
+                workload.tenant.slug,
+                workload.gpus_per_replica,
+                wish.holding,
+                _policy_minimum(workload),
+                workload.status or {},
+                now,
+                wanted=wish.wanted,
+            )
+        )
+        seen[workload.pk] = (str(workload), wish.warming)
+    # The other clusters' workloads as plain values: their status may hold minutes of signal
+    # history, and only three of its keys matter here (read in the database).
+    others = (
+        Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
+        .exclude(cluster=cluster)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "gpu_type_id",
+            "tenant__slug",
+            "gpus_per_replica",
+            "ready_replicas",
+            "warming_replicas",
+            "policy__min_replicas",
+            KT("status__wanted"),
+            KT("status__grown_at"),
+            KT("status__waiting_since"),
+            "cluster__name",
+            "namespace",
+            "deployment",
+        )
+    )
+    for row in others:
+        pk, gpu_type_id, slug, gpus, ready, warming, minimum = row[:7]
+        wanted, grown_at, waiting_since, cluster_name, namespace, deployment = row[7:]
+        if pk in fresh:
+            continue
+        status = {"grown_at": grown_at, "waiting_since": waiting_since}
+        holding = ready + warming
+        demands[gpu_type_id].append(
+            _demand(
+                pk,
+                slug,
+                gpus,
+                holding,
+                minimum or 0,
+                status,
+                now,
+                wanted=int(float(wanted)) if wanted is not None else holding,
+            )
+        )
+        seen[pk] = (f"{cluster_name}/{namespace}/{deployment}", warming)
     return demands, seen
 
 
-def _demand(workload: Workload, wish: Wish | None, now: float) -> Demand:
-    status = workload.status or {}
-    holding = wish.holding if wish else workload.ready_replicas + workload.warming_replicas
-    wanted = wish.wanted if wish else int(status.get("wanted", holding))
+def _policy_minimum(workload: Workload) -> int:
     try:
         policy: ScalingPolicy | None = workload.policy
     except ScalingPolicy.DoesNotExist:
         policy = None
+    return policy.min_replicas if policy else 0
+
+
+def _demand(
+    workload: int,
+    tenant: str,
+    gpus_per_replica: int,
+    holding: int,
+    policy_minimum: int,
+    status: dict[str, Any],
+    now: float,
+    *,
+    wanted: int,
+) -> Demand:
+    grown_at, waiting_since = status.get("grown_at"), status.get("waiting_since")
     return Demand(
-        workload=workload.pk,
-        tenant=workload.tenant.slug,
-        gpus_per_replica=workload.gpus_per_replica,
+        workload=workload,
+        tenant=tenant,
+        gpus_per_replica=gpus_per_replica,
         current=holding,
         wanted=wanted,
-        minimum=min(policy.min_replicas if policy else 0, holding),
-        grown_at=float(status.get("grown_at", 0.0)),
+        minimum=min(policy_minimum, holding),
+        grown_at=float(grown_at) if grown_at is not None else 0.0,
         # Only a request for more has an age (it orders competing growth).
-        waiting_since=float(status.get("waiting_since", now)) if wanted > holding else 0.0,
+        waiting_since=(float(waiting_since) if waiting_since is not None else now)
+        if wanted > holding
+        else 0.0,
     )
 
 
