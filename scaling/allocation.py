@@ -12,7 +12,7 @@ the API and the quota preview.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
@@ -68,7 +68,7 @@ def _record_usage(
         observed = (
             sum(d.current * d.gpus_per_replica for d in mine),
             sum(seen[d.workload][1] * d.gpus_per_replica for d in mine),
-            [asdict(d) | {"name": seen[d.workload][0]} for d in mine],
+            [vars(d) | {"name": seen[d.workload][0]} for d in mine],
         )
         if observed != (quota.used_gpus, quota.warming_gpus, quota.demands):
             quota.used_gpus, quota.warming_gpus, quota.demands = observed
@@ -217,7 +217,8 @@ def namespace_limits(cluster: Cluster) -> dict[str, int]:
     cohort_nominal: dict[tuple[int, int], int] = defaultdict(int)
     ceilings: dict[tuple[int, int], int | None] = {}
     rows = Quota.objects.filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
-    for q in rows.select_related("tenant", "tenant__parent", "gpu_type"):
+    # Not the demands: the loop rewrites them and they hold every workload of the cohort.
+    for q in rows.select_related("tenant", "tenant__parent", "gpu_type").defer("demands"):
         if q.tenant.parent_id is not None:
             cohort_nominal[(q.tenant.parent_id, q.gpu_type_id)] += q.nominal
         ceilings[(q.tenant_id, q.gpu_type_id)] = q.as_limit().ceiling

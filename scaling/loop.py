@@ -28,10 +28,10 @@ import time
 import uuid
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -72,7 +72,7 @@ class Observed:
 
     now: float
     deployments: dict[tuple[str, str], DeploymentState]
-    pods: list[PodState]
+    pods: dict[str, list[PodState]]  # by namespace
     samples: dict[str, observe.PodIndex]  # by metric name, then (namespace, pod)
     metrics_error: str = ""
 
@@ -185,7 +185,7 @@ def _observe(cluster: Cluster, workloads: list[Workload], report: TickReport) ->
         names.add(policy.metric)
         if policy.algorithm in OFFERED_WORK_ALGORITHMS:
             names.update(observe.OFFERED_WORK_METRICS)
-    observed = Observed(now, deployments, pods, {})
+    observed = Observed(now, deployments, observe.pods_by_namespace(pods), {})
     report.metric_queries = len(names)
     try:
         read = metrics.read_samples(cluster, names, now) if names else {}
@@ -516,9 +516,54 @@ def _record(workloads: list[Workload], evaluations: list[Evaluation], report: Ti
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
     report.decisions = len(decisions)
     with transaction.atomic():
-        Workload.objects.bulk_update(
-            workloads,
-            ["status", "ready_replicas", "warming_replicas", "desired_replicas", "observed_at"],
-            batch_size=500,
-        )
+        write_observations(workloads)
         Decision.objects.bulk_create(decisions, batch_size=500)
+
+
+OBSERVED_FIELDS = (
+    "status",
+    "ready_replicas",
+    "warming_replicas",
+    "desired_replicas",
+    "observed_at",
+)
+WRITE_BATCH = 1000
+
+
+def write_observations(workloads: list[Workload]) -> None:
+    """Write each workload's OBSERVED_FIELDS: one ``UPDATE ... FROM (VALUES ...)`` per
+    WRITE_BATCH workloads (PostgreSQL, and SQLite since 3.33).
+
+    Django's bulk_update writes a CASE with one WHEN per row and field: for 1,000 statuses
+    that took ~1.5 s to build and run, most of a tick. Rows of VALUES joined on the id do
+    the same in tens of milliseconds.
+    """
+    fields = [cast("models.Field[Any, Any]", Workload._meta.get_field(n)) for n in OBSERVED_FIELDS]
+    pk = cast("models.Field[Any, Any]", Workload._meta.pk)
+    quote = connection.ops.quote_name
+    # PostgreSQL types a VALUES column from its rows; say it (a column of NULLs is text).
+    typed = connection.vendor == "postgresql"
+
+    def slot(db_type: str | None) -> str:
+        return f"CAST(%s AS {db_type})" if typed else "%s"
+
+    row = ", ".join([slot(pk.db_type(connection))] + [slot(f.db_type(connection)) for f in fields])
+    assignments = ", ".join(
+        f"{quote(f.column)} = v.column{i}" for i, f in enumerate(fields, start=2)
+    )
+    table = quote(Workload._meta.db_table)
+    for start in range(0, len(workloads), WRITE_BATCH):
+        batch = workloads[start : start + WRITE_BATCH]
+        params: list[Any] = []
+        for workload in batch:
+            params.append(workload.pk)
+            params.extend(
+                f.get_db_prep_save(getattr(workload, f.attname), connection) for f in fields
+            )
+        values = ", ".join(f"({row})" for _ in batch)
+        sql = (
+            f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v "
+            f"WHERE {table}.{quote(pk.column)} = v.column1"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
