@@ -89,6 +89,9 @@ class Cluster:
         self.index = index
         self.wall_origin = time.time() if wall_origin is None else wall_origin
         self.rv = 0
+        # Writes through the pool admin protocol: they change what /metrics shows without
+        # changing an API object (so without moving rv).
+        self.pool_writes = 0
         self.nodes: dict[str, dict[str, Any]] = {}
         self.failed_nodes: set[str] = set()
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -338,6 +341,7 @@ class Cluster:
                 self._remove_pod(key)
         del self.deployments[(namespace, name)]
         del self.dep_info[(namespace, name)]
+        self.rv += 1  # a deletion is a change too (list answers are cached by rv)
         return deployment
 
     def list_deployments(self, namespace: str | None, match: Matcher) -> list[dict[str, Any]]:
@@ -403,6 +407,7 @@ class Cluster:
     def delete_quota(self, namespace: str, name: str) -> dict[str, Any]:
         quota = self.get_quota(namespace, name)
         del self.quotas[(namespace, name)]
+        self.rv += 1
         self._reconcile_namespace(namespace)
         return quota
 

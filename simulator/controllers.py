@@ -138,6 +138,7 @@ def remove_pod(cluster: Cluster, key: tuple[str, str]) -> None:
     info = cluster.pod_info.pop(key)
     cluster.gpus_by_namespace[info.namespace] -= info.gpus
     cluster.pods.pop(key, None)
+    cluster.rv += 1  # a deletion is a change too (list answers are cached by rv)
     dep = cluster.dep_info.get((info.namespace, info.deployment))
     if dep is not None and info.name in dep.pool.replicas:
         dep.pool.remove_replica(info.name, cluster.now)
