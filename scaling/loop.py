@@ -23,9 +23,12 @@ A tick of one cluster:
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, cast
@@ -86,13 +89,30 @@ def tick_cluster(cluster_id: int) -> TickReport | None:
     cluster = Cluster.objects.get(pk=cluster_id)
     report = TickReport(cluster=cluster.name)
     try:
-        _tick(cluster, report)
+        with _cyclic_gc_paused():
+            _tick(cluster, report)
     except Exception as exc:  # a tick must never take the worker down; the next one retries
         log.exception("tick of cluster %s failed", cluster)
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
         _release(cluster_id, owner, report, time.perf_counter() - started)
     return report
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A tick of 1,000 workloads allocates a few hundred thousand containers (samples, pod and
+    Deployment JSON, statuses, rows) that live until its end; the cyclic collector's young
+    generations re-scan them every few hundred allocations: ~40 % of such a tick's CPU.
+    Reference counting frees them all the same; any cycles wait for the collector's next
+    pass after the tick."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def claim(cluster_id: int, owner: str) -> bool:
