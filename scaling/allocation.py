@@ -35,11 +35,15 @@ class Wish:
     wanted: int
 
 
-def grant_all(cluster: Cluster, wishes: list[Wish], now: float) -> dict[int, Grant]:
-    """Grants for this cluster's workloads, keyed by workload id."""
+def grant_all(
+    cluster: Cluster, wishes: list[Wish], now: float, rows: list[Quota] | None = None
+) -> dict[int, Grant]:
+    """Grants for this cluster's workloads, keyed by workload id. ``rows``: quota_rows of
+    (at least) the wishing workloads, when the caller has them already."""
     if not wishes:
         return {}
-    rows = _quota_rows(wishes)
+    if rows is None:
+        rows = quota_rows([w.workload for w in wishes])
     quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
     for q in rows:
         quotas[q.gpu_type_id][q.tenant.slug] = q.as_limit()
@@ -78,11 +82,12 @@ def _record_usage(
     Quota.objects.bulk_update(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
 
 
-def _quota_rows(wishes: list[Wish]) -> list[Quota]:
-    """Quotas of the tenants involved and of their cohort siblings, per GPU type."""
-    tenants = {w.workload.tenant_id for w in wishes}
-    parents = {w.workload.tenant.parent_id for w in wishes if w.workload.tenant.parent_id}
-    gpu_types = {w.workload.gpu_type_id for w in wishes}
+def quota_rows(workloads: list[Workload]) -> list[Quota]:
+    """Quotas of the workloads' tenants and of their cohort siblings, for the GPU types they
+    run: what grant_all and namespace_limits read, in one query."""
+    tenants = {w.tenant_id for w in workloads}
+    parents = {w.tenant.parent_id for w in workloads if w.tenant.parent_id}
+    gpu_types = {w.gpu_type_id for w in workloads}
     return list(
         Quota.objects.filter(gpu_type_id__in=gpu_types)
         .filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
@@ -198,33 +203,32 @@ def _demand(
     )
 
 
-def namespace_limits(cluster: Cluster) -> dict[str, int]:
+def namespace_limits(
+    cluster: Cluster, workloads: list[Workload] | None = None, rows: list[Quota] | None = None
+) -> dict[str, int]:
     """The GPU limit each namespace of ``cluster`` carries in its ResourceQuota: the most its
     tenant may hold of each GPU type it runs there (N + B, or the whole cohort when B is
     empty; the quota spans clusters, so all of it may be on this one), summed.
 
     It changes only when quotas do, so the backstop costs no writes as replicas come and go.
     Namespaces of tenants with no quota for some GPU type they use are left out: quotas do
-    not limit them, so no backstop is written.
+    not limit them, so no backstop is written. A tick passes the cluster's ``workloads``
+    (with tenants) and their quota_rows, loaded already; without them they are read here.
     """
-    here = list(
-        Workload.objects.filter(cluster=cluster)
-        .values_list("namespace", "tenant_id", "tenant__parent_id", "gpu_type_id")
-        .distinct()
-    )
-    tenants = {row[1] for row in here}
-    parents = {row[2] for row in here if row[2] is not None}
+    if workloads is None:
+        workloads = list(Workload.objects.filter(cluster=cluster).select_related("tenant"))
+    if rows is None:
+        rows = quota_rows(workloads)
     cohort_nominal: dict[tuple[int, int], int] = defaultdict(int)
     ceilings: dict[tuple[int, int], int | None] = {}
-    rows = Quota.objects.filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
-    # Not the demands: the loop rewrites them and they hold every workload of the cohort.
-    for q in rows.select_related("tenant", "tenant__parent", "gpu_type").defer("demands"):
+    for q in rows:
         if q.tenant.parent_id is not None:
             cohort_nominal[(q.tenant.parent_id, q.gpu_type_id)] += q.nominal
         ceilings[(q.tenant_id, q.gpu_type_id)] = q.as_limit().ceiling
     limits: dict[str, int] = defaultdict(int)
     unlimited: set[str] = set()
-    for namespace, tenant, parent, gpu_type in set(here):
+    here = {(w.namespace, w.tenant_id, w.tenant.parent_id, w.gpu_type_id) for w in workloads}
+    for namespace, tenant, parent, gpu_type in here:
         if (tenant, gpu_type) not in ceilings:
             unlimited.add(namespace)
             continue

@@ -45,7 +45,7 @@ from clusters.models import Cluster
 from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
 from scaling import observe
-from scaling.allocation import Wish, grant_all, namespace_limits
+from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import Memory, Observation, PolicyParams, QuotaHeadroom, Step, decide
@@ -166,7 +166,8 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
         for p in proposals
         if isinstance(p, Proposal)
     ]
-    grants = grant_all(cluster, wishes, observed.now)
+    rows = quota_rows(workloads)
+    grants = grant_all(cluster, wishes, observed.now, rows)
     evaluations = [
         _finish(cluster, p, grants.get(p.workload.pk), observed, report)
         if isinstance(p, Proposal)
@@ -175,19 +176,17 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     ]
     _apply_pool_settings(cluster, workloads)
     _record(workloads, evaluations, report)
-    sync_quotas(cluster)
+    sync_quotas(cluster, namespace_limits(cluster, workloads, rows))
 
 
-def sync_quotas(cluster: Cluster) -> None:
-    """Keep the namespaces' ResourceQuotas at their effective limits: changed limits every
-    tick, and every INVENTORY_SYNC_INTERVAL a full read that finds hand edits (drift)."""
+def sync_quotas(cluster: Cluster, limits: dict[str, int]) -> None:
+    """Keep the namespaces' ResourceQuotas at their effective ``limits``: changed limits
+    every tick, and every INVENTORY_SYNC_INTERVAL a full read that finds hand edits (drift)."""
     state = ControlLoopState.objects.get(cluster=cluster)
     known = state.resource_quotas or {}
     now = time.time()
     full = now - float(known.get("full_sync_at", 0.0)) >= settings.INVENTORY_SYNC_INTERVAL
-    namespaces = sync_resource_quotas(
-        cluster, namespace_limits(cluster), known.get("namespaces", {}), full=full
-    )
+    namespaces = sync_resource_quotas(cluster, limits, known.get("namespaces", {}), full=full)
     synced = {"namespaces": namespaces, "full_sync_at": now if full else known["full_sync_at"]}
     if synced != known:
         ControlLoopState.objects.filter(pk=state.pk).update(resource_quotas=synced)
