@@ -1,5 +1,6 @@
 """The control loop against a running simulator: real Kubernetes API, real exporter text."""
 
+import socket
 import time
 import urllib.request
 from typing import Any
@@ -174,6 +175,29 @@ def test_missing_metrics_hold_instead_of_scaling_to_the_minimum(start_simulator,
     assert "metrics source" in workload.status["reason"]
     assert spec_replicas(url) == 3
     assert not Decision.objects.filter(outcome="applied").exists()
+
+
+def test_an_unreachable_cluster_holds_every_workload_and_says_why(gpu_type, team_a):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}/east"
+    cluster, workload = register(base.removesuffix("/east"), gpu_type, team_a)
+    second = Workload.objects.create(
+        tenant=team_a,
+        cluster=cluster,
+        namespace="team-a",
+        deployment="other",
+        model_name=CHAT["model"],
+        gpu_type=gpu_type,
+    )
+    report = tick_cluster(cluster.pk)
+    assert report is not None and "list deployments" in report.error
+    for w in (workload, second):
+        w.refresh_from_db()
+        assert w.status["outcome"] == "error" and "list deployments" in w.status["reason"]
+        assert w.observed_at is None  # never observed: nothing was written as if it had been
+    assert Decision.objects.get(workload=workload).outcome == "error"
+    assert not Decision.objects.filter(workload=second).exists()  # no policy, no decision
 
 
 def test_quota_caps_growth_and_says_why(start_simulator, gpu_type, team_a, team_b):
