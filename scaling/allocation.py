@@ -22,6 +22,7 @@ from django.utils import timezone
 from clusters.models import Cluster
 from quotas.maths import Demand, Grant, TenantQuota, allocate
 from quotas.models import Quota
+from scaling.bulk_writes import update_columns
 from scaling.models import ScalingPolicy, Workload
 
 
@@ -79,7 +80,7 @@ def _record_usage(
             quota.usage_at = at
             changed.append(quota)
     # Only what changed is written: a steady fleet costs no quota writes.
-    Quota.objects.bulk_update(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
+    update_columns(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
 
 
 def quota_rows(workloads: list[Workload]) -> list[Quota]:

@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -46,6 +46,7 @@ from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
 from scaling import observe
 from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
+from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import Memory, Observation, PolicyParams, QuotaHeadroom, Step, decide
@@ -535,7 +536,7 @@ def _record(workloads: list[Workload], evaluations: list[Evaluation], report: Ti
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
     report.decisions = len(decisions)
     with transaction.atomic():
-        write_observations(workloads)
+        update_columns(workloads, OBSERVED_FIELDS)
         Decision.objects.bulk_create(decisions, batch_size=500)
 
 
@@ -546,43 +547,3 @@ OBSERVED_FIELDS = (
     "desired_replicas",
     "observed_at",
 )
-WRITE_BATCH = 1000
-
-
-def write_observations(workloads: list[Workload]) -> None:
-    """Write each workload's OBSERVED_FIELDS: one ``UPDATE ... FROM (VALUES ...)`` per
-    WRITE_BATCH workloads (PostgreSQL, and SQLite since 3.33).
-
-    Django's bulk_update writes a CASE with one WHEN per row and field: for 1,000 statuses
-    that took ~1.5 s to build and run, most of a tick. Rows of VALUES joined on the id do
-    the same in tens of milliseconds.
-    """
-    fields = [cast("models.Field[Any, Any]", Workload._meta.get_field(n)) for n in OBSERVED_FIELDS]
-    pk = cast("models.Field[Any, Any]", Workload._meta.pk)
-    quote = connection.ops.quote_name
-    # PostgreSQL types a VALUES column from its rows; say it (a column of NULLs is text).
-    typed = connection.vendor == "postgresql"
-
-    def slot(db_type: str | None) -> str:
-        return f"CAST(%s AS {db_type})" if typed else "%s"
-
-    row = ", ".join([slot(pk.db_type(connection))] + [slot(f.db_type(connection)) for f in fields])
-    assignments = ", ".join(
-        f"{quote(f.column)} = v.column{i}" for i, f in enumerate(fields, start=2)
-    )
-    table = quote(Workload._meta.db_table)
-    for start in range(0, len(workloads), WRITE_BATCH):
-        batch = workloads[start : start + WRITE_BATCH]
-        params: list[Any] = []
-        for workload in batch:
-            params.append(workload.pk)
-            params.extend(
-                f.get_db_prep_save(getattr(workload, f.attname), connection) for f in fields
-            )
-        values = ", ".join(f"({row})" for _ in batch)
-        sql = (
-            f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v "
-            f"WHERE {table}.{quote(pk.column)} = v.column1"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
