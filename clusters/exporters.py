@@ -4,7 +4,7 @@ setups without a Prometheus server.
 One scrape per tick serves every metric name. A node or a cluster exports far more than a
 tick reads (a 1,000-pod scrape is ~13 MB, ~85,000 lines, mostly histogram buckets), so the
 text is not parsed as a whole: ``parse_samples`` finds the lines of the wanted names with one
-regular-expression scan per name and parses only those (prometheus-client's parser, a
+regular-expression scan and parses only those (prometheus-client's parser, a
 character-by-character loop in Python, took seconds for such a scrape). Exposition text
 rarely carries timestamps, so a sample is stamped with the time of the scrape that read it.
 """
