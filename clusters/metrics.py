@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 
 from clusters.models import Cluster
 
@@ -21,11 +20,12 @@ class Sample:
     timestamp: float
 
     def label(self, key: str) -> str:
-        return self.label_map.get(key, "")
-
-    @cached_property
-    def label_map(self) -> dict[str, str]:
-        return dict(self.labels)
+        # A scan of a handful of pairs beats building a dict per sample: a tick reads tens of
+        # thousands of samples, a label or two of each.
+        for name, value in self.labels:
+            if name == key:
+                return value
+        return ""
 
 
 class MetricsError(Exception):

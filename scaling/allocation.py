@@ -12,14 +12,17 @@ the API and the quota preview.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from clusters.models import Cluster
 from quotas.maths import Demand, Grant, TenantQuota, allocate
 from quotas.models import Quota
+from scaling.bulk_writes import update_columns
 from scaling.models import ScalingPolicy, Workload
 
 
@@ -33,11 +36,15 @@ class Wish:
     wanted: int
 
 
-def grant_all(cluster: Cluster, wishes: list[Wish], now: float) -> dict[int, Grant]:
-    """Grants for this cluster's workloads, keyed by workload id."""
+def grant_all(
+    cluster: Cluster, wishes: list[Wish], now: float, rows: list[Quota] | None = None
+) -> dict[int, Grant]:
+    """Grants for this cluster's workloads, keyed by workload id. ``rows``: quota_rows of
+    (at least) the wishing workloads, when the caller has them already."""
     if not wishes:
         return {}
-    rows = _quota_rows(wishes)
+    if rows is None:
+        rows = quota_rows([w.workload for w in wishes])
     quotas: dict[int, dict[str, TenantQuota]] = defaultdict(dict)
     for q in rows:
         quotas[q.gpu_type_id][q.tenant.slug] = q.as_limit()
@@ -56,27 +63,32 @@ def _record_usage(
     """Write what each quota's tenant uses and wants, for the admin, the API and the quota
     preview (one statement, for the quotas whose usage changed)."""
     at = timezone.now()
+    by_quota: dict[tuple[int, str], list[Demand]] = defaultdict(list)
+    for gpu_type_id, group in demands.items():
+        for d in group:
+            by_quota[(gpu_type_id, d.tenant)].append(d)
     changed = []
     for quota in rows:
-        mine = [d for d in demands.get(quota.gpu_type_id, []) if d.tenant == quota.tenant.slug]
+        mine = by_quota.get((quota.gpu_type_id, quota.tenant.slug), [])
         observed = (
             sum(d.current * d.gpus_per_replica for d in mine),
             sum(seen[d.workload][1] * d.gpus_per_replica for d in mine),
-            [asdict(d) | {"name": seen[d.workload][0]} for d in mine],
+            [vars(d) | {"name": seen[d.workload][0]} for d in mine],
         )
         if observed != (quota.used_gpus, quota.warming_gpus, quota.demands):
             quota.used_gpus, quota.warming_gpus, quota.demands = observed
             quota.usage_at = at
             changed.append(quota)
     # Only what changed is written: a steady fleet costs no quota writes.
-    Quota.objects.bulk_update(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
+    update_columns(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
 
 
-def _quota_rows(wishes: list[Wish]) -> list[Quota]:
-    """Quotas of the tenants involved and of their cohort siblings, per GPU type."""
-    tenants = {w.workload.tenant_id for w in wishes}
-    parents = {w.workload.tenant.parent_id for w in wishes if w.workload.tenant.parent_id}
-    gpu_types = {w.workload.gpu_type_id for w in wishes}
+def quota_rows(workloads: list[Workload]) -> list[Quota]:
+    """Quotas of the workloads' tenants and of their cohort siblings, for the GPU types they
+    run: what grant_all and namespace_limits read, in one query."""
+    tenants = {w.tenant_id for w in workloads}
+    parents = {w.tenant.parent_id for w in workloads if w.tenant.parent_id}
+    gpu_types = {w.gpu_type_id for w in workloads}
     return list(
         Quota.objects.filter(gpu_type_id__in=gpu_types)
         .filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
@@ -95,71 +107,129 @@ def _demands(
     warming replicas."""
     slugs = {slug for per_type in quotas.values() for slug in per_type}
     fresh = {w.workload.pk: w for w in wishes}
-    others = (
-        Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
-        .exclude(cluster=cluster)
-        .select_related("tenant", "policy", "cluster")
-        .order_by("pk")
-    )
     demands: dict[int, list[Demand]] = defaultdict(list)
     seen: dict[int, tuple[str, int]] = {}
     for wish in wishes:
-        demands[wish.workload.gpu_type_id].append(_demand(wish.workload, wish, now))
-        seen[wish.workload.pk] = (str(wish.workload), wish.warming)
-    for workload in others:
-        if workload.pk not in fresh:
-            demands[workload.gpu_type_id].append(_demand(workload, None, now))
-            seen[workload.pk] = (str(workload), workload.warming_replicas)
+        workload = wish.workload
+        demands[workload.gpu_type_id].append(
+            _demand(
+                workload.pk,
+                workload.tenant.slug,
+                workload.gpus_per_replica,
+                wish.holding,
+                _policy_minimum(workload),
+                workload.status or {},
+                now,
+                wanted=wish.wanted,
+            )
+        )
+        seen[workload.pk] = (str(workload), wish.warming)
+    # The other clusters' workloads as plain values: their status may hold minutes of signal
+    # history, and only three of its keys matter here (read in the database).
+    others = (
+        Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
+        .exclude(cluster=cluster)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "gpu_type_id",
+            "tenant__slug",
+            "gpus_per_replica",
+            "ready_replicas",
+            "warming_replicas",
+            "policy__min_replicas",
+            KT("status__wanted"),
+            KT("status__grown_at"),
+            KT("status__waiting_since"),
+            "cluster__name",
+            "namespace",
+            "deployment",
+        )
+    )
+    for row in others:
+        pk, gpu_type_id, slug, gpus, ready, warming, minimum = row[:7]
+        wanted, grown_at, waiting_since, cluster_name, namespace, deployment = row[7:]
+        if pk in fresh:
+            continue
+        status = {"grown_at": grown_at, "waiting_since": waiting_since}
+        holding = ready + warming
+        demands[gpu_type_id].append(
+            _demand(
+                pk,
+                slug,
+                gpus,
+                holding,
+                minimum or 0,
+                status,
+                now,
+                wanted=int(float(wanted)) if wanted is not None else holding,
+            )
+        )
+        seen[pk] = (f"{cluster_name}/{namespace}/{deployment}", warming)
     return demands, seen
 
 
-def _demand(workload: Workload, wish: Wish | None, now: float) -> Demand:
-    status = workload.status or {}
-    holding = wish.holding if wish else workload.ready_replicas + workload.warming_replicas
-    wanted = wish.wanted if wish else int(status.get("wanted", holding))
+def _policy_minimum(workload: Workload) -> int:
     try:
         policy: ScalingPolicy | None = workload.policy
     except ScalingPolicy.DoesNotExist:
         policy = None
+    return policy.min_replicas if policy else 0
+
+
+def _demand(
+    workload: int,
+    tenant: str,
+    gpus_per_replica: int,
+    holding: int,
+    policy_minimum: int,
+    status: dict[str, Any],
+    now: float,
+    *,
+    wanted: int,
+) -> Demand:
+    grown_at, waiting_since = status.get("grown_at"), status.get("waiting_since")
     return Demand(
-        workload=workload.pk,
-        tenant=workload.tenant.slug,
-        gpus_per_replica=workload.gpus_per_replica,
+        workload=workload,
+        tenant=tenant,
+        gpus_per_replica=gpus_per_replica,
         current=holding,
         wanted=wanted,
-        minimum=min(policy.min_replicas if policy else 0, holding),
-        grown_at=float(status.get("grown_at", 0.0)),
+        minimum=min(policy_minimum, holding),
+        grown_at=float(grown_at) if grown_at is not None else 0.0,
         # Only a request for more has an age (it orders competing growth).
-        waiting_since=float(status.get("waiting_since", now)) if wanted > holding else 0.0,
+        waiting_since=(float(waiting_since) if waiting_since is not None else now)
+        if wanted > holding
+        else 0.0,
     )
 
 
-def namespace_limits(cluster: Cluster) -> dict[str, int]:
+def namespace_limits(
+    cluster: Cluster, workloads: list[Workload] | None = None, rows: list[Quota] | None = None
+) -> dict[str, int]:
     """The GPU limit each namespace of ``cluster`` carries in its ResourceQuota: the most its
     tenant may hold of each GPU type it runs there (N + B, or the whole cohort when B is
     empty; the quota spans clusters, so all of it may be on this one), summed.
 
     It changes only when quotas do, so the backstop costs no writes as replicas come and go.
     Namespaces of tenants with no quota for some GPU type they use are left out: quotas do
-    not limit them, so no backstop is written.
+    not limit them, so no backstop is written. A tick passes the cluster's ``workloads``
+    (with tenants) and their quota_rows, loaded already; without them they are read here.
     """
-    here = list(
-        Workload.objects.filter(cluster=cluster)
-        .values_list("namespace", "tenant_id", "tenant__parent_id", "gpu_type_id")
-        .distinct()
-    )
-    tenants = {row[1] for row in here}
-    parents = {row[2] for row in here if row[2] is not None}
+    if workloads is None:
+        workloads = list(Workload.objects.filter(cluster=cluster).select_related("tenant"))
+    if rows is None:
+        rows = quota_rows(workloads)
     cohort_nominal: dict[tuple[int, int], int] = defaultdict(int)
     ceilings: dict[tuple[int, int], int | None] = {}
-    rows = Quota.objects.filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
-    for q in rows.select_related("tenant", "tenant__parent", "gpu_type"):
+    for q in rows:
         if q.tenant.parent_id is not None:
             cohort_nominal[(q.tenant.parent_id, q.gpu_type_id)] += q.nominal
         ceilings[(q.tenant_id, q.gpu_type_id)] = q.as_limit().ceiling
     limits: dict[str, int] = defaultdict(int)
     unlimited: set[str] = set()
-    for namespace, tenant, parent, gpu_type in set(here):
+    here = {(w.namespace, w.tenant_id, w.tenant.parent_id, w.gpu_type_id) for w in workloads}
+    for namespace, tenant, parent, gpu_type in here:
         if (tenant, gpu_type) not in ceilings:
             unlimited.add(namespace)
             continue

@@ -27,15 +27,23 @@ HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo":
 MAX_HISTORY_POINTS = 400
 
 
-def pods_of(deployment: DeploymentState, pods: Iterable[PodState]) -> list[PodState]:
+def pods_by_namespace(pods: Iterable[PodState]) -> dict[str, list[PodState]]:
+    """Pods grouped by namespace, once per tick, so that matching a Deployment's selector
+    looks at its namespace's pods, not at the whole cluster's."""
+    grouped: dict[str, list[PodState]] = defaultdict(list)
+    for pod in pods:
+        grouped[pod.namespace].append(pod)
+    return grouped
+
+
+def pods_of(deployment: DeploymentState, pods: dict[str, list[PodState]]) -> list[PodState]:
     """The Deployment's pods: same namespace, labels matching its selector."""
     if not deployment.selector:
         return []
     return [
         pod
-        for pod in pods
-        if pod.namespace == deployment.namespace
-        and all(pod.labels.get(k) == v for k, v in deployment.selector.items())
+        for pod in pods.get(deployment.namespace, ())
+        if all(pod.labels.get(k) == v for k, v in deployment.selector.items())
     ]
 
 

@@ -18,6 +18,7 @@ import itertools
 import threading
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,9 @@ class Cluster:
         self.index = index
         self.wall_origin = time.time() if wall_origin is None else wall_origin
         self.rv = 0
+        # Writes through the pool admin protocol: they change what /metrics shows without
+        # changing an API object (so without moving rv).
+        self.pool_writes = 0
         self.nodes: dict[str, dict[str, Any]] = {}
         self.failed_nodes: set[str] = set()
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -95,6 +99,9 @@ class Cluster:
         self.quotas: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.pod_info: dict[tuple[str, str], PodInfo] = {}
+        # GPUs held by the pods of each namespace, kept by create_pod/remove_pod: quota
+        # admission and status read it for every pod and quota, so it is not recounted.
+        self.gpus_by_namespace: dict[str, int] = defaultdict(int)
         self.dep_info: dict[tuple[str, str], DeploymentInfo] = {}
         self._pod_seq = itertools.count()
         self._loading = False
@@ -334,6 +341,7 @@ class Cluster:
                 self._remove_pod(key)
         del self.deployments[(namespace, name)]
         del self.dep_info[(namespace, name)]
+        self.rv += 1  # a deletion is a change too (list answers are cached by rv)
         return deployment
 
     def list_deployments(self, namespace: str | None, match: Matcher) -> list[dict[str, Any]]:
@@ -373,7 +381,7 @@ class Cluster:
         self.quotas[(namespace, name)] = quota
         self._bump(quota)
         self._refresh_quotas()
-        self._reconcile_all()
+        self._reconcile_namespace(namespace)
         return quota
 
     def get_quota(self, namespace: str, name: str) -> dict[str, Any]:
@@ -393,13 +401,14 @@ class Cluster:
                 current["metadata"][key] = copy.deepcopy(body["metadata"][key])
         self._bump(current)
         self._refresh_quotas()
-        self._reconcile_all()
+        self._reconcile_namespace(namespace)
         return current
 
     def delete_quota(self, namespace: str, name: str) -> dict[str, Any]:
         quota = self.get_quota(namespace, name)
         del self.quotas[(namespace, name)]
-        self._reconcile_all()
+        self.rv += 1
+        self._reconcile_namespace(namespace)
         return quota
 
     def list_quotas(self, namespace: str | None, match: Matcher) -> list[dict[str, Any]]:
@@ -407,7 +416,7 @@ class Cluster:
 
     def gpus_used(self, namespace: str) -> int:
         # Quota counts every pod that exists, Pending or terminating, as Kubernetes does.
-        return sum(i.gpus for i in self.pod_info.values() if i.namespace == namespace)
+        return self.gpus_by_namespace.get(namespace, 0)
 
     def _refresh_quotas(self) -> None:
         for (namespace, _), quota in self.quotas.items():
@@ -422,8 +431,8 @@ class Cluster:
         """The admission message if creating this pod would exceed a GPU quota."""
         used = self.gpus_used(namespace)
         for (ns, name), quota in sorted(self.quotas.items()):
-            hard = quota["spec"]["hard"].get(QUOTA_GPU)
-            if ns != namespace or hard is None or used + gpus <= parse_quantity(hard):
+            hard = quota["spec"]["hard"].get(QUOTA_GPU) if ns == namespace else None
+            if hard is None or used + gpus <= parse_quantity(hard):
                 continue
             return (
                 f'pods "{pod_name}" is forbidden: exceeded quota: {name}, '
@@ -467,10 +476,22 @@ class Cluster:
         controllers.update_statuses(self, only={key})
 
     def _reconcile_all(self) -> None:
+        pods = controllers.pods_by_deployment(self)
         for key in list(self.deployments):
-            controllers.reconcile(self, key)
+            controllers.reconcile(self, key, pods[key])
         controllers.schedule(self)
         controllers.update_statuses(self)
+
+    def _reconcile_namespace(self, namespace: str) -> None:
+        """After a quota of ``namespace`` changed: only its Deployments can be affected."""
+        if self._loading:
+            return
+        keys = {key for key in self.deployments if key[0] == namespace}
+        pods = controllers.pods_by_deployment(self)
+        for key in sorted(keys):
+            controllers.reconcile(self, key, pods[key])
+        controllers.schedule(self)
+        controllers.update_statuses(self, only=keys)
 
     def _remove_pod(self, key: tuple[str, str]) -> None:
         controllers.remove_pod(self, key)

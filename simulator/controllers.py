@@ -33,22 +33,33 @@ def tick(cluster: Cluster, now: float) -> None:
         info.pool.advance(now)
         info.pool.sample_utilisation(now)
     _sync_pods(cluster)
+    pods = pods_by_deployment(cluster)
     for key in list(cluster.deployments):
-        reconcile(cluster, key)
+        reconcile(cluster, key, pods[key])
     schedule(cluster)
     update_statuses(cluster)
 
 
-def reconcile(cluster: Cluster, key: tuple[str, str]) -> None:
-    """Create or delete pods toward ``spec.replicas`` (the ReplicaSet controller)."""
+def pods_by_deployment(cluster: Cluster) -> defaultdict[tuple[str, str], list[PodInfo]]:
+    """Every pod grouped by its Deployment, in one pass (fleets have thousands of each)."""
+    grouped: defaultdict[tuple[str, str], list[PodInfo]] = defaultdict(list)
+    for pod in cluster.pod_info.values():
+        grouped[(pod.namespace, pod.deployment)].append(pod)
+    return grouped
+
+
+def reconcile(cluster: Cluster, key: tuple[str, str], pods: list[PodInfo] | None = None) -> None:
+    """Create or delete pods toward ``spec.replicas`` (the ReplicaSet controller).
+
+    ``pods``: the Deployment's pods when the caller grouped them already. The caller then
+    runs update_statuses, which refreshes the ResourceQuotas' usage.
+    """
     namespace, name = key
     deployment, info = cluster.deployments[key], cluster.dep_info[key]
     desired = deployment["spec"]["replicas"]
-    active = [
-        p
-        for p in cluster.pod_info.values()
-        if p.namespace == namespace and p.deployment == name and p.state != "terminating"
-    ]
+    if pods is None:
+        pods = [p for p in cluster.pod_info.values() if (p.namespace, p.deployment) == key]
+    active = [p for p in pods if p.state != "terminating"]
     info.failure = None
     for _ in range(desired - len(active)):
         # The name is only used up by a created pod, so a refusal repeated every step
@@ -64,7 +75,6 @@ def reconcile(cluster: Cluster, key: tuple[str, str]) -> None:
     victims = sorted(active, key=lambda p: (_STATE_RANK[p.state], -p.seq))
     for pod in victims[: max(0, len(active) - desired)]:
         delete_pod(cluster, (namespace, pod.name))
-    cluster._refresh_quotas()
 
 
 def _pod_name(deployment: str, template_hash: str, number: int) -> str:
@@ -81,6 +91,7 @@ def create_pod(cluster: Cluster, key: tuple[str, str], pod_name: str) -> None:
     pod_info = PodInfo(namespace, pod_name, name, info.gpus, seq, cluster.now)
     pod_info.ip = f"10.{100 + cluster.index}.{(seq // 250) % 250}.{seq % 250 + 2}"
     cluster.pod_info[(namespace, pod_name)] = pod_info
+    cluster.gpus_by_namespace[namespace] += info.gpus
     template = cluster.deployments[key]["spec"]["template"]
     labels = dict(template.get("metadata", {}).get("labels") or {})
     labels["pod-template-hash"] = info.template_hash
@@ -125,7 +136,9 @@ def delete_pod(cluster: Cluster, key: tuple[str, str]) -> None:
 
 def remove_pod(cluster: Cluster, key: tuple[str, str]) -> None:
     info = cluster.pod_info.pop(key)
+    cluster.gpus_by_namespace[info.namespace] -= info.gpus
     cluster.pods.pop(key, None)
+    cluster.rv += 1  # a deletion is a change too (list answers are cached by rv)
     dep = cluster.dep_info.get((info.namespace, info.deployment))
     if dep is not None and info.name in dep.pool.replicas:
         dep.pool.remove_replica(info.name, cluster.now)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from simulator.histogram import Histogram
@@ -35,7 +36,7 @@ DCGM_FAMILIES = (
     ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "Ratio of time the graphics engine is active."),
 )
 Labels = dict[str, str]
-Sample = tuple[Labels, float]
+Sample = tuple[str, float]  # the rendered label block ("{...}" or "") and the value
 
 
 def render(cluster: Cluster) -> str:
@@ -60,7 +61,7 @@ def _dcgm(cluster: Cluster, lines: list[str]) -> None:
         for gpu in range(count):
             labels = {
                 "gpu": str(gpu),
-                "UUID": "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node_name}/{gpu}")),
+                "UUID": _gpu_uuid(node_name, gpu),
                 "pci_bus_id": f"00000000:{0x18 + 0x10 * gpu:02X}:00.0",
                 "device": f"nvidia{gpu}",
                 "modelName": profile.model_name,
@@ -70,10 +71,16 @@ def _dcgm(cluster: Cluster, lines: list[str]) -> None:
             holder = holders.get((node_name, gpu))
             if holder is not None:
                 labels.update(container="vllm", namespace=holder.namespace, pod=holder.name)
+            block = _labels(labels)  # rendered once for the GPU's seven series
             for name, value in _gpu_values(cluster, holder, profile.name).items():
-                samples[name].append((labels, value))
+                samples[name].append((block, value))
     for name, help_text in DCGM_FAMILIES:
         _family(lines, name, help_text, "gauge", samples[name])
+
+
+@lru_cache(maxsize=65536)
+def _gpu_uuid(node_name: str, gpu: int) -> str:
+    return "GPU-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node_name}/{gpu}"))
 
 
 def _gpu_values(cluster: Cluster, holder: PodInfo | None, gpu_type: str) -> dict[str, float]:
@@ -126,13 +133,14 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
             "namespace": pod.namespace,
             "pod": pod.name,
         }
-        gauges["running"].append((labels, float(len(replica.running))))
-        gauges["waiting"].append((labels, float(len(replica.waiting))))
-        gauges["kv"].append((labels, round(replica.kv_usage, 6)))
-        counters["prompt"].append((labels, float(replica.prompt_tokens)))
-        counters["generation"].append((labels, float(replica.generation_tokens)))
+        block = _labels(labels)
+        gauges["running"].append((block, float(len(replica.running))))
+        gauges["waiting"].append((block, float(len(replica.waiting))))
+        gauges["kv"].append((block, round(replica.kv_usage, 6)))
+        counters["prompt"].append((block, float(replica.prompt_tokens)))
+        counters["generation"].append((block, float(replica.generation_tokens)))
         counters["success"].append(
-            ({**labels, "finished_reason": "stop"}, float(replica.successes))
+            (_labels({**labels, "finished_reason": "stop"}), float(replica.successes))
         )
         histograms["ttft"].append((labels, replica.ttft))
         histograms["e2e"].append((labels, replica.e2e))
@@ -207,8 +215,8 @@ def _family(
 ) -> None:
     lines.append(f"# HELP {name} {help_text}")
     lines.append(f"# TYPE {name} {kind}")
-    for labels, value in samples:
-        lines.append(f"{name}{_labels(labels)} {_number(value)}")
+    for block, value in samples:
+        lines.append(f"{name}{block} {_number(value)}")
 
 
 def _histogram(
@@ -217,11 +225,18 @@ def _histogram(
     lines.append(f"# HELP {name} {help_text}")
     lines.append(f"# TYPE {name} histogram")
     for labels, histogram in series:
+        # The series' labels are rendered once, not once per bucket.
+        block = _labels(labels)
+        bucket = f"{name}_bucket{{{block[1:-1]}," if labels else f"{name}_bucket{{"
         for bound, count in histogram.cumulative():
-            le = "+Inf" if bound == float("inf") else repr(float(bound))
-            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {count}")
-        lines.append(f"{name}_sum{_labels(labels)} {_number(histogram.total)}")
-        lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
+            lines.append(f'{bucket}le="{_le(bound)}"}} {count}')
+        lines.append(f"{name}_sum{block} {_number(histogram.total)}")
+        lines.append(f"{name}_count{block} {histogram.count}")
+
+
+@lru_cache(maxsize=1024)
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 def _labels(labels: Labels) -> str:

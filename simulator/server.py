@@ -42,6 +42,12 @@ class Fleet:
             for i, c in enumerate(config.clusters)
         }
         self.faults = Faults()
+        # Encoded answers, reused while what they show is unchanged: list calls by the
+        # cluster's resourceVersion, exporter text by (sim time, resourceVersion, pool
+        # writes). A real kube-apiserver serves lists from its watch cache and dcgm-exporter
+        # from its last collection, in milliseconds; so must the stand-in at 1,000 pods.
+        self._lists: dict[tuple[str, str, str], tuple[int, bytes]] = {}
+        self._scrapes: dict[str, tuple[tuple[float, int, int], bytes]] = {}
         for cluster_config in config.clusters:
             self.faults.load(cluster_config.name, cluster_config.faults)
             for node in cluster_config.faults.failed_nodes:
@@ -68,6 +74,34 @@ class Fleet:
                         cluster.tick(now)
                 except Exception:  # a bug in one step must not stop the clock for good
                     traceback.print_exc()
+
+    def exposition(self, cluster: Cluster) -> bytes:
+        """The cluster's exporter text, encoded; rendered again only when it changed."""
+        with cluster.lock:
+            key = (cluster.now, cluster.rv, cluster.pool_writes)
+            cached = self._scrapes.get(cluster.name)
+            if cached is None or cached[0] != key:
+                cached = (key, exposition.render(cluster).encode())
+                self._scrapes[cluster.name] = cached
+            return cached[1]
+
+    def kube(
+        self, cluster: Cluster, method: str, path: str, query: str, content_type: str, raw: bytes
+    ) -> tuple[int, bytes]:
+        """One Kubernetes API answer, encoded; lists come from the cache while the cluster's
+        resourceVersion has not moved (every change and deletion moves it)."""
+        with cluster.lock:
+            key = (cluster.name, path, query)
+            if method == "GET":
+                cached = self._lists.get(key)
+                if cached is not None and cached[0] == cluster.rv:
+                    return 200, cached[1]
+            code, body = kube_api.handle(cluster, method, path, parse_qs(query), content_type, raw)
+            # Encoded under the lock: list bodies share the store's objects.
+            data = json.dumps(body).encode()
+            if method == "GET" and code == 200 and str(body.get("kind", "")).endswith("List"):
+                self._lists[key] = (cluster.rv, data)
+            return code, data
 
     def index(self) -> dict[str, Any]:
         return {
@@ -133,6 +167,9 @@ class Handler(BaseHTTPRequestHandler):
 
     server: FleetServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK of the first, ~40 ms per small answer (a 404, a Scale).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would drown the control plane's logs
@@ -180,11 +217,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(code, injected_status(code))
         if rest == "/pool" or rest.startswith("/pool/"):
             code, body = pool_api.handle(cluster, method, rest[len("/pool") :], raw)
+            if method != "GET":
+                with cluster.lock:
+                    cluster.pool_writes += 1
             return self._json(code, body)
-        query = parse_qs(url.query)
         content_type = self.headers.get("Content-Type", "application/json")
-        code, body = kube_api.handle(cluster, method, rest, query, content_type, raw)
-        return self._json(code, body)
+        code, data = fleet.kube(cluster, method, rest, url.query, content_type, raw)
+        return self._send(code, data, "application/json")
 
     def _faults(self, method: str, raw: bytes) -> None:
         fleet = self.server.fleet
@@ -206,15 +245,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._text(
                 503, "metrics endpoint down (injected fault)\n", "text/plain; charset=utf-8"
             )
-        with cluster.lock:
-            text = exposition.render(cluster)
-        return self._text(200, text, exposition.CONTENT_TYPE)
+        return self._send(200, self.server.fleet.exposition(cluster), exposition.CONTENT_TYPE)
 
     def _json(self, code: int, body: Any) -> None:
         self._text(code, json.dumps(body), "application/json")
 
     def _text(self, code: int, text: str, content_type: str) -> None:
-        data = text.encode()
+        self._send(code, text.encode(), content_type)
+
+    def _send(self, code: int, data: bytes, content_type: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

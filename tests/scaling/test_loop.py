@@ -1,11 +1,13 @@
 """The control loop against a running simulator: real Kubernetes API, real exporter text."""
 
+import socket
 import time
 import urllib.request
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from kubernetes import client as k8s
 
@@ -124,7 +126,11 @@ def test_a_load_step_scales_up_within_two_ticks_and_down_after_stabilisation(
     # last recommended the peak count: the scale-down must wait out the 6 s window from then.
     peak, last_peak_at = spec_replicas(url), time.monotonic()
     deadline = time.monotonic() + 60
-    while not Decision.objects.filter(outcome="applied", final_replicas__lt=peak).exists():
+    # A scale-down, not an earlier partial scale-up (1 -> 2 before 2 -> 4 also ends below peak).
+    scaled_down = Decision.objects.filter(
+        outcome="applied", final_replicas__lt=peak, current_replicas__gt=F("final_replicas")
+    )
+    while not scaled_down.exists():
         assert time.monotonic() < deadline, "never scaled down"
         tick_cluster(cluster.pk)
         workload.refresh_from_db()
@@ -169,6 +175,29 @@ def test_missing_metrics_hold_instead_of_scaling_to_the_minimum(start_simulator,
     assert "metrics source" in workload.status["reason"]
     assert spec_replicas(url) == 3
     assert not Decision.objects.filter(outcome="applied").exists()
+
+
+def test_an_unreachable_cluster_holds_every_workload_and_says_why(gpu_type, team_a):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}/east"
+    cluster, workload = register(base.removesuffix("/east"), gpu_type, team_a)
+    second = Workload.objects.create(
+        tenant=team_a,
+        cluster=cluster,
+        namespace="team-a",
+        deployment="other",
+        model_name=CHAT["model"],
+        gpu_type=gpu_type,
+    )
+    report = tick_cluster(cluster.pk)
+    assert report is not None and "list deployments" in report.error
+    for w in (workload, second):
+        w.refresh_from_db()
+        assert w.status["outcome"] == "error" and "list deployments" in w.status["reason"]
+        assert w.observed_at is None  # never observed: nothing was written as if it had been
+    assert Decision.objects.get(workload=workload).outcome == "error"
+    assert not Decision.objects.filter(workload=second).exists()  # no policy, no decision
 
 
 def test_quota_caps_growth_and_says_why(start_simulator, gpu_type, team_a, team_b):
