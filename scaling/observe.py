@@ -23,7 +23,7 @@ TTFT_BUCKETS = "vllm:time_to_first_token_seconds_bucket"
 OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS)
 
 # How much signal history each algorithm reads (seconds); the rest is not stored.
-HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo": 300.0}
+HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo": 900.0}
 MAX_HISTORY_POINTS = 400
 
 
