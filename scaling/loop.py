@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -49,13 +49,12 @@ from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, Observation, PolicyParams, QuotaHeadroom, Step, decide
+from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 
 log = logging.getLogger(__name__)
 
 OFFERED_WORK_ALGORITHMS = {"predictive", "slo"}
-ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
 
 
 @dataclass
@@ -281,7 +280,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     )
     stored = status.get("memory")
     memory = Memory.from_dict(stored if isinstance(stored, dict) else None)
-    engine = decide(_params(policy), obs, memory)
+    engine = decide(policy.engine_params(), obs, memory)
     history = history | {"counters": counters}
     metrics_missing = bool(observed.metrics_error) and not values
     return Proposal(workload, policy, deployment, obs, memory, history, engine, metrics_missing)
@@ -299,7 +298,7 @@ def _finish(
     if grant is not None and grant.kind == "cut":
         # Decide again with the headroom the quota left, so the explanation has its step.
         headroom = QuotaHeadroom(grant.replicas - current, grant.reason)
-        engine = decide(_params(p.policy), p.obs, p.memory, headroom)
+        engine = decide(p.policy.engine_params(), p.obs, p.memory, headroom)
     elif grant is not None and grant.kind == "reclaimed":
         engine = replace(
             engine,
@@ -368,10 +367,6 @@ def _update_signals(
 def _swap(aggregated: tuple[float, float] | None) -> tuple[float, float] | None:
     """(value, timestamp) -> (timestamp, value)."""
     return None if aggregated is None else (aggregated[1], aggregated[0])
-
-
-def _params(policy: ScalingPolicy) -> PolicyParams:
-    return PolicyParams(**{name: getattr(policy, name) for name in ENGINE_FIELDS})
 
 
 def _act(

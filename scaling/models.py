@@ -6,6 +6,7 @@ so a policy states only what it changes.
 
 import math
 import uuid
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,11 @@ from django.utils import timezone
 
 from clusters.models import Cluster
 from quotas.models import GpuType
+from scaling.engine import PolicyParams
 from tenants.models import Tenant, TenantQuerySet, dns_label_validator
+
+# The policy fields the engine reads (PolicyParams mirrors them one for one).
+ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
 
 
 class WorkloadQuerySet(models.QuerySet["Workload"]):
@@ -224,6 +229,10 @@ class ScalingPolicy(models.Model):
             errors["slo_ttft_p95_s"] = "The slo algorithm needs a TTFT p95 target."
         if errors:
             raise ValidationError(errors)
+
+    def engine_params(self) -> PolicyParams:
+        """What the engine reads of this (stored or unsaved) policy, field for field."""
+        return PolicyParams(**{name: getattr(self, name) for name in ENGINE_FIELDS})
 
 
 class Decision(models.Model):

@@ -4,7 +4,7 @@ idempotent (a tick recomputes everything from observed state) and may be deliver
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 from typing import Any
 
@@ -101,7 +101,7 @@ def start_backtest(
     last place.
     """
     workload = policy.workload
-    params = engine_params(proposed)
+    params = proposed.engine_params()
     replay = replay_settings(workload, proposed, duration_s)
     check_replay([params, *(as_algorithm(params, name) for name in compare)], replay)
     with transaction.atomic():
@@ -126,11 +126,6 @@ def start_backtest(
         job_id = job.pk
         transaction.on_commit(lambda: run_backtest_job.delay(job_id))
     return job
-
-
-def engine_params(policy: ScalingPolicy) -> PolicyParams:
-    """The engine's view of a (possibly unsaved) policy, field for field."""
-    return PolicyParams(**{f.name: getattr(policy, f.name) for f in fields(PolicyParams)})
 
 
 def replay_settings(workload: Workload, policy: ScalingPolicy, duration_s: float) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def make_backtest(workload: Any, status: str = "succeeded") -> Any:
     from dataclasses import asdict
 
     from scaling.models import BacktestJob
-    from scaling.tasks import engine_params, replay_settings
+    from scaling.tasks import replay_settings
 
     policy = workload.policy
     done = status in ("succeeded", "failed")
@@ -51,7 +51,7 @@ def make_backtest(workload: Any, status: str = "succeeded") -> Any:
         policy_version=policy.version,
         trace="conv",
         duration_s=120.0,
-        params=asdict(engine_params(policy)),
+        params=asdict(policy.engine_params()),
         replay=replay_settings(workload, policy, 120.0),
         status=status,
         progress=1.0 if done else 0.0,

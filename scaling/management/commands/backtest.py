@@ -144,11 +144,6 @@ def _as_algorithm(policy: PolicyParams, name: str, slo_ttft_s: float) -> PolicyP
 # --- policies ---------------------------------------------------------------------------------
 
 
-def policy_params(policy: ScalingPolicy) -> PolicyParams:
-    """The engine's view of a stored (or unsaved) ScalingPolicy, field for field."""
-    return PolicyParams(**{f.name: getattr(policy, f.name) for f in fields(PolicyParams)})
-
-
 def load_policy(ref: str) -> tuple[PolicyParams, dict[str, Any]]:
     """(policy, deployment settings) from a policy id or a JSON policy file."""
     if ref.isdigit():
@@ -168,7 +163,7 @@ def _stored_policy(pk: int) -> tuple[PolicyParams, dict[str, Any]]:
         "gpus_per_replica": workload.gpus_per_replica,
     }
     settings.update(_pool_settings(stored))
-    return policy_params(stored), settings
+    return stored.engine_params(), settings
 
 
 def _pool_settings(policy: ScalingPolicy) -> dict[str, Any]:
@@ -198,7 +193,7 @@ def _policy_file(path: Path) -> tuple[PolicyParams, dict[str, Any]]:
         policy.full_clean(exclude=["workload"])
     except (ValidationError, TypeError, ValueError) as exc:
         raise CommandError(f"--policy {path}: {_describe(exc)}") from exc
-    return policy_params(policy), _pool_settings(policy)
+    return policy.engine_params(), _pool_settings(policy)
 
 
 def _describe(exc: Exception) -> str:
