@@ -202,3 +202,15 @@ def test_preview_is_for_operators_and_validates(client, setup):
 
 async def collect(content) -> bytes:
     return b"".join([chunk async for chunk in content])
+
+
+def test_without_observed_history_the_page_says_so_and_offers_recorded_traces(client, setup):
+    client.force_login(setup["operator"])
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert "No observed load to replay: cluster east has no Prometheus URL" in page
+    assert '<option value="observed" disabled>' in page
+    assert '<option value="conv" selected>' in page
+    url = f"/workloads/{setup['a'].pk}/preview/"
+    refused = client.post(url, form_data(setup["a"].policy, trace="observed"))
+    assert refused.status_code == 400
+    assert "no Prometheus URL" in refused.json()["errors"]["trace"][0]["message"]
