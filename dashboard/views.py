@@ -43,12 +43,17 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "tenant", "cluster", "gpu_type", "policy"
         )
     )
+    inventory = _inventory()
+    hosts = sum(row["nodes"] for row in inventory)
     context = {
         "tenants": tenants,
         "workloads": workloads,
         "usage": policies.usage(workloads, [t.pk for t in tenants]),
         "decisions": _decisions(request.user)[:RECENT_DECISIONS],
-        "inventory": _inventory(),
+        "inventory": inventory,
+        # The heatmap's box sized for the synced nodes (one row per host), as fleet.js sizes
+        # it: the first frame then does not push the page down under the reader's pointer.
+        "heatmap_height": max(200, 26 * hosts + 60) if hosts else None,
     }
     return render(request, "dashboard/fleet.html", context)
 
