@@ -3,14 +3,15 @@ cluster's Prometheus recorded, so the what-if preview replays the traffic the wo
 
 vLLM exports counters, not requests. Per step of the window (``step_s``, 30 s for an hour):
 
-1. Range-query Prometheus for ``increase(...[2 x step]) / 2`` of
-   ``vllm:request_success_total``, ``vllm:prompt_tokens_total`` and
-   ``vllm:generation_tokens_total``, per series, and sum the series of the workload's own
-   pods (``<deployment>-<hash>-<suffix>`` in its namespace, labels normalised as the live
-   reads do). The doubled range makes every step see at least two scrapes.
+1. Range-query Prometheus for the raw values of ``vllm:request_success_total``,
+   ``vllm:prompt_tokens_total`` and ``vllm:generation_tokens_total`` at every step, keep the
+   series of the workload's own pods (``<deployment>-<hash>-<suffix>`` in its namespace,
+   labels normalised as the live reads do) and sum, per step, how much each grew since the
+   previous step (``_workload_increase`` says how restarts and new pods count).
 2. Requests in the step = the finished requests (they trail arrivals by one request's
-   latency, seconds against a 30 s step); the step's prompt and output sizes = the token
-   increases divided by them. The fractional part of a count carries to the next step.
+   latency, seconds against a 30 s step); their prompt and output sizes = the token
+   increases divided by the requests, over the ``SIZE_STEPS`` steps around it (prompts are
+   counted at prefill, requests at the end: one step alone can split the two).
 3. The step's requests arrive uniformly at random inside it (a Poisson process given its
    count), with a generator seeded by the workload, so the same hour previews the same way.
 4. The replicas that actually served, per step: pods reporting ``vllm:num_requests_running``
@@ -39,6 +40,7 @@ from simulator.traces import Trace
 
 WINDOW_S = 3600.0
 STEP_S = 30.0
+SIZE_STEPS = 5  # request sizes: the mean over this many steps around each (2.5 min at 30 s)
 REQUESTS = "vllm:request_success_total"
 PROMPT = "vllm:prompt_tokens_total"
 GENERATION = "vllm:generation_tokens_total"
@@ -72,6 +74,7 @@ class ObservedQuery:
 @dataclass(frozen=True)
 class ObservedLoad:
     trace: Trace
+    start: float  # Unix seconds of the trace's 0
     duration_s: float
     step_s: float
     actual: list[tuple[float, int]]  # (seconds into the window, replicas serving)
@@ -84,6 +87,7 @@ class ObservedLoad:
         return {
             "trace": self.trace.name,
             "requests": len(self.trace),
+            "start": self.start,
             "duration_s": self.duration_s,
             "timeline": [{"t": t, "replicas": n} for t, n in self.actual],
         }
@@ -92,13 +96,21 @@ class ObservedLoad:
 def read_observed_load(query: ObservedQuery) -> ObservedLoad:
     """Read the workload's counters over the window and rebuild its trace (steps above)."""
     start = query.end - query.window_s
-    per_step = {name: _workload_sum(query, name, start) for name in (REQUESTS, PROMPT, GENERATION)}
+    per_step = {
+        name: _workload_increase(query, name, start) for name in (REQUESTS, PROMPT, GENERATION)
+    }
     if not per_step[REQUESTS]:
         raise ObservedLoadError(
             f"Prometheus has no requests of {query.namespace}/{query.deployment} in the last "
             f"{query.window_s / 60:.0f} minutes: there is no observed load to replay. "
             "Pick a recorded trace."
         )
+    for name in (PROMPT, GENERATION):
+        if not per_step[name]:  # sizes unknown: never replayed as one-token requests
+            raise ObservedLoadError(
+                f"Prometheus has no {name} of {query.namespace}/{query.deployment}: the sizes "
+                "of its requests are unknown. Pick a recorded trace."
+            )
     serving = _serving_replicas(query, start)
     # The trace starts where the workload's data does: one step before the first point
     # (which counts what happened in the step up to it).
@@ -115,9 +127,12 @@ def read_observed_load(query: ObservedQuery) -> ObservedLoad:
         random.Random(query.seed),
         name=f"observed {query.namespace}/{query.deployment}",
     )
-    duration = query.end - origin
-    actual = [(t - origin, n) for t, n in sorted(serving.items()) if t > origin]
-    return ObservedLoad(trace, duration, query.step_s, actual)
+    # Up to the last step with data: after it the load is unknown, not zero.
+    duration = max(per_step[REQUESTS]) - origin
+    actual = [
+        (t - origin, n) for t, n in sorted(serving.items()) if origin < t <= origin + duration
+    ]
+    return ObservedLoad(trace, origin, duration, query.step_s, actual)
 
 
 def rebuild_trace(
@@ -129,17 +144,22 @@ def rebuild_trace(
     name: str,
 ) -> Trace:
     """Arrivals from per-step counts: each step's requests (its end time -> count) land
-    uniformly inside it with the step's mean sizes; fractions carry to the next step."""
+    uniformly inside it; fractions carry to the next step. A request's sizes are the mean of
+    the steps around it (``SIZE_STEPS``): tokens are counted at prefill and requests at the
+    end, so one step alone can pair a request with another's prompt."""
+    ends = sorted(requests)
     rows: list[tuple[float, int, int]] = []
     carry = 0.0
-    for end in sorted(requests):
+    for i, end in enumerate(ends):
         exact = requests[end] + carry
         count = math.floor(exact)
         carry = exact - count
-        if count <= 0 or requests[end] <= 0:
+        if count <= 0:
             continue
-        prompt = max(1, round(prompt_tokens.get(end, 0.0) / requests[end]))
-        output = max(1, round(output_tokens.get(end, 0.0) / requests[end]))
+        around = ends[max(0, i - SIZE_STEPS // 2) : i + SIZE_STEPS // 2 + 1]
+        served = sum(requests[t] for t in around)
+        prompt = max(1, round(sum(prompt_tokens.get(t, 0.0) for t in around) / served))
+        output = max(1, round(sum(output_tokens.get(t, 0.0) for t in around) / served))
         begin = max(0.0, end - step_s)
         rows += [(rng.uniform(begin, end), prompt, output) for _ in range(count)]
     rows.sort()
@@ -151,23 +171,33 @@ def rebuild_trace(
     )
 
 
-def _workload_sum(query: ObservedQuery, metric: str, start: float) -> dict[float, float]:
-    """Per step (keyed by its end time), the counter's increase summed over the workload's
-    pods. Steps with no series of the workload are absent (unknown), not zero."""
-    window = f"{int(2 * query.step_s)}s"
-    promql = f'increase({{__name__="{metric}"}}[{window}]) / 2'
+def _workload_increase(query: ObservedQuery, metric: str, start: float) -> dict[float, float]:
+    """Per step (keyed by its end time), how much the counter grew over the workload's pods:
+    the difference of each pod's raw values at consecutive steps (a drop is a restart: the
+    new value is the growth since), never PromQL's extrapolated ``increase()``, whose guesses
+    at the edges of a series differ between counters and skew the sizes per request. A pod
+    that appears after the workload's first step counts from zero (it started in between);
+    the pods seen at that first step are the baseline. Steps with no pod of the workload
+    are absent (unknown), not zero."""
+    owned = [points for labels, points in _query_range(query, metric, start) if query.owns(labels)]
+    if not owned:
+        return {}
+    baseline = min(points[0][0] for points in owned if points)
     totals: dict[float, float] = defaultdict(float)
-    for labels, points in _query_range(query, promql, start):
-        if query.owns(labels):
-            for t, value in points:
-                if math.isfinite(value) and value >= 0:
-                    totals[t] += value
+    for points in owned:
+        previous = None if points and points[0][0] == baseline else 0.0
+        for t, value in points:
+            if not math.isfinite(value):
+                continue
+            if previous is not None:
+                totals[t] += value - previous if value >= previous else value
+            previous = value
     return dict(totals)
 
 
 def _serving_replicas(query: ObservedQuery, start: float) -> dict[float, int]:
     counts: dict[float, int] = defaultdict(int)
-    for labels, points in _query_range(query, f'{{__name__="{SERVING}"}}', start):
+    for labels, points in _query_range(query, SERVING, start):
         if query.owns(labels):
             for t, _ in points:
                 counts[t] += 1
@@ -175,12 +205,13 @@ def _serving_replicas(query: ObservedQuery, start: float) -> dict[float, int]:
 
 
 def _query_range(
-    query: ObservedQuery, promql: str, start: float
+    query: ObservedQuery, metric: str, start: float
 ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
-    """One ``/api/v1/query_range`` call with explicit times and a timeout; each series'
-    labels normalised as ``clusters.metrics`` does (exported_* win)."""
+    """Every series of ``metric`` at each step (its latest sample then), in one
+    ``/api/v1/query_range`` call with explicit times and a timeout; labels normalised as
+    ``clusters.metrics`` does (exported_* win)."""
     params = {
-        "query": promql,
+        "query": f'{{__name__="{metric}"}}',
         "start": f"{start:.3f}",
         "end": f"{query.end:.3f}",
         "step": f"{query.step_s:g}s",
