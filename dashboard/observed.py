@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import urllib.error
 import urllib.parse
 import urllib.request
 from array import array
