@@ -101,8 +101,8 @@ def read_observed_load(query: ObservedQuery) -> ObservedLoad:
     if not per_step[REQUESTS]:
         raise ObservedLoadError(
             f"Prometheus has no requests of {query.namespace}/{query.deployment} in the last "
-            f"{query.window_s / 60:.0f} minutes: there is no observed load to replay. "
-            "Pick a recorded trace."
+            f"{query.window_s / 60:.0f} minutes (it takes two {query.step_s:g} s steps of its "
+            "counters): there is no observed load to replay. Pick a recorded trace."
         )
     for name in (PROMPT, GENERATION):
         if not per_step[name]:  # sizes unknown: never replayed as one-token requests

@@ -193,8 +193,8 @@
     if (result.actual) {  // the workload's observed hour: draw what really served
       curves.push(Object.assign(curve(result.actual, "actual (observed)", "#111827"), { line: { shape: "hv", color: "#111827", dash: "dot" } }));
       axis = "minutes into the observed window";
-      lines.unshift("Observed: " + result.actual.requests + " requests over " +
-        fmt(result.actual.duration_s / 60, 0) + " minutes, replayed through both policies.");
+      lines.unshift("Observed: " + result.actual.requests + " requests in " +
+        fmt(result.actual.duration_s / 60, 1) + " min, replayed through both policies.");
     }
     Plotly.react("chart-preview", curves,
       Object.assign({}, LAYOUT, { xaxis: { title: { text: axis } } }), CONFIG);
