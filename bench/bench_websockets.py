@@ -1,26 +1,32 @@
 """Live-stream fan-out: 100, 500 and 1,000 concurrent dashboards on one ASGI server.
 
 Run: ``.venv/bin/python bench/bench_websockets.py [--sizes 100,500,1000] [--seconds 15]
-[--fanout local,layer]`` (writes bench/results/websockets.json, prints one summary line per
-run).
+[--variant 'name|fanout|uvicorn args|source root' ...] [--client lean|websockets]`` (writes
+bench/results/websockets.json, prints one summary line per run).
 
 1. A simulator subprocess serves one cluster of 8 nodes x 8 GPUs (64 GPU series) with a few
    workloads. A throw-away SQLite database under a temporary VAR_DIR gets the cluster and a
    staff user; every client uses that user's session cookie.
-2. For each fan-out mode and client count: a fresh uvicorn subprocess with the Redis channel
-   layer (REDIS_URL, default redis://127.0.0.1:6379/0) and DASHBOARD_FANOUT set; the clients
-   connect to /ws/fleet/ (each 1 Hz delta carries the 64 GPU cells), then for ``--seconds``
-   every delta's delay is taken: client receive time minus the frame's ``sent_at`` (when the
-   poller published it, before fan-out, so queueing in the server counts). Server CPU is
-   read from /proc/<pid>/stat over the same window (percent of one core).
-3. Loopback only; every phase has a deadline. The clients run in this process (one event
-   loop), sharing the machine's cores with the server, as a browser fleet would not.
+2. For each client count, for each variant (a fan-out mode, uvicorn arguments and a source
+   tree, so an older checkout can be measured beside the current one): a fresh uvicorn
+   subprocess with the Redis channel layer (REDIS_URL, default redis://127.0.0.1:6379/0) and
+   DASHBOARD_FANOUT set; the clients connect to /ws/fleet/ (each 1 Hz delta carries the 64
+   GPU cells), then for ``--seconds`` every delta's delay is taken: client receive time minus
+   the frame's ``sent_at`` (stamped when the poller serialised it, before fan-out, so all
+   queueing in the server counts). Server CPU is read from /proc/<pid>/stat over the same
+   window (percent of one core); the clients' own CPU is reported beside it.
+3. The clients run in ``--client-procs`` separate processes. By default each is a lean
+   reader (``LeanProtocol``: raw frames on uvloop, inflating when the server compressed), so
+   the load generator, which shares the machine's 2 cores with the server as a browser fleet
+   would not, takes little of them; ``--client websockets`` uses the websockets library.
+   Loopback only; every phase has a deadline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
@@ -34,14 +40,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import websockets
 from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_ARGS = ""
+CLIENT = "lean"  # set by --client
 RESULTS = ROOT / "bench" / "results" / "websockets.json"
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
@@ -125,11 +133,23 @@ def cpu_seconds(pid: int) -> float:
 class Client:
     def __init__(self) -> None:
         self.delays: list[float] = []
+        self.ticks: list[str] = []  # each delay's frame, by its sent_at (one per tick)
+        self.delta_bytes = 0  # uncompressed, over the measured deltas
         self.frames = 0
         self.measuring = False
 
+    def frame(self, raw: bytes, received: float) -> None:
+        match = SENT_AT.match(raw)
+        self.frames += 1
+        if self.measuring and match and match.group(1) == b"delta":
+            self.delays.append(received - float(match.group(2)))
+            self.ticks.append(match.group(2).decode())
+            self.delta_bytes += len(raw)
 
-async def run_client(url: str, cookie: str, client: Client, stop: asyncio.Event) -> None:
+
+async def library_client(url: str, cookie: str, client: Client, stop: asyncio.Event) -> None:
+    """A client on the ``websockets`` library (what a Python consumer of the stream would use;
+    it costs the load generator ~5 times the CPU of ``lean_client``)."""
     headers = {"Cookie": cookie}
     async with websockets.connect(
         url,
@@ -143,17 +163,106 @@ async def run_client(url: str, cookie: str, client: Client, stop: asyncio.Event)
                 raw = await asyncio.wait_for(ws.recv(decode=False), timeout=1)
             except TimeoutError:
                 continue
-            received = time.time()
-            match = SENT_AT.match(raw)
-            client.frames += 1
-            if client.measuring and match and match.group(1) == b"delta":
-                client.delays.append(received - float(match.group(2)))
+            client.frame(raw, time.time())
+
+
+class LeanProtocol(asyncio.Protocol):
+    """The smallest WebSocket reader that measures honestly: an HTTP upgrade offering
+    permessage-deflate as browsers do (the server decides), then unmasked server frames
+    parsed by hand, inflated when the server compressed them (RFC 7692, context takeover),
+    the receive time taken when the bytes arrive."""
+
+    def __init__(self, client: Client, request: bytes, done: asyncio.Future[None]) -> None:
+        self.client, self.request, self.done = client, request, done
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.inflate: Any = None
+        self.message = bytearray()
+        self.compressed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.WriteTransport, transport).write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        received = time.time()
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                self.done.set_exception(RuntimeError(head[:200].decode(errors="replace")))
+                return
+            if b"permessage-deflate" in head.lower():
+                self.inflate = zlib.decompressobj(-15)
+            self.upgraded, self.buffer = True, bytearray(rest)
+            self.client.frames = -1
+        self.parse(received)
+
+    def parse(self, received: float) -> None:
+        buf = self.buffer
+        while len(buf) >= 2:
+            first, length, at = buf[0], buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, at = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, at = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < at + length:
+                return
+            payload = bytes(buf[at : at + length])
+            del buf[: at + length]
+            opcode = first & 0x0F
+            if opcode in (1, 2):  # a new message (text or binary)
+                self.message, self.compressed = bytearray(payload), bool(first & 0x40)
+            elif opcode == 0:  # continuation
+                self.message += payload
+            else:
+                continue  # ping, pong, close: the stream's frames are all we count
+            if first & 0x80:  # FIN
+                raw = bytes(self.message)
+                if self.compressed and self.inflate is not None:
+                    raw = self.inflate.decompress(raw + b"\x00\x00\xff\xff")
+                self.client.frame(raw, received)
+
+
+async def lean_client(url: str, cookie: str, client: Client, stop: asyncio.Event) -> None:
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1]
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        f"Origin: http://127.0.0.1\r\nCookie: {cookie}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: LeanProtocol(client, request, done), host, int(port)
+    )
+    try:
+        while not stop.is_set() and not done.done():
+            await asyncio.sleep(0.5)
+        if done.done():
+            done.result()  # raise a failed upgrade
+    finally:
+        transport.close()
 
 
 async def client_share(
     url: str, cookie: str, count: int, seconds: float, connected: Any, go: Any
-) -> tuple[list[float], float]:
+) -> tuple[list[tuple[str, float]], float, int]:
     """One client process: connect ``count`` sockets, report, measure when told to."""
+    run_client = lean_client if CLIENT == "lean" else library_client
     stop = asyncio.Event()
     clients = [Client() for _ in range(count)]
     tasks = []
@@ -179,14 +288,19 @@ async def client_share(
     cpu = time.process_time() - cpu0
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return [d for c in clients for d in c.delays], cpu / seconds
+    delta_bytes = sum(c.delta_bytes for c in clients)
+    delays = [(t, d) for c in clients for t, d in zip(c.ticks, c.delays, strict=True)]
+    return delays, cpu / seconds, delta_bytes
 
 
 def client_process(
     url: str, cookie: str, count: int, seconds: float, connected: Any, go: Any, out: Any
 ) -> None:
-    delays, cpu = asyncio.run(client_share(url, cookie, count, seconds, connected, go))
-    out.put((delays, cpu))
+    if CLIENT == "lean":
+        import uvloop  # a lean reader on a fast loop: the load generator stays out of the way
+
+        uvloop.install()
+    out.put(asyncio.run(client_share(url, cookie, count, seconds, connected, go)))
 
 
 def measure(
@@ -220,7 +334,13 @@ def measure(
             worker.join(timeout=30)
             if worker.is_alive():
                 worker.terminate()
-    delays = sorted(d for share, _ in collected for d in share)
+    by_tick: dict[str, list[float]] = {}
+    for share, _, _ in collected:
+        for tick, delay in share:
+            by_tick.setdefault(tick, []).append(delay)
+    delays = sorted(d for found in by_tick.values() for d in found)
+    # With ~15 ticks a run, p99 is decided by the slowest tick's fan-out: name it.
+    tick_medians = sorted(sorted(found)[len(found) // 2] for found in by_tick.values())
     return {
         "clients": count,
         "client_processes": len(workers),
@@ -231,41 +351,76 @@ def measure(
         "p50_ms": round(1000 * delays[len(delays) // 2], 1) if delays else None,
         "p99_ms": round(1000 * delays[int(len(delays) * 0.99)], 1) if delays else None,
         "max_ms": round(1000 * delays[-1], 1) if delays else None,
+        "ticks": len(tick_medians),
+        "slowest_tick_median_ms": round(1000 * tick_medians[-1], 1) if tick_medians else None,
+        "typical_tick_median_ms": (
+            round(1000 * tick_medians[len(tick_medians) // 2], 1) if tick_medians else None
+        ),
         "server_cpu_percent": round(100 * cpu, 1),
-        "client_cpu_percent": round(100 * sum(c for _, c in collected), 1),
+        # The load generator's own CPU (it shares the machine with the server).
+        "client_cpu_percent": round(100 * sum(c for _, c, _ in collected), 1),
+        "delta_bytes": round(sum(b for _, _, b in collected) / len(delays)) if delays else None,
         # Other work on the machine skews delays: the 1-minute load average at the end.
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One server set-up to measure: a name, the fan-out, uvicorn arguments and the source
+    tree to run (another checkout measures old code beside new in the same run)."""
+
+    name: str
+    fanout: str = "local"
+    args: str = ""
+    root: Path = ROOT
+    prefix: str = ""  # e.g. "python -m cProfile -o /tmp/server.prof" to profile the server
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``name|fanout|uvicorn args|root``; empty parts keep their defaults."""
+        name, fanout, args, root, prefix = (text.split("|") + [""] * 4)[:5]
+        return cls(name, fanout or "local", args, Path(root) if root else ROOT, prefix)
+
+
 def start_server(
-    env: dict[str, str], fanout: str, log: Any, extra: str = ""
+    env: dict[str, str], variant: Variant, log: Any
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    command = [str(BIN / "uvicorn"), "controlplane.asgi:application", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning", *shlex.split(extra)]
-    server_env = {**env, "DASHBOARD_FANOUT": fanout}
-    process = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=log, stderr=log)
+    command = [*shlex.split(variant.prefix), str(BIN / "uvicorn")]
+    command += ["controlplane.asgi:application", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning", *shlex.split(variant.args)]
+    server_env = {**env, "DASHBOARD_FANOUT": variant.fanout}
+    process = subprocess.Popen(command, cwd=variant.root, env=server_env, stdout=log, stderr=log)
     wait_http(f"http://127.0.0.1:{port}/healthz", process)
     return process, port
 
 
+DEFAULT_VARIANTS = ["local|local|--ws-per-message-deflate false", "layer|layer"]
+
+
 def main() -> None:
+    global CLIENT
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100,500,1000")
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--fanout", default="local,layer")
-    parser.add_argument("--client-procs", type=int, default=4)
-    parser.add_argument("--server-args", default="", help="extra uvicorn arguments")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="name|fanout|uvicorn args|source root|command prefix (repeatable); "
+        f"default: {DEFAULT_VARIANTS}",
+    )
+    parser.add_argument("--client", choices=["lean", "websockets"], default="lean")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    global SERVER_ARGS
-    SERVER_ARGS = args.server_args
+    CLIENT = args.client
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     with tempfile.TemporaryDirectory() as tmp:
         results = run_all(Path(tmp), args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -281,6 +436,7 @@ def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         VAR_DIR=str(tmp), LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="controlplane.settings"
     )
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    variants = [Variant.parse(text) for text in args.variant or DEFAULT_VARIANTS]
     runs = []
     try:
         wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim)
@@ -302,16 +458,16 @@ def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         )
         cookie = f"sessionid={made.stdout.strip().splitlines()[-1]}"
         with open(tmp / "server.log", "wb") as log:
-            for fanout in args.fanout.split(","):
-                for size in map(int, args.sizes.split(",")):
+            # Sizes outside, variants inside: the variants of one size run minutes apart, so
+            # the machine's other load skews them alike.
+            for size in map(int, args.sizes.split(",")):
+                for variant in variants:
                     try:
-                        run = one_run(
-                            env, fanout, size, cookie, args.seconds, args.client_procs, log
-                        )
+                        run = one_run(env, variant, size, cookie, args, log)
                     except (RuntimeError, queue.Empty) as exc:
                         # Recorded, not fatal: the other sizes still say something.
-                        run = {"fanout": fanout, "clients": size, "error": repr(exc)}
-                        print(f"websockets fanout={fanout} clients={size}: failed: {exc!r}")
+                        run = {"variant": variant.name, "clients": size, "error": repr(exc)}
+                        print(f"websockets {variant.name} clients={size}: failed: {exc!r}")
                     runs.append(run)
     finally:
         sim.terminate()
@@ -320,26 +476,34 @@ def run_all(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "channel_layer": "redis" if env.get("REDIS_URL") else "in-memory",
         "gpu_series_per_frame": 64,
+        "client": args.client,
         "runs": runs,
     }
 
 
 def one_run(
-    env: dict[str, str], fanout: str, size: int, cookie: str, seconds: float, procs: int, log: Any
+    env: dict[str, str],
+    variant: Variant,
+    size: int,
+    cookie: str,
+    args: argparse.Namespace,
+    log: Any,
 ) -> dict[str, Any]:
-    server, port = start_server(env, fanout, log, SERVER_ARGS)
+    server, port = start_server(env, variant, log)
     try:
         url = f"ws://127.0.0.1:{port}/ws/fleet/"
-        result = measure(url, cookie, size, seconds, server.pid, procs)
+        measured = measure(url, cookie, size, args.seconds, server.pid, args.client_procs)
     finally:
         server.terminate()
         server.wait(timeout=20)
-    result["fanout"] = fanout
+    result = {"variant": variant.name, "fanout": variant.fanout, "server_args": variant.args}
+    result |= measured
     print(
-        f"websockets fanout={fanout} clients={size}: p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms, {result['frames_per_client_s']} frames/client/s, "
+        f"websockets {variant.name} clients={size}: p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms (slowest tick's median {result['slowest_tick_median_ms']} "
+        f"ms), {result['frames_per_client_s']} frames/client/s, "
         f"server CPU {result['server_cpu_percent']} % of a core "
-        f"(clients {result['client_cpu_percent']} %)",
+        f"(clients {result['client_cpu_percent']} %, load {result['load_average_1m']})",
         flush=True,
     )
     return result

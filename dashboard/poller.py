@@ -49,6 +49,10 @@ def stale_after_s() -> float:
     return float(getattr(settings, "DASHBOARD_STALE_AFTER_S", 2 * tick_s()))
 
 
+def socket_queue_limit() -> int:
+    return int(getattr(settings, "DASHBOARD_SOCKET_QUEUE", 8))
+
+
 @dataclass(eq=False)
 class Subscription:
     """One socket's interest: the fleet (``workload_id`` None) or one workload, and the
@@ -60,11 +64,12 @@ class Subscription:
     queue: deque[str] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    # Read once at connect: offer() runs for every socket on every tick.
+    limit: int = field(default_factory=socket_queue_limit)
 
     def offer(self, text: str) -> None:
         """Queue a frame; past the bound the oldest goes (a slow client skips frames)."""
-        limit = int(getattr(settings, "DASHBOARD_SOCKET_QUEUE", 8))
-        while len(self.queue) >= limit:
+        while len(self.queue) >= self.limit:
             self.queue.popleft()
             self.dropped += 1
         self.queue.append(text)

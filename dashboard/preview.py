@@ -2,6 +2,10 @@
 trace, streaming progress, so the editor shows both replica curves and SLO attainments before
 saving.
 
+The trace is the workload's own last hour as its cluster's Prometheus recorded it
+(``dashboard.observed``; the result then carries ``actual``, the replicas that really served)
+or ten minutes of a recorded Azure trace.
+
 The back-test (``scaling.backtest.run_backtest``) is CPU-bound pure Python: it runs in a worker
 thread while the response streams newline-delimited JSON: ``{"progress": 0..1}`` lines, then
 one ``{"result": {"edited": ..., "stored": ...}}`` or ``{"error": "..."}`` line.
@@ -15,14 +19,48 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import fields
 from typing import Any
 
+from django.conf import settings as django_settings
+
+from clusters.models import Cluster
+from dashboard import observed
 from scaling.backtest import run_backtest
 from scaling.engine import PolicyParams
 from scaling.models import ScalingPolicy, Workload
 from simulator.model import PRODUCT_LABELS
 
-TRACES = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
-# Ten minutes of trace keep a preview to seconds on one core.
+OBSERVED = "observed"
+RECORDED = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
+TRACES = {OBSERVED: "This workload's last hour (observed)", **RECORDED}
+# Ten minutes of a recorded trace keep a preview to seconds on one core.
 PREVIEW_DURATION_S = 600.0
+
+
+def observed_unavailable(workload: Workload) -> str:
+    """Why the workload has no observed history to replay ("" when it may have one)."""
+    cluster = workload.cluster
+    if cluster.metrics_source != Cluster.MetricsSource.PROMETHEUS:
+        why = f"cluster {cluster.name} is read from its exporters directly, which keep no history"
+    elif not cluster.metrics_url:
+        why = f"cluster {cluster.name} has no Prometheus URL"
+    else:
+        return ""
+    return f"No observed load to replay: {why}. Pick a recorded trace."
+
+
+def trace_source(workload: Workload, trace: str, now: float) -> str | observed.ObservedQuery:
+    """The recorded trace's name, or what to read for the workload's observed hour."""
+    if trace != OBSERVED:
+        return trace
+    return observed.ObservedQuery(
+        prometheus_url=workload.cluster.metrics_url,
+        namespace=workload.namespace,
+        deployment=workload.deployment,
+        seed=workload.pk,
+        timeout_s=float(django_settings.METRICS_TIMEOUT_S),
+        end=now,
+        window_s=observed.WINDOW_S,
+        step_s=observed.STEP_S,
+    )
 
 
 def policy_params(policy: ScalingPolicy) -> PolicyParams:
@@ -49,23 +87,38 @@ def replay_settings(workload: Workload, policy: ScalingPolicy) -> dict[str, Any]
 def run_pair(
     edited: PolicyParams,
     stored: PolicyParams,
-    trace: str,
+    source: str | observed.ObservedQuery,
     settings: dict[str, Any],
     report: Callable[[float], None],
 ) -> dict[str, Any]:
-    """Both back-tests, progress reported as one share over the two runs."""
-    out = {}
+    """Both back-tests, progress reported as one share over the two runs. An observed
+    source is read first (Prometheus, in this worker thread) and replayed whole, starting
+    from the replicas that served at its start."""
+    out: dict[str, Any] = {}
+    trace: Any = source
+    serving: int | None = None
+    if isinstance(source, observed.ObservedQuery):
+        load = observed.read_observed_load(source)
+        trace, serving = load.trace, load.initial_replicas
+        settings = {**settings, "duration_s": load.duration_s}
+        out["actual"] = load.to_dict()
     for i, (name, params) in enumerate((("edited", edited), ("stored", stored))):
 
         def progress(share: float, done: int = i) -> None:
             report((done + share) / 2)
 
-        out[name] = run_backtest(params, trace, progress=progress, **settings).to_dict()
+        run = dict(settings)
+        if serving is not None:
+            run["initial_replicas"] = min(max(serving, params.min_replicas), params.max_replicas)
+        out[name] = run_backtest(params, trace, progress=progress, **run).to_dict()
     return out
 
 
 async def stream(
-    edited: PolicyParams, stored: PolicyParams, trace: str, settings: dict[str, Any]
+    edited: PolicyParams,
+    stored: PolicyParams,
+    trace: str | observed.ObservedQuery,
+    settings: dict[str, Any],
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     shares: asyncio.Queue[float] = asyncio.Queue()
@@ -85,7 +138,7 @@ async def stream(
             yield _line({"progress": round(share, 3)})
     try:
         yield _line({"result": job.result()})
-    except ValueError as exc:  # bad trace or settings the replay cannot honour
+    except ValueError as exc:  # no observed load, bad trace, settings it cannot honour
         yield _line({"error": str(exc)})
 
 

@@ -5,6 +5,7 @@ not see is a 404, like one that does not exist."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -42,12 +43,17 @@ def fleet(request: HttpRequest) -> HttpResponse:
             "tenant", "cluster", "gpu_type", "policy"
         )
     )
+    inventory = _inventory()
+    hosts = sum(row["nodes"] for row in inventory)
     context = {
         "tenants": tenants,
         "workloads": workloads,
         "usage": policies.usage(workloads, [t.pk for t in tenants]),
         "decisions": _decisions(request.user)[:RECENT_DECISIONS],
-        "inventory": _inventory(),
+        "inventory": inventory,
+        # The heatmap's box sized for the synced nodes (one row per host), as fleet.js sizes
+        # it: the first frame then does not push the page down under the reader's pointer.
+        "heatmap_height": max(200, 26 * hosts + 60) if hosts else None,
     }
     return render(request, "dashboard/fleet.html", context)
 
@@ -128,6 +134,7 @@ def _workload_page(
         "conflict": conflict,
         "decisions": found.decisions.all()[:RECENT_DECISIONS],
         "traces": what_if.TRACES,
+        "observed_unavailable": what_if.observed_unavailable(found),
     }
     return render(request, "dashboard/workload.html", context, status=status)
 
@@ -192,22 +199,26 @@ def _conflict(
 def preview(request: HttpRequest, pk: int) -> HttpResponseBase:
     """Back-test the edited policy (not saved) against the stored one; streams progress."""
     found = get_object_or_404(
-        Workload.objects.for_user(request.user).select_related("gpu_type", "policy"), pk=pk
+        Workload.objects.for_user(request.user).select_related("gpu_type", "policy", "cluster"),
+        pk=pk,
     )
     if not Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists():
         return HttpResponse("Previews are for operators of this tenant.", status=403)
     stored = get_object_or_404(ScalingPolicy, workload=found)
     form = PolicyForm(request.POST, instance=ScalingPolicy.objects.get(pk=stored.pk))
-    trace = request.POST.get("trace", "conv")
-    if not form.is_valid() or trace not in what_if.TRACES:
+    trace = request.POST.get("trace", what_if.OBSERVED)
+    trace_error = "" if trace in what_if.TRACES else "Pick one of the listed traces."
+    if trace == what_if.OBSERVED:
+        trace_error = what_if.observed_unavailable(found)
+    if not form.is_valid() or trace_error:
         errors = form.errors.get_json_data() if form.errors else {}
-        if trace not in what_if.TRACES:
-            errors["trace"] = [{"message": "Pick one of the listed traces.", "code": "invalid"}]
+        if trace_error:
+            errors["trace"] = [{"message": trace_error, "code": "invalid"}]
         return JsonResponse({"errors": errors}, status=400)
     body = what_if.stream(
         what_if.policy_params(form.instance),
         what_if.policy_params(stored),
-        trace,
+        what_if.trace_source(found, trace, time.time()),
         what_if.replay_settings(found, stored),
     )
     return StreamingHttpResponse(body, content_type="application/x-ndjson")

@@ -27,7 +27,7 @@
         (c.util === null ? "" : "<br>" + fmt(c.util) + " %" +
           (c.memory_mib === null ? "" : ", " + fmt(c.memory_mib / 1024) + " GiB"));
     }
-    const height = Math.max(200, 26 * rows.length + 60);
+    const height = Math.max(200, 26 * rows.length + 60);  // dashboard.views.fleet pre-sizes alike
     // Size the box too: Plotly's responsive mode sizes the plot to its box, not the reverse.
     document.getElementById("heatmap").style.height = height + "px";
     Plotly.react("heatmap", [{

@@ -186,11 +186,20 @@
       type: "scatter", mode: "lines", name: name, line: { shape: "hv", color: color },
       x: r.timeline.map((p) => p.t / 60), y: r.timeline.map((p) => p.replicas),
     });
-    Plotly.react("chart-preview", [curve(result.edited, "edited (preview)", "#3156d3"),
-      curve(result.stored, "stored policy", "#98a2b3")],
-      Object.assign({}, LAYOUT, { xaxis: { title: { text: "minutes into the trace" } } }), CONFIG);
+    const curves = [curve(result.edited, "edited (preview)", "#3156d3"),
+      curve(result.stored, "stored policy", "#98a2b3")];
+    const lines = [summary("Edited", result.edited), summary("Stored", result.stored)];
+    let axis = "minutes into the trace";
+    if (result.actual) {  // the workload's observed hour: draw what really served
+      curves.push(Object.assign(curve(result.actual, "actual (observed)", "#111827"), { line: { shape: "hv", color: "#111827", dash: "dot" } }));
+      axis = "minutes into the observed window";
+      lines.unshift("Observed: " + result.actual.requests + " requests in " +
+        fmt(result.actual.duration_s / 60, 1) + " min, replayed through both policies.");
+    }
+    Plotly.react("chart-preview", curves,
+      Object.assign({}, LAYOUT, { xaxis: { title: { text: axis } } }), CONFIG);
     const box = document.getElementById("preview-summary");
-    box.replaceChildren(...[summary("Edited", result.edited), summary("Stored", result.stored)].map((t) => {
+    box.replaceChildren(...lines.map((t) => {
       const p = document.createElement("p");
       p.textContent = t;
       return p;
@@ -220,7 +229,7 @@
           buffer = buffer.slice(nl + 1);
           if ("progress" in line) bar.value = line.progress;
           if (line.result) { bar.value = 1; drawPreview(line.result); }
-          if (line.error) showErrors({ __all__: [line.error] });
+          if (line.error) { bar.hidden = true; showErrors({ trace: [line.error] }); }
         }
       }
     } finally {

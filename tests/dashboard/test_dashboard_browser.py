@@ -132,18 +132,24 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def wait_until_fleet_is_live(page: Any) -> None:
+    """The fleet page drew its first frame (the layout below the heatmap has settled)."""
+    page.wait_for_selector("#live-status.live", timeout=30000)
+    page.wait_for_selector("#heatmap .main-svg", timeout=30000)
+
+
 def frames_seen(page: Any) -> int:
     return int(page.eval_on_selector("#workload-page", "el => Number(el.dataset.frames || 0)"))
 
 
 def test_operator_watches_live_charts_edits_a_threshold_and_sees_the_decision(app_url, browser):
     alice = log_in(browser, app_url, "alice")
-    alice.wait_for_selector("#live-status.live", timeout=30000)
-    alice.wait_for_selector("#heatmap .main-svg", timeout=30000)
+    wait_until_fleet_is_live(alice)
     assert alice.locator("text=globex-support").count() == 0  # not alice's tenant
     shoot(alice, "fleet")
 
-    alice.click("text=acme-chat/chat-llama-8b")
+    alice.click("#workloads >> text=acme-chat/chat-llama-8b")
+    alice.wait_for_url("**/workloads/*/", timeout=10000)
     alice.wait_for_selector("#chart-metric .main-svg", timeout=30000)
     # The chart updates: deltas keep arriving and the metric line gets real values.
     alice.wait_for_function(
@@ -198,7 +204,13 @@ def test_operator_watches_live_charts_edits_a_threshold_and_sees_the_decision(ap
 
 def test_viewer_gets_no_editor_and_reconnects_after_a_dropped_socket(app_url, browser):
     bob = log_in(browser, app_url, "bob")
-    bob.click("text=globex-support/support-llama-8b")
+    # The fleet page's first frame fills the heatmap and the per-cluster table, which pushes
+    # the workload links ~350 px down a moment after the page loads: a click in that moment
+    # lands beside the link, nothing navigates, and the wait for the chart times out. Click
+    # once the page is live, as a person would once it stops moving.
+    wait_until_fleet_is_live(bob)
+    bob.click("#workloads >> text=globex-support/support-llama-8b")
+    bob.wait_for_url("**/workloads/*/", timeout=10000)
     bob.wait_for_selector("#chart-metric .main-svg", timeout=30000)
     assert bob.locator("#policy-form").count() == 0
     assert "operator role" in bob.inner_text("aside")

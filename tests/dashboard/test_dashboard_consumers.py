@@ -260,3 +260,14 @@ async def test_channel_layer_fanout_delivers_the_same_frames(fleet, settings):
     frames = await frames_until(communicator, lambda f: f["type"] == "delta")
     assert frames[-1]["workload"] == fleet["a"].pk
     await communicator.disconnect()
+
+
+def test_a_slow_socket_keeps_only_its_newest_frames(settings):
+    from dashboard.poller import Subscription
+
+    settings.DASHBOARD_SOCKET_QUEUE = 3
+    sub = Subscription(workload_id=None, visible=None)  # the bound is read at connect
+    settings.DASHBOARD_SOCKET_QUEUE = 100
+    for i in range(10):
+        sub.offer(f"frame {i}")
+    assert list(sub.queue) == ["frame 7", "frame 8", "frame 9"] and sub.dropped == 7

@@ -72,6 +72,29 @@ def test_fleet_page_shows_quota_usage_and_borrowing(client, setup):
     assert "borrowing 2" in body  # 6 GPUs held on a nominal of 4
 
 
+def test_fleet_page_reserves_the_heatmap_and_table_rows_of_the_synced_nodes(client, setup):
+    from clusters.models import GpuNode
+
+    cluster = setup["a"].cluster
+    for i in range(10):
+        GpuNode.objects.create(
+            cluster=cluster,
+            name=f"node-{i}",
+            gpu_product="NVIDIA-A100-SXM4-80GB",
+            gpu_capacity=8,
+            gpu_allocatable=8,
+            seen_at=timezone.now(),
+        )
+    client.force_login(setup["viewer"])
+    body = client.get("/").content.decode()
+    # 10 hosts: the height fleet.js gives the heatmap; the table's row waits for live counts.
+    assert 'id="heatmap" class="chart tall" data-testid="heatmap" style="height: 320px"' in body
+    assert (
+        '<td>east</td><td>A100-80GB</td><td class="num">80</td><td class="num">\N{EN DASH}</td>'
+        in body
+    )
+
+
 def test_plotly_is_served_from_our_static_files(client, setup):
     from django.contrib.staticfiles import finders
 
@@ -202,3 +225,15 @@ def test_preview_is_for_operators_and_validates(client, setup):
 
 async def collect(content) -> bytes:
     return b"".join([chunk async for chunk in content])
+
+
+def test_without_observed_history_the_page_says_so_and_offers_recorded_traces(client, setup):
+    client.force_login(setup["operator"])
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert "No observed load to replay: cluster east has no Prometheus URL" in page
+    assert '<option value="observed" disabled>' in page
+    assert '<option value="conv" selected>' in page
+    url = f"/workloads/{setup['a'].pk}/preview/"
+    refused = client.post(url, form_data(setup["a"].policy, trace="observed"))
+    assert refused.status_code == 400
+    assert "no Prometheus URL" in refused.json()["errors"]["trace"][0]["message"]
