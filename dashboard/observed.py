@@ -23,18 +23,16 @@ workload) is an ``ObservedLoadError`` with a message the page shows, never an em
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import urllib.parse
-import urllib.request
 from array import array
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clusters.metrics import normalise_labels
+from clusters import prometheus
+from clusters.metrics import MetricsError
 from simulator.traces import Trace
 
 WINDOW_S = 3600.0
@@ -58,7 +56,6 @@ class ObservedQuery:
     namespace: str
     deployment: str
     seed: int
-    timeout_s: float
     end: float
     window_s: float = WINDOW_S
     step_s: float = STEP_S
@@ -203,31 +200,8 @@ def _serving_replicas(query: ObservedQuery, start: float) -> dict[float, int]:
     return dict(counts)
 
 
-def _query_range(
-    query: ObservedQuery, metric: str, start: float
-) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
-    """Every series of ``metric`` at each step (its latest sample then), in one
-    ``/api/v1/query_range`` call with explicit times and a timeout; labels normalised as
-    ``clusters.metrics`` does (exported_* win)."""
-    params = {
-        "query": f'{{__name__="{metric}"}}',
-        "start": f"{start:.3f}",
-        "end": f"{query.end:.3f}",
-        "step": f"{query.step_s:g}s",
-        "timeout": f"{int(query.timeout_s * 1000)}ms",
-    }
-    url = f"{query.prometheus_url.rstrip('/')}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+def _query_range(query: ObservedQuery, metric: str, start: float) -> prometheus.Series:
     try:
-        with urllib.request.urlopen(url, timeout=query.timeout_s) as response:
-            body = json.load(response)
-    except (OSError, ValueError) as exc:  # URLError, timeouts and bad JSON
+        return prometheus.read_range(query.prometheus_url, metric, start, query.end, query.step_s)
+    except MetricsError as exc:
         raise ObservedLoadError(f"Could not read the observed load from Prometheus: {exc}") from exc
-    if body.get("status") != "success":
-        raise ObservedLoadError(f"Prometheus refused the query: {body.get('error', body)}")
-    return [
-        (
-            dict(normalise_labels(item.get("metric", {}))),
-            [(float(t), float(v)) for t, v in item.get("values", [])],
-        )
-        for item in body.get("data", {}).get("result", [])
-    ]

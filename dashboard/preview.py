@@ -16,17 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import fields
 from typing import Any
-
-from django.conf import settings as django_settings
 
 from clusters.models import Cluster
 from dashboard import observed
 from scaling.backtest import run_backtest
 from scaling.engine import PolicyParams
 from scaling.models import ScalingPolicy, Workload
-from simulator.model import PRODUCT_LABELS
+from scaling.tasks import replay_settings as backtest_replay
 
 OBSERVED = "observed"
 RECORDED = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
@@ -56,32 +53,16 @@ def trace_source(workload: Workload, trace: str, now: float) -> str | observed.O
         namespace=workload.namespace,
         deployment=workload.deployment,
         seed=workload.pk,
-        timeout_s=float(django_settings.METRICS_TIMEOUT_S),
         end=now,
         window_s=observed.WINDOW_S,
         step_s=observed.STEP_S,
     )
 
 
-def policy_params(policy: ScalingPolicy) -> PolicyParams:
-    return PolicyParams(**{f.name: getattr(policy, f.name) for f in fields(PolicyParams)})
-
-
 def replay_settings(workload: Workload, policy: ScalingPolicy) -> dict[str, Any]:
-    """The pool the trace is replayed on: the workload's model and GPU type."""
-    gpu = workload.gpu_type
-    settings: dict[str, Any] = {
-        "gpu_type": PRODUCT_LABELS.get(gpu.node_label, gpu.name),
-        "model": workload.model_name,
-        "gpus_per_replica": workload.gpus_per_replica,
-        "duration_s": PREVIEW_DURATION_S,
-        "oracle": False,
-    }
-    if policy.max_concurrency:
-        settings["max_concurrency"] = policy.max_concurrency
-    if policy.routing:
-        settings["routing"] = policy.routing
-    return settings
+    """The API job's replay (the workload's model, GPU type and pool) for ten minutes of a
+    recorded trace, without the oracle: a preview is for comparing the two curves."""
+    return {**backtest_replay(workload, policy, PREVIEW_DURATION_S), "oracle": False}
 
 
 def run_pair(

@@ -216,8 +216,8 @@ def preview(request: HttpRequest, pk: int) -> HttpResponseBase:
             errors["trace"] = [{"message": trace_error, "code": "invalid"}]
         return JsonResponse({"errors": errors}, status=400)
     body = what_if.stream(
-        what_if.policy_params(form.instance),
-        what_if.policy_params(stored),
+        form.instance.engine_params(),
+        stored.engine_params(),
         what_if.trace_source(found, trace, time.time()),
         what_if.replay_settings(found, stored),
     )
