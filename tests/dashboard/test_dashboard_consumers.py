@@ -7,14 +7,17 @@ import asyncio
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 
 from controlplane.asgi import application
 
@@ -48,6 +51,14 @@ FLEET = {
 @pytest.fixture(scope="module")
 def sim_url(start_module_simulator: Any) -> str:
     return str(start_module_simulator(FLEET))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_consumer_connections() -> Iterator[None]:
+    """Consumers read the database in asgiref's one shared sync thread, whose connection
+    outlives the tests: close it, or the test database cannot be dropped at the end."""
+    yield
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
