@@ -11,7 +11,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -20,6 +20,11 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_DURATION = Histogram(
     "controlplane_http_request_duration_seconds", "Time spent serving HTTP requests."
+)
+WEBSOCKETS = Gauge(
+    "controlplane_websocket_connections",
+    "Live-stream sockets receiving frames from this process.",
+    ["stream"],
 )
 
 

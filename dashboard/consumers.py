@@ -17,6 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from controlplane.metrics import WEBSOCKETS
 from dashboard.poller import Poller, Subscription, get_poller, layer_fanout
 from scaling.models import Workload
 from tenants.models import Tenant
@@ -39,6 +40,7 @@ def workload_tenant(user: Any, workload_id: int) -> int | None:
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
+    stream = ""  # the label of controlplane_websocket_connections
     sub: Subscription | None = None
     pump: asyncio.Task[None] | None = None
     poller: Poller | None = None
@@ -77,6 +79,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         sub.queue.clear()
         await self.send(text_data=snapshot)
         self.pump = asyncio.create_task(self.forward(sub))
+        WEBSOCKETS.labels(self.stream).inc()
 
     async def forward(self, sub: Subscription) -> None:
         while True:
@@ -88,6 +91,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.pump is not None:
+            WEBSOCKETS.labels(self.stream).dec()
             self.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.pump
@@ -101,12 +105,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
 
 class FleetConsumer(LiveConsumer):
+    stream = "fleet"
+
     async def subscription(self, user: Any) -> Subscription | None:
         visible = await database_sync_to_async(visible_tenants)(user)
         return Subscription(workload_id=None, visible=visible)
 
 
 class WorkloadConsumer(LiveConsumer):
+    stream = "workload"
+
     async def subscription(self, user: Any) -> Subscription | None:
         workload_id = int(self.scope["url_route"]["kwargs"]["workload_id"])
         tenant_id = await database_sync_to_async(workload_tenant)(user, workload_id)

@@ -122,6 +122,28 @@ async def close_code(communicator: Any) -> int:
     return int(message["code"])
 
 
+def sockets_on_metrics(stream: str) -> float:
+    """controlplane_websocket_connections{stream=...} as /metrics shows it."""
+    from django.test import Client
+
+    text = Client().get("/metrics").content.decode()
+    line = f'controlplane_websocket_connections{{stream="{stream}"}} '
+    values = [float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line)]
+    return values[0] if values else 0.0
+
+
+async def test_metrics_count_the_sockets_receiving_frames(fleet):
+    count = database_sync_to_async(sockets_on_metrics)
+    before = await count("workload")
+    communicator, _ = await open_stream(f"/ws/workloads/{fleet['a'].pk}/", fleet["alice"])
+    assert json.loads(await communicator.receive_from(timeout=10))["type"] == "snapshot"
+    refused, _ = await open_stream(f"/ws/workloads/{fleet['b'].pk}/", fleet["alice"])
+    assert await close_code(refused) == 4404
+    assert await count("workload") == before + 1  # the refused socket never counted
+    await communicator.disconnect()
+    assert await count("workload") == before
+
+
 async def test_anonymous_socket_is_closed_with_4401(fleet):
     communicator, connected = await open_stream("/ws/fleet/")
     assert connected
