@@ -26,6 +26,8 @@ WEBSOCKETS = Gauge(
     "Live-stream sockets receiving frames from this process.",
     ["stream"],
 )
+for _stream in ("fleet", "workload"):  # exported as 0 from the start, not absent
+    WEBSOCKETS.labels(_stream)
 
 
 class RequestMetricsMiddleware:
