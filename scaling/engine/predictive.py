@@ -43,7 +43,10 @@ Rules, in order:
    than the bursts that end them).
 7. Warming replicas count as capacity on the way: `current` already includes them and they
    are ready within the horizon, so they are not requested again.
-8. Scale up fast: no up stabilisation; rate limit max(100 %, 4 pods) per 15 s.
+8. Scale up fast: no up stabilisation; rate limit max(200 %, 4 pods) per 15 s (the pool may
+   triple in one step: a burst hold of 2x a peak that has itself grown is one reaction, and
+   splitting it at 100 % costs a second cold start and a scale event; on the code trace a
+   late burst took the pool from 6 to 11 replicas in one decision instead of 10 then 11).
    Scale down slowly: highest recommendation in the last 300 s, then 50 % per 60 s. With no
    recommendation remembered (a new policy), the current count counts as one made now: the
    pool shrinks only after a whole window of evidence.
@@ -78,7 +81,7 @@ from .types import (
 DEFAULTS: dict[str, float] = {
     "scale_up_stabilization_s": 0.0,
     "scale_down_stabilization_s": 300.0,
-    "scale_up_max_percent": 100.0,
+    "scale_up_max_percent": 200.0,
     "scale_up_max_pods": 4.0,
     "scale_up_period_s": 15.0,
     "scale_down_max_percent": 50.0,

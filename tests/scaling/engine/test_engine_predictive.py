@@ -111,6 +111,21 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
+def test_a_late_burst_may_more_than_double_the_pool_in_one_step(build):
+    # Peak 5.5 x 2 = 11 on 5 replicas: one decision, not 10 then 11 (two cold starts).
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+
+    def spike(t):
+        return 5.5 if now - 300 <= t < now - 285 else 1.0
+
+    late = ((now - 280, 6.0),)
+    decision = build.run(pol, build.obs(5, ttft_p95_s=late, **_offered(now, spike)))
+    assert (decision.raw_desired, decision.desired) == (11, 11)
+    three_fold = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    assert three_fold.desired == 6  # max(2 + 4 pods, 2 x 3): the rate limit still binds
+
+
 def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     pol = build.policy("predictive")  # slo_ttft_p95_s unset
     now = build.NOW
