@@ -22,7 +22,7 @@ Rules, in order:
    capacity), never below predictive's target (its steps 1-7: forecast, burst hold, warm
    replica); the controller only adds to it.
 6. Then the shared behavior: no up stabilisation, highest recommendation over 300 s for
-   scale-down (the current count counts as one when none is remembered), up max(100 %, 4
+   scale-down (the current count counts as one when none is remembered), up max(200 %, 4
    pods) per 15 s, down 50 % per 60 s.
 """
 

@@ -178,7 +178,7 @@ def _count_at(history, t):
 )
 def test_period_rate_limits_hold_across_ticks(name, policy, start, sequence, offered):
     policy = replace(policy, algorithm=name)
-    up_period, up_pods, up_pct = 15.0, 4, 100.0
+    up_period, up_pods, up_pct = 15.0, 4, (100.0 if name == "hpa" else 200.0)
     down_period, down_pct = (15.0, 100.0) if name == "hpa" else (60.0, 50.0)
     history = [(NOW - 1e6, start)]
     for now, current, decision in _run(policy, start, sequence, offered):
@@ -234,10 +234,11 @@ def test_memory_stays_bounded_and_round_trips(policy, start, sequence):
 
 @pytest.mark.parametrize(
     ("name", "limit"),
-    [("hpa", 7), ("predictive", 7), ("slo", 7), ("apa", 6), ("kpa", 1000)],
+    [("hpa", 7), ("predictive", 9), ("slo", 9), ("apa", 6), ("kpa", 1000)],
 )
 def test_a_bogus_huge_metric_cannot_pass_the_rate_limit(name, limit):
-    # 3 replicas: up max(3 + 4, 3 x 2) = 7; apa x2 = 6; kpa x1000, capped by max 1000.
+    # 3 replicas: hpa up max(3 + 4, 3 x 2) = 7; predictive and slo max(3 + 4, 3 x 3) = 9;
+    # apa x2 = 6; kpa x1000, capped by max 1000.
     policy = PolicyParams(name, "m", 4.0, 1, 1000, slo_ttft_p95_s=1.0)
     decision = decide(policy, observation(NOW, 3, 1.8e19, offered=True))
     assert decision.desired == limit

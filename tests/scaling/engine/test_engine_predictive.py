@@ -103,12 +103,27 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
     pol = build.policy("predictive", slo_ttft_p95_s=2.0)
     now = build.NOW
 
-    def spike(t):
-        return 5.0 if now - 300 <= t < now - 285 else 1.0
+    def spike(t):  # a burst ending an idle gap
+        return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0), (now - 5, 0.3))
     decision = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
     assert decision.raw_desired == 10  # peak 5 x 2
+
+
+def test_a_late_burst_may_more_than_double_the_pool_in_one_step(build):
+    # Peak 5.5 x 2 = 11 on 5 replicas: one decision, not 10 then 11 (two cold starts).
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+
+    def spike(t):
+        return 5.5 if now - 300 <= t < now - 285 else 0.0
+
+    late = ((now - 280, 6.0),)
+    decision = build.run(pol, build.obs(5, ttft_p95_s=late, **_offered(now, spike)))
+    assert (decision.raw_desired, decision.desired) == (11, 11)
+    three_fold = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    assert three_fold.desired == 6  # max(2 + 4 pods, 2 x 3): the rate limit still binds
 
 
 def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
@@ -116,11 +131,24 @@ def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     now = build.NOW
 
     def spike(t):
-        return 5.0 if now - 300 <= t < now - 285 else 1.0
+        return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     on_time = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 1.9),), **_offered(now, spike)))
     late = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 2.1),), **_offered(now, spike)))
-    assert (on_time.raw_desired, late.raw_desired) == (3, 10)  # peak 5 x 0.5, then x 2
+    assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
+
+
+def test_a_late_spike_on_steady_load_is_not_doubled(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    now = build.NOW
+
+    def spike(t):  # steady load with one spike: no idle stretch
+        return 5.0 if now - 300 <= t < now - 285 else 1.0
+
+    late = ((now - 280, 6.0),)
+    decision = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    assert decision.raw_desired == 3  # peak 5 x 0.5, as if on time
+    assert "steady load" in decision.steps[0].note
 
 
 def test_a_burst_ending_an_idle_gap_is_held_in_full(build):
