@@ -25,23 +25,28 @@ Rules, in order:
 4. Sustained = max(latest bucket mean, level, forecast at now + cold_start_s) + burst_z
    (1.0) x the RMS of the one-step forecast errors: provisioning needs lead time, removal
    does not, so a falling forecast never shrinks the pool early.
-5. Burst hold = the highest of (peak x share) over the last `burst_horizon_s` (1800 s),
-   where peak = the highest single demand point in the last `history_s` and share =
+5. Burst hold = peak x share, where peak = the highest single demand point in the last
+   `history_s` and share =
    - when the history holds an idle stretch (no demand at all) at least a cold start long
      (bursts end idle gaps, so they land on warm capacity only and their work must fit
      what is held):
      - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
-       when unset: the back-test's default TTFT bound) within the history: the pool was
-       too small for a burst this size, and bursts grow (the next one may well be larger
-       than any seen; on the code trace they went 5, 7, then 12 replicas of demand);
+       when unset: the back-test's default TTFT bound) in the current burst or the one
+       before it (within the history): the pool was too small for a burst this size, and
+       bursts grow (the next one may well be larger than any seen; on the code trace they
+       went 5, 7, then 12 replicas of demand). Lateness from before the previous burst does
+       not count: the pool has been resized since, and such a stale TTFT p95 doubled a
+       12-replica burst served on time by 14 replicas into a 24-replica hold;
      - else `burst_share_idle` (1.0);
    - else `burst_share` (0.5) on steady load, where a peak point is noise around the level
      and its excess spreads over the neighbouring scrapes within the TTFT objective. A late
      TTFT p95 does not double it: on steady load the forecast answers a rise, and a
      30-minute hold of twice one spike doubled the pool (the conversation trace replayed
      from t = 60 s: 5 replicas for the last 27 minutes, 1.94x the oracle, no fewer misses).
-   The holds are remembered (Memory.bursts, a sliding-window maximum), so the hold outlives
-   the signal history.
+   Peak x min(share, 1.0) is remembered for `burst_horizon_s` (1800 s; Memory.bursts, a
+   sliding-window maximum), so the hold outlives the signal history; the late doubling is
+   not: it lasts while its evidence (the late TTFT p95 and the peak) is in the history.
+   Remembered, a doubled 12-replica burst held 24 replicas for 40 minutes.
 6. Required = ceil(max(sustained x headroom (1.1), burst hold)), and at least 1 while any
    demand was seen in the history (a warm replica through idle gaps: a cold start is longer
    than the bursts that end them).
@@ -214,15 +219,32 @@ def longest_idle_s(points: Series) -> float:
     return longest
 
 
+def burst_starts(points: Series, idle_s: float) -> list[float]:
+    """When each burst began: the first demand point after an idle stretch (no demand at
+    all) at least `idle_s` long."""
+    starts, since = [], None
+    for t, v in sorted(points):
+        if v > 0:
+            if since is not None and t - since >= idle_s:
+                starts.append(t)
+            since = None
+        elif since is None:
+            since = t
+    return starts
+
+
 def burst_share(
     policy: PolicyParams, obs: Observation, p: Params, points: Series
 ) -> tuple[float, str]:
-    """Step 5's share and why: larger after idle gaps, larger still when such a burst
-    broke the TTFT objective within the history."""
+    """Step 5's share and why: larger after idle gaps, larger still when the current burst
+    or the one before it broke the TTFT objective."""
     if longest_idle_s(points) < policy.cold_start_s:
         return p["burst_share"], "steady load"
     slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     start = obs.now - p["history_s"]
+    starts = burst_starts(points, policy.cold_start_s)
+    if len(starts) >= 2:
+        start = max(start, starts[-2])  # lateness before the previous burst is answered
     if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
         return p["burst_share_late"], f"bursts end idle gaps and TTFT p95 broke {slo:g} s"
     return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
@@ -277,10 +299,16 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     if math.isnan(predicted) or math.isnan(fc.peak):
         return "forecast is not a number (values too large to extrapolate)"
     share, why_share = burst_share(policy, obs, p, points)
+    # The memory keeps the peak itself (x1 after idle gaps); the late doubling is evidence
+    # from the history and lasts only while that evidence is there.
     bursts = hold_bursts(
-        memory.bursts, obs.now, fc.peak * share, p["burst_horizon_s"], p["smoothing_s"]
+        memory.bursts,
+        obs.now,
+        fc.peak * min(share, p["burst_share_idle"]),
+        p["burst_horizon_s"],
+        p["smoothing_s"],
     )
-    held = bursts[0][1]
+    held = max(bursts[0][1], fc.peak * share)
     raw = ceil_replicas(max(predicted * p["headroom"], held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
@@ -291,8 +319,8 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             f"demand now {fc.latest:.3g} replicas, trend "
             f"{fc.trend_per_s * 60:+.3g}/min, at +{policy.cold_start_s:g} s "
             f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}, headroom x{p['headroom']:g}; "
-            f"burst hold {held:.3g}, highest in {p['burst_horizon_s']:g} s (now: peak "
-            f"{fc.peak:.3g} x{share:g}, {why_share})",
+            f"burst hold {held:.3g}: highest remembered in {p['burst_horizon_s']:g} s, or "
+            f"now peak {fc.peak:.3g} x{share:g} ({why_share})",
         ),
         Step(
             "warming",

@@ -138,6 +138,46 @@ def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
 
 
+def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
+    # Three bursts ending idle gaps; the first was late. The second is still doubled
+    # (bursts grow), the third is not: the pool was resized after the first, and a stale
+    # TTFT p95 doubling it took the code trace replayed from 60 s to 24 replicas.
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+    bursts = {now - 585: 2.0, now - 300: 3.0, now - 15: 6.0}
+
+    def three(t):
+        return next((v for start, v in bursts.items() if start <= t < start + 15), 0.0)
+
+    late = ((now - 570, 9.0), (now - 270, 0.5))
+    third = build.run(pol, build.obs(8, ttft_p95_s=late, **_offered(now, three)))
+    assert third.raw_desired == 6  # peak 6 x 1, not x 2
+    second = build.run(
+        pol,
+        build.obs(
+            8, ttft_p95_s=late, **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t))
+        ),
+    )
+    assert second.raw_desired == 6  # peak 3 x 2: the burst after a late one
+
+
+def test_the_late_doubling_is_not_remembered_past_the_history(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, scale_down_stabilization_s=0.0)
+    now = build.NOW
+
+    def burst(t):
+        return 5.0 if now - 300 <= t < now - 285 else 0.0
+
+    late = ((now - 280, 6.0),)
+    first = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, burst)))
+    assert first.raw_desired == 10  # peak 5 x 2 while the late burst is in the history
+
+    t = now + 900  # the burst and its late TTFT have left the 600 s history
+    idle_then_blip = _offered(t, lambda x: 0.1 if x >= t - 15 else 0.0)
+    later = build.run(pol, build.obs(10, now=t, **idle_then_blip), first.memory)
+    assert later.raw_desired == 5  # the remembered hold is the peak itself, 5 x 1
+
+
 def test_a_late_spike_on_steady_load_is_not_doubled(build):
     pol = build.policy("predictive", slo_ttft_p95_s=2.0)
     now = build.NOW
