@@ -24,45 +24,15 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from clusters.models import Cluster  # noqa: E402
-from quotas.models import GpuType  # noqa: E402
-from scaling.models import ScalingPolicy, Workload  # noqa: E402
-from tenants.models import Tenant  # noqa: E402
+from bench.fleet import create_fleet  # noqa: E402
+from scaling.models import Workload  # noqa: E402
 
 TENANTS, POLICIES, REPEATS = 1_000, 10_000, 7
 
 
 def populate() -> float:
     started = time.perf_counter()
-    gpu = GpuType.objects.create(name="A100-80GB", memory_gib=80, node_label="NVIDIA-A100")
-    cluster = Cluster.objects.create(name="bench", api_url="http://127.0.0.1:9400/bench")
-    orgs = Tenant.objects.bulk_create(
-        [Tenant(slug=f"org-{i}", name=f"Org {i}") for i in range(TENANTS // 10)]
-    )
-    teams = Tenant.objects.bulk_create(
-        [
-            Tenant(slug=f"team-{i}", name=f"Team {i}", parent=orgs[i % len(orgs)])
-            for i in range(TENANTS - len(orgs))
-        ]
-    )
-    tenants = orgs + teams
-    workloads = Workload.objects.bulk_create(
-        [
-            Workload(
-                tenant=tenants[i % TENANTS],
-                cluster=cluster,
-                gpu_type=gpu,
-                namespace=tenants[i % TENANTS].slug,
-                deployment=f"model-{i}",
-                model_name="meta-llama/Llama-3.1-8B-Instruct",
-            )
-            for i in range(POLICIES)
-        ],
-        batch_size=1000,
-    )
-    ScalingPolicy.objects.bulk_create(
-        [ScalingPolicy(workload=w, target=8) for w in workloads], batch_size=1000
-    )
+    create_fleet(TENANTS, POLICIES)
     return time.perf_counter() - started
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run one by one by `make bench` (see README.md here)."""
