@@ -22,7 +22,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from bench.fleet import create_fleet  # noqa: E402
+from bench.servers import free_port, wait_http  # noqa: E402
 from tenants.models import Membership  # noqa: E402
 
 TENANTS, POLICIES = 1_000, 10_000
@@ -71,12 +71,6 @@ def populate() -> dict[str, Any]:
         "member_token": Token.objects.create(user=member).key,
         "policy_ids": [p.pk for p in policies],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def database_url() -> str:
@@ -115,15 +109,8 @@ def start_server(port: int, code: Path, workers: int) -> subprocess.Popen[bytes]
         str(workers),
     ]
     server = subprocess.Popen(command, cwd=code, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("uvicorn did not start within 30 s")
+    wait_http(f"http://127.0.0.1:{port}/healthz", server)
+    return server
 
 
 def request_maker(scenario: str, data: dict[str, Any]) -> Callable[[random.Random], tuple]:

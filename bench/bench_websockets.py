@@ -34,12 +34,10 @@ import queue
 import re
 import resource
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,10 @@ import websockets
 from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.servers import free_port, wait_http  # noqa: E402
+
 CLIENT = "lean"  # set by --client
 RESULTS = ROOT / "bench" / "results" / "websockets.json"
 PYTHON = sys.executable
@@ -94,24 +96,6 @@ store[HASH_SESSION_KEY] = user.get_session_auth_hash()
 store.save()
 print(store.session_key)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{url} did not come up") from None
-            time.sleep(0.2)
 
 
 def cpu_seconds(pid: int) -> float:
