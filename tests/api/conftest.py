@@ -12,6 +12,19 @@ from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+# Every collection under /api/v1/ with a list and a detail route.
+RESOURCES = [
+    "tenants",
+    "memberships",
+    "gpu-types",
+    "clusters",
+    "quotas",
+    "workloads",
+    "policies",
+    "decisions",
+    "backtests",
+]
+
 
 @pytest.fixture(autouse=True)
 def _fast_and_unthrottled(settings: Any) -> None:

@@ -9,18 +9,9 @@ from django.contrib.staticfiles import finders
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
-pytestmark = pytest.mark.django_db
+from .conftest import RESOURCES
 
-RESOURCES = [
-    "tenants",
-    "memberships",
-    "gpu-types",
-    "clusters",
-    "quotas",
-    "workloads",
-    "policies",
-    "decisions",
-]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -10,21 +10,9 @@ from quotas.models import GpuType, Quota
 from scaling.models import Workload
 from tenants.models import Membership, Tenant
 
-from .conftest import make_backtest, make_decision
+from .conftest import RESOURCES, make_backtest, make_decision
 
 pytestmark = pytest.mark.django_db
-
-RESOURCES = [
-    "tenants",
-    "memberships",
-    "gpu-types",
-    "clusters",
-    "quotas",
-    "workloads",
-    "policies",
-    "decisions",
-    "backtests",
-]
 
 
 def grow(fleet: Any, make_workload: Any, make_user: Any, count: int) -> None:

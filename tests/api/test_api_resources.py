@@ -9,6 +9,8 @@ from quotas.models import GpuType, Quota
 from scaling.models import ScalingPolicy, Workload
 from tenants.models import Membership, Tenant
 
+from .conftest import RESOURCES
+
 pytestmark = pytest.mark.django_db
 
 
@@ -20,17 +22,7 @@ def ids(response: Any) -> set[int]:
 
 
 def test_unauthenticated_requests_are_refused_with_401(fleet: Any, client_for: Any) -> None:
-    for name in (
-        "tenants",
-        "memberships",
-        "gpu-types",
-        "clusters",
-        "quotas",
-        "workloads",
-        "policies",
-        "decisions",
-        "config",
-    ):
+    for name in (*RESOURCES, "config"):
         response = client_for(None).get(f"/api/v1/{name}/")
         assert response.status_code == 401, name
         assert response.json()["detail"]
