@@ -112,7 +112,7 @@ def make_user(db: Any) -> Any:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def need_binary() -> Any:
     """Return the path of a system binary an integration test drives. Without it the test
     skips with the reason, except under REQUIRE_INTEGRATION (set by .ci/run), where it fails."""
@@ -135,7 +135,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port() -> Any:
     """A function returning a free TCP port on 127.0.0.1 for a server a test starts."""
     return _free_port

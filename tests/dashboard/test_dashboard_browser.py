@@ -34,14 +34,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -55,7 +47,9 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) 
 
 
 @pytest.fixture(scope="module")
-def app_url(start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(
+    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+) -> Iterator[str]:
     # Ten times faster simulated time: the demo's 60 s cold starts take 6 s.
     sim = start_module_simulator(None, speed=10.0)
     var = tmp_path_factory.mktemp("var")
@@ -71,7 +65,7 @@ def app_url(start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactor
         [*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
     )
     subprocess.run([*manage, "load_demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
     bin_dir = Path(sys.executable).parent
     processes = [

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -77,19 +75,14 @@ def test_a_trace_is_rebuilt_from_per_step_counts():
 
 
 @pytest.fixture(scope="module")
-def prometheus(start_module_simulator: Any, tmp_path_factory: Any) -> Iterator[str]:
+def prometheus(
+    start_module_simulator: Any, tmp_path_factory: Any, need_binary: Any, free_port: Any
+) -> Iterator[str]:
     """A real Prometheus scraping a simulator every second, with ~15 s of data."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        message = "prometheus is not installed (apt-get install prometheus)"
-        if os.environ.get("REQUIRE_INTEGRATION"):
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = need_binary("prometheus", "apt-get install prometheus")
     sim = start_module_simulator(FLEET)
     tmp = tmp_path_factory.mktemp("prometheus")
-    from tests.conftest import _free_port
-
-    port = _free_port()
+    port = free_port()
     (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s}\n"
         "scrape_configs:\n"
