@@ -37,6 +37,9 @@ Rules, in order:
        went 5, 7, then 12 replicas of demand). Lateness from before the previous burst does
        not count: the pool has been resized since, and such a stale TTFT p95 doubled a
        12-replica burst served on time by 14 replicas into a 24-replica hold;
+     - `burst_share_late` too while the demand right now exceeds the ready replicas: the
+       burst will be late, and doubling it one tick before its TTFT says so is one scale
+       event instead of two (the code trace's first burst: 5 -> 11, not 5 -> 6 -> 11);
      - else `burst_share_idle` (1.0);
    - else `burst_share` (0.5) on steady load, where a peak point is noise around the level
      and its excess spreads over the neighbouring scrapes within the TTFT objective. A late
@@ -247,6 +250,8 @@ def burst_share(
         start = max(start, starts[-2])  # lateness before the previous burst is answered
     if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
         return p["burst_share_late"], f"bursts end idle gaps and TTFT p95 broke {slo:g} s"
+    if latest(points)[1] > obs.ready:
+        return p["burst_share_late"], "bursts end idle gaps and this one outgrew the ready pool"
     return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
 
 

@@ -138,6 +138,21 @@ def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
 
 
+def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+
+    def burst(t):  # idle for 9 minutes, then a burst of 5.2 replicas of work under way
+        return 5.2 if t >= now - 30 else 0.0
+
+    on_time = ((now - 5, 0.4),)
+    outgrown = build.run(pol, build.obs(5, ttft_p95_s=on_time, **_offered(now, burst)))
+    assert (outgrown.raw_desired, outgrown.desired) == (11, 11)  # 5.2 x 2, one step
+    assert "outgrew the ready pool" in outgrown.steps[0].note
+    fits = build.run(pol, build.obs(6, ttft_p95_s=on_time, **_offered(now, burst)))
+    assert fits.raw_desired == 6  # 5.2 x 1: the ready pool holds it
+
+
 def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
     # Three bursts ending idle gaps; the first was late. The second is still doubled
     # (bursts grow), the third is not: the pool was resized after the first, and a stale
