@@ -46,6 +46,10 @@ POLICIES = {
     "slo": replace(BASE, algorithm="slo"),
 }
 TRACES = ("conv", "code")
+# hpa and kpa tuned the way an operator would, by lowering the target until the SLO holds:
+# the comparison at equal attainment (the defaults above spend less on code by missing most
+# of it).
+SWEEP_TARGETS = (32.0, 16.0, 8.0, 4.0, 2.0, 1.0)
 ATTRIBUTION = (
     '"Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0, '
     "https://creativecommons.org/licenses/by/4.0/"
@@ -91,6 +95,26 @@ def targets(rows: dict[str, dict[str, Any]], trace: str) -> dict[str, bool]:
     }
 
 
+def sweep(trace: str, oracle: OracleResult) -> dict[str, list[dict[str, Any]]]:
+    """hpa and kpa at every target of SWEEP_TARGETS: what each buys at which attainment."""
+    return {
+        name: [
+            {"target": t}
+            | row(run_backtest(replace(POLICIES[name], target=t), trace, oracle=oracle), 0.0)
+            for t in SWEEP_TARGETS
+        ]
+        for name in ("hpa", "kpa")
+    }
+
+
+def matched(runs: list[dict[str, Any]], attainment: float) -> dict[str, Any]:
+    """The cheapest run reaching `attainment`, else the run with the best attainment."""
+    reaching = [r for r in runs if r["slo_attainment"] >= attainment]
+    if reaching:
+        return min(reaching, key=lambda r: r["gpu_hours"])
+    return max(runs, key=lambda r: (r["slo_attainment"], -r["gpu_hours"]))
+
+
 def bench_trace(trace: str) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     oracle: bool | OracleResult = True
@@ -102,7 +126,16 @@ def bench_trace(trace: str) -> dict[str, Any]:
         infeasible = result.infeasible_share
     assert isinstance(oracle, OracleResult)
     rows["oracle"] = oracle_row(oracle) | {"infeasible_share": infeasible}
-    return {"results": rows, "targets": targets(rows, trace)}
+    tuned = sweep(trace, oracle)
+    p = rows["predictive"]
+    best = {name: matched(runs, p["slo_attainment"]) for name, runs in tuned.items()}
+    checks = targets(rows, trace) | {
+        "fewer GPU-hours than hpa and kpa tuned to its attainment": all(
+            b["slo_attainment"] < p["slo_attainment"] or b["gpu_hours"] > p["gpu_hours"]
+            for b in best.values()
+        )
+    }
+    return {"results": rows, "targets": checks, "sweep": tuned, "matched": best}
 
 
 def main() -> None:
@@ -121,6 +154,12 @@ def main() -> None:
                 f"{r['gpu_hours']:>7.2f} {r['vs_oracle']:>8.2f} {r['scale_events']:>7} "
                 f"{mean_peak:>10}"
             )
+        for name, runs in data["sweep"].items():
+            at = ", ".join(
+                f"{r['target']:g}: {r['slo_attainment'] * 100:.2f} % {r['gpu_hours']:.2f} GPU-h"
+                for r in runs
+            )
+            print(f"      {name} by target: {at}")
         for what, met in data["targets"].items():
             print(f"      predictive {what}: {'met' if met else 'NOT met'}")
     print(f"traces: {ATTRIBUTION}")
