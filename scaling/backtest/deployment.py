@@ -72,7 +72,13 @@ def trace_requests(
 
     ``trace`` is a parsed Trace, ``conv`` / ``code`` / a file path (parsed by
     ``simulator.traces.load_trace``, which raises ``TraceError``), or ready-made requests.
+    Raises ValueError for a negative start, a duration that is not positive, or a start at
+    or past the trace's last request (nothing would be replayed).
     """
+    if not 0 <= start_s < float("inf"):
+        raise ValueError("the start must be a number of seconds >= 0")
+    if duration_s is not None and not 0 < duration_s < float("inf"):
+        raise ValueError("the duration must be a positive number of seconds")
     end = float("inf") if duration_s is None else start_s + duration_s
     if isinstance(trace, str | Path):
         trace = load_trace(trace)
@@ -87,5 +93,8 @@ def trace_requests(
             for r in trace
             if start_s <= r.arrival_s < end
         ]
+    last = max(trace.times if isinstance(trace, Trace) else (r.arrival_s for r in trace), default=0)
+    if start_s > 0 and start_s >= last:
+        raise ValueError(f"the start, {start_s:g} s, is past the trace's last request ({last:g} s)")
     picked.sort(key=lambda r: r.arrival_s)
     return name, picked

@@ -133,6 +133,9 @@ def test_a_jsonl_trace_replays(db, policy_file, tmp_path):
         (["--compare", "hpa,foo"], "unknown foo"),
         (["--gpu-type", "Z80"], "unknown GPU type"),
         (["--slo-ttft", "0"], "--slo-ttft must be a positive"),
+        (["--start", "-1"], "start must be a number of seconds >= 0"),
+        (["--duration", "-5"], "duration must be a positive"),
+        (["--start", "99999"], r"the start, 99999 s, is past the trace's last request \(3"),
     ],
 )
 def test_bad_options_are_errors(db, policy_file, args, message):
