@@ -22,13 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.speed <= 0 or args.tick <= 0:
         parser.error("--speed and --tick must be positive")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
     fleet = Fleet(config, speed=args.speed, tick_s=args.tick)
-    server = FleetServer((args.host, args.port), fleet)
+    try:
+        server = FleetServer((args.host, args.port), fleet)
+    except OSError as exc:  # port taken (another simulator?), or a host not on this machine
+        print(
+            f"simulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() blocks until serve_forever returns, so it cannot run on this thread.

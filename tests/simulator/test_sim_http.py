@@ -543,3 +543,21 @@ def test_without_a_config_the_demo_fleet_is_served() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_port_already_taken_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "simulator", "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"simulator: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
