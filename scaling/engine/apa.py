@@ -20,6 +20,7 @@ A workload at zero replicas is treated as one for the scale-up rate, so load can
 
 from __future__ import annotations
 
+from .explain import replicas_text
 from .guards import ceil_replicas, floor_replicas
 from .series import metric_signal_points, per_replica, used_values
 from .types import (
@@ -96,7 +97,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         )
     headline = (
         f"average {policy.metric} {use:.3g} per replica is {ratio:.2f} of target "
-        f"{policy.target:g} → {raw} replicas"
+        f"{policy.target:g} → {replicas_text(raw)}"
     )
     values: tuple[MetricValue, ...] = (MetricValue("per-replica mean", use, obs.now),)
     if obs.series:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from . import apa, hpa, kpa, predictive, slo
-from .explain import outcome, reason
+from .explain import outcome, reason, replicas_text
 from .guards import (
     apply_bounds,
     apply_quota,
@@ -140,7 +140,9 @@ def hold(
         raw_desired=None,
         steps=tuple(steps),
         outcome=outcome(obs.current, desired, desired < steps[0].value),
-        reason=reason(f"{why}; {verb} {steps[0].value} replicas", steps[0].value, tuple(steps[1:])),
+        reason=reason(
+            f"{why}; {verb} {replicas_text(steps[0].value)}", steps[0].value, tuple(steps[1:])
+        ),
         metric_values=values,
         memory=memory,
         algorithm=policy.algorithm,

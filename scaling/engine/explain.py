@@ -12,6 +12,12 @@ from .types import Step
 OUTCOMES = ("scale_up", "scale_down", "hold", "blocked_by_quota")
 
 
+def replicas_text(n: float) -> str:
+    """'1 replica', '3 replicas', '0.75 replicas' (floats to 3 significant digits)."""
+    text = f"{n:.3g}" if isinstance(n, float) else str(n)
+    return f"{text} replica" if text == "1" else f"{text} replicas"
+
+
 def constraint_clauses(start: int | None, steps: tuple[Step, ...]) -> list[str]:
     """One clause per step that moved the count, in order."""
     clauses: list[str] = []

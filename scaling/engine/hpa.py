@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .behavior import HPA_BEHAVIOR_DEFAULTS, rate_limit, stabilise
+from .explain import replicas_text
 from .guards import ceil_replicas
 from .types import (
     Algorithm,
@@ -166,7 +167,7 @@ def describe(policy: PolicyParams, calc: Calculation) -> str:
         relation = "at"
     text = (
         f"{word} {policy.metric} {calc.usage:.3g} {kind} {relation} target "
-        f"{policy.target:g} → {calc.replicas} replicas"
+        f"{policy.target:g} → {replicas_text(calc.replicas)}"
     )
     return f"{text} ({calc.note})" if calc.note else text
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .explain import replicas_text
 from .guards import ceil_replicas, floor_replicas
 from .series import metric_signal_points, pool_total, used_values
 from .types import (
@@ -138,7 +139,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     mode = "panic" if panicking else "stable"
     headline = (
         f"{mode} mode: total {policy.metric} {stable if not panicking else panic:.3g} "
-        f"over per-replica target {target:.3g} → {raw} replicas"
+        f"over per-replica target {target:.3g} → {replicas_text(raw)}"
     )
     return Proposal(
         desired, raw, tuple(steps), headline, _values(policy, obs, p, stable, panic), memory

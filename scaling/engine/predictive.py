@@ -75,6 +75,7 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from .behavior import rate_limit, stabilise
+from .explain import replicas_text
 from .guards import ceil_replicas
 from .series import latest, metric_signal_points
 from .types import (
@@ -321,7 +322,7 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
         Step(
             "forecast",
             raw,
-            f"demand now {fc.latest:.3g} replicas, trend "
+            f"demand now {replicas_text(fc.latest)}, trend "
             f"{fc.trend_per_s * 60:+.3g}/min, at +{policy.cold_start_s:g} s "
             f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}, headroom x{p['headroom']:g}; "
             f"burst hold {held:.3g}: highest remembered in {p['burst_horizon_s']:g} s, or "
@@ -364,8 +365,8 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     )
     limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
     headline = (
-        f"{aim.source}: forecast {aim.predicted:.3g} replicas at +{policy.cold_start_s:g} s "
-        f"cold start → {aim.raw} replicas"
+        f"{aim.source}: forecast {replicas_text(aim.predicted)} at +{policy.cold_start_s:g} s "
+        f"cold start → {replicas_text(aim.raw)}"
     )
     return Proposal(
         limited.value,

@@ -32,6 +32,7 @@ from dataclasses import replace
 
 from . import predictive
 from .behavior import rate_limit, stabilise
+from .explain import replicas_text
 from .guards import ceil_replicas
 from .series import used_values, window_mean
 from .types import (
@@ -103,7 +104,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         p["scale_down_stabilization_s"],
     )
     limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
-    headline = f"TTFT p95 {p95:.3g} s vs objective {slo:g} s ({ratio:.2f}) → {raw} replicas"
+    headline = f"TTFT p95 {p95:.3g} s vs objective {slo:g} s ({ratio:.2f}) → {replicas_text(raw)}"
     return Proposal(
         limited.value,
         raw,

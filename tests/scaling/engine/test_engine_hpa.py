@@ -147,6 +147,13 @@ def test_current_above_max_goes_to_max(build):
     assert build.run(build.policy(max_replicas=5), build.obs(9, 4.0)).desired == 5
 
 
+def test_reason_says_one_replica_in_the_singular(build):
+    decision = build.run(build.policy(target=4.0), build.obs(1, 4.0))
+    assert decision.reason.endswith("at target 4 → 1 replica (within tolerance)")
+    held = build.run(build.policy(), build.obs(1))  # no metric at all
+    assert held.reason.endswith("holding at 1 replica")
+
+
 def test_reason_lists_the_calculation_and_each_constraint_that_bit(build):
     decision = build.run(build.policy(target=4.0), build.obs(1, 9.2 * 5))
     assert decision.reason.startswith("average vllm:num_requests_running 46 per replica over")
