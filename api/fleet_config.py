@@ -87,7 +87,13 @@ QUOTAS = Kind(
     "quotas",
     Quota,
     ("tenant", "gpu_type"),
-    ("nominal", "borrowing_limit", "lending_limit", "max_replicas_per_workload"),
+    (
+        "nominal",
+        "borrowing_limit",
+        "lending_limit",
+        "max_replicas_per_workload",
+        "reclaim_grace_s",
+    ),
     {"tenant": (Tenant, "slug"), "gpu_type": (GpuType, "name")},
 )
 WORKLOADS = Kind(

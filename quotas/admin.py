@@ -24,6 +24,7 @@ class QuotaInline(admin.TabularInline):
         "borrowing_limit",
         "lending_limit",
         "max_replicas_per_workload",
+        "reclaim_grace_s",
         "used_gpus",
         "warming_gpus",
     )
@@ -72,7 +73,7 @@ class QuotaAdmin(HistoryAdminMixin):
     search_fields = ("tenant__slug", "tenant__name")
     list_select_related = ("tenant", "tenant__parent", "gpu_type")
     autocomplete_fields = ("tenant",)
-    readonly_fields = ("used_gpus", "warming_gpus", "usage_at")
+    readonly_fields = ("used_gpus", "warming_gpus", "usage_at", "over_since")
     inlines = [ChangeInline]
     change_form_template = "admin/quotas/quota/change_form.html"
 

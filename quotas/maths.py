@@ -34,6 +34,16 @@ class TenantQuota:
     priority: int = 0
     weight: float = 1.0
     max_replicas_per_workload: int | None = None
+    reclaim_grace_s: float | None = None  # None: usage over the ceiling is never reclaimed
+    over_since: float | None = None  # when usage went over the ceiling (the loop observes it)
+
+    def reclaims_excess(self, now: float) -> bool:
+        """Whether usage over its ceiling is reclaimed at ``now``: its grace period has run
+        since usage went over (a clock not started yet starts now, so 0 reclaims at once)."""
+        if self.reclaim_grace_s is None:
+            return False
+        since = self.over_since if self.over_since is not None else now
+        return now - since >= self.reclaim_grace_s
 
     @property
     def private(self) -> int:
@@ -154,8 +164,10 @@ class _State:
         return self.cohorts.get(quota.cohort, [quota]) if quota.cohort else [quota]
 
 
-def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int, Grant]:
-    """Decide how many replicas each workload of one GPU type may have this tick.
+def allocate(
+    quotas: dict[str, TenantQuota], demands: list[Demand], now: float = 0.0
+) -> dict[int, Grant]:
+    """Decide how many replicas each workload of one GPU type may have this tick (``now``).
 
     1. Shrinking is free: a workload that wants fewer replicas gets them.
     2. Growth is served in order: the parts of requests that stay within their tenant's
@@ -167,6 +179,10 @@ def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int,
        most recently grown first, never below their policy minimum and never taking a
        borrower below its own nominal. The freed GPUs arrive as those replicas drain; the
        next tick serves the request (within-nominal requests go first).
+    4. Excess: a tenant whose usage is over its own ceiling (N + B; N outside a cohort),
+       after a quota was lowered, only stops growing, unless its quota has a reclaim grace
+       period and usage has been over for all of it: then its workloads shrink back within
+       the ceiling, most recently grown first, never below their policy minimum.
     """
     usage: dict[str, int] = defaultdict(int)
     for d in demands:
@@ -188,6 +204,11 @@ def allocate(quotas: dict[str, TenantQuota], demands: list[Demand]) -> dict[int,
             growing.append(replace(d, wanted=wanted))
     unmet = _grow(sorted(growing, key=lambda d: _order(d, state)), grants, state)
     _reclaim(unmet, demands, grants, state, before)
+    for quota in quotas.values():
+        if quota.ceiling is not None and quota.reclaims_excess(now):
+            _reclaim_excess(
+                quota, [d for d in demands if d.tenant == quota.tenant], grants, state, now
+            )
     return grants
 
 
@@ -294,6 +315,33 @@ def _take_back(
     return replicas * gpr
 
 
+def _reclaim_excess(
+    quota: TenantQuota, mine: list[Demand], grants: dict[int, Grant], state: _State, now: float
+) -> None:
+    """Step 4: shrink ``quota.tenant``'s workloads until its usage fits its ceiling."""
+    assert quota.ceiling is not None
+    held = state.usage[quota.tenant]
+    over = held - quota.ceiling
+    if over <= 0:
+        return
+    since = now - (quota.over_since if quota.over_since is not None else now)
+    for d in sorted(mine, key=lambda d: (-d.grown_at, d.workload)):
+        granted = grants[d.workload].replicas
+        replicas = min(granted - d.minimum, -(-over // d.gpus_per_replica))
+        if replicas <= 0:
+            continue
+        over -= replicas * d.gpus_per_replica
+        state.usage[quota.tenant] -= replicas * d.gpus_per_replica
+        reason = (
+            f"reclaimed by quota: {quota.tenant} held {held} {quota.gpu_type} GPUs, over its "
+            f"quota of {quota.ceiling}, for {since:.0f} s (reclaim grace "
+            f"{quota.reclaim_grace_s:g} s); {replicas * d.gpus_per_replica} GPUs returned"
+        )
+        grants[d.workload] = Grant(d.workload, granted - replicas, "reclaimed", reason)
+        if over <= 0:
+            return
+
+
 @dataclass(frozen=True)
 class Effect:
     """How a proposed quota change would treat one workload this tick."""
@@ -308,11 +356,14 @@ class Effect:
 
 
 def preview(
-    before: dict[str, TenantQuota], after: dict[str, TenantQuota], demands: list[Demand]
+    before: dict[str, TenantQuota],
+    after: dict[str, TenantQuota],
+    demands: list[Demand],
+    at: float = 0.0,
 ) -> list[Effect]:
-    """Run one allocation under the current and the proposed quotas and say, per workload,
-    what would change: growth allowed or blocked, replicas reclaimed."""
-    now, then = allocate(before, demands), allocate(after, demands)
+    """Run one allocation at ``at`` under the current and the proposed quotas and say, per
+    workload, what would change: growth allowed or blocked, replicas reclaimed."""
+    now, then = allocate(before, demands, at), allocate(after, demands, at)
     effects = []
     for d in demands:
         old, new = now[d.workload], then[d.workload]

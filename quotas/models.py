@@ -5,8 +5,10 @@ the tenant's own; the lending limit caps what it lends to its cohort (null = len
 borrowing limit caps what it may take beyond nominal (null = no limit).
 """
 
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, fields
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -108,12 +110,26 @@ class Quota(models.Model):
     max_replicas_per_workload = models.PositiveIntegerField(
         null=True, blank=True, help_text="Optional cap on any one workload's replicas."
     )
+    reclaim_grace_s = models.PositiveIntegerField(
+        "reclaim grace (s)",
+        null=True,
+        blank=True,
+        help_text=(
+            "After a lowered quota leaves usage over it (nominal, plus the borrowing limit for "
+            "a team), shrink the tenant's workloads back within it once usage has been over "
+            "for this many seconds (0: at once; never below a policy's minimum). Empty: never; "
+            "growth stays blocked until usage falls."
+        ),
+    )
     # Observed by the control loop (which writes these; quotas never read workloads): GPUs
     # of this type the tenant's replicas hold across clusters, and what each workload wants.
     used_gpus = models.PositiveIntegerField(default=0, editable=False)
     warming_gpus = models.PositiveIntegerField(default=0, editable=False)
     demands = models.JSONField(default=list, blank=True, editable=False)
     usage_at = models.DateTimeField(null=True, blank=True, editable=False)
+    over_since = models.DateTimeField(
+        "over quota since", null=True, blank=True, editable=False
+    )  # when usage went over nominal + borrowing limit: the reclaim grace clock
 
     objects = QuotaQuerySet.as_manager()
 
@@ -180,7 +196,18 @@ class Quota(models.Model):
             priority=self.tenant.priority,
             weight=self.tenant.fair_share_weight,
             max_replicas_per_workload=self.max_replicas_per_workload,
+            reclaim_grace_s=self.reclaim_grace_s,
+            over_since=self.over_since.timestamp() if self.over_since else None,
         )
+
+    def track_excess(self, held: int, at: datetime) -> bool:
+        """Start the reclaim grace clock when ``held`` GPUs go over this quota's ceiling and
+        stop it when they fit again; True when that changed ``over_since``."""
+        ceiling = self.as_limit().ceiling
+        over_since = (self.over_since or at) if ceiling is not None and held > ceiling else None
+        changed = over_since != self.over_since
+        self.over_since = over_since
+        return changed
 
     def preview(self, proposed: "Quota") -> list[dict[str, Any]]:
         """What saving ``proposed`` (an unsaved edit of this quota) would do this tick to the
@@ -196,5 +223,5 @@ class Quota(models.Model):
             for item in q.demands:
                 names[item["workload"]] = item.get("name", str(item["workload"]))
                 demands.append(Demand(**{k: v for k, v in item.items() if k in known}))
-        effects: list[Effect] = preview(before, after, demands)
+        effects: list[Effect] = preview(before, after, demands, time.time())
         return [asdict(e) | {"name": names[e.workload]} for e in effects]

@@ -51,7 +51,7 @@ def grant_all(
     demands, seen = _demands(cluster, wishes, quotas, now)
     grants: dict[int, Grant] = {}
     for gpu_type_id, group in demands.items():
-        grants.update(allocate(quotas.get(gpu_type_id, {}), group))
+        grants.update(allocate(quotas.get(gpu_type_id, {}), group, now))
     _record_usage(rows, demands, seen)
     mine = {w.workload.pk for w in wishes}
     return {pk: grant for pk, grant in grants.items() if pk in mine}
@@ -61,7 +61,8 @@ def _record_usage(
     rows: list[Quota], demands: dict[int, list[Demand]], seen: dict[int, tuple[str, int]]
 ) -> None:
     """Write what each quota's tenant uses and wants, for the admin, the API and the quota
-    preview (one statement, for the quotas whose usage changed)."""
+    preview, and start or stop its reclaim grace clock (one statement, for the quotas whose
+    usage changed)."""
     at = timezone.now()
     by_quota: dict[tuple[int, str], list[Demand]] = defaultdict(list)
     for gpu_type_id, group in demands.items():
@@ -75,12 +76,13 @@ def _record_usage(
             sum(seen[d.workload][1] * d.gpus_per_replica for d in mine),
             [vars(d) | {"name": seen[d.workload][0]} for d in mine],
         )
-        if observed != (quota.used_gpus, quota.warming_gpus, quota.demands):
+        clock = quota.track_excess(observed[0], at)
+        if clock or observed != (quota.used_gpus, quota.warming_gpus, quota.demands):
             quota.used_gpus, quota.warming_gpus, quota.demands = observed
             quota.usage_at = at
             changed.append(quota)
     # Only what changed is written: a steady fleet costs no quota writes.
-    update_columns(changed, ["used_gpus", "warming_gpus", "demands", "usage_at"])
+    update_columns(changed, ["used_gpus", "warming_gpus", "demands", "usage_at", "over_since"])
 
 
 def quota_rows(workloads: list[Workload]) -> list[Quota]:

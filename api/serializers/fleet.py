@@ -85,8 +85,10 @@ class QuotaSerializer(StrictModelSerializer):
             "borrowing_limit",
             "lending_limit",
             "max_replicas_per_workload",
+            "reclaim_grace_s",
+            "over_since",
         ]
-        read_only_fields = ["id"]
+        read_only_fields = ["id", "over_since"]
         validators: list[Any] = []
 
 

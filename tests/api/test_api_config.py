@@ -41,6 +41,7 @@ def test_export_names_objects_by_natural_keys_and_never_credentials(fleet: Any) 
         "borrowing_limit": None,
         "lending_limit": None,
         "max_replicas_per_workload": None,
+        "reclaim_grace_s": None,
     }
     workload = next(w for w in document["workloads"] if w["deployment"] == "chat")
     assert workload["cluster"] == "east" and workload["policy"]["target"] == 8.0

@@ -85,6 +85,23 @@ def test_preview_shows_who_would_grow_or_be_reclaimed_without_saving(admin_clien
     assert lender.nominal == 1
 
 
+def test_preview_shows_a_lowered_quota_reclaiming_at_once_with_a_zero_grace(admin_client, cohort):
+    _, borrower = cohort  # holds 5 of its nominal 2 + whatever it borrows
+    url = f"/admin/quotas/quota/{borrower.pk}/preview/"
+    query = {"tenant": borrower.tenant_id, "gpu_type": borrower.gpu_type_id, "nominal": 2}
+    lowered = query | {"borrowing_limit": 1}
+
+    def effect(values):
+        page = admin_client.get(url, values).content.decode()
+        row = next(r for r in page.split("<tbody>")[1].split("<tr>") if "team-b/batch" in r)
+        return (
+            row.split("<td>")[-1].split("</td>")[0].replace("<strong>", "").replace("</strong>", "")
+        )
+
+    assert effect(lowered) == "blocked"  # no grace period: growth stops, nothing shrinks
+    assert effect(lowered | {"reclaim_grace_s": 0}) == "reclaimed"  # 5 -> 3 at once
+
+
 def test_preview_of_invalid_values_says_so(admin_client, cohort):
     lender, _ = cohort
     page = admin_client.get(

@@ -2,6 +2,8 @@
 "BorrowingLimit", and the lendingLimit KEP-1224), written from our rules, with GPUs for CPUs,
 plus the allocation order, reclaim, and a stateful property test."""
 
+from dataclasses import replace
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -118,6 +120,36 @@ def test_a_lowered_quota_blocks_growth_but_kills_nothing():
     quotas = {"t": team("t", 2, borrowing=0), "u": team("u", 2)}
     grants = allocate(quotas, [Demand(1, "t", 1, current=5, wanted=6)])
     assert grants[1].replicas == 5 and grants[1].kind == "cut"
+
+
+def test_excess_over_a_lowered_quota_is_reclaimed_after_its_grace_period():
+    # Quota lowered to 2 + 0 while the team holds 6 GPUs on two workloads.
+    lowered = team("t", 2, borrowing=0)
+    demands = [
+        Demand(1, "t", 1, current=2, wanted=2, minimum=1, grown_at=10),
+        Demand(2, "t", 2, current=2, wanted=2, minimum=0, grown_at=50),
+    ]
+    quotas = {"t": replace(lowered, reclaim_grace_s=600, over_since=1_000.0)}
+    waiting = allocate(quotas, demands, now=1_599.0)
+    assert [(g.replicas, g.kind) for g in waiting.values()] == [(2, "ok"), (2, "ok")]
+    due = allocate(quotas, demands, now=1_600.0)
+    # 4 GPUs over: the most recently grown workload (2 GPUs per replica) goes first.
+    assert (due[2].replicas, due[2].kind) == (0, "reclaimed")
+    assert (due[1].replicas, due[1].kind) == (2, "ok")  # 2 GPUs left: within the quota
+    assert due[2].reason == (
+        "reclaimed by quota: t held 6 A100-80GB GPUs, over its quota of 2, for 600 s "
+        "(reclaim grace 600 s); 4 GPUs returned"
+    )
+
+
+def test_excess_reclaim_keeps_policy_minimums_and_needs_a_grace_period():
+    demands = [Demand(1, "t", 1, current=5, wanted=5, minimum=4)]
+    at_once = {"t": TenantQuota("t", A100, 2, reclaim_grace_s=0)}  # outside a cohort: N
+    assert allocate(at_once, demands, now=5.0)[1].replicas == 4  # not below min 4
+    never = {"t": TenantQuota("t", A100, 2, over_since=0.0)}  # no grace period: never
+    assert allocate(never, demands, now=1e9)[1].replicas == 5
+    within = {"t": TenantQuota("t", A100, 8, reclaim_grace_s=0)}
+    assert allocate(within, demands, now=5.0)[1].kind == "ok"  # not over: nothing to do
 
 
 def test_max_replicas_per_workload():

@@ -152,3 +152,61 @@ def test_a_hand_edited_resource_quota_is_restored_and_reported(
     assert resource_quota_hard(url, "team-a") == expected
     state = ControlLoopState.objects.get(cluster=cluster).resource_quotas["namespaces"]["team-a"]
     assert state["drift"] == f"found 50 set by hand, restored {expected}"
+
+
+def test_a_lowered_quota_reclaims_the_excess_after_its_grace_period(
+    start_simulator, gpu_type, team_a
+):
+    chat = workload("team-a", "chat", BUSY) | {"replicas": 4}
+    fleet = {"clusters": [FLEET["clusters"][0] | {"workloads": [chat]}]}
+    url = start_simulator(fleet, speed=4.0)
+    base = f"{url}/east"
+    cluster = Cluster.objects.create(
+        name="east", api_url=base, metrics_source="exporter", metrics_url=f"{base}/metrics"
+    )
+    quota = Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=8, borrowing_limit=0)
+    chat = Workload.objects.create(
+        tenant=team_a,
+        cluster=cluster,
+        namespace="team-a",
+        deployment="chat",
+        model_name=MODEL,
+        gpu_type=gpu_type,
+    )
+    ScalingPolicy.objects.create(
+        workload=chat,
+        algorithm="hpa",
+        metric="vllm:num_requests_running",
+        target=8,
+        min_replicas=1,
+        max_replicas=8,
+        mode="enforce",
+    )
+    apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=base)))
+
+    def replicas() -> int:
+        return apps.read_namespaced_deployment("chat", "team-a").spec.replicas
+
+    tick_cluster(cluster.pk)
+    assert replicas() >= 4
+    # Lowered under what it holds: growth stops at once, the excess is kept for 3 s.
+    Quota.objects.filter(pk=quota.pk).update(nominal=2, reclaim_grace_s=3)
+    tick_cluster(cluster.pk)
+    quota.refresh_from_db()
+    assert quota.over_since is not None and quota.used_gpus >= 4
+    held = replicas()
+    assert held >= 4
+    assert not Decision.objects.filter(reason__contains="reclaimed by quota").exists()
+    time.sleep(3.2)
+    tick_cluster(cluster.pk)
+    assert replicas() == 2
+    reclaim = Decision.objects.get(workload=chat, reason__contains="reclaimed by quota")
+    assert f"held {held} A100-80GB GPUs, over its quota of 2" in reclaim.reason
+    assert "(reclaim grace 3 s)" in reclaim.reason
+    # Once usage fits again the clock stops.
+    deadline = time.monotonic() + 20
+    while quota.over_since is not None:
+        assert time.monotonic() < deadline, "the grace clock never stopped"
+        time.sleep(0.5)
+        tick_cluster(cluster.pk)
+        quota.refresh_from_db()
