@@ -21,6 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 
+def ceiling(nominal: int, borrowing_limit: int | None, in_cohort: bool) -> int | None:
+    """Most GPUs a tenant may ever use: N + B in a cohort (None when B is empty: only the
+    cohort's pool bounds it), N outside any."""
+    if not in_cohort:
+        return nominal
+    return None if borrowing_limit is None else nominal + borrowing_limit
+
+
 @dataclass(frozen=True)
 class TenantQuota:
     """One tenant's quota for one GPU type, with what the allocation needs to know of it."""
@@ -58,10 +66,7 @@ class TenantQuota:
 
     @property
     def ceiling(self) -> int | None:
-        """Most GPUs it may ever use: N + B; None when only the cohort's pool bounds it."""
-        if self.cohort is None:
-            return self.nominal
-        return None if self.borrowing_limit is None else self.nominal + self.borrowing_limit
+        return ceiling(self.nominal, self.borrowing_limit, self.cohort is not None)
 
     def describe(self, used: int) -> str:
         if self.cohort is None:
@@ -205,7 +210,7 @@ def allocate(
     unmet = _grow(sorted(growing, key=lambda d: _order(d, state)), grants, state)
     _reclaim(unmet, demands, grants, state, before)
     for quota in quotas.values():
-        if quota.ceiling is not None and quota.reclaims_excess(now):
+        if quota.reclaims_excess(now) and quota.ceiling is not None:
             _reclaim_excess(
                 quota, [d for d in demands if d.tenant == quota.tenant], grants, state, now
             )

@@ -16,7 +16,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from quotas.maths import Demand, Effect, TenantQuota, Usage, preview, usage_of
+from quotas.maths import Demand, Effect, TenantQuota, Usage, ceiling, preview, usage_of
 from tenants.models import Tenant
 
 
@@ -203,8 +203,8 @@ class Quota(models.Model):
     def track_excess(self, held: int, at: datetime) -> bool:
         """Start the reclaim grace clock when ``held`` GPUs go over this quota's ceiling and
         stop it when they fit again; True when that changed ``over_since``."""
-        ceiling = self.as_limit().ceiling
-        over_since = (self.over_since or at) if ceiling is not None and held > ceiling else None
+        most = ceiling(self.nominal, self.borrowing_limit, self.tenant.parent_id is not None)
+        over_since = (self.over_since or at) if most is not None and held > most else None
         changed = over_since != self.over_since
         self.over_since = over_since
         return changed
