@@ -10,8 +10,8 @@ start, 5 s ticks, SLO TTFT <= 2 s and mean inter-token latency <= 100 ms.
 Policy settings (documented in docs/backtest.md):
 - hpa: vllm:num_requests_running, average per replica, target 32 (Little's law on the
   conversation trace: ~4 requests/s per replica x ~8 s in flight), Kubernetes defaults.
-- kpa: the same metric and target as a pool total (Knative aggregates concurrency across
-  pods; see docs/backtest.md for why not the per-replica average), Knative defaults.
+- kpa: the same metric and target (per replica; each point is turned into a pool total with
+  the pods it averaged over, as Knative's scraper does), Knative defaults.
 - apa: the same metric and target as hpa, per replica, AIBrix defaults.
 - predictive: offered work, defaults, slo_ttft_p95_s 2.0.
 - slo: the same, TTFT p95 objective 2.0 s (the SLO-aware variant of predictive).
@@ -40,7 +40,7 @@ from scaling.engine import PolicyParams  # noqa: E402
 BASE = PolicyParams("hpa", "vllm:num_requests_running", 32.0, 1, 50, slo_ttft_p95_s=2.0)
 POLICIES = {
     "hpa": BASE,
-    "kpa": replace(BASE, algorithm="kpa", aggregation="total"),
+    "kpa": replace(BASE, algorithm="kpa"),
     "apa": replace(BASE, algorithm="apa"),
     "predictive": replace(BASE, algorithm="predictive"),
     "slo": replace(BASE, algorithm="slo"),

@@ -345,9 +345,13 @@ def _update_signals(
     pod_names = {p.name for p in pods}
     ns, now = workload.namespace, observed.now
     values = observe.per_pod(observed.samples.get(policy.metric, {}), ns, pod_names)
+    aggregated = observe.aggregate(values, policy.aggregation)
     history["metric"] = observe.append_history(
-        history.get("metric"), now, _swap(observe.aggregate(values, policy.aggregation)), horizon
+        history.get("metric"), now, _swap(aggregated), horizon
     )
+    if policy.aggregation == "average":  # how many pods each point averaged over
+        count = None if aggregated is None else (aggregated[1], float(len(values)))
+        history["pods"] = observe.append_history(history.get("pods"), now, count, horizon)
     if policy.algorithm not in OFFERED_WORK_ALGORITHMS:
         return history, {}
     for key, name in (("prompt", observe.PROMPT_TOKENS), ("generation", observe.GENERATION_TOKENS)):

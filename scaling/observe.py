@@ -164,6 +164,7 @@ def observation(
         pods=tuple(EnginePod(p.name, p.ready) for p in pods),
         samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
         series=_series(history.get("metric")),
+        series_pods=_series(history.get("pods")),
         prompt_tokens_per_s=_series(history.get("prompt")),
         generation_tokens_per_s=_series(history.get("generation")),
         ttft_p95_s=_series(history.get("ttft")),

@@ -18,6 +18,7 @@ from .result import BacktestResult, OracleResult, TimelinePoint, downsample
 from .signals import (
     SignalHistory,
     check_metric,
+    metric_pods,
     metric_value,
     percentile,
     reads_metric,
@@ -196,7 +197,12 @@ class _Replay:
                 if self.reads_metric
                 else None
             )
-            history.record(now, self.tick_s, value, arrived, finished)
+            pods = (
+                metric_pods(self.policy.metric, snap)
+                if self.reads_metric and self.policy.aggregation == "average"
+                else None
+            )
+            history.record(now, self.tick_s, value, arrived, finished, pods)
             obs = self._observe(now, current, snap.ready, snap.warming, history)
             decision = decide(self.policy, obs, memory)
             memory = decision.memory
@@ -217,6 +223,7 @@ class _Replay:
             ready=ready,
             warming=warming,
             series=history.series("metric"),
+            series_pods=history.series("pods"),
             request_rate=history.series("rate"),
             prompt_tokens_per_s=history.series("prompt"),
             generation_tokens_per_s=history.series("generation"),

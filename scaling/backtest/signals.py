@@ -4,7 +4,7 @@ The live loop reads vLLM and dcgm-exporter series from Prometheus; here the same
 from ``ServingPool.snapshot()`` and the requests the replay submits:
 
 - the policy metric, per replica ("average", over the pods that export it: ready and
-  draining) or for the pool ("total"): ``vllm:num_requests_running``,
+  draining, with that count beside it) or for the pool ("total"): ``vllm:num_requests_running``,
   ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc`` (0..1) and
   ``DCGM_FI_DEV_GPU_UTIL`` (0..100, busy share over the tick);
 - offered work, as a gateway in front of the pool counts it: prompt tokens of the requests
@@ -53,9 +53,16 @@ def check_metric(policy: PolicyParams) -> None:
         raise ValueError(f"metric {policy.metric!r} cannot be back-tested; use one of {supported}")
 
 
+def metric_pods(metric: str, snap: PoolSnapshot) -> int:
+    """How many pods a per-replica value of ``metric`` averages over: those exporting it
+    (ready and draining) for request counts, the ready ones for KV cache and GPU use."""
+    if metric in ("vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"):
+        return snap.ready
+    return snap.ready + snap.draining
+
+
 def metric_value(metric: str, aggregation: str, snap: PoolSnapshot) -> float | None:
     """The policy metric at this snapshot; None when no pod exports it (no point)."""
-    exporting = snap.ready + snap.draining
     if metric == "vllm:num_requests_running":
         total = float(snap.running)
     elif metric == "vllm:num_requests_waiting":
@@ -68,9 +75,8 @@ def metric_value(metric: str, aggregation: str, snap: PoolSnapshot) -> float | N
         raise ValueError(f"metric {metric!r} cannot be back-tested; use one of {SUPPORTED_METRICS}")
     if aggregation == "total":
         return total
-    if metric in ("vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"):
-        return total / snap.ready if snap.ready else None
-    return total / exporting if exporting else None
+    pods = metric_pods(metric, snap)
+    return total / pods if pods else None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -86,7 +92,7 @@ class SignalHistory:
 
     def __init__(self) -> None:
         self._series: dict[str, deque[tuple[float, float]]] = {
-            name: deque() for name in ("metric", "rate", "prompt", "generation", "ttft_p95")
+            name: deque() for name in ("metric", "pods", "rate", "prompt", "generation", "ttft_p95")
         }
         self.expected_output = OUTPUT_PRIOR_TOKENS
 
@@ -97,12 +103,16 @@ class SignalHistory:
         metric: float | None,
         arrived: Sequence[Request],
         finished: Sequence[Completion],
+        pods: int | None = None,
     ) -> None:
-        """Append this tick's points and forget those older than the history."""
+        """Append this tick's points and forget those older than the history. ``pods``:
+        how many pods a per-replica ``metric`` averaged over."""
         for done in finished:
             self.expected_output += OUTPUT_EWMA_WEIGHT * (done.output_tokens - self.expected_output)
         if metric is not None:
             self._append("metric", now, metric)
+            if pods is not None:
+                self._append("pods", now, float(pods))
         self._append("rate", now, len(arrived) / tick_s)
         self._append("prompt", now, sum(r.input_tokens for r in arrived) / tick_s)
         self._append("generation", now, len(arrived) * self.expected_output / tick_s)

@@ -10,7 +10,11 @@ Defaults: stable window 60 s; panic window 10 % of the stable window (6 s); pani
 
 Rules, in order:
 1. Observed totals: the mean of the pool-total metric over the stable window and over the
-   panic window (a per-replica series is multiplied by the ready count).
+   panic window. A per-replica series is turned into totals point by point, each times the
+   pods it averaged over (`Observation.series_pods`), as Knative's scraper multiplies each
+   scrape's average per-pod concurrency by the ready pods at that scrape
+   (`pkg/autoscaler/metrics/stats_scraper.go`); multiplying the window mean by the ready
+   count now would overshoot after every scale-up.
 2. desired_stable = ceil(stable_total / per-replica target); desired_panic likewise.
 3. Rate limits per tick, relative to ready pods (at least 1): at most
    ceil(max_scale_up_rate x ready), at least floor(ready / max_scale_down_rate).

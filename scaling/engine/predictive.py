@@ -70,14 +70,13 @@ defaults serve both.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from .behavior import rate_limit, stabilise
 from .explain import replicas_text
 from .guards import ceil_replicas
-from .series import latest, metric_signal_points
+from .series import latest, metric_signal_points, totals, value_at
 from .types import (
     Algorithm,
     Memory,
@@ -138,13 +137,6 @@ def signals(policy: PolicyParams, p: Params, obs: Observation) -> tuple[Signal, 
     return (Signal(policy.metric, metric_signal_points(obs), p["history_s"]),)
 
 
-def _value_at(ordered: Series, t: float) -> float:
-    """Step interpolation over a time-ordered series: the last value at or before t (the
-    first, if none)."""
-    index = bisect_right(ordered, (t, math.inf))
-    return ordered[index - 1][1] if index else ordered[0][1]
-
-
 def smooth(points: Series, now: float, bucket_s: float) -> Series:
     """Step 2: means over buckets of `bucket_s` ending at now, stamped at the bucket end."""
     if bucket_s <= 0:
@@ -174,15 +166,16 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         )
         out = tuple(sorted(obs.generation_tokens_per_s))
         points = tuple(
-            (t, v / cap.prefill_tokens_per_s + _value_at(out, t) / cap.decode_tokens_per_s)
+            (t, v / cap.prefill_tokens_per_s + value_at(out, t) / cap.decode_tokens_per_s)
             for t, v in prompt
         )
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:
-        ready = obs.ready if policy.aggregation == "average" else 1
-        scale = ready / policy.target
-        raw = tuple(sorted(x for x in obs.series if x[0] >= start)) or (latest(obs.series),)
-        return tuple((t, v * scale) for t, v in raw), f"{policy.metric} over target (fallback)"
+        pool = totals(policy, obs)
+        raw = tuple(sorted(x for x in pool if x[0] >= start)) or (latest(pool),)
+        return tuple(
+            (t, v / policy.target) for t, v in raw
+        ), f"{policy.metric} over target (fallback)"
     total = sum(s.value for s in obs.samples)
     return ((obs.now, total / policy.target),), f"{policy.metric} over target (fallback)"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
+
 from .types import MetricValue, Observation, PolicyParams, Series
 
 
@@ -35,15 +38,34 @@ def metric_signal_points(obs: Observation) -> Series:
     return tuple((s.timestamp, s.value) for s in obs.samples)
 
 
-def pool_total(policy: PolicyParams, obs: Observation, window_s: float) -> float:
-    """Mean over the window of the policy metric for the whole pool.
+def value_at(ordered: Series, t: float) -> float:
+    """Step interpolation over a time-ordered series: the last value at or before t (the
+    first, if none)."""
+    index = bisect_right(ordered, (t, math.inf))
+    return ordered[index - 1][1] if index else ordered[0][1]
 
-    A per-replica ("average") series is multiplied by the ready count at `now`, as Knative
-    multiplies the average per-pod concurrency by the pod count.
+
+def totals(policy: PolicyParams, obs: Observation) -> Series:
+    """The policy metric's series for the whole pool. Each point of a per-replica
+    ("average") series is multiplied by the pods it averaged over then, as Knative's scraper
+    multiplies each scrape's average per-pod concurrency by the ready pods at that scrape;
+    without that count, by the ready count now."""
+    if policy.aggregation != "average":
+        return obs.series
+    pods = tuple(sorted(obs.series_pods))
+    if not pods:
+        return tuple((t, v * obs.ready) for t, v in obs.series)
+    return tuple((t, v * value_at(pods, t)) for t, v in obs.series)
+
+
+def pool_total(policy: PolicyParams, obs: Observation, window_s: float) -> float:
+    """Mean over the window of the policy metric for the whole pool (see `totals`).
+
+    Multiplying a window mean of per-replica values by the ready count now would overshoot
+    after every scale-up: the pre-scale-up averages were over fewer pods.
     """
     if obs.series:
-        mean = window_mean(obs.series, obs.now, window_s)
-        return mean * obs.ready if policy.aggregation == "average" else mean
+        return window_mean(totals(policy, obs), obs.now, window_s)
     return sample_total(policy, obs)[1]
 
 

@@ -85,8 +85,10 @@ class Observation:
 
     `current` is the Deployment's spec replicas (ready + warming + not yet started);
     `series` is the policy metric over recent history, per replica when the policy's
-    aggregation is "average" and for the whole pool when it is "total". `samples` are the
-    per-pod latest values (HPA uses them for its missing/unready-pod rules).
+    aggregation is "average" and for the whole pool when it is "total"; `series_pods` holds,
+    for an "average" series, how many pods each point averaged over (empty: take the ready
+    count now), so a point's pool total is its value x its pods. `samples` are the per-pod
+    latest values (HPA uses them for its missing/unready-pod rules).
     """
 
     now: float
@@ -96,6 +98,7 @@ class Observation:
     pods: tuple[PodState, ...] = ()
     samples: tuple[PodSample, ...] = ()
     series: Series = ()
+    series_pods: Series = ()
     request_rate: Series = ()
     prompt_tokens_per_s: Series = ()
     generation_tokens_per_s: Series = ()

@@ -157,6 +157,25 @@ def test_dry_run_records_and_applies_nothing(start_simulator, gpu_type, team_a):
     assert Decision.objects.count() == before
 
 
+def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
+    start_simulator, gpu_type, team_a
+):
+    busy = {"kind": "constant", "rate_rps": 30.0, "output_mean": 200, "input_mean": 300}
+    url = start_simulator(fleet(CHAT | {"load": busy, "replicas": 2}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, algorithm="kpa", mode="dry-run")
+
+    def history():
+        workload.refresh_from_db()
+        return workload.status.get("history") or {}
+
+    ticks_until(cluster, lambda: len(history().get("pods", [])) >= 3)
+    points = history()
+    # kpa turns each point into a pool total with its own pod count (Knative's scraper
+    # multiplies each scrape's average by the ready pods then), not with the count now.
+    assert [t for t, _ in points["pods"]] == [t for t, _ in points["metric"]]
+    assert {n for _, n in points["pods"]} == {2.0}
+
+
 def test_missing_metrics_hold_instead_of_scaling_to_the_minimum(start_simulator, gpu_type, team_a):
     quiet = {"kind": "constant", "rate_rps": 0.2}
     url = start_simulator(fleet(CHAT | {"replicas": 3, "load": quiet}), speed=4.0)

@@ -61,6 +61,21 @@ def test_kpa_leaves_panic_a_stable_window_after_the_last_crossing(build):
     assert second.desired == 10
 
 
+def test_kpa_totals_each_per_replica_point_over_the_pods_it_averaged(build):
+    # 70 requests in flight throughout: 14 per pod on 5 pods, then 7 per pod on 10 once the
+    # scale-up is ready. The pool total stays 70, so 70 / 7 = 10 pods: a steady state.
+    now = build.NOW
+    series = tuple((t, 14.0 if t < now - 20 else 7.0) for t, _ in _flat(now, 0.0))
+    pods = ((now - 60, 5.0), (now - 20, 10.0))
+    pol = build.policy("kpa", target=10.0, aggregation="average")
+    decision = build.run(pol, build.obs(10, series=series, series_pods=pods))
+    assert decision.desired == 10
+    assert "stable 70" in decision.steps[0].note
+    # Multiplying the window's mean per-pod value (11.4) by the 10 ready now would read 114
+    # and ask for 17: the overshoot after every scale-up.
+    assert build.run(pol, build.obs(10, series=series)).desired == 17
+
+
 def test_kpa_max_scale_down_rate_halves_at_most(build):
     decision = build.run(_kpa(build), build.obs(10, series=_flat(build.NOW, 0.5)))
     assert decision.desired == 5
