@@ -180,6 +180,8 @@ class QuotaMachine(RuleBasedStateMachine):
         self.at_tick = dict(self.quotas)  # the quotas the last tick allocated with
         self.last_grants = {}
         self.time = 0.0
+        self.over_since: dict[str, float | None] = dict.fromkeys(self.TENANTS)
+        self.floors = dict(self.minimum)
 
     def used(self, tenant):
         return sum(n * k for (t, k), n in self.current.items() if t == tenant)
@@ -192,10 +194,12 @@ class QuotaMachine(RuleBasedStateMachine):
         nominal=st.integers(0, 8),
         borrowing=st.none() | st.integers(0, 6),
         lending=st.none() | st.integers(0, 8),
+        grace=st.none() | st.integers(0, 3),
     )
-    def edit_quota(self, name, nominal, borrowing, lending):
+    def edit_quota(self, name, nominal, borrowing, lending, grace):
         lending = None if lending is None else min(lending, nominal)
-        self.quotas[name] = team(name, nominal, borrowing, lending, self.quotas[name].priority)
+        edited = team(name, nominal, borrowing, lending, self.quotas[name].priority)
+        self.quotas[name] = replace(edited, reclaim_grace_s=grace)
 
     @rule(
         key=st.sampled_from([(t, k) for t in TENANTS for k in (1, 2)]),
@@ -210,8 +214,14 @@ class QuotaMachine(RuleBasedStateMachine):
     def tick(self):
         self.time += 1
         self.before = {t: self.used(t) for t in self.TENANTS}
-        self.at_tick = dict(self.quotas)
+        for t, quota in self.quotas.items():  # the grace clock, as the loop keeps it
+            over = quota.ceiling is not None and self.before[t] > quota.ceiling
+            self.over_since[t] = (self.over_since[t] or self.time) if over else None
+        self.at_tick = {
+            t: replace(q, over_since=self.over_since[t]) for t, q in self.quotas.items()
+        }
         keys = sorted(self.current)
+        self.floors = {key: min(self.minimum[key], self.current[key]) for key in keys}
         demands = [
             Demand(
                 i,
@@ -219,12 +229,13 @@ class QuotaMachine(RuleBasedStateMachine):
                 k,
                 self.current[(t, k)],
                 self.wanted[(t, k)],
-                min(self.minimum[(t, k)], self.current[(t, k)]),
+                self.floors[(t, k)],
                 grown_at=self.time,
             )
             for i, (t, k) in enumerate(keys)
         ]
-        self.last_grants = {keys[g.workload]: g for g in allocate(self.quotas, demands).values()}
+        grants = allocate(self.at_tick, demands, now=self.time)
+        self.last_grants = {keys[g.workload]: g for g in grants.values()}
         for key, grant in self.last_grants.items():
             self.current[key] = grant.replicas
 
@@ -247,10 +258,24 @@ class QuotaMachine(RuleBasedStateMachine):
 
     @invariant()
     def nobody_at_or_under_nominal_is_reclaimed_from(self):
-        for (t, _), grant in self.last_grants.items():
-            if grant.kind == "reclaimed":
-                assert self.before[t] > self.at_tick[t].nominal
+        for (t, k), grant in self.last_grants.items():
+            if grant.kind != "reclaimed":
+                continue
+            assert self.before[t] > self.at_tick[t].nominal
+            if grant.reason.startswith(f"reclaimed by quota: {t} held"):  # excess after grace
+                ceiling = self.at_tick[t].ceiling
+                assert ceiling is not None and self.before[t] > ceiling
+                assert self.used(t) > ceiling - k  # whole replicas: at most one too many
+            else:
                 assert self.used(t) >= self.at_tick[t].nominal
+
+    @invariant()
+    def excess_past_its_grace_is_reclaimed_down_to_minimums(self):
+        for t, quota in self.at_tick.items():
+            if quota.ceiling is None or not quota.reclaims_excess(self.time):
+                continue
+            at_floor = all(n == self.floors[key] for key, n in self.current.items() if key[0] == t)
+            assert self.used(t) <= quota.ceiling or at_floor
 
     @invariant()
     def cohort_usage_never_exceeds_its_capacity_through_growth(self):
