@@ -53,36 +53,45 @@ def resource_quota_hard(url, namespace):
     return int(quota.spec.hard["requests.nvidia.com/gpu"])
 
 
-def test_the_lender_gets_its_gpus_back_from_the_borrower(start_simulator, gpu_type, team_a, team_b):
-    url = start_simulator(FLEET, speed=4.0)
+def east(url):
     base = f"{url}/east"
-    cluster = Cluster.objects.create(
+    return Cluster.objects.create(
         name="east", api_url=base, metrics_source="exporter", metrics_url=f"{base}/metrics"
     )
+
+
+def register(cluster, tenant, name, gpu_type, *, with_policy=True, **policy):
+    """The tenant's workload ``name`` (in the namespace named after it), with an hpa policy
+    in enforce mode (``policy`` overrides its fields) unless ``with_policy`` is False."""
+    workload = Workload.objects.create(
+        tenant=tenant,
+        cluster=cluster,
+        namespace=tenant.slug,
+        deployment=name,
+        model_name=MODEL,
+        gpu_type=gpu_type,
+    )
+    if with_policy:
+        fields = {
+            "algorithm": "hpa",
+            "metric": "vllm:num_requests_running",
+            "target": 8,
+            "min_replicas": 1,
+            "max_replicas": 8,
+            "mode": "enforce",
+        }
+        ScalingPolicy.objects.create(workload=workload, **(fields | policy))
+    return workload
+
+
+def test_the_lender_gets_its_gpus_back_from_the_borrower(start_simulator, gpu_type, team_a, team_b):
+    url = start_simulator(FLEET, speed=4.0)
+    cluster = east(url)
     Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=6)
     Quota.objects.create(tenant=team_b, gpu_type=gpu_type, nominal=2)
-    workloads = {}
-    for tenant, name in ((team_a, "lender"), (team_b, "borrower")):
-        workloads[name] = Workload.objects.create(
-            tenant=tenant,
-            cluster=cluster,
-            namespace=tenant.slug,
-            deployment=name,
-            model_name=MODEL,
-            gpu_type=gpu_type,
-        )
-        ScalingPolicy.objects.create(
-            workload=workloads[name],
-            algorithm="hpa",
-            metric="vllm:num_requests_running",
-            target=8,
-            min_replicas=1,
-            max_replicas=8,
-            mode="enforce",
-            scale_up_period_s=2,
-            scale_down_stabilization_s=2,
-        )
-    lender, borrower = workloads["lender"], workloads["borrower"]
+    fast = {"scale_up_period_s": 2, "scale_down_stabilization_s": 2}
+    lender = register(cluster, team_a, "lender", gpu_type, **fast)
+    borrower = register(cluster, team_b, "borrower", gpu_type, **fast)
 
     def tick():
         tick_cluster(cluster.pk)
@@ -127,24 +136,14 @@ def test_a_hand_edited_resource_quota_is_restored_and_reported(
         ]
     }
     url = start_simulator(fleet, speed=4.0)
-    base = f"{url}/east"
-    cluster = Cluster.objects.create(
-        name="east", api_url=base, metrics_source="exporter", metrics_url=f"{base}/metrics"
-    )
+    cluster = east(url)
     Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=3)
-    Workload.objects.create(
-        tenant=team_a,
-        cluster=cluster,
-        namespace="team-a",
-        deployment="lender",
-        model_name=MODEL,
-        gpu_type=gpu_type,
-    )
+    register(cluster, team_a, "lender", gpu_type, with_policy=False)
     tick_cluster(cluster.pk)
     tick_cluster(cluster.pk)
     expected = namespace_limits(cluster)["team-a"]
     assert resource_quota_hard(url, "team-a") == expected
-    core = k8s.CoreV1Api(k8s.ApiClient(k8s.Configuration(host=base)))
+    core = k8s.CoreV1Api(k8s.ApiClient(k8s.Configuration(host=f"{url}/east")))
     core.patch_namespaced_resource_quota(
         RESOURCE_QUOTA_NAME, "team-a", {"spec": {"hard": {"requests.nvidia.com/gpu": "50"}}}
     )
@@ -160,29 +159,10 @@ def test_a_lowered_quota_reclaims_the_excess_after_its_grace_period(
     chat = workload("team-a", "chat", BUSY) | {"replicas": 4}
     fleet = {"clusters": [FLEET["clusters"][0] | {"workloads": [chat]}]}
     url = start_simulator(fleet, speed=4.0)
-    base = f"{url}/east"
-    cluster = Cluster.objects.create(
-        name="east", api_url=base, metrics_source="exporter", metrics_url=f"{base}/metrics"
-    )
+    cluster = east(url)
     quota = Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=8, borrowing_limit=0)
-    chat = Workload.objects.create(
-        tenant=team_a,
-        cluster=cluster,
-        namespace="team-a",
-        deployment="chat",
-        model_name=MODEL,
-        gpu_type=gpu_type,
-    )
-    ScalingPolicy.objects.create(
-        workload=chat,
-        algorithm="hpa",
-        metric="vllm:num_requests_running",
-        target=8,
-        min_replicas=1,
-        max_replicas=8,
-        mode="enforce",
-    )
-    apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=base)))
+    chat = register(cluster, team_a, "chat", gpu_type)
+    apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=f"{url}/east")))
 
     def replicas() -> int:
         return apps.read_namespaced_deployment("chat", "team-a").spec.replicas
