@@ -311,6 +311,19 @@ def test_slo_counts_warming_replicas_as_the_answer_on_the_way(build):
     assert "warming replicas cover it" in decision.steps[0].note
 
 
+def test_slo_waits_for_latency_measured_on_the_grown_pool(build):
+    # Scaled 4 -> 8 at NOW - 100 with a 60 s cold start: the new replicas were ready at
+    # NOW - 40. A p95 of 50 s describes requests that arrived at NOW - 50, before that.
+    pol = build.policy("slo", slo_ttft_p95_s=2.0, cold_start_s=60.0)
+    grown = Memory(scale_events=((build.NOW - 100, 4),))
+    backlog = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 50.0),)), grown)
+    assert backlog.desired == 8
+    assert "waiting for the grown pool's latency" in backlog.steps[0].note
+    # A p95 of 30 s was measured on requests that arrived after it: the pool is still short.
+    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), grown)
+    assert short.desired > 8
+
+
 def test_slo_never_goes_below_the_offered_work_target(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0, scale_down_stabilization_s=0.0)
     fast = ((build.NOW - 1, 0.1),)
