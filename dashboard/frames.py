@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dashboard.live import GpuCell, WorkloadLive
@@ -28,14 +29,28 @@ class TenantUsage:
     borrowing_limit: int | None
     used: int
     ceiling: int | None  # the most it may hold (quota maths' TenantQuota.ceiling); None: no cap
+    over_since: float | None = None  # the reclaim grace clock (Quota.over_since), Unix seconds
+    reclaim_grace_s: int | None = None  # None: an excess is never reclaimed
 
     @property
     def borrowed(self) -> int:
         return max(0, self.used - self.nominal)
 
+    @property
+    def over(self) -> int:
+        """GPUs held over the ceiling (a lowered quota); 0 when within it or uncapped."""
+        return max(0, self.used - self.ceiling) if self.ceiling is not None else 0
+
+    @property
+    def reclaim_at(self) -> datetime | None:
+        """When the excess is reclaimed, if it will be and the clock has started."""
+        if not self.over or self.over_since is None or self.reclaim_grace_s is None:
+            return None
+        return datetime.fromtimestamp(self.over_since + self.reclaim_grace_s, UTC)
+
     def as_dict(self) -> dict[str, Any]:
         body = {k: v for k, v in self.__dict__.items() if k != "tenant_id"}
-        return {**body, "borrowed": self.borrowed}
+        return {**body, "borrowed": self.borrowed, "over": self.over}
 
 
 def dumps(frame_type: str, t: float, **body: Any) -> str:

@@ -73,6 +73,8 @@ def usage(workloads: Iterable[Workload], tenant_ids: Iterable[int] | None = None
             borrowing_limit=q.borrowing_limit,
             used=held.get((q.tenant_id, q.gpu_type_id), 0),
             ceiling=q.as_limit().ceiling,
+            over_since=q.over_since.timestamp() if q.over_since else None,
+            reclaim_grace_s=q.reclaim_grace_s,
         )
         for q in quotas
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -70,6 +70,19 @@ def test_fleet_page_shows_quota_usage_and_borrowing(client, setup):
     body = client.get("/").content.decode()
     assert "plotly/plotly.min.js" in body and "dashboard/fleet.js" in body
     assert "borrowing 2" in body  # 6 GPUs held on a nominal of 4
+
+
+def test_fleet_page_says_when_a_lowered_quota_is_exceeded_and_when_it_is_reclaimed(client, setup):
+    quota = Quota.objects.get()
+    client.force_login(setup["viewer"])
+    assert "over quota" not in client.get("/").content.decode()  # 6 GPUs of 4 + 2
+    quota.nominal = 3  # lowered under the 6 GPUs held
+    quota.save()
+    assert "1 over quota, kept (no reclaim grace)" in client.get("/").content.decode()
+    quota.reclaim_grace_s = 600
+    quota.over_since = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
+    quota.save()
+    assert "1 over quota, reclaimed from 14:10:00 UTC" in client.get("/").content.decode()
 
 
 def test_fleet_page_reserves_the_heatmap_and_table_rows_of_the_synced_nodes(client, setup):
