@@ -65,24 +65,21 @@ def signals(policy: PolicyParams, p: Params, obs: Observation) -> tuple[Signal, 
     return (ttft,)
 
 
-def grown_after(memory: Memory, obs: Observation, cold_start_s: float, p95: float) -> float | None:
-    """When the last scale-up's replicas were ready, if that was after the requests behind
-    ``p95`` arrived (a request finishing now after a wait of p95 arrived p95 ago): their
-    latency describes the smaller pool. None when the latency is newer than the growth."""
+def predates_growth(memory: Memory, obs: Observation, cold_start_s: float, p95: float) -> bool:
+    """Whether the requests behind ``p95`` arrived before the last scale-up's replicas were
+    ready (a request finishing now after a wait of p95 arrived p95 ago): their latency then
+    describes the smaller pool."""
     ups = [t for t, change in memory.scale_events if change > 0]
-    if not ups:
-        return None
-    ready_at = max(ups) + cold_start_s
-    return ready_at if obs.now - p95 < ready_at else None
+    return bool(ups) and obs.now - p95 < max(ups) + cold_start_s
 
 
 def proportional(
-    current: int, ready: int, ratio: float, p: Params, grown_at: float | None = None
+    current: int, ready: int, ratio: float, p: Params, stale: bool = False
 ) -> tuple[int, str]:
-    if ratio > 1 + p["scale_up_tolerance"] and grown_at is not None:
+    if ratio > 1 + p["scale_up_tolerance"] and stale:
         return current, (
-            f"over the objective, measured on requests that arrived before the last scale-up "
-            f"was ready (t = {grown_at:.0f} s): waiting for the grown pool's latency"
+            "over the objective, measured on requests that arrived before the last scale-up "
+            "was ready: waiting for the grown pool's latency"
         )
     if ratio > 1 + p["scale_up_tolerance"]:
         base = max(ready, 1)
@@ -102,8 +99,8 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
     p95 = window_mean(obs.ttft_p95_s, obs.now, p["stable_window_s"])
     ratio = p95 / slo
-    grown = grown_after(memory, obs, policy.cold_start_s, p95)
-    raw, note = proportional(obs.current, obs.ready, ratio, p, grown)
+    stale = predates_growth(memory, obs, policy.cold_start_s, p95)
+    raw, note = proportional(obs.current, obs.ready, ratio, p, stale)
     steps: list[Step] = [Step("controller", raw, f"{note}, gain {p['gain']:g}")]
     values = used_values("TTFT p95 (s)", obs.ttft_p95_s, obs.now, p["stable_window_s"])
     if predictive.uses_offered_work(obs):
