@@ -97,14 +97,13 @@ def targets(rows: dict[str, dict[str, Any]], trace: str) -> dict[str, bool]:
 
 def sweep(trace: str, oracle: OracleResult) -> dict[str, list[dict[str, Any]]]:
     """hpa and kpa at every target of SWEEP_TARGETS: what each buys at which attainment."""
-    return {
-        name: [
-            {"target": t}
-            | row(run_backtest(replace(POLICIES[name], target=t), trace, oracle=oracle), 0.0)
-            for t in SWEEP_TARGETS
-        ]
-        for name in ("hpa", "kpa")
-    }
+    runs: dict[str, list[dict[str, Any]]] = {"hpa": [], "kpa": []}
+    for name, measured in runs.items():
+        for target in SWEEP_TARGETS:
+            started = time.perf_counter()
+            result = run_backtest(replace(POLICIES[name], target=target), trace, oracle=oracle)
+            measured.append({"target": target} | row(result, time.perf_counter() - started))
+    return runs
 
 
 def matched(runs: list[dict[str, Any]], attainment: float) -> dict[str, Any]:
