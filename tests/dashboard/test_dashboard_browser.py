@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.servers import wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{url} did not come up") from None
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +77,7 @@ def app_url(
     ]
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/healthz", processes[0])
+        wait_http(f"{url}/healthz", processes[0])
         yield url
     finally:
         for process in processes:
