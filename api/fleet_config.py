@@ -11,11 +11,11 @@ Import semantics (GitOps-friendly):
    field left out takes the model's default. Objects missing from the document are left alone
    (import never deletes), and a workload without ``policy`` keeps the policy it has.
 2. Everything is applied in one transaction, in dependency order (GPU types, clusters,
-   organisations, teams, quotas, workloads, policies), each object validated with the model's
-   ``full_clean``. Any error rolls everything back and all errors are reported together.
+   organisations, teams, namespaces, quotas, workloads, policies), each object validated with
+   the model's ``full_clean``. Any error rolls everything back and all errors are reported together.
 3. Only objects that differ are saved, so importing the same document again changes nothing
-   (and a policy's version only moves when the policy changes). Changes of tenants, quotas and
-   policies are recorded in the history with the reason "import_config".
+   (and a policy's version only moves when the policy changes). Changes of tenants, namespace
+   mappings, quotas and policies are recorded in the history with the reason "import_config".
 4. A dry run does all of the above and then rolls back: the diff is exactly what would happen.
 """
 
@@ -33,11 +33,11 @@ from history.models import record_change, snapshot
 from quotas.models import GpuType, Quota
 from scaling.models import ScalingPolicy, Workload
 from scaling.tasks import request_reconcile
-from tenants.models import Tenant
+from tenants.models import Namespace, Tenant
 
 FORMAT_VERSION = 1
 HISTORY_REASON = "import_config"
-TRACKED = (Tenant, Quota, ScalingPolicy)
+TRACKED = (Tenant, Namespace, Quota, ScalingPolicy)
 _MISSING = object()
 
 
@@ -83,6 +83,13 @@ TENANTS = Kind(
     ("name", "parent", "priority", "fair_share_weight", "active"),
     {"parent": (Tenant, "slug")},
 )
+NAMESPACES = Kind(
+    "namespaces",
+    Namespace,
+    ("cluster", "name"),
+    ("tenant",),
+    {"cluster": (Cluster, "name"), "tenant": (Tenant, "slug")},
+)
 QUOTAS = Kind(
     "quotas",
     Quota,
@@ -110,7 +117,7 @@ POLICIES = Kind(
     ("workload",),
     tuple(f.name for f in ScalingPolicy._meta.concrete_fields if f.name not in _POLICY_SKIP),
 )
-SECTIONS = (GPU_TYPES, CLUSTERS, TENANTS, QUOTAS, WORKLOADS)
+SECTIONS = (GPU_TYPES, CLUSTERS, TENANTS, NAMESPACES, QUOTAS, WORKLOADS)
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -154,6 +161,10 @@ def export_config() -> dict[str, Any]:
         "gpu_types": [_export_object(g, GPU_TYPES) for g in GpuType.objects.all()],
         "clusters": [_export_object(c, CLUSTERS) for c in Cluster.objects.all()],
         "tenants": [_export_object(t, TENANTS) for t in tenants],
+        "namespaces": [
+            _export_object(n, NAMESPACES)
+            for n in Namespace.objects.select_related("cluster", "tenant")
+        ],
         "quotas": [
             _export_object(q, QUOTAS) for q in Quota.objects.select_related("tenant", "gpu_type")
         ],

@@ -9,11 +9,12 @@ from api.views.backtests import BacktestJobViewSet
 from api.views.config import ConfigView
 from api.views.fleet import ClusterViewSet, GpuTypeViewSet, QuotaViewSet
 from api.views.scaling import DecisionViewSet, PolicyViewSet, WorkloadViewSet
-from api.views.tenancy import MembershipViewSet, TenantViewSet
+from api.views.tenancy import MembershipViewSet, NamespaceViewSet, TenantViewSet
 
 router = SimpleRouter()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register("memberships", MembershipViewSet, basename="membership")
+router.register("namespaces", NamespaceViewSet, basename="namespace")
 router.register("gpu-types", GpuTypeViewSet, basename="gpu-type")
 router.register("clusters", ClusterViewSet, basename="cluster")
 router.register("quotas", QuotaViewSet, basename="quota")

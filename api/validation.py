@@ -27,6 +27,11 @@ def model_errors(instance: models.Model) -> dict[str, list[str]]:
             errors.setdefault(name, []).extend(messages)
     constraints: list[Any] = list(type(instance)._meta.constraints)
     for constraint in constraints:
+        # As Django's forms do, a constraint on a field that failed already is not checked:
+        # its message would be noise, and a uniqueness answer about a value the user may not
+        # use (another tenant's namespace) tells what exists there.
+        if _constrained_fields(constraint) & errors.keys():
+            continue
         if isinstance(constraint, models.CheckConstraint):
             holds = _holds(constraint.condition, instance)
             if holds is not None:  # decided here, without a query
@@ -123,13 +128,16 @@ def _only_field(constraint: models.BaseConstraint) -> str:
     """The one field a constraint tests (the left-hand side of its lookups), so its message
     lands on that field: "lending_limit <= nominal" is about the lending limit. When it tests
     several fields (a unique pair) it is the object's error."""
-    if isinstance(constraint, models.UniqueConstraint):
-        names = set(constraint.fields)
-    elif isinstance(constraint, models.CheckConstraint):
-        names = _fields_in(constraint.condition)
-    else:
-        return NON_FIELD_ERRORS
+    names = _constrained_fields(constraint)
     return names.pop() if len(names) == 1 else NON_FIELD_ERRORS
+
+
+def _constrained_fields(constraint: models.BaseConstraint) -> set[str]:
+    if isinstance(constraint, models.UniqueConstraint):
+        return set(constraint.fields)
+    if isinstance(constraint, models.CheckConstraint):
+        return _fields_in(constraint.condition)
+    return set()
 
 
 def _fields_in(node: Any) -> set[str]:

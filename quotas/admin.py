@@ -41,7 +41,7 @@ class TenantWithQuotasAdmin(TenantAdmin):
     inlines = [QuotaInline, *TenantAdmin.inlines]
 
     def tracks_inline(self, model: type[models.Model]) -> bool:
-        return model is Quota
+        return model is Quota or super().tracks_inline(model)
 
 
 @admin.register(GpuType)

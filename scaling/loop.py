@@ -51,6 +51,7 @@ from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +155,20 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     report.workloads = len(workloads)
     if not workloads:
         return
+    # Defence in depth: a workload saved before namespaces were owned, or whose namespace was
+    # mapped away since, holds; nothing of it is written to the cluster.
+    ownership = Namespace.objects.ownership(cluster.pk)
+    owned = [w for w in workloads if ownership.owns(w.tenant, w.namespace)]
     try:
-        observed = _observe(cluster, workloads, report)
+        observed = _observe(cluster, owned, report)
     except ClusterError as exc:
         report.error = str(exc)
         _record(workloads, [_unobservable(w, str(exc)) for w in workloads], report)
         return
-    proposals = [_propose(w, observed) for w in workloads]
+    proposals = [
+        _propose(w, observed) if ownership.owns(w.tenant, w.namespace) else _not_owned(w)
+        for w in workloads
+    ]
     wishes = [
         Wish(p.workload, p.deployment.replicas, p.deployment.warming_replicas, p.engine.desired)
         for p in proposals
@@ -174,9 +182,9 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
         else p
         for p in proposals
     ]
-    _apply_pool_settings(cluster, workloads)
+    _apply_pool_settings(cluster, owned)
     _record(workloads, evaluations, report)
-    sync_quotas(cluster, namespace_limits(cluster, workloads, rows))
+    sync_quotas(cluster, namespace_limits(cluster, owned, rows))
 
 
 def sync_quotas(cluster: Cluster, limits: dict[str, int]) -> None:
@@ -485,6 +493,14 @@ def _unobservable(workload: Workload, why: str) -> Evaluation:
             reason=f"held: {why}",
         )
     return Evaluation(status, decision, None)
+
+
+def _not_owned(workload: Workload) -> Evaluation:
+    return _unobservable(
+        workload,
+        f"namespace {workload.namespace} on cluster {workload.cluster} is not owned by tenant "
+        f"{workload.tenant}: nothing is scaled there (staff map namespaces to tenants)",
+    )
 
 
 # --- pool and records ----------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from django.utils import timezone
 from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.engine import PolicyParams
-from tenants.models import Tenant, TenantQuerySet, dns_label_validator
+from tenants.models import (
+    Namespace,
+    Tenant,
+    TenantQuerySet,
+    dns_label_validator,
+    is_reserved_namespace,
+)
 
 # The policy fields the engine reads (PolicyParams mirrors them one for one).
 ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
@@ -77,6 +83,25 @@ class Workload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster}/{self.namespace}/{self.deployment}"
+
+    def clean(self) -> None:
+        # One answer for every namespace the tenant does not own, mapped to another tenant or
+        # to nobody: the message must not tell whether someone else has objects there.
+        if self.tenant_id is None or self.cluster_id is None or not self.namespace:
+            return
+        if Namespace.objects.ownership(self.cluster_id).owns(self.tenant, self.namespace):
+            return
+        why = (
+            "it belongs to the cluster itself"
+            if is_reserved_namespace(self.namespace)
+            else "staff map namespaces to tenants"
+        )
+        raise ValidationError(
+            {
+                "namespace": f"Tenant {self.tenant} does not own namespace {self.namespace} on "
+                f"cluster {self.cluster} ({why})."
+            }
+        )
 
     @property
     def gpus_in_use(self) -> int:

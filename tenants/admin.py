@@ -1,16 +1,27 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Q, QuerySet
 
 from history.admin import ChangeInline, HistoryAdminMixin
-from tenants.models import Membership, Tenant
+from tenants.models import Membership, Namespace, Tenant
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ("user",)
+
+
+class NamespaceInline(admin.TabularInline):
+    model = Namespace
+    extra = 0
+    fields = ("cluster", "name")
+    verbose_name_plural = (
+        "namespaces (the control loop scales only in these; with none on a cluster, the "
+        "namespace named after the slug)"
+    )
 
 
 class OrganisationFilter(admin.SimpleListFilter):
@@ -39,7 +50,19 @@ class TenantAdmin(HistoryAdminMixin):
     search_fields = ("slug", "name")
     list_select_related = ("parent",)
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [MembershipInline, ChangeInline]
+    inlines = [NamespaceInline, MembershipInline, ChangeInline]
+
+    def tracks_inline(self, model: type[models.Model]) -> bool:
+        return model is Namespace
+
+
+@admin.register(Namespace)
+class NamespaceAdmin(HistoryAdminMixin):
+    list_display = ("name", "cluster", "tenant")
+    list_filter = ("cluster",)
+    search_fields = ("name", "tenant__slug", "cluster__name")
+    list_select_related = ("cluster", "tenant")
+    autocomplete_fields = ("tenant",)
 
 
 @admin.register(Membership)

@@ -5,6 +5,7 @@ The one choke point for tenant access is ``Tenant.objects.for_user(user)`` (and
 it, so a list is as safe as a detail page.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+
+from clusters.models import Cluster
 
 # A DNS-1123 label: the slug names Kubernetes namespaces.
 DNS_LABEL_REGEX = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -106,6 +109,12 @@ class Tenant(models.Model):
                 raise ValidationError(
                     {"parent": "This tenant is an organisation with teams; it cannot have one."}
                 )
+        # The slug is the tenant's default namespace: it must not be another tenant's already.
+        taken = Namespace.objects.filter(name=self.slug).exclude(tenant_id=self.pk)
+        if self.slug and taken.exists():
+            raise ValidationError(
+                {"slug": "A namespace of this name belongs to another tenant on some cluster."}
+            )
 
     @property
     def cohort_id(self) -> int | None:
@@ -155,3 +164,93 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.tenant}"
+
+
+# Namespaces the cluster itself uses: never a tenant's, whatever a mapping says. Kubernetes
+# reserves the "kube-" prefix for its own namespaces (kube-system, kube-public, kube-node-lease).
+RESERVED_NAMESPACES = frozenset({"default"})
+RESERVED_NAMESPACE_PREFIX = "kube-"
+
+
+def is_reserved_namespace(name: str) -> bool:
+    return name in RESERVED_NAMESPACES or name.startswith(RESERVED_NAMESPACE_PREFIX)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns which namespace on one cluster: the explicit mappings, and the tenants whose
+    mappings there replace the default (the namespace named after the tenant's slug)."""
+
+    owner_of: dict[str, int]  # namespace -> tenant id, from the mappings
+    mapped_tenants: frozenset[int]
+
+    def owns(self, tenant: Tenant, namespace: str) -> bool:
+        """Whether ``tenant`` owns ``namespace`` on this cluster:
+
+        1. a reserved namespace is nobody's;
+        2. a mapped namespace is its mapping's tenant's;
+        3. otherwise a tenant with no mapping on this cluster owns the namespace named after
+           its slug (slugs are unique, so no two tenants share a default).
+        """
+        if is_reserved_namespace(namespace):
+            return False
+        owner = self.owner_of.get(namespace)
+        if owner is not None:
+            return owner == tenant.pk
+        return tenant.pk not in self.mapped_tenants and namespace == tenant.slug
+
+
+class NamespaceQuerySet(models.QuerySet["Namespace"]):
+    def ownership(self, cluster_id: int) -> Ownership:
+        """Who owns what on ``cluster_id`` (one query)."""
+        rows = list(self.filter(cluster_id=cluster_id).values_list("name", "tenant_id"))
+        return Ownership(dict(rows), frozenset(tenant for _, tenant in rows))
+
+
+class Namespace(models.Model):
+    """A Kubernetes namespace a tenant owns on a cluster. The control loop scales Deployments
+    and writes ResourceQuotas only in namespaces their tenant owns; only staff map them.
+
+    A tenant with no mapping on a cluster owns there the namespace named after its slug; a
+    mapping on a cluster replaces that default there.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="namespaces")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="namespaces")
+    name = models.CharField(max_length=63, validators=[dns_label_validator])
+
+    objects = NamespaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "name"],
+                name="namespace_one_owner_per_cluster",
+                violation_error_message="This namespace already belongs to a tenant on this "
+                "cluster.",
+            ),
+            models.CheckConstraint(
+                condition=Q(name__regex=DNS_LABEL_REGEX),
+                name="namespace_name_dns_label",
+                violation_error_message="The name must be a valid DNS label.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(name__in=RESERVED_NAMESPACES)
+                & ~Q(name__startswith=RESERVED_NAMESPACE_PREFIX),
+                name="namespace_not_reserved",
+                violation_error_message="default and kube-* namespaces belong to the cluster, "
+                "never to a tenant.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.name} ({self.tenant})"
+
+    def clean(self) -> None:
+        # Another tenant's slug is that tenant's default namespace everywhere: mapping it to
+        # someone else would hand over a namespace its workloads may already run in.
+        if Tenant.objects.filter(slug=self.name).exclude(pk=self.tenant_id).exists():
+            raise ValidationError(
+                {"name": "A namespace named after another tenant is that tenant's own."}
+            )

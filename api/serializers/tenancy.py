@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from api.serializers.base import StrictModelSerializer, visible_tenants
-from tenants.models import Membership, Tenant
+from clusters.models import Cluster
+from tenants.models import Membership, Namespace, Tenant
 
 
 class TenantSerializer(StrictModelSerializer):
@@ -53,3 +54,14 @@ class MembershipSerializer(StrictModelSerializer):
         # Tenants the user cannot see read as missing ("does not exist"), never as forbidden.
         fields["tenant"].queryset = visible_tenants(self)  # type: ignore[attr-defined]
         return fields
+
+
+class NamespaceSerializer(StrictModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
+
+    class Meta:
+        model = Namespace
+        fields = ["id", "tenant", "cluster", "name"]
+        read_only_fields = ["id"]
+        validators: list[Any] = []

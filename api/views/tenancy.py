@@ -5,9 +5,9 @@ from typing import Any
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-from api.serializers.tenancy import MembershipSerializer, TenantSerializer
+from api.serializers.tenancy import MembershipSerializer, NamespaceSerializer, TenantSerializer
 from api.views.base import ScopedModelViewSet
-from tenants.models import Membership, Role, Tenant
+from tenants.models import Membership, Namespace, Role, Tenant
 
 
 class TenantViewSet(ScopedModelViewSet):
@@ -47,3 +47,22 @@ class MembershipViewSet(ScopedModelViewSet):
     def get_queryset(self) -> QuerySet[Membership]:
         tenants = Tenant.objects.for_user(self.request.user)
         return Membership.objects.filter(tenant__in=tenants).select_related("tenant", "user")
+
+
+class NamespaceViewSet(ScopedModelViewSet):
+    """The Kubernetes namespaces each tenant you can see owns per cluster: the only ones its
+    workloads may name and the control loop will scale in. Staff map them; a tenant with no
+    mapping on a cluster owns there the namespace named after its slug."""
+
+    serializer_class = NamespaceSerializer
+    tracked = True
+    write_role = None
+    filter_fields = {
+        "tenant": ("tenant__slug", serializers.CharField()),
+        "cluster": ("cluster__name", serializers.CharField()),
+    }
+    ordering_fields = ["id", "name", "tenant__slug", "cluster__name"]
+    ordering = ["id"]
+
+    def get_queryset(self) -> QuerySet[Namespace]:
+        return self.scoped(Namespace.objects.all(), "tenant").select_related("tenant", "cluster")
