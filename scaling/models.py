@@ -210,13 +210,39 @@ class ScalingPolicy(models.Model):
     def __str__(self) -> str:
         return f"{self.workload} ({self.algorithm}, {self.mode}, v{self.version})"
 
+    # Not settings: bookkeeping that a save writes itself.
+    _UNVERSIONED = frozenset({"id", "version", "updated_at"})
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> "ScalingPolicy":
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values, strict=True))
+        return instance
+
+    def changed_fields(self) -> list[str] | None:
+        """Settings that differ from the row this instance was loaded from; None when that row
+        is not known (an instance not loaded from the database)."""
+        stored: dict[str, Any] | None = getattr(self, "_stored", None)
+        if stored is None:
+            return None
+        return [
+            f.name
+            for f in self._meta.concrete_fields
+            if f.name not in self._UNVERSIONED
+            and f.attname in stored
+            and getattr(self, f.attname) != stored[f.attname]
+        ]
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
+            if self.changed_fields() == []:
+                return  # nothing changed: same version, same updated_at, nothing written
             # Increment in the database, so concurrent saves never reuse a version.
             self.version = F("version") + 1
         super().save(*args, **kwargs)
         if not isinstance(self.version, int):
             self.refresh_from_db(fields=["version"])
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
