@@ -7,6 +7,7 @@ unknown field answers 400 naming the allowed ones where DRF silently ignores it 
 asking for ``?ordering=created`` would otherwise page through an order it did not ask for).
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -72,8 +73,9 @@ class FieldFilterBackend(BaseFilterBackend):
 
 class StrictOrderingFilter(OrderingFilter):
     def remove_invalid_fields(
-        self, queryset: QuerySet[Any], fields: list[str], view: APIView, request: Request
+        self, queryset: QuerySet[Any], fields: Iterable[str], view: APIView, request: Request
     ) -> list[str]:
+        fields = list(fields)
         allowed = [name for name, _ in self.get_valid_fields(queryset, view, {"request": request})]
         unknown = [term for term in fields if term.lstrip("-") not in allowed]
         if unknown:

@@ -40,10 +40,7 @@ def selector(name: str) -> str:
     quote and line breaks escaped, so no name can end the literal and add matchers or
     operators (policies refuse names that are not Prometheus names; this holds regardless)."""
     literal = (
-        name.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
+        name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     )
     return f'{{__name__="{literal}"}}'
 

@@ -321,6 +321,17 @@ class ScalingPolicy(models.Model):
     # Not settings: bookkeeping that a save writes itself.
     _UNVERSIONED = frozenset({"id", "version", "updated_at"})
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            if self.changed_fields() == []:
+                return  # nothing changed: same version, same updated_at, nothing written
+            # Increment in the database, so concurrent saves never reuse a version.
+            self.version = F("version") + 1
+        super().save(*args, **kwargs)
+        if not isinstance(self.version, int):
+            self.refresh_from_db(fields=["version"])
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> "ScalingPolicy":
         instance = super().from_db(db, field_names, values)
@@ -340,17 +351,6 @@ class ScalingPolicy(models.Model):
             and f.attname in stored
             and getattr(self, f.attname) != stored[f.attname]
         ]
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            if self.changed_fields() == []:
-                return  # nothing changed: same version, same updated_at, nothing written
-            # Increment in the database, so concurrent saves never reuse a version.
-            self.version = F("version") + 1
-        super().save(*args, **kwargs)
-        if not isinstance(self.version, int):
-            self.refresh_from_db(fields=["version"])
-        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

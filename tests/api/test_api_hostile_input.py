@@ -136,9 +136,7 @@ def test_a_lone_surrogate_in_any_field_of_any_write_is_a_400_naming_it(
     assert all_counts() == before
 
 
-def test_the_choice_fields_the_issue_named_answer_400_not_500(
-    fleet: Any, staff: APIClient
-) -> None:
+def test_the_choice_fields_the_issue_named_answer_400_not_500(fleet: Any, staff: APIClient) -> None:
     policy = f"/api/v1/policies/{fleet.workloads['a'].policy.pk}/"
     cases = [
         (policy, "mode"),
@@ -148,11 +146,15 @@ def test_the_choice_fields_the_issue_named_answer_400_not_500(
         (f"/api/v1/clusters/{fleet.cluster.pk}/", "metrics_source"),
     ]
     for url, field in cases:
-        response = staff.patch(url, data=body_with((field,), SURROGATE), content_type="application/json")
+        response = staff.patch(
+            url, data=body_with((field,), SURROGATE), content_type="application/json"
+        )
         assert response.status_code == 400, (field, response.content)
         assert "surrogate" in response.json()["errors"][field][0]
     response = staff.post(
-        f"{policy}backtests/", data=body_with(("trace",), SURROGATE), content_type="application/json"
+        f"{policy}backtests/",
+        data=body_with(("trace",), SURROGATE),
+        content_type="application/json",
     )
     assert response.status_code == 400 and "trace" in response.json()["errors"]
 
