@@ -250,3 +250,15 @@ def test_without_observed_history_the_page_says_so_and_offers_recorded_traces(cl
     refused = client.post(url, form_data(setup["a"].policy, trace="observed"))
     assert refused.status_code == 400
     assert "no Prometheus URL" in refused.json()["errors"]["trace"][0]["message"]
+
+
+def test_the_policy_editor_warns_of_a_metric_no_exporter_publishes(client, setup):
+    client.force_login(setup["operator"])
+    policy = setup["a"].policy
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert 'data-warning-for="metric" role="status"></div>' in page
+    assert '<option value="vllm:num_requests_running">' in page  # the known names, suggested
+    ScalingPolicy.objects.filter(pk=policy.pk).update(metric="vllm:num_requests_runing")
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert "vllm:num_requests_runing is not a series" in page
+    assert "Did you mean vllm:num_requests_running?" in page
