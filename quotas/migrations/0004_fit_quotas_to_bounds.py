@@ -7,8 +7,11 @@ from django.db import migrations
 
 def fit_existing_rows(apps, schema_editor):
     """Clamp rows saved before the bounds into them, so the constraints can be added."""
-    from quotas.models import DAY_S, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_HOURLY_COST, MAX_REPLICAS
-
+    # The bounds as the next migration adds them (frozen: later changes to the models'
+    # bounds must not change what this migration did).
+    DAY_S, MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_HOURLY_COST, MAX_REPLICAS = (
+        86_400, 1024, 100_000, 1000, 10_000
+    )
     gpu_type = apps.get_model("quotas", "GpuType")
     gpu_type.objects.filter(memory_gib__gt=MAX_GPU_MEMORY_GIB).update(memory_gib=MAX_GPU_MEMORY_GIB)
     gpu_type.objects.filter(relative_throughput__gt=100).update(relative_throughput=100)
