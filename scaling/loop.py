@@ -49,7 +49,7 @@ from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide
+from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide, note_outage
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class TickReport:
     apply_errors: int = 0
     metric_queries: int = 0
     error: str = ""
+    error_cause: tuple[str, str] | None = None  # (kind, failing call), one incident per cause
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -132,7 +133,12 @@ def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) ->
     counts = dict(state.decisions)
     for outcome, n in report.outcomes.items():
         counts[outcome] = counts.get(outcome, 0) + n
+    errors = state.errors
+    if report.error:
+        cause = report.error_cause or ("error", "tick")
+        errors = state.count_error(cause, report.error, timezone.now().isoformat())
     ControlLoopState.objects.filter(pk=state.pk, lease_owner=owner).update(
+        errors=errors,
         lease_owner="",
         lease_until=None,
         ticks=F("ticks") + 1,
@@ -157,8 +163,9 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     try:
         observed = _observe(cluster, workloads, report)
     except ClusterError as exc:
-        report.error = str(exc)
-        _record(workloads, [_unobservable(w, str(exc)) for w in workloads], report)
+        report.error, report.error_cause = exc.sentence(cluster.name), exc.cause
+        unobservable = [_unobservable(w, report.error, exc.cause) for w in workloads]
+        _record(workloads, unobservable, report)
         return
     proposals = [_propose(w, observed) for w in workloads]
     wishes = [
@@ -392,7 +399,7 @@ def _act(
         kubernetes.set_scale(cluster, workload.namespace, workload.deployment, engine.desired)
     except ClusterError as exc:
         report.apply_errors += 1
-        return Decision.Outcome.ERROR, str(exc)
+        return Decision.Outcome.ERROR, exc.sentence(cluster.name)
     report.applied += 1
     return Decision.Outcome.APPLIED, ""
 
@@ -460,17 +467,30 @@ def _observed_status(deployment: DeploymentState) -> dict[str, Any]:
     return {"failure": deployment.failure or ""}
 
 
-def _unobservable(workload: Workload, why: str) -> Evaluation:
-    """The workload could not be observed: hold (nothing applied) and say why."""
+def _unobservable(workload: Workload, why: str, cause: tuple[str, str] | None = None) -> Evaluation:
+    """The workload could not be observed: hold (nothing applied) and say why.
+
+    One failing cause (its kind and the failing call) is one incident: a Decision when it
+    starts, then a count and the last time in the status, however the error's text varies
+    from tick to tick. The engine's clocks stop (an unobservable tick is an outage).
+    """
     policy = _policy(workload)
     previous = dict(workload.status or {})
-    key = ["error", why]
+    now = timezone.now().isoformat()
+    key = ["error", *(cause or ("", why))]
+    incident = previous.get("error") if previous.get("key") == key else None
+    count = int(incident.get("count", 0)) + 1 if isinstance(incident, dict) else 1
+    since = incident.get("since", now) if isinstance(incident, dict) else now
     status = previous | {
-        "at": timezone.now().isoformat(),
+        "at": now,
         "outcome": Decision.Outcome.ERROR,
         "reason": why,
         "key": key,
+        "error": {"cause": list(key[1:]), "count": count, "since": since, "last_at": now},
     }
+    if isinstance(previous.get("memory"), dict):
+        memory = note_outage(Memory.from_dict(previous["memory"]), time.time())
+        status["memory"] = memory.to_dict()
     decision = None
     if policy is not None and policy.mode != ScalingPolicy.Mode.OFF and key != previous.get("key"):
         decision = Decision(
