@@ -311,6 +311,9 @@ class ControlLoopState(models.Model):
     class Meta:
         verbose_name = "control loop state"
 
+    def __str__(self) -> str:
+        return f"control loop of {self.cluster}: {self.ticks} ticks"
+
     MAX_ERROR_CAUSES = 20
 
     def count_error(self, cause: tuple[str, str], sentence: str, at: str) -> dict[str, Any]:
@@ -322,9 +325,6 @@ class ControlLoopState(models.Model):
         entry = entry | {"count": int(entry.get("count", 0)) + 1, "last_at": at}
         errors[name] = entry | {"message": sentence}
         return dict(list(errors.items())[-self.MAX_ERROR_CAUSES :])
-
-    def __str__(self) -> str:
-        return f"control loop of {self.cluster}: {self.ticks} ticks"
 
 
 class BacktestJobQuerySet(models.QuerySet["BacktestJob"]):

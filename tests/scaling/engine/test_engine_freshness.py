@@ -32,7 +32,7 @@ def test_kpa_grace_does_not_run_during_a_metrics_outage_and_waits_a_window_after
     pol = build.policy("kpa", target=10.0, aggregation="total", min_replicas=0)
     t0 = build.NOW
     # 10 s of fresh "no traffic": the 30 s grace starts.
-    before, memory, current = _ticks(build, pol, t0, t0 + 10, lambda t: _zeros(t, t0), 1, Memory())
+    _, memory, current = _ticks(build, pol, t0, t0 + 10, lambda t: _zeros(t, t0), 1, Memory())
     assert current == 1
     # The metrics source goes silent for 120 s (longer than max_metric_age_s 60): the loop
     # keeps its remembered points, which stop advancing.
@@ -72,7 +72,7 @@ def test_grace_clock_stands_still_while_no_new_sample_arrives(build):
     assert all("no traffic for 10 s of the 30 s" in d.reason for d in stalled)
     # A new sample covers the time since the last one (a gap within max_metric_age_s is
     # ordinary scrape spacing): 10 + 45 s, the grace is over.
-    fresh = build.run(pol, build.obs(1, now=t0 + 60, series=frozen + ((t0 + 60, 0.0),)), memory)
+    fresh = build.run(pol, build.obs(1, now=t0 + 60, series=(*frozen, (t0 + 60, 0.0))), memory)
     assert fresh.desired == 0
 
 
