@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -566,3 +566,51 @@ OBSERVED_FIELDS = (
     "desired_replicas",
     "observed_at",
 )
+
+
+# --- liveness ------------------------------------------------------------------------------------
+
+# "A few" control-loop intervals: a tick is late after one interval, two are a hiccup (a slow
+# tick, a busy worker), three mean nothing is ticking. At least 15 s, so a short interval
+# does not turn one slow tick (a cluster API timing out) into "not running".
+STALLED_AFTER_INTERVALS = 3
+STALLED_MIN_S = 15.0
+
+
+def stalled_after_s() -> float:
+    return max(STALLED_AFTER_INTERVALS * float(settings.CONTROL_LOOP_INTERVAL), STALLED_MIN_S)
+
+
+@dataclass(frozen=True)
+class LoopAge:
+    """How long ago the control loop last completed a tick of one cluster."""
+
+    cluster: str
+    last_tick_at: datetime | None
+    age_s: float | None  # None: never ticked
+
+
+def loop_ages(now: datetime) -> list[LoopAge]:
+    """Every cluster the loop is expected to tick (enabled, with workloads), one query."""
+    rows = (
+        Cluster.objects.filter(enabled=True, workloads__isnull=False)
+        .distinct()
+        .order_by("name")
+        .values_list("name", "loop_state__last_tick_at")
+    )
+    return [
+        LoopAge(name, at, None if at is None else max((now - at).total_seconds(), 0.0))
+        for name, at in rows
+    ]
+
+
+def stalled_loops(now: datetime, started_at: datetime) -> list[LoopAge]:
+    """Clusters whose last completed tick is older than `stalled_after_s`. Right after
+    `started_at` (this process's start) a cluster has that long to tick before it counts,
+    so a fresh start is not reported as a dead loop."""
+    limit = timedelta(seconds=stalled_after_s())
+    if now - started_at <= limit:
+        return []
+    return [
+        age for age in loop_ages(now) if age.last_tick_at is None or now - age.last_tick_at > limit
+    ]
