@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPERVISE = ROOT / "bin" / "supervise"
 HONCHO = Path(sys.executable).with_name("honcho")
 # A child that prints its pid, then lives until killed.
-CHILD = f"{sys.executable} -c 'import os, time; print(\"pid\", os.getpid(), flush=True); time.sleep(600)'"
+PRINT_PID_AND_SLEEP = 'import os, time; print("pid", os.getpid(), flush=True); time.sleep(600)'
+CHILD = f"{sys.executable} -c '{PRINT_PID_AND_SLEEP}'"
 
 
 def _pids(path: Path) -> list[int]:
