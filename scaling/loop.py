@@ -317,8 +317,12 @@ def _finish(
     outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
     memory = engine.memory
     if outcome != Decision.Outcome.APPLIED or (grant is not None and grant.kind == "reclaimed"):
-        # The engine's count did not take effect: rate-limit periods must not count it.
-        memory = replace(engine.memory, scale_events=p.memory.scale_events)
+        # The engine's count did not take effect: rate-limit periods must not count it. (The
+        # engine's own events, not last tick's: their times have moved with its clocks.)
+        events = engine.memory.scale_events
+        if events and events[-1][0] == observed.now:
+            events = events[:-1]
+        memory = replace(engine.memory, scale_events=events)
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
