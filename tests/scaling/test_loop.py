@@ -362,6 +362,8 @@ def test_a_hanging_cluster_api_is_one_error_decision_with_a_growing_count(
     workload.refresh_from_db()
     assert workload.status["error"]["count"] == 4
     assert workload.status["error"]["cause"] == ["timeout", "list deployments"]
+    # The engine's clocks stopped: its first fresh readings after this will scale nothing down.
+    assert workload.status["memory"]["outage_since"] is not None
     state = ControlLoopState.objects.get(cluster=cluster)
     assert state.errors["timeout / list deployments"]["count"] == 4
     assert state.last_error == "cluster east's API did not answer within 0.5 s (list deployments)"
