@@ -486,12 +486,30 @@ class ControlLoopState(models.Model):
         blank=True,
         help_text="Last ResourceQuota sync per namespace: hard, used, action, drift found.",
     )
+    errors = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Tick failures by cause (kind / failing call): count, first and last time, "
+        "the sentence shown to operators.",
+    )
 
     class Meta:
         verbose_name = "control loop state"
 
     def __str__(self) -> str:
         return f"control loop of {self.cluster}: {self.ticks} ticks"
+
+    MAX_ERROR_CAUSES = 20
+
+    def count_error(self, cause: tuple[str, str], sentence: str, at: str) -> dict[str, Any]:
+        """The errors map with one more failure of ``cause``: one entry per cause, the
+        most recent MAX_ERROR_CAUSES kept."""
+        name = " / ".join(cause)
+        errors = dict(self.errors or {})
+        entry = errors.pop(name, None) or {"count": 0, "first_at": at}
+        entry = entry | {"count": int(entry.get("count", 0)) + 1, "last_at": at}
+        errors[name] = entry | {"message": sentence}
+        return dict(list(errors.items())[-self.MAX_ERROR_CAUSES :])
 
 
 BACKTEST_MIN_S = 60.0  # one oracle window
