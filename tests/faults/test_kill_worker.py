@@ -24,8 +24,8 @@ import subprocess
 import sys
 import time
 import uuid
-from itertools import pairwise
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
