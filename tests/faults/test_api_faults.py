@@ -3,6 +3,7 @@ write. Retries are bounded (counted from the requests the simulator received), t
 says it is degraded and why, and it converges once the fault is cleared."""
 
 import time
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 TICKS_UNDER_FAULT = 3
 TIMEOUT_S = 0.4
 # Total over the pool: any busy pool wants more than max_replicas, so the loop scales 1 -> 4.
-WANTS_MAX = {"aggregation": "total", "target": 1, "scale_up_period_s": 1}
+WANTS_MAX: dict[str, Any] = {"aggregation": "total", "target": 1, "scale_up_period_s": 1}
 
 
 @pytest.mark.parametrize(

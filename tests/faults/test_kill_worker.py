@@ -62,7 +62,7 @@ SLOW_S = 0.3
 # chat: its policy allows 4 but team-a's quota is 3 GPUs; embed: its policy's maximum is 2.
 TARGETS = {("team-a", "chat"): 3, ("team-b", "embed"): 2}
 LIMITS = {("team-a", "chat"): 3, ("team-b", "embed"): 2}
-WANTS_MAX = {"aggregation": "total", "target": 1, "scale_up_period_s": 1}
+WANTS_MAX: dict[str, Any] = {"aggregation": "total", "target": 1, "scale_up_period_s": 1}
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ class Worker:
             *(celery, "-A", "controlplane", "worker", "--pool", "prefork", "--concurrency", "1"),
             *("-Q", self.queue, "-n", f"{self.queue}-{self.starts}@%h"),
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-            *("--time-limit", "60", "--loglevel", "WARNING"),
+            *("--time-limit", "60", "--soft-time-limit", "50", "--loglevel", "WARNING"),
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -162,7 +162,7 @@ def worker(campaign_db: str, tmp_path: Path) -> Iterator[Worker]:
     finally:
         running.stop()
         with app.connection_for_write() as conn:  # leave no queue behind on a shared broker
-            conn.default_channel.queue_delete(queue)
+            conn.default_channel.queue_delete(queue)  # type: ignore[attr-defined]
 
 
 def completed_ticks(cluster_id: int) -> int:

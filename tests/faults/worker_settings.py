@@ -9,7 +9,6 @@ from controlplane.settings import *  # noqa: F403
 from controlplane.settings import CELERY_BROKER_TRANSPORT_OPTIONS, REDIS_URL
 
 CELERY_TASK_TIME_LIMIT = 1
-CELERY_TASK_SOFT_TIME_LIMIT = None
 if not REDIS_URL:  # the filesystem broker is polled: look every 50 ms, not every second
     CELERY_BROKER_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS | {"polling_interval": 0.05}
 # A killed pool process's task is declared lost (and redelivered) after this wait; Celery's 10 s
