@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -429,7 +430,7 @@ def _evaluation(
 ) -> Evaluation:
     steps = [{"name": s.name, "value": s.value, "note": s.note} for s in engine.steps]
     metric_values = [
-        {"label": m.label, "value": m.value, "timestamp": m.timestamp, "pod": m.pod}
+        {"label": m.label, "value": _json_number(m.value), "timestamp": m.timestamp, "pod": m.pod}
         for m in engine.metric_values
     ]
     # What makes a new Decision row: a different outcome, target or binding constraint.
@@ -473,6 +474,14 @@ def _evaluation(
             reason=reason,
         )
     return Evaluation(status, decision, deployment)
+
+
+def _json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity (PostgreSQL's jsonb refuses them): a nonsense sample the
+    engine refused is recorded as Prometheus writes it, as text."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def _observed_status(deployment: DeploymentState) -> dict[str, Any]:
@@ -573,6 +582,9 @@ def _record(workloads: list[Workload], evaluations: list[Evaluation], report: Ti
     decisions = [e.decision for e in evaluations if e.decision is not None]
     for decision in decisions:
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
+        # Stamped as recorded, not as evaluated: the live feed finds decisions by time and
+        # counts on each committing soon after its stamp (dashboard.poller.DecisionFeed).
+        decision.at = now
     report.decisions = len(decisions)
     with transaction.atomic():
         update_columns(workloads, OBSERVED_FIELDS)
