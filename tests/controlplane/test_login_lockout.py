@@ -4,6 +4,7 @@ the same for the admin's login; every failure and lockout visible in the admin."
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +145,38 @@ def test_an_ip_limit_below_the_user_limit_is_reported(settings: Any) -> None:
     assert "controlplane.E005" in [m.id for m in check_environment(None)]
     settings.LOGIN_IP_FAILURE_LIMIT = 50
     assert "controlplane.E005" not in [m.id for m in check_environment(None)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_lockout_page_under_asgi(make_user: Any, async_client: Any) -> None:
+    """The web server runs Django under ASGI, where axes' middleware takes its async path."""
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(make_user)("vera")
+    body = {"username": "vera", "password": "wrong"}
+    statuses = [
+        (await async_client.post("/accounts/login/", body, REMOTE_ADDR=ATTACKER)).status_code
+        for _ in range(django_settings.LOGIN_FAILURE_LIMIT)
+    ]
+    assert statuses[-1] == 429
+    body["password"] = PASSWORD
+    refused = await async_client.post("/accounts/login/", body, REMOTE_ADDR=ATTACKER)
+    assert refused.status_code == 429 and "Try again in 15 minutes" in refused.content.decode()
+    assert refused["Retry-After"] == str(int(django_settings.LOGIN_COOLOFF_S))
+
+
+def test_the_lockout_and_cache_variables_are_read_and_checked(tmp_path: Path) -> None:
+    from tests.controlplane.test_settings import run_manage, run_shell
+
+    env = {"LOGIN_COOLOFF_S": "60", "LOGIN_FAILURE_LIMIT": "3", "REDIS_URL": "redis://r:6379/0"}
+    out = run_shell(
+        tmp_path,
+        env,
+        "from django.conf import settings as s; print(s.AXES_COOLOFF_TIME.total_seconds(),"
+        " s.AXES_FAILURE_LIMIT, s.CACHES['default']['BACKEND'], s.CACHES['default']['LOCATION'])",
+    )
+    assert out == "60.0 3 django.core.cache.backends.redis.RedisCache redis://r:6379/0"
+    bad = run_manage(tmp_path, {"LOGIN_COOLOFF_S": "soon", "LOGIN_IP_FAILURE_LIMIT": "2"}, "check")
+    assert bad.returncode != 0
+    assert "controlplane.E002" in bad.stderr and "LOGIN_COOLOFF_S" in bad.stderr
+    assert "controlplane.E005" in bad.stderr
