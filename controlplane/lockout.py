@@ -29,7 +29,7 @@ def _failures(attempts: QuerySet[Any]) -> int:
     return int(attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0)
 
 
-class LoginLockoutHandler(AxesDatabaseHandler):  # type: ignore[misc]
+class LoginLockoutHandler(AxesDatabaseHandler):
     """Axes' database handler with a limit of its own for the client-IP-wide count."""
 
     def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:

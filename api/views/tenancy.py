@@ -1,7 +1,7 @@
 """Tenants (staff manage, members read) and memberships (tenant admins manage)."""
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from rest_framework import serializers
@@ -66,7 +66,7 @@ class MembershipViewSet(ScopedModelViewSet):
         invisible tenant reads as a missing one."""
         if not isinstance(data, Mapping):
             return  # the serializer refuses the body as a whole, looking nothing up
-        field = self.get_serializer().fields["tenant"]
+        field = cast(MembershipSerializer, self.get_serializer()).fields["tenant"]
         try:
             tenant = field.run_validation(data.get("tenant", empty))
         except ValidationError as exc:
