@@ -242,7 +242,9 @@ else:
     }
 
 # Django's cache holds the API's throttle counters: shared by every process through Redis,
-# otherwise per process (fine for one machine; a limit then counts per server process).
+# otherwise per process (fine for one machine; a limit then counts per server process). Keys are
+# prefixed, but cache.clear() (tests) empties the whole Redis database: CACHE_URL can name a
+# database of its own (redis://host:6379/1).
 CACHE_URL = os.environ.get("CACHE_URL", "") or REDIS_URL
 if CACHE_URL:
     CACHES = {
