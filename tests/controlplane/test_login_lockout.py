@@ -180,3 +180,21 @@ def test_the_lockout_and_cache_variables_are_read_and_checked(tmp_path: Path) ->
     assert bad.returncode != 0
     assert "controlplane.E002" in bad.stderr and "LOGIN_COOLOFF_S" in bad.stderr
     assert "controlplane.E005" in bad.stderr
+
+
+def test_login_records_older_than_the_retention_are_pruned(make_user: Any, settings: Any) -> None:
+    from axes.models import AccessFailureLog, AccessLog
+    from django.utils import timezone
+
+    from controlplane.tasks import prune_login_records
+
+    make_user("carol")
+    fail(Client(), "carol", 2)
+    log_in(Client(), "carol", PASSWORD, OTHER)
+    assert AccessFailureLog.objects.count() == 2 and AccessLog.objects.count() == 1
+    old = timezone.now() - dt.timedelta(days=settings.DECISION_RETENTION_DAYS + 1)
+    AccessFailureLog.objects.filter(pk=AccessFailureLog.objects.earliest("pk").pk).update(
+        attempt_time=old
+    )
+    assert prune_login_records() == 1
+    assert AccessFailureLog.objects.count() == 1 and AccessLog.objects.count() == 1
