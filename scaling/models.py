@@ -411,9 +411,18 @@ class ScalingPolicy(models.Model):
 
     def metric_warnings(self) -> list[str]:
         """What a client should know about this policy though it is valid: a metric that is no
-        series the cluster's exporters are known to publish (a typo, or a custom metric)."""
-        warning = unknown_metric_warning(self.metric)
-        return [warning] if warning else []
+        series the cluster's exporters are known to publish (a typo, or a custom metric), a
+        max metric age shorter than the loop's interval."""
+        warnings = [w for w in [unknown_metric_warning(self.metric)] if w]
+        interval = float(settings.CONTROL_LOOP_INTERVAL)
+        if self.max_metric_age_s is not None and self.max_metric_age_s < interval:
+            # Consecutive samples are a tick apart: each gap would count as an outage.
+            warnings.append(
+                f"Max metric age {self.max_metric_age_s:g} s is shorter than the control loop's "
+                f"interval ({interval:g} s): every tick would find a gap in the metric, and the "
+                "policy would never scale down."
+            )
+        return warnings
 
     def engine_params(self) -> PolicyParams:
         """What the engine reads of this (stored or unsaved) policy, field for field."""

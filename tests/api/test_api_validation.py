@@ -288,3 +288,12 @@ def test_a_misspelt_metric_is_saved_with_a_warning_naming_the_likely_one(
     assert [p["warnings"] for p in listed if p["id"] == detail["id"]] == [[warning]]
     fixed = policy_patch(staff, fleet, {"metric": "vllm:num_requests_running"})
     assert fixed.json()["warnings"] == []
+
+
+def test_a_max_metric_age_under_the_loop_interval_is_saved_with_a_warning(
+    fleet: Any, staff: Any, settings: Any
+) -> None:
+    settings.CONTROL_LOOP_INTERVAL = 5.0
+    (warning,) = policy_patch(staff, fleet, {"max_metric_age_s": 3}).json()["warnings"]
+    assert "shorter than the control loop's interval (5 s)" in warning
+    assert policy_patch(staff, fleet, {"max_metric_age_s": 5}).json()["warnings"] == []
