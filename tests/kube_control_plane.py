@@ -25,6 +25,7 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 ADMIN_TOKEN = "admin-token-for-tests"  # noqa: S105 - a throwaway server's static token
 NOBODY_TOKEN = "nobody-token-for-tests"  # noqa: S105 - authenticated, no RBAC rights
 START_TIMEOUT_S = 90.0
+STOP_GRACE_S = 3.0
 
 
 def binary_dir() -> Path:
@@ -44,6 +45,7 @@ class ControlPlane:
     """The running processes and what a client needs to reach them."""
 
     url: str
+    workdir: Path
     ca_file: Path
     kubeconfig: Path
     logs: Path
@@ -51,12 +53,14 @@ class ControlPlane:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop(self) -> None:
-        """Stop every process group started (latest first), then make sure each is gone."""
+        """Stop every process group started: SIGTERM, then SIGKILL what still runs after a
+        moment (the data is throwaway; kube-apiserver's graceful shutdown takes ~15 s)."""
         for process in reversed(self.processes):
             _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
         for process in reversed(self.processes):
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait(timeout=5)
@@ -92,6 +96,7 @@ def start(binaries: Path, workdir: Path) -> ControlPlane:
     url = f"https://127.0.0.1:{api_port}"
     plane = ControlPlane(
         url=url,
+        workdir=workdir,
         ca_file=workdir / "certs" / "apiserver.crt",
         kubeconfig=workdir / "kubeconfig",
         logs=logs,
@@ -139,6 +144,26 @@ def _write_credentials(workdir: Path) -> None:
     (workdir / "tokens.csv").write_text(
         f'{ADMIN_TOKEN},admin,uid-admin,"system:masters"\n{NOBODY_TOKEN},nobody,uid-nobody\n'
     )
+
+
+def sign_token(plane: ControlPlane, claims: dict[str, object], kid: str) -> str:
+    """A JWT with ``claims`` signed by the plane's service-account key, as the API server
+    signs the tokens it issues (for tokens a server issued once but refuses now)."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    key = serialization.load_pem_private_key((plane.workdir / "sa.key").read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    header = b64(json.dumps({"alg": "RS256", "kid": kid}).encode())
+    signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
 
 
 def _etcd_args(workdir: Path, port: int, peer: int) -> list[str]:

@@ -5,6 +5,7 @@ simulator was fixed (docs/kube-tests.md lists what it still does not do)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,12 @@ from clusters import kubernetes
 from clusters.kubernetes import GPU_PRODUCT_LABEL, GPU_RESOURCE, ClusterError
 from clusters.models import Cluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db,
+    # The adapter verifies TLS only through a kubeconfig context; these rows use a token.
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 A100 = "NVIDIA-A100-SXM4-80GB"
 L4 = "NVIDIA-L4"
@@ -57,9 +63,11 @@ class Backend:
     admin: k8s.ApiClient
     admin_token: str = ""
     nobody_token: str = ""
+    plane: Any = None
 
     def cluster(self, token: str | None = None) -> Cluster:
-        row = Cluster(name=f"contract-{self.name}", api_url=self.api_url, verify_tls=False)
+        name = f"contract-{self.name}-{Cluster.objects.count()}"
+        row = Cluster(name=name, api_url=self.api_url, verify_tls=False)
         row.credential = self.admin_token if token is None else token
         row.save()
         return row
@@ -146,7 +154,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     configuration.ssl_ca_cert = str(plane.ca_file)
     admin = k8s.ApiClient(configuration)
     seed_real_server(admin)
-    yield Backend("kube-apiserver", plane.url, admin, ADMIN_TOKEN, NOBODY_TOKEN)
+    yield Backend("kube-apiserver", plane.url, admin, ADMIN_TOKEN, NOBODY_TOKEN, plane)
 
 
 @pytest.fixture
@@ -272,12 +280,74 @@ def test_quota_refusals_surface_on_the_deployment(cluster: Cluster) -> None:
     wait_for(lambda: kubernetes.list_resource_quotas(cluster, "gpu-quota").get("team-a") == (2, 1))
     try:
         kubernetes.set_scale(cluster, "team-a", "chat", 4)
+        # The status settles in steps (the ReplicaSet's pods, its condition, the Deployment's).
         state = wait_for(
-            lambda: (s := kubernetes.list_deployments(cluster)[("team-a", "chat")]).failure and s
+            lambda: (s := kubernetes.list_deployments(cluster)[("team-a", "chat")]).failure
+            and s.replicas == 2
+            and s
         )
         assert "exceeded quota: gpu-quota" in state.failure
         assert "limited: requests.nvidia.com/gpu=2" in state.failure
-        assert (state.replicas, state.spec_replicas) == (2, 4)
+        assert state.spec_replicas == 4
     finally:
         kubernetes.ensure_resource_quota(cluster, "team-a", "gpu-quota", 64)
         kubernetes.set_scale(cluster, "team-a", "chat", 1)
+
+
+def real_server_only(backend: Backend) -> None:
+    if backend.name == "simulator":
+        pytest.skip("the simulator authenticates no one: every caller is admin (kube-tests.md)")
+
+
+def test_an_rbac_denial_is_permanent_and_says_who_may_not_do_what(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_server_only(backend)
+    nobody = backend.cluster(token=backend.nobody_token)
+    original = k8s.AppsV1Api.read_namespaced_deployment_scale
+    reads: list[str] = []
+
+    def counted(self: k8s.AppsV1Api, name: str, ns: str, **kw: Any) -> Any:
+        reads.append(name)
+        return original(self, name, ns, **kw)
+
+    monkeypatch.setattr(k8s.AppsV1Api, "read_namespaced_deployment_scale", counted)
+    with pytest.raises(ClusterError) as denied:
+        kubernetes.set_scale(nobody, "team-a", "chat", 2)
+    assert (denied.value.status, denied.value.transient, reads) == (403, False, ["chat"])
+    assert str(denied.value) == (
+        'scale team-a/chat to 2: HTTP 403 deployments.apps "chat" is forbidden: User "nobody" '
+        'cannot get resource "deployments/scale" in API group "apps" in the namespace "team-a"'
+    )
+    with pytest.raises(ClusterError) as listing:
+        kubernetes.list_deployments(nobody)
+    assert str(listing.value) == (
+        'list deployments: HTTP 403 deployments.apps is forbidden: User "nobody" cannot list '
+        'resource "deployments" in API group "apps" at the cluster scope'
+    )
+    assert not listing.value.transient
+
+
+def test_a_wrong_or_expired_token_is_permanent(backend: Backend) -> None:
+    real_server_only(backend)
+    from tests.kube_control_plane import sign_token
+
+    plane = backend.plane
+    core = k8s.CoreV1Api(backend.admin)
+    request = {"spec": {"audiences": [], "expirationSeconds": 600}}
+    issued = core.create_namespaced_service_account_token("default", "team-a", request)
+    token = issued.status.token
+    # While valid it authenticates (as a ServiceAccount with no rights: 403, not 401).
+    with pytest.raises(ClusterError) as authenticated:
+        kubernetes.list_deployments(backend.cluster(token=token))
+    assert authenticated.value.status == 403
+    assert 'User "system:serviceaccount:team-a:default" cannot list' in str(authenticated.value)
+    header, payload, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    kid = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+    expired = sign_token(plane, claims | {"exp": int(time.time()) - 60}, kid)
+    for refused in ("not-a-token", expired):
+        with pytest.raises(ClusterError) as unauthorized:
+            kubernetes.list_deployments(backend.cluster(token=refused))
+        assert (unauthorized.value.status, unauthorized.value.transient) == (401, False)
+        assert str(unauthorized.value) == "list deployments: HTTP 401 Unauthorized"
