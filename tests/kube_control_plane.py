@@ -1,13 +1,14 @@
 """A real Kubernetes control plane for the kube test tier: etcd, kube-apiserver (RBAC) and
 kube-controller-manager as processes, built by ``kubetest/build.sh`` (docs/kube-tests.md).
 
-There is no kubelet and no scheduler: Pods stay Pending, which is all the adapter needs
-(Deployments make ReplicaSets make Pods, quota admission and status are real). Nodes are API
-objects a test creates with the GPU capacity it wants.
+There is no kubelet: KWOK plays it for the Nodes a test creates (API objects with the GPU
+capacity it wants, annotated ``kwok.x-k8s.io/node: fake``), so the Pods kube-scheduler binds
+there become Running and Ready; Pods with no such node stay Pending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import ssl
@@ -21,9 +22,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "kubetest" / "build.sh"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
-ADMIN_TOKEN = "admin-token-for-tests"  # noqa: S105 - a throwaway server's static token
-NOBODY_TOKEN = "nobody-token-for-tests"  # noqa: S105 - authenticated, no RBAC rights
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# KWOK plays the kubelet of the nodes carrying this annotation (a test's fake GPU nodes).
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+ADMIN_TOKEN = "admin-token-for-tests"  # a throwaway server's static token
+NOBODY_TOKEN = "nobody-token-for-tests"  # authenticated, no RBAC rights
 START_TIMEOUT_S = 90.0
 STOP_GRACE_S = 3.0
 
@@ -67,10 +70,8 @@ class ControlPlane:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _free_ports(count: int) -> list[int]:
@@ -103,19 +104,20 @@ def start(binaries: Path, workdir: Path) -> ControlPlane:
     )
     try:
         _write_credentials(workdir)
-        plane.processes.append(_spawn(binaries, "etcd", _etcd_args(workdir, etcd_port, peer_port), logs))
-        plane.processes.append(
-            _spawn(binaries, "kube-apiserver", _apiserver_args(workdir, etcd_port, api_port), logs)
-        )
+        etcd = _etcd_args(workdir, etcd_port, peer_port)
+        plane.processes.append(_spawn(binaries, "etcd", etcd, logs))
+        apiserver = _apiserver_args(workdir, etcd_port, api_port)
+        plane.processes.append(_spawn(binaries, "kube-apiserver", apiserver, logs))
         _wait(plane, lambda: _get(plane, "/readyz") == 200, "kube-apiserver /readyz")
         _write_kubeconfig(plane)
-        plane.processes.append(
-            _spawn(binaries, "kube-controller-manager", _controller_manager_args(plane, workdir), logs)
-        )
+        controllers = _controller_manager_args(plane, workdir)
+        plane.processes.append(_spawn(binaries, "kube-controller-manager", controllers, logs))
         # The service-account controller creates "default" in every namespace: the
         # controller-manager is up and syncing once it has done so here.
         sa = "/api/v1/namespaces/default/serviceaccounts/default"
         _wait(plane, lambda: _get(plane, sa) == 200, "kube-controller-manager (default SA)")
+        plane.processes.append(_spawn(binaries, "kube-scheduler", _scheduler_args(plane), logs))
+        plane.processes.append(_spawn(binaries, "kwok", _kwok_args(plane, binaries), logs))
     except BaseException:
         plane.stop()
         raise
@@ -206,10 +208,24 @@ def _controller_manager_args(plane: ControlPlane, workdir: Path) -> list[str]:
         "--leader-elect=false",
         f"--service-account-private-key-file={workdir / 'sa.key'}",
         f"--root-ca-file={plane.ca_file}",
-        # No kubelet posts node status here: the node lifecycle controller would mark every
-        # node a test creates NotReady and taint it. Everything else runs as in a cluster.
-        "--controllers=*,-node-lifecycle-controller",
+        # Every controller, the node lifecycle one included: it lifts the not-ready taint
+        # from a Node KWOK keeps heartbeating (and taints one nothing does).
         "--resource-quota-sync-period=2s",
+    ]
+
+
+def _scheduler_args(plane: ControlPlane) -> list[str]:
+    return [f"--kubeconfig={plane.kubeconfig}", "--secure-port=0", "--leader-elect=false"]
+
+
+def _kwok_args(plane: ControlPlane, binaries: Path) -> list[str]:
+    key, value = KWOK_NODE_ANNOTATION
+    return [
+        f"--kubeconfig={plane.kubeconfig}",
+        f"--config={binaries / 'kwok-stages.yaml'}",
+        f"--manage-nodes-with-annotation-selector={key}={value}",
+        "--cidr=10.244.0.0/16",
+        "--node-ip=10.0.0.1",
     ]
 
 
@@ -228,7 +244,7 @@ def _spawn(binaries: Path, name: str, args: list[str], logs: Path) -> subprocess
 def _ssl_context(plane: ControlPlane) -> ssl.SSLContext:
     if plane.ca_file.exists():
         return ssl.create_default_context(cafile=str(plane.ca_file))
-    return ssl._create_unverified_context()  # noqa: S323 - before the server wrote its cert
+    return ssl._create_unverified_context()  # before the server wrote its certificate
 
 
 def _get(plane: ControlPlane, path: str) -> int:
@@ -249,7 +265,9 @@ def _wait(plane: ControlPlane, ready: Callable[[], bool], what: str) -> None:
     while not ready():
         for process in plane.processes:
             if process.poll() is not None:
-                raise RuntimeError(f"{process.args[0]} exited ({process.returncode}); {_tail(plane)}")
+                args = process.args
+                name = Path(str(args[0] if isinstance(args, list) else args)).name
+                raise RuntimeError(f"{name} exited ({process.returncode}); {_tail(plane)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready after {START_TIMEOUT_S:.0f} s; {_tail(plane)}")
         time.sleep(0.2)

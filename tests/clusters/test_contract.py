@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 A100 = "NVIDIA-A100-SXM4-80GB"
+COLD_START = "simulator.gpu/cold-start-seconds"
 L4 = "NVIDIA-L4"
 NODES = [("a100-0", A100, 4), ("a100-1", A100, 4), ("l4-0", L4, 2)]
 NAMESPACES = ["team-a", "team-b", "team-c"]
@@ -89,7 +91,8 @@ def deployment_body(name: str, replicas: int, gpus: int = 1) -> dict[str, Any]:
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                # The simulator's model load time; a real server ignores the annotation.
+                "metadata": {"labels": labels, "annotations": {COLD_START: "1"}},
                 "spec": {"nodeSelector": {GPU_PRODUCT_LABEL: A100}, "containers": [container]},
             },
         },
@@ -122,10 +125,14 @@ def create_deployments(admin: k8s.ApiClient) -> None:
 def seed_real_server(admin: k8s.ApiClient) -> None:
     """What the simulator's fleet config gives, made through the API: GPU nodes (objects with a
     status, as a kubelet would post it), namespaces, Deployments."""
+    from tests.kube_control_plane import KWOK_NODE_ANNOTATION
+
     core = k8s.CoreV1Api(admin)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kwok = dict([KWOK_NODE_ANNOTATION])  # KWOK plays their kubelet: bound Pods become Ready
     for name, product, gpus in NODES:
-        core.create_node({"metadata": {"name": name, "labels": {GPU_PRODUCT_LABEL: product}}})
+        meta = {"name": name, "labels": {GPU_PRODUCT_LABEL: product}, "annotations": kwok}
+        core.create_node({"metadata": meta})
         capacity = {"cpu": "96", "memory": "1056Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
         ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"}
         ready |= {"lastHeartbeatTime": now, "lastTransitionTime": now}
@@ -133,8 +140,12 @@ def seed_real_server(admin: k8s.ApiClient) -> None:
         core.patch_node_status(name, {"status": status})
     for namespace in NAMESPACES:
         core.create_namespace({"metadata": {"name": namespace}})
+
+    def has_default_service_account(namespace: str) -> bool:
+        return bool(core.list_namespaced_service_account(namespace).items)
+
     for namespace in NAMESPACES:  # Pods are admitted once the namespace's default SA exists
-        wait_for(lambda ns=namespace: core.list_namespaced_service_account(ns).items)
+        wait_for(partial(has_default_service_account, namespace))
     create_deployments(admin)
 
 
@@ -198,6 +209,18 @@ def test_the_scale_subresource_is_read_and_patched(backend: Backend, cluster: Cl
     assert kubernetes.set_scale(cluster, "team-a", "summarize", 0) is True
     state = kubernetes.list_deployments(cluster)[("team-a", "summarize")]
     assert (state.spec_replicas, state.selector) == (0, {"app": "summarize"})
+
+
+def test_scaled_up_replicas_become_ready_on_gpu_nodes(cluster: Cluster) -> None:
+    assert kubernetes.set_scale(cluster, "team-a", "chat", 3) is True
+    try:
+        chat = ("team-a", "chat")
+        wait_for(lambda: kubernetes.list_deployments(cluster)[chat].ready_replicas == 3)
+        pods = [p for p in kubernetes.list_pods(cluster, "team-a") if p.labels["app"] == "chat"]
+        assert [(p.phase, p.ready) for p in pods] == [("Running", True)] * 3
+        assert {p.node for p in pods} <= {"a100-0", "a100-1"}
+    finally:
+        kubernetes.set_scale(cluster, "team-a", "chat", 1)
 
 
 def test_a_stale_resource_version_is_a_conflict_the_adapter_retries(
