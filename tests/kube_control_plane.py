@@ -40,7 +40,8 @@ def binary_dir() -> Path:
 
 
 def missing_binaries(directory: Path) -> list[str]:
-    return [name for name in BINARIES if not os.access(directory / name, os.X_OK)]
+    missing = [name for name in BINARIES if not os.access(directory / name, os.X_OK)]
+    return missing + [name for name in ("kwok-stages.yaml",) if not (directory / name).exists()]
 
 
 @dataclass
