@@ -2,8 +2,8 @@
 # Builds the real Kubernetes control plane for the kube test tier (docs/kube-tests.md): etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler at the versions pinned in
 # kubetest/go.mod, and KWOK (kubetest/kwok/go.mod), into a cache directory keyed by those
-# versions, once per machine. No prebuilt Kubernetes binaries
-# can be downloaded here; the Go module proxy and a Go toolchain are all this needs.
+# versions, once per machine. No prebuilt Kubernetes binaries can be downloaded here; the Go
+# module proxy and a Go toolchain are all this needs.
 #
 #   kubetest/build.sh              build if missing, then print the binary directory
 #   kubetest/build.sh --print-dir  only print the directory (whether or not it is built)
