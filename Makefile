@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	@echo "Control plane: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/"
+	@echo "A worker or beat that dies is restarted (bin/supervise says why); Ctrl-C stops all."
 	@# honcho rewrites PORT per process (Foreman style), so the web port travels as WEB_PORT.
 	WEB_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile start
 

@@ -2,14 +2,17 @@
 
 A view declares ``filter_fields = {"tenant": ("tenant__slug", CharField()), ...}``: the query
 parameter, the ORM lookup, and the DRF field that parses and validates the value (a bad value
-answers 400 naming the parameter). Ordering uses DRF's ``OrderingFilter``.
+answers 400 naming the parameter). Ordering is DRF's ``OrderingFilter``, except that an
+unknown field answers 400 naming the allowed ones where DRF silently ignores it (a script
+asking for ``?ordering=created`` would otherwise page through an order it did not ask for).
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import serializers
-from rest_framework.filters import BaseFilterBackend
+from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -66,3 +69,34 @@ class FieldFilterBackend(BaseFilterBackend):
             }
             for name, (_, field) in specs.items()
         ]
+
+
+class StrictOrderingFilter(OrderingFilter):
+    def remove_invalid_fields(
+        self, queryset: QuerySet[Any], fields: Iterable[str], view: APIView, request: Request
+    ) -> list[str]:
+        fields = list(fields)
+        allowed = [name for name, _ in self.get_valid_fields(queryset, view, {"request": request})]
+        unknown = [term for term in fields if term.lstrip("-") not in allowed]
+        if unknown:
+            names = ", ".join(allowed)
+            raise serializers.ValidationError(
+                {
+                    self.ordering_param: [
+                        f"Cannot order by {', '.join(unknown)[:100]}; use one of {names} "
+                        "(prefix - for descending, several separated by commas)."
+                    ]
+                }
+            )
+        return fields
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        allowed = list(getattr(view, "ordering_fields", None) or [])
+        for parameter in parameters:
+            if parameter["name"] == self.ordering_param and allowed:
+                parameter["description"] = (
+                    f"Order by {', '.join(allowed)} (prefix - for descending; several "
+                    "separated by commas). Any other field answers 400."
+                )
+        return parameters

@@ -3,15 +3,19 @@
 DRF silently ignores a page size it cannot read; here a bad one answers 400 naming the
 parameter, so a script asking for ``page_size=500`` learns it gets at most 100. Pages are
 integers from 1 (no ``page=last``: the schema says integer, and the links carry the way).
+
+A page past the last one is a 400 naming ``page`` and the last page, like ``page=0``: DRF
+answers 404 "Invalid page", which a client cannot tell from a collection that does not exist.
 """
 
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from django.core.paginator import Page, Paginator
+from django.core.paginator import EmptyPage, Page, Paginator
 from django.db.models import QuerySet
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
@@ -36,6 +40,15 @@ class IdFirstPaginator(Paginator):
         super().__init__(*args, **kwargs)
         self.decorate = decorate
 
+    def validate_number(self, number: Any) -> int:
+        try:
+            return int(super().validate_number(number))
+        except EmptyPage as exc:
+            last = self.num_pages
+            raise EmptyPage(
+                f"Page {number} is past the last page, {last} ({self.count} items in all)."
+            ) from exc
+
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
@@ -54,13 +67,17 @@ class ApiPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 100
+    invalid_page_message = "{message}"
 
     def paginate_queryset(
         self, queryset: Any, request: Request, view: Any = None
     ) -> list[Any] | None:
         decorate = getattr(view, "decorate", None)
         self.django_paginator_class = partial(IdFirstPaginator, decorate=decorate)
-        return super().paginate_queryset(queryset, request, view)
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound as exc:  # only an invalid page number raises it here
+            raise serializers.ValidationError({self.page_query_param: [str(exc.detail)]}) from exc
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)

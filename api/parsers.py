@@ -2,22 +2,28 @@
 
 ``json`` accepts ``NaN``, ``Infinity`` and ``1e400`` (which becomes ``inf``); none of them is a
 number a quota or a policy can hold, so they are refused at parse time with a clear 400, before
-any field sees them. Bodies over ``MAX_BODY_BYTES`` answer 413 without being read in full.
+any field sees them. It also accepts a lone surrogate (``"\\ud800"``): not a Unicode character,
+so not text any field can hold, store or repeat in an error message (UTF-8 cannot encode it).
+Such a string is refused at parse time too, as a 400 naming the field it was sent to. Bodies
+over ``MAX_BODY_BYTES`` answer 413 without being read in full.
 """
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import IO, Any
 
 import yaml
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import BaseParser
 
 MAX_BODY_BYTES = 1024 * 1024
 # Larger integers are no count of GPUs or replicas, and some would overflow float() later.
 MAX_INTEGER = 2**63 - 1
+# UTF-16 surrogates: half of a pair in JSON's \uXXXX escapes, never a character on their own.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BodyTooLarge(APIException):
@@ -81,7 +87,7 @@ class StrictJSONParser(BaseParser):
     ) -> Any:
         text = decode_utf8(read_limited(stream, parser_context))
         try:
-            return json.loads(
+            data = json.loads(
                 text,
                 parse_constant=_refuse_constant,
                 parse_float=_finite_float,
@@ -91,6 +97,42 @@ class StrictJSONParser(BaseParser):
             raise ParseError(f"Malformed JSON: {exc}.") from exc
         except RecursionError as exc:
             raise ParseError("Malformed JSON: nested too deeply.") from exc
+        if "\\u" in text:  # only an escape can put a surrogate into decoded UTF-8
+            refuse_surrogates(data)
+        return data
+
+
+NOT_TEXT = (
+    "Not text: it holds a lone UTF-16 surrogate (an unpaired escape from \\ud800 to \\udfff), "
+    "which is no Unicode character."
+)
+
+
+def refuse_surrogates(data: Any) -> None:
+    """Raise a 400 naming where a string (or a key) holds a lone surrogate.
+
+    The error nests like DRF's field errors (``{"overrides": {"metric": [...]}}``), so the
+    client sees which field it was; a key that is itself not text is named by its parent.
+    Iterative: a body nested as deep as the JSON decoder allows must not overflow here."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and _SURROGATE.search(item):
+            raise ValidationError(_nested(path, [NOT_TEXT]))
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if _SURROGATE.search(str(key)):
+                    message = f"A field name is {NOT_TEXT[0].lower()}{NOT_TEXT[1:]}"
+                    raise ValidationError(_nested(path, {"non_field_errors": [message]}))
+                stack.append(((*path, key), value))
+        elif isinstance(item, list):
+            stack.extend(((*path, index), value) for index, value in enumerate(item))
+
+
+def _nested(path: tuple[str | int, ...], error: Any) -> Any:
+    for key in reversed(path):
+        error = {key: error}
+    return error
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -111,6 +153,7 @@ def load_yaml(text: str) -> Any:
     except RecursionError as exc:
         raise ParseError("Malformed YAML: nested too deeply.") from exc
     _check_finite(data)
+    refuse_surrogates(data)  # YAML's "\\ud800" escape makes one too
     return data
 
 

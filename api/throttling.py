@@ -2,7 +2,9 @@
 
 Reading ``settings.API_THROTTLE_RATE`` on every request (DRF reads its rates once, at import)
 lets tests and operators change it without reloading modules. ``None`` turns throttling off.
-The counters live in Django's default cache: per process unless CACHES points at Redis.
+The counters live in Django's default cache: Redis with REDIS_URL or CACHE_URL (shared by
+every process), otherwise per process. Failed token authentication is refused per client IP
+before this runs: api/authentication.py.
 """
 
 from typing import TYPE_CHECKING, Any

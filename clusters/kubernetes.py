@@ -36,12 +36,51 @@ T = TypeVar("T")
 
 
 class ClusterError(Exception):
-    """A cluster call failed. ``transient``: the next tick may well succeed."""
+    """A cluster call failed. ``transient``: the next tick may well succeed.
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+    ``kind`` (timeout, unreachable, http, bad answer, error) and ``call`` (what was asked,
+    e.g. "list deployments") name the cause: the same cause on every tick is one incident,
+    whatever ports or retry counts the client's text carries. ``sentence`` says it for
+    operators.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        kind: str = "error",
+        call: str = "",
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.kind = kind
+        self.call = call or message.split(":", 1)[0]
+        self.detail = detail
+
+    @property
+    def cause(self) -> tuple[str, str]:
+        kind = f"HTTP {self.status}" if self.kind == "http" else self.kind
+        return kind, self.call
+
+    def sentence(self, cluster: str) -> str:
+        """The failure in plain words, e.g. "cluster west's API did not answer within 10 s
+        (list deployments)"."""
+        api = f"cluster {cluster}'s API"
+        if self.kind == "timeout":
+            return f"{api} did not answer within {self.detail} ({self.call})"
+        if self.kind == "unreachable":
+            return f"{api} could not be reached: {self.detail} ({self.call})"
+        if self.kind == "http":
+            return f"{api} answered HTTP {self.status} {self.detail} ({self.call})".replace(
+                "  ", " "
+            )
+        if self.kind == "bad answer":
+            return f"{api} sent an answer that is not a Kubernetes list ({self.call})"
+        return f"{api} failed: {self}"
 
 
 @dataclass(frozen=True)
@@ -148,11 +187,41 @@ def _call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except ApiException as exc:
         status = int(exc.status or 0)
         transient = status >= 500 or status in (0, 409, 429)
+        message = _status_message(exc)
         raise ClusterError(
-            f"{what}: HTTP {status} {_status_message(exc)}", transient=transient, status=status
+            f"{what}: HTTP {status} {message}",
+            transient=transient,
+            status=status,
+            kind="http",
+            call=what,
+            detail=message,
         ) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ClusterError(f"{what}: {type(exc).__name__}: {exc}", transient=True) from exc
+        kind, detail = _classify(exc)
+        raise ClusterError(
+            f"{what}: {type(exc).__name__}: {exc}",
+            transient=True,
+            kind=kind,
+            call=what,
+            detail=detail,
+        ) from exc
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """(kind, detail) of a transport failure, without the client's ports and retry counts."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    connect_s, read_s = _timeout()
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "timeout", f"{connect_s:g} s"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+        return "timeout", f"{read_s:g} s"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        refused = "refused" in str(exc).lower()
+        return "unreachable", "connection refused" if refused else "no connection"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return "unreachable", "the connection broke"
+    return "error", type(exc).__name__
 
 
 def _status_message(exc: ApiException) -> str:
@@ -205,7 +274,12 @@ def _list_items(what: str, fn: Callable[..., Any], *args: Any) -> list[dict[str,
     try:
         items: list[dict[str, Any]] = json.loads(response.data)["items"] or []
     except (ValueError, KeyError, TypeError) as exc:
-        raise ClusterError(f"{what}: the answer is not a Kubernetes list", transient=True) from exc
+        raise ClusterError(
+            f"{what}: the answer is not a Kubernetes list",
+            transient=True,
+            kind="bad answer",
+            call=what,
+        ) from exc
     return items
 
 

@@ -4,6 +4,8 @@ normalised, so the control loop never knows which one it read."""
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +28,84 @@ class Sample:
             if name == key:
                 return value
         return ""
+
+
+# Prometheus' metric name rule (https://prometheus.io/docs/concepts/data_model/).
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+@dataclass(frozen=True)
+class KnownMetric:
+    """A series the exporters the project reads publish: its unit and, for a bounded gauge
+    (a ratio, a percentage), the largest value one series can hold."""
+
+    unit: str
+    most: float | None = None
+
+
+_RATIO = KnownMetric("ratio (0 to 1)", 1.0)
+_PERCENT = KnownMetric("percent (0 to 100)", 100.0)
+_COUNT = KnownMetric("count")
+_SECONDS = KnownMetric("seconds")
+_TOTAL = KnownMetric("counter")
+
+# dcgm-exporter's default counters and vLLM's metrics (the names the simulator serves, as the
+# real exporters spell them). A policy's metric outside this list (and outside what its
+# cluster was seen to expose) is accepted with a warning: custom metrics are legitimate.
+KNOWN_METRICS: dict[str, KnownMetric] = {
+    "DCGM_FI_DEV_SM_CLOCK": KnownMetric("MHz"),
+    "DCGM_FI_DEV_MEM_CLOCK": KnownMetric("MHz"),
+    "DCGM_FI_DEV_GPU_TEMP": KnownMetric("degrees C"),
+    "DCGM_FI_DEV_MEMORY_TEMP": KnownMetric("degrees C"),
+    "DCGM_FI_DEV_POWER_USAGE": KnownMetric("W"),
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": KnownMetric("mJ"),
+    "DCGM_FI_DEV_GPU_UTIL": _PERCENT,
+    "DCGM_FI_DEV_MEM_COPY_UTIL": _PERCENT,
+    "DCGM_FI_DEV_ENC_UTIL": _PERCENT,
+    "DCGM_FI_DEV_DEC_UTIL": _PERCENT,
+    "DCGM_FI_DEV_FB_FREE": KnownMetric("MiB"),
+    "DCGM_FI_DEV_FB_USED": KnownMetric("MiB"),
+    "DCGM_FI_DEV_XID_ERRORS": KnownMetric("error code"),
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": _RATIO,
+    "DCGM_FI_PROF_SM_ACTIVE": _RATIO,
+    "DCGM_FI_PROF_SM_OCCUPANCY": _RATIO,
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": _RATIO,
+    "DCGM_FI_PROF_DRAM_ACTIVE": _RATIO,
+    "DCGM_FI_PROF_PCIE_TX_BYTES": KnownMetric("bytes/s"),
+    "DCGM_FI_PROF_PCIE_RX_BYTES": KnownMetric("bytes/s"),
+    "vllm:num_requests_running": _COUNT,
+    "vllm:num_requests_waiting": _COUNT,
+    "vllm:kv_cache_usage_perc": _RATIO,  # a ratio despite the name ("1 means 100 percent")
+    "vllm:gpu_cache_usage_perc": _RATIO,  # its name before vLLM 0.10
+    "vllm:prompt_tokens_total": _TOTAL,
+    "vllm:generation_tokens_total": _TOTAL,
+    "vllm:request_success_total": _TOTAL,
+    "vllm:num_preemptions_total": _TOTAL,
+    **{
+        f"vllm:{histogram}_{part}": _TOTAL if part != "sum" else _SECONDS
+        for histogram in (
+            "time_to_first_token_seconds",
+            "e2e_request_latency_seconds",
+            "inter_token_latency_seconds",
+            "time_per_output_token_seconds",
+        )
+        for part in ("bucket", "sum", "count")
+    },
+}
+
+
+def unknown_metric_warning(name: str, exposed: Iterable[str] = ()) -> str | None:
+    """A sentence saying ``name`` is no series the exporters (or ``exposed``) are known to
+    publish, with the closest known name when there is one; None when it is known."""
+    known = set(KNOWN_METRICS) | set(exposed)
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return (
+        f"{name} is not a series the cluster's exporters are known to publish (dcgm-exporter, "
+        f"vLLM); unless it is a custom metric, the policy will find no samples and hold.{hint}"
+    )
 
 
 class MetricsError(Exception):

@@ -35,6 +35,16 @@ def _timeout_param() -> dict[str, str]:
     return {"timeout": f"{int(settings.METRICS_TIMEOUT_S * 1000)}ms"}
 
 
+def selector(name: str) -> str:
+    """``{__name__="<name>"}`` with ``name`` as a PromQL string literal: backslash, double
+    quote and line breaks escaped, so no name can end the literal and add matchers or
+    operators (policies refuse names that are not Prometheus names; this holds regardless)."""
+    literal = (
+        name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
+    return f'{{__name__="{literal}"}}'
+
+
 def read_samples(url: str, names: list[str], now: float) -> dict[str, list[Sample]]:
     connection = _connect(url)
     return {name: _latest(connection, name, now) for name in names}
@@ -43,7 +53,7 @@ def read_samples(url: str, names: list[str], now: float) -> dict[str, list[Sampl
 def read_range(url: str, name: str, start: float, end: float, step_s: float) -> Series:
     """Every series of ``name`` at each step from ``start`` to ``end`` (whole seconds, as the
     client sends them): its normalised labels and its (time, value) points."""
-    query = f'{{__name__="{name}"}}'
+    query = selector(name)
     try:
         series = _connect(url).custom_query_range(
             query,
@@ -64,7 +74,7 @@ def read_range(url: str, name: str, start: float, end: float, step_s: float) -> 
 
 
 def _latest(connection: PrometheusConnect, name: str, now: float) -> list[Sample]:
-    query = f'{{__name__="{name}"}}[{LOOKBACK}]'
+    query = f"{selector(name)}[{LOOKBACK}]"
     params = {"time": f"{now:.3f}", **_timeout_param()}
     try:
         series = connection.custom_query(query, params=params)

@@ -2,6 +2,8 @@
 
 controlplane.E001/E002/E003: a variable could not be read (reported from settings).
 controlplane.E004: DASHBOARD_FANOUT is neither local nor layer.
+controlplane.E005: LOGIN_IP_FAILURE_LIMIT below LOGIN_FAILURE_LIMIT (the IP-wide lockout would
+  come before the per-user one it is meant to back up).
 controlplane.E010: production without SECRET_KEY (reported from settings).
 controlplane.E011: CREDENTIAL_KEYS missing or not valid Fernet keys (reported from settings).
 controlplane.W020: production on SQLite (one machine only, no concurrent writers).
@@ -37,6 +39,15 @@ def check_environment(app_configs: Sequence[AppConfig] | None, **kwargs: Any) ->
                 "Production mode without Redis: live streams reach only one ASGI process.",
                 hint="Set REDIS_URL=redis://...",
                 id="controlplane.W021",
+            )
+        )
+    if settings.LOGIN_IP_FAILURE_LIMIT < settings.LOGIN_FAILURE_LIMIT:
+        messages.append(
+            Error(
+                f"LOGIN_IP_FAILURE_LIMIT={settings.LOGIN_IP_FAILURE_LIMIT} is below "
+                f"LOGIN_FAILURE_LIMIT={settings.LOGIN_FAILURE_LIMIT}.",
+                hint="Failures per client IP count over every username: set it higher.",
+                id="controlplane.E005",
             )
         )
     if not settings.REDIS_URL:

@@ -4,8 +4,10 @@ Counters live in prometheus-client's default registry, which also carries the pr
 (CPU, memory, open files). Each process exposes its own counters; Prometheus scrapes every pod.
 """
 
+import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -28,6 +30,10 @@ WEBSOCKETS = Gauge(
 )
 for _stream in ("fleet", "workload"):  # exported as 0 from the start, not absent
     WEBSOCKETS.labels(_stream)
+
+# When this process started (the middleware loads with the application): /readyz and the
+# dashboard give the control loop a few intervals from here before calling it stalled.
+PROCESS_STARTED_AT = datetime.now(UTC)
 
 
 class RequestMetricsMiddleware:
@@ -93,8 +99,16 @@ class ControlLoopCollector(Collector):
             "Duration of the latest tick.",
             labels=["cluster"],
         )
+        stamp = GaugeMetricFamily(
+            "controlplane_last_tick_timestamp_seconds",
+            "When the latest tick of the cluster completed (Unix time).",
+            labels=["cluster"],
+        )
+        now = datetime.now(UTC)
         for state in states:
             name = state.cluster.name
+            if state.last_tick_at is not None:
+                stamp.add_metric([name], state.last_tick_at.timestamp())
             ticks.add_metric([name], state.ticks)
             seconds.add_metric([name], state.tick_seconds_total)
             errors.add_metric([name], state.apply_errors)
@@ -102,5 +116,20 @@ class ControlLoopCollector(Collector):
                 decisions.add_metric([name, outcome], count)
             if state.last_tick_seconds is not None:
                 last.add_metric([name], state.last_tick_seconds)
-        metrics: list[Metric] = [ticks, seconds, errors, decisions, last]
+        metrics: list[Metric] = [ticks, seconds, errors, decisions, last, stamp, _ages(now)]
         yield from metrics
+
+
+def _ages(now: datetime) -> GaugeMetricFamily:
+    """Seconds since the latest completed tick of every cluster the loop should tick; +Inf
+    for one never ticked. Alert on it: the counters above just stop when the worker dies."""
+    from scaling.loop import loop_ages
+
+    ages = GaugeMetricFamily(
+        "controlplane_last_tick_age_seconds",
+        "Seconds since the latest completed tick (enabled clusters with workloads).",
+        labels=["cluster"],
+    )
+    for age in loop_ages(now):
+        ages.add_metric([age.cluster], math.inf if age.age_s is None else age.age_s)
+    return ages

@@ -17,6 +17,10 @@ Variables (all optional in development; see README "Configuration"):
 - ``ALLOWED_HOSTS``, ``CSRF_TRUSTED_ORIGINS``: comma-separated.
 - ``SECURE_SSL_REDIRECT`` (default on in production), ``SECURE_PROXY_SSL_HEADER`` (``1`` trusts
   ``X-Forwarded-Proto`` from a TLS-terminating proxy), ``SECURE_HSTS_SECONDS``.
+- ``CACHE_URL``: ``redis://host:6379/1`` for Django's cache (throttle counters); defaults to
+  ``REDIS_URL``, else an in-process cache.
+- ``LOGIN_FAILURE_LIMIT``, ``LOGIN_IP_FAILURE_LIMIT``, ``LOGIN_COOLOFF_S``: browser login lockout.
+- ``API_AUTH_FAILURE_LIMIT``, ``API_AUTH_FAILURE_WINDOW_S``: bad API tokens per client IP.
 - ``CONTROL_LOOP_INTERVAL``: seconds between control-loop ticks (default 5).
 - ``VAR_DIR``: where local state lives (default ``./var``).
 
@@ -27,6 +31,7 @@ traceback); they are collected in ``SETTINGS_PROBLEMS`` and reported by the syst
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +138,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",  # failed-login lockout (controlplane/lockout.py); its attempts show in the admin
     "controlplane.apps.ControlPlaneConfig",
     "history",
     "tenants",
@@ -153,6 +159,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by the lockout into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -233,6 +241,22 @@ else:
         "control_folder": str(VAR_DIR / "celery" / "control"),
     }
 
+# Django's cache holds the API's throttle counters: shared by every process through Redis,
+# otherwise per process (fine for one machine; a limit then counts per server process). Keys are
+# prefixed, but cache.clear() (tests) empties the whole Redis database: CACHE_URL can name a
+# database of its own (redis://host:6379/1).
+CACHE_URL = os.environ.get("CACHE_URL", "") or REDIS_URL
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "controlplane",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- Celery: set up for a level-triggered control loop ------------------------------------------
 
 CONTROL_LOOP_INTERVAL = _env_number("CONTROL_LOOP_INTERVAL", 5.0, minimum=0.5)
@@ -268,6 +292,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
     },
+    "prune-login-records": {
+        "task": "controlplane.tasks.prune_login_records",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -279,6 +308,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Browser logins (/accounts/login/ and the admin's) through django-axes, see
+# controlplane/lockout.py: a (username, client IP) pair is locked after LOGIN_FAILURE_LIMIT
+# failures, a client IP after LOGIN_IP_FAILURE_LIMIT failures over any usernames, each for
+# LOGIN_COOLOFF_S seconds after the last failure. The client IP is REMOTE_ADDR: behind a proxy,
+# let the ASGI server set it from X-Forwarded-For (uvicorn --forwarded-allow-ips).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = int(_env_number("LOGIN_FAILURE_LIMIT", 5, minimum=1))
+LOGIN_IP_FAILURE_LIMIT = int(_env_number("LOGIN_IP_FAILURE_LIMIT", 50, minimum=1))
+LOGIN_COOLOFF_S = _env_number("LOGIN_COOLOFF_S", 900, minimum=1)
+AXES_HANDLER = "controlplane.lockout.LoginLockoutHandler"
+AXES_LOCKOUT_PARAMETERS: list[Any] = [["username", "ip_address"], "ip_address"]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_COOLOFF_S)
+AXES_LOCKOUT_CALLABLE = "controlplane.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_RESET_ON_SUCCESS = True  # a user's own failures end with a login (see the handler)
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure, with "locked out", in the admin
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)  # never a client-set header
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -287,9 +337,15 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 _throttle_rate = os.environ.get("API_THROTTLE_RATE", "").strip() or "50/s"
 API_THROTTLE_RATE: str | None = None if _throttle_rate.lower() == "off" else _throttle_rate
 
+# Bad API tokens (api/authentication.py): after API_AUTH_FAILURE_LIMIT failures from one client
+# IP within API_AUTH_FAILURE_WINDOW_S seconds, every token from that IP answers 429 for that
+# long, a valid one too (or a guess that succeeds would still be told so).
+API_AUTH_FAILURE_LIMIT = int(_env_number("API_AUTH_FAILURE_LIMIT", 20, minimum=1))
+API_AUTH_FAILURE_WINDOW_S = _env_number("API_AUTH_FAILURE_WINDOW_S", 300, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -300,6 +356,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["api.throttling.UserRateThrottle"],
     "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # A client's address is REMOTE_ADDR, not a client-set X-Forwarded-For (see AXES above).
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "GPU Control Plane API",

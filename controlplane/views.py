@@ -1,6 +1,8 @@
-"""Operational endpoints: /healthz (alive), /readyz (dependencies reachable), /metrics."""
+"""Operational endpoints: /healthz (alive), /readyz (dependencies reachable, control loop
+ticking), /metrics."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -11,6 +13,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controlplane.celery import app as celery_app
+from controlplane.metrics import PROCESS_STARTED_AT
+from scaling.loop import stalled_after_s, stalled_loops
 
 PROBE_TIMEOUT_S = 2
 
@@ -29,6 +33,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "database": _check_database,
         "broker": _check_broker,
         "channel_layer": _check_channel_layer,
+        "control_loop": _check_control_loop,
     }
     results: dict[str, str] = {}
     for name, check in checks.items():
@@ -73,3 +78,17 @@ def _check_channel_layer() -> None:
     received = async_to_sync(asyncio.wait_for)(roundtrip(), PROBE_TIMEOUT_S)
     if received != probe:
         raise RuntimeError("channel layer returned a different message")
+
+
+def _check_control_loop() -> None:
+    """Every enabled cluster with workloads had a tick complete within a few intervals."""
+    stalled = stalled_loops(datetime.now(UTC), PROCESS_STARTED_AT)
+    if stalled:
+        parts = [
+            f"cluster {age.cluster}: "
+            + ("never ticked" if age.age_s is None else f"last tick {age.age_s:.0f} s ago")
+            for age in stalled
+        ]
+        raise RuntimeError(
+            f"control loop not running ({'; '.join(parts)}; limit {stalled_after_s():.0f} s)"
+        )

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.db.models import Q
 
+from clusters.metrics import KNOWN_METRICS, unknown_metric_warning
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
 
@@ -55,9 +56,20 @@ class PolicyForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["metric"].widget.attrs["list"] = "known-metrics"  # suggestions
         if not self.is_bound:
             self.initial["version"] = self.instance.version
             self.initial["loaded"] = json.dumps(self.loaded_values(self.instance))
+
+    def metric_warnings(self) -> list[str]:
+        """The policy's warnings for the metric the form shows (as typed, once submitted)."""
+        metric = self.data.get("metric") if self.is_bound else self.instance.metric
+        warning = unknown_metric_warning(str(metric or ""))
+        return [warning] if warning else []
+
+    @staticmethod
+    def known_metrics() -> list[str]:
+        return sorted(KNOWN_METRICS)
 
     @staticmethod
     def loaded_values(policy: ScalingPolicy) -> dict[str, Any]:

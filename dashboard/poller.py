@@ -22,11 +22,14 @@ import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
 
 from clusters.metrics import MetricsError, read_samples
 from dashboard import frames, policies
@@ -105,7 +108,52 @@ class TickRows:
     workloads: list[WorkloadRef]
     usage: list[frames.TenantUsage]
     decisions: list[dict[str, Any]]
-    last_decision_pk: int
+
+
+@dataclass
+class DecisionFeed:
+    """Which decisions the live feed has sent, found by their time, not their id.
+
+    Clusters record decisions in parallel transactions, so ids are not in commit order: a
+    batch with lower ids may commit after one with higher ids, and a feed paging by id
+    would never show it. Each tick therefore looks again at every decision stamped within
+    ``OVERLAP`` of the newest one sent and sends those it has not (``sent``, pruned as the
+    window moves). A decision is stamped as its tick records it, so it commits well inside
+    the window (which also absorbs clock skew between workers).
+    """
+
+    OVERLAP: ClassVar[timedelta] = timedelta(seconds=60)
+    BATCH: ClassVar[int] = 200
+    newest: datetime | None = None
+    sent: dict[int, datetime] = field(default_factory=dict)
+
+    def take(self) -> list[Any]:
+        """The decisions not sent yet, oldest first (two queries; one when there are none)."""
+        from scaling.models import Decision
+
+        if self.newest is None:
+            # First tick: start from now; older decisions come from the pages themselves.
+            newest = Decision.objects.aggregate(newest=Max("at"))["newest"]
+            self.newest = newest or timezone.now()
+            self.sent = dict(self._window())
+            return []
+        fresh = sorted((at, pk) for pk, at in self._window() if pk not in self.sent)[: self.BATCH]
+        if not fresh:
+            return []
+        found = Decision.objects.filter(pk__in=[pk for _, pk in fresh]).select_related("workload")
+        new = sorted(found, key=lambda d: (d.at, d.pk))
+        self.sent.update((d.pk, d.at) for d in new)
+        self.newest = max(self.newest, new[-1].at)
+        floor = self.newest - self.OVERLAP
+        self.sent = {pk: at for pk, at in self.sent.items() if at >= floor}
+        return new
+
+    def _window(self) -> list[tuple[int, datetime]]:
+        from scaling.models import Decision
+
+        assert self.newest is not None
+        since = Decision.objects.filter(at__gte=self.newest - self.OVERLAP)
+        return list(since.values_list("pk", "at"))
 
 
 class Poller:
@@ -117,7 +165,7 @@ class Poller:
         self.fleet = FleetLive()
         self.usage: list[frames.TenantUsage] = []
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
-        self.last_decision_pk: int | None = None
+        self.feed = DecisionFeed()
         self.stale_clusters: list[str] = []
         self.layout_id = ""
         self.layout_changed = True
@@ -149,8 +197,7 @@ class Poller:
             await asyncio.sleep(next_at - time.time())
 
     async def tick(self, now: float) -> None:
-        rows = await database_sync_to_async(load_rows)(self.last_decision_pk)
-        self.last_decision_pk = rows.last_decision_pk
+        rows = await database_sync_to_async(load_rows)(self.feed)
         reads = await asyncio.gather(*(read_cluster(c, rows.workloads, now) for c in rows.clusters))
         self.reads += len(reads)
         self.now = now
@@ -259,26 +306,18 @@ async def read_cluster(cluster: Any, refs: list[WorkloadRef], now: float) -> Clu
     return ClusterRead(cluster.pk, cluster.name, samples)
 
 
-def load_rows(after_pk: int | None) -> TickRows:
+def load_rows(feed: DecisionFeed) -> TickRows:
     """Enabled clusters, workloads with their policies, quota usage and new decisions."""
     from clusters.models import Cluster
-    from scaling.models import Decision, Workload
+    from scaling.models import Workload
 
     clusters = list(Cluster.objects.filter(enabled=True))
     workloads = list(
         Workload.objects.filter(cluster__enabled=True).select_related("policy", "gpu_type")
     )
     refs = [policies.workload_ref(w) for w in workloads]
-    if after_pk is None:
-        # First tick: start from now; older decisions come from the pages themselves.
-        latest = Decision.objects.order_by("-pk").values_list("pk", flat=True).first()
-        return TickRows(clusters, refs, policies.usage(workloads), [], latest or 0)
-    new = list(
-        Decision.objects.filter(pk__gt=after_pk).select_related("workload").order_by("pk")[:200]
-    )
-    last = new[-1].pk if new else after_pk
-    decisions = [frames.decision_dict(d) for d in new]
-    return TickRows(clusters, refs, policies.usage(workloads), decisions, last)
+    decisions = [frames.decision_dict(d) for d in feed.take()]
+    return TickRows(clusters, refs, policies.usage(workloads), decisions)
 
 
 _pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -17,15 +18,30 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from clusters.models import GpuNode
+from controlplane.metrics import PROCESS_STARTED_AT
 from dashboard import policies
 from dashboard import preview as what_if
 from dashboard.forms import DecisionFilter, PolicyForm
 from quotas.models import GpuType
+from scaling.loop import stalled_after_s, stalled_loops
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
 
 RECENT_DECISIONS = 20
 DECISIONS_PER_PAGE = 50
+
+
+def _loop_health() -> dict[str, Any]:
+    """The "control loop not running" banner and the age past which an observed status is
+    marked old (the /readyz rule: a few control-loop intervals, docs/control-loop.md)."""
+    now = datetime.now(UTC)
+    stalled = stalled_loops(now, PROCESS_STARTED_AT)
+    ticked = [a.last_tick_at for a in stalled if a.last_tick_at is not None]
+    return {
+        "loop_stalled": stalled,
+        "loop_stalled_since": min(ticked) if ticked else None,
+        "stale_before": now - timedelta(seconds=stalled_after_s()),
+    }
 
 
 def _decisions(user: Any) -> Any:
@@ -54,6 +70,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         # The heatmap's box sized for the synced nodes (one row per host), as fleet.js sizes
         # it: the first frame then does not push the page down under the reader's pointer.
         "heatmap_height": max(200, 26 * hosts + 60) if hosts else None,
+        **_loop_health(),
     }
     return render(request, "dashboard/fleet.html", context)
 
@@ -90,6 +107,7 @@ def tenant(request: HttpRequest, slug: str) -> HttpResponse:
         "workloads": workloads,
         "usage": policies.usage(workloads, scope.values_list("pk", flat=True)),
         "decisions": _decisions(request.user).filter(workload__tenant__in=scope)[:50],
+        **_loop_health(),
     }
     return render(request, "dashboard/tenant.html", context)
 
@@ -135,6 +153,7 @@ def _workload_page(
         "decisions": found.decisions.all()[:RECENT_DECISIONS],
         "traces": what_if.TRACES,
         "observed_unavailable": what_if.observed_unavailable(found),
+        **_loop_health(),
     }
     return render(request, "dashboard/workload.html", context, status=status)
 
@@ -231,5 +250,5 @@ def decisions(request: HttpRequest) -> HttpResponse:
     page = Paginator(found, DECISIONS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    context = {"filters": filters, "page": page, "query": query.urlencode()}
+    context = {"filters": filters, "page": page, "query": query.urlencode(), **_loop_health()}
     return render(request, "dashboard/decisions.html", context)

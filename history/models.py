@@ -64,14 +64,16 @@ def record_change(
     actor: Any = None,
     reason: str = "",
     deleted: bool = False,
-) -> Change:
+) -> Change | None:
     """Store one change of ``instance``; ``before`` is its snapshot before the edit (None when
-    it was just created)."""
+    it was just created). An edit that changed nothing is not a change: nothing is stored."""
     if deleted:
         action, after = Change.Action.DELETE, None
     else:
         action = Change.Action.CREATE if before is None else Change.Action.UPDATE
         after = snapshot(instance)
+        if after == before:
+            return None
     return Change.objects.create(
         content_type=ContentType.objects.get_for_model(instance),
         object_id=instance.pk,

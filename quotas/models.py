@@ -12,24 +12,41 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
 from quotas.maths import Demand, Effect, TenantQuota, Usage, ceiling, preview, usage_of
 from tenants.models import Tenant
 
+# Most GPUs of one type a tenant may own or borrow: beyond the largest fleets there are.
+MAX_GPUS = 100_000
+# Most replicas of one workload (scaling.models.MAX_REPLICAS: quotas cannot import scaling).
+MAX_REPLICAS = 10_000
+MAX_GPU_MEMORY_GIB = 1024  # the largest GPUs hold 288 GB
+MAX_RELATIVE_THROUGHPUT = 100.0  # a hundred A100s' worth in one GPU is no GPU there is
+MAX_HOURLY_COST = 1000  # USD per GPU hour
+DAY_S = 86_400
+
 
 class GpuType(models.Model):
     """A GPU model as nodes advertise it (``nvidia.com/gpu.product``), with what it is worth."""
 
     name = models.CharField(max_length=63, unique=True, help_text='For example "A100-80GB".')
-    memory_gib = models.PositiveIntegerField("memory (GiB)", validators=[MinValueValidator(1)])
+    memory_gib = models.PositiveIntegerField(
+        "memory (GiB)", validators=[MinValueValidator(1), MaxValueValidator(MAX_GPU_MEMORY_GIB)]
+    )
     relative_throughput = models.FloatField(
-        default=1.0, help_text="Inference throughput relative to an A100-80GB (= 1.0)."
+        default=1.0,
+        help_text="Inference throughput relative to an A100-80GB (= 1.0).",
+        validators=[MaxValueValidator(MAX_RELATIVE_THROUGHPUT)],
     )
     hourly_cost = models.DecimalField(
-        "hourly cost (USD)", max_digits=8, decimal_places=2, default=0
+        "hourly cost (USD)",
+        max_digits=8,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(MAX_HOURLY_COST)],
     )
     node_label = models.CharField(
         max_length=100,
@@ -42,19 +59,26 @@ class GpuType(models.Model):
         verbose_name = "GPU type"
         constraints = [
             models.CheckConstraint(
-                condition=Q(memory_gib__gt=0),
-                name="gputype_memory_positive",
-                violation_error_message="Memory must be greater than 0 GiB.",
+                condition=Q(memory_gib__gt=0, memory_gib__lte=MAX_GPU_MEMORY_GIB),
+                name="gputype_memory_range",
+                violation_error_message=(
+                    f"Memory must be greater than 0 and at most {MAX_GPU_MEMORY_GIB} GiB."
+                ),
             ),
             models.CheckConstraint(
-                condition=Q(relative_throughput__gt=0),
-                name="gputype_throughput_positive",
-                violation_error_message="Relative throughput must be greater than 0.",
+                condition=Q(relative_throughput__gt=0, relative_throughput__lte=100),
+                name="gputype_throughput_range",
+                violation_error_message=(
+                    "Relative throughput must be greater than 0 and at most "
+                    f"{MAX_RELATIVE_THROUGHPUT:g} (an A100-80GB is 1)."
+                ),
             ),
             models.CheckConstraint(
-                condition=Q(hourly_cost__gte=0),
-                name="gputype_cost_not_negative",
-                violation_error_message="The hourly cost cannot be negative.",
+                condition=Q(hourly_cost__gte=0, hourly_cost__lte=MAX_HOURLY_COST),
+                name="gputype_cost_range",
+                violation_error_message=(
+                    f"The hourly cost must be between 0 and {MAX_HOURLY_COST} USD."
+                ),
             ),
         ]
 
@@ -95,12 +119,15 @@ class Quota(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="quotas")
     gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, related_name="quotas")
     nominal = models.PositiveIntegerField(
-        "nominal GPUs", help_text="GPUs this tenant owns; usable by others only as lent."
+        "nominal GPUs",
+        help_text="GPUs this tenant owns; usable by others only as lent.",
+        validators=[MaxValueValidator(MAX_GPUS)],
     )
     borrowing_limit = models.PositiveIntegerField(
         null=True,
         blank=True,
         help_text="Most GPUs it may use beyond nominal. Empty means no limit (not 0).",
+        validators=[MaxValueValidator(MAX_GPUS)],
     )
     lending_limit = models.PositiveIntegerField(
         null=True,
@@ -108,7 +135,10 @@ class Quota(models.Model):
         help_text="Most of its nominal GPUs others may use. Empty means lend all.",
     )
     max_replicas_per_workload = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Optional cap on any one workload's replicas."
+        null=True,
+        blank=True,
+        help_text="Optional cap on any one workload's replicas.",
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_REPLICAS)],
     )
     reclaim_grace_s = models.PositiveIntegerField(
         "reclaim grace (s)",
@@ -120,6 +150,7 @@ class Quota(models.Model):
             "for this many seconds (0: at once; never below a policy's minimum). Empty: never; "
             "growth stays blocked until usage falls."
         ),
+        validators=[MaxValueValidator(DAY_S)],
     )
     # Observed by the control loop (which writes these; quotas never read workloads): GPUs
     # of this type the tenant's replicas hold across clusters, and what each workload wants.
@@ -142,14 +173,17 @@ class Quota(models.Model):
                 violation_error_message="This tenant already has a quota for this GPU type.",
             ),
             models.CheckConstraint(
-                condition=Q(nominal__gte=0),
-                name="quota_nominal_not_negative",
-                violation_error_message="Nominal GPUs cannot be negative.",
+                condition=Q(nominal__gte=0, nominal__lte=MAX_GPUS),
+                name="quota_nominal_range",
+                violation_error_message=f"Nominal GPUs must be between 0 and {MAX_GPUS:,}.",
             ),
             models.CheckConstraint(
-                condition=Q(borrowing_limit__isnull=True) | Q(borrowing_limit__gte=0),
-                name="quota_borrowing_limit_not_negative",
-                violation_error_message="The borrowing limit cannot be negative.",
+                condition=Q(borrowing_limit__isnull=True)
+                | Q(borrowing_limit__gte=0, borrowing_limit__lte=MAX_GPUS),
+                name="quota_borrowing_limit_range",
+                violation_error_message=(
+                    f"The borrowing limit must be between 0 and {MAX_GPUS:,} GPUs."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(lending_limit__isnull=True)
@@ -159,9 +193,16 @@ class Quota(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(max_replicas_per_workload__isnull=True)
-                | Q(max_replicas_per_workload__gte=1),
-                name="quota_max_replicas_positive",
-                violation_error_message="Max replicas per workload must be at least 1.",
+                | Q(max_replicas_per_workload__gte=1, max_replicas_per_workload__lte=MAX_REPLICAS),
+                name="quota_max_replicas_range",
+                violation_error_message=(
+                    f"Max replicas per workload must be between 1 and {MAX_REPLICAS:,}."
+                ),
+            ),
+            models.CheckConstraint(
+                condition=Q(reclaim_grace_s__isnull=True) | Q(reclaim_grace_s__lte=DAY_S),
+                name="quota_reclaim_grace_at_most_a_day",
+                violation_error_message=f"The reclaim grace is at most a day ({DAY_S:,} s).",
             ),
         ]
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -49,7 +50,7 @@ from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide
+from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide, note_outage
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 from tenants.models import Namespace
 
@@ -67,6 +68,7 @@ class TickReport:
     apply_errors: int = 0
     metric_queries: int = 0
     error: str = ""
+    error_cause: tuple[str, str] | None = None  # (kind, failing call), one incident per cause
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -133,7 +135,12 @@ def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) ->
     counts = dict(state.decisions)
     for outcome, n in report.outcomes.items():
         counts[outcome] = counts.get(outcome, 0) + n
+    errors = state.errors
+    if report.error:
+        cause = report.error_cause or ("error", "tick")
+        errors = state.count_error(cause, report.error, timezone.now().isoformat())
     ControlLoopState.objects.filter(pk=state.pk, lease_owner=owner).update(
+        errors=errors,
         lease_owner="",
         lease_until=None,
         ticks=F("ticks") + 1,
@@ -162,8 +169,9 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     try:
         observed = _observe(cluster, owned, report)
     except ClusterError as exc:
-        report.error = str(exc)
-        _record(workloads, [_unobservable(w, str(exc)) for w in workloads], report)
+        report.error, report.error_cause = exc.sentence(cluster.name), exc.cause
+        unobservable = [_unobservable(w, report.error, exc.cause) for w in workloads]
+        _record(workloads, unobservable, report)
         return
     proposals = [
         _propose(w, observed) if ownership.owns(w.tenant, w.namespace) else _not_owned(w)
@@ -318,8 +326,12 @@ def _finish(
     outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
     memory = engine.memory
     if outcome != Decision.Outcome.APPLIED or (grant is not None and grant.kind == "reclaimed"):
-        # The engine's count did not take effect: rate-limit periods must not count it.
-        memory = replace(engine.memory, scale_events=p.memory.scale_events)
+        # The engine's count did not take effect: rate-limit periods must not count it. (The
+        # engine's own events, not last tick's: their times have moved with its clocks.)
+        events = engine.memory.scale_events
+        if events and events[-1][0] == observed.now:
+            events = events[:-1]
+        memory = replace(engine.memory, scale_events=events)
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
@@ -400,7 +412,7 @@ def _act(
         kubernetes.set_scale(cluster, workload.namespace, workload.deployment, engine.desired)
     except ClusterError as exc:
         report.apply_errors += 1
-        return Decision.Outcome.ERROR, str(exc)
+        return Decision.Outcome.ERROR, exc.sentence(cluster.name)
     report.applied += 1
     return Decision.Outcome.APPLIED, ""
 
@@ -418,7 +430,7 @@ def _evaluation(
 ) -> Evaluation:
     steps = [{"name": s.name, "value": s.value, "note": s.note} for s in engine.steps]
     metric_values = [
-        {"label": m.label, "value": m.value, "timestamp": m.timestamp, "pod": m.pod}
+        {"label": m.label, "value": _json_number(m.value), "timestamp": m.timestamp, "pod": m.pod}
         for m in engine.metric_values
     ]
     # What makes a new Decision row: a different outcome, target or binding constraint.
@@ -464,21 +476,42 @@ def _evaluation(
     return Evaluation(status, decision, deployment)
 
 
+def _json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity (PostgreSQL's jsonb refuses them): a nonsense sample the
+    engine refused is recorded as Prometheus writes it, as text."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
 def _observed_status(deployment: DeploymentState) -> dict[str, Any]:
     return {"failure": deployment.failure or ""}
 
 
-def _unobservable(workload: Workload, why: str) -> Evaluation:
-    """The workload could not be observed: hold (nothing applied) and say why."""
+def _unobservable(workload: Workload, why: str, cause: tuple[str, str] | None = None) -> Evaluation:
+    """The workload could not be observed: hold (nothing applied) and say why.
+
+    One failing cause (its kind and the failing call) is one incident: a Decision when it
+    starts, then a count and the last time in the status, however the error's text varies
+    from tick to tick. The engine's clocks stop (an unobservable tick is an outage).
+    """
     policy = _policy(workload)
     previous = dict(workload.status or {})
-    key = ["error", why]
+    now = timezone.now().isoformat()
+    key = ["error", *(cause or ("", why))]
+    incident = previous.get("error") if previous.get("key") == key else None
+    count = int(incident.get("count", 0)) + 1 if isinstance(incident, dict) else 1
+    since = incident.get("since", now) if isinstance(incident, dict) else now
     status = previous | {
-        "at": timezone.now().isoformat(),
+        "at": now,
         "outcome": Decision.Outcome.ERROR,
         "reason": why,
         "key": key,
+        "error": {"cause": list(key[1:]), "count": count, "since": since, "last_at": now},
     }
+    if isinstance(previous.get("memory"), dict):
+        memory = note_outage(Memory.from_dict(previous["memory"]), time.time())
+        status["memory"] = memory.to_dict()
     decision = None
     if policy is not None and policy.mode != ScalingPolicy.Mode.OFF and key != previous.get("key"):
         decision = Decision(
@@ -549,6 +582,9 @@ def _record(workloads: list[Workload], evaluations: list[Evaluation], report: Ti
     decisions = [e.decision for e in evaluations if e.decision is not None]
     for decision in decisions:
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
+        # Stamped as recorded, not as evaluated: the live feed finds decisions by time and
+        # counts on each committing soon after its stamp (dashboard.poller.DecisionFeed).
+        decision.at = now
     report.decisions = len(decisions)
     with transaction.atomic():
         update_columns(workloads, OBSERVED_FIELDS)
@@ -562,3 +598,51 @@ OBSERVED_FIELDS = (
     "desired_replicas",
     "observed_at",
 )
+
+
+# --- liveness ------------------------------------------------------------------------------------
+
+# "A few" control-loop intervals: a tick is late after one interval, two are a hiccup (a slow
+# tick, a busy worker), three mean nothing is ticking. At least 15 s, so a short interval
+# does not turn one slow tick (a cluster API timing out) into "not running".
+STALLED_AFTER_INTERVALS = 3
+STALLED_MIN_S = 15.0
+
+
+def stalled_after_s() -> float:
+    return max(STALLED_AFTER_INTERVALS * float(settings.CONTROL_LOOP_INTERVAL), STALLED_MIN_S)
+
+
+@dataclass(frozen=True)
+class LoopAge:
+    """How long ago the control loop last completed a tick of one cluster."""
+
+    cluster: str
+    last_tick_at: datetime | None
+    age_s: float | None  # None: never ticked
+
+
+def loop_ages(now: datetime) -> list[LoopAge]:
+    """Every cluster the loop is expected to tick (enabled, with workloads), one query."""
+    rows = (
+        Cluster.objects.filter(enabled=True, workloads__isnull=False)
+        .distinct()
+        .order_by("name")
+        .values_list("name", "loop_state__last_tick_at")
+    )
+    return [
+        LoopAge(name, at, None if at is None else max((now - at).total_seconds(), 0.0))
+        for name, at in rows
+    ]
+
+
+def stalled_loops(now: datetime, started_at: datetime) -> list[LoopAge]:
+    """Clusters whose last completed tick is older than `stalled_after_s`. Right after
+    `started_at` (this process's start) a cluster has that long to tick before it counts,
+    so a fresh start is not reported as a dead loop."""
+    limit = timedelta(seconds=stalled_after_s())
+    if now - started_at <= limit:
+        return []
+    return [
+        age for age in loop_ages(now) if age.last_tick_at is None or now - age.last_tick_at > limit
+    ]

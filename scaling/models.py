@@ -6,7 +6,7 @@ so a policy states only what it changes.
 
 import math
 import uuid
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from clusters.metrics import KNOWN_METRICS, METRIC_NAME, unknown_metric_warning
 from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.engine import PolicyParams
@@ -30,6 +31,91 @@ from tenants.models import (
 
 # The policy fields the engine reads (PolicyParams mirrors them one for one).
 ENGINE_FIELDS = tuple(f.name for f in fields(PolicyParams))
+
+# Most replicas of one workload: beyond any GPU fleet's size, well inside Kubernetes' int32.
+MAX_REPLICAS = 10_000
+# Most GPUs one replica spans: a rack-scale NVL72 domain fits; no model serves on more.
+MAX_GPUS_PER_REPLICA = 256
+# A target above this is no load any metric reaches (requests, tokens/s, bytes/s per replica).
+MAX_TARGET = 1e9
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What a numeric setting may be: from ``low`` (excluded when ``above``) to ``high``."""
+
+    low: float
+    high: float
+    unit: str = ""
+    above: bool = False
+
+    def words(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        low = f"greater than {self.low:g}" if self.above else f"at least {self.low:g}"
+        return f"must be {low} and at most {self.high:g}{unit}"
+
+    def validators(self) -> list[Any]:
+        found: list[Any] = [MaxValueValidator(self.high)]
+        if not self.above:
+            found.append(MinValueValidator(self.low))
+        return found
+
+    def condition(self, name: str) -> Q:
+        low = Q(**{f"{name}__gt" if self.above else f"{name}__gte": self.low})
+        return Q(**{f"{name}__isnull": True}) | (low & Q(**{f"{name}__lte": self.high}))
+
+
+# Every number a policy holds, bounded by what it means. Windows and periods follow their
+# anchors: HPA caps stabilisation at 3,600 s and policy periods at 1,800 s; Knative's panic
+# threshold is 110 % to 1,000 % and its rates must exceed 1.
+POLICY_BOUNDS: dict[str, Bound] = {
+    "target": Bound(0, MAX_TARGET, above=True),
+    "min_replicas": Bound(0, MAX_REPLICAS, "replicas"),
+    "max_replicas": Bound(1, MAX_REPLICAS, "replicas"),
+    "scale_up_tolerance": Bound(0, 1),
+    "scale_down_tolerance": Bound(0, 1),
+    "scale_up_stabilization_s": Bound(0, HOUR, "s"),
+    "scale_down_stabilization_s": Bound(0, HOUR, "s"),
+    "scale_up_max_percent": Bound(0, 10_000, "percent", above=True),
+    "scale_up_max_pods": Bound(1, MAX_REPLICAS, "replicas"),
+    "scale_up_period_s": Bound(0, 1800, "s", above=True),
+    "scale_down_max_percent": Bound(0, 100, "percent", above=True),
+    "scale_down_max_pods": Bound(1, MAX_REPLICAS, "replicas"),
+    "scale_down_period_s": Bound(0, 1800, "s", above=True),
+    "stable_window_s": Bound(0, HOUR, "s", above=True),
+    "panic_window_s": Bound(0, HOUR, "s", above=True),
+    "panic_threshold_percent": Bound(110, 1000, "percent"),
+    "max_scale_up_rate": Bound(1, 1000, above=True),
+    "max_scale_down_rate": Bound(1, 1000, above=True),
+    "cooldown_s": Bound(0, HOUR, "s"),
+    "scale_to_zero_grace_s": Bound(0, HOUR, "s"),
+    "cold_start_s": Bound(0, HOUR, "s"),
+    "max_metric_age_s": Bound(0, HOUR, "s", above=True),
+    "slo_ttft_p95_s": Bound(0, 600, "s", above=True),
+    "max_concurrency": Bound(1, 10_000, "requests"),
+}
+
+
+def bounded(name: str) -> list[Any]:
+    """The validators of policy field ``name`` (its bound in POLICY_BOUNDS)."""
+    return POLICY_BOUNDS[name].validators()
+
+
+_LABELS = {"target": "The target", "slo_ttft_p95_s": "The TTFT p95 objective"}
+
+
+def _label(name: str) -> str:
+    """How a bound's message names its field: "Scale up period" for scale_up_period_s."""
+    return _LABELS.get(name) or name.removesuffix("_s").replace("_", " ").capitalize()
+
+
+def metric_name_validator(value: str) -> None:
+    if not METRIC_NAME.fullmatch(value):
+        raise ValidationError(
+            "Not a Prometheus metric name: letters, digits, _ and : only, not starting with a "
+            "digit (for example vllm:num_requests_running)."
+        )
 
 
 class WorkloadQuerySet(models.QuerySet["Workload"]):
@@ -56,7 +142,9 @@ class Workload(models.Model):
     )
     model_name = models.CharField(max_length=200, help_text="e.g. meta-llama/Llama-3.1-8B")
     gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, related_name="workloads")
-    gpus_per_replica = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    gpus_per_replica = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_GPUS_PER_REPLICA)]
+    )
     ready_replicas = models.PositiveIntegerField(default=0)
     warming_replicas = models.PositiveIntegerField(default=0)
     desired_replicas = models.PositiveIntegerField(default=0)
@@ -78,6 +166,11 @@ class Workload(models.Model):
                 condition=Q(gpus_per_replica__gte=1),
                 name="workload_gpus_per_replica_positive",
                 violation_error_message="A replica needs at least 1 GPU.",
+            ),
+            models.CheckConstraint(
+                condition=Q(gpus_per_replica__lte=MAX_GPUS_PER_REPLICA),
+                name="workload_gpus_per_replica_at_most",
+                violation_error_message=(f"A replica spans at most {MAX_GPUS_PER_REPLICA} GPUs."),
             ),
         ]
 
@@ -132,43 +225,89 @@ class ScalingPolicy(models.Model):
 
     workload = models.OneToOneField(Workload, on_delete=models.CASCADE, related_name="policy")
     algorithm = models.CharField(max_length=32, choices=Algorithm.choices, default="hpa")
-    metric = models.CharField(max_length=200, default="vllm:num_requests_running")
+    metric = models.CharField(
+        max_length=200,
+        default="vllm:num_requests_running",
+        validators=[metric_name_validator],
+        help_text="A Prometheus metric name, e.g. vllm:num_requests_running.",
+    )
     aggregation = models.CharField(
         max_length=16, choices=Aggregation.choices, default=Aggregation.AVERAGE
     )
-    target = models.FloatField(help_text="Target value of the metric (> 0).")
-    min_replicas = models.PositiveIntegerField(default=1)
-    max_replicas = models.PositiveIntegerField(default=10)
+    target = models.FloatField(
+        help_text="Target value of the metric (> 0).", validators=bounded("target")
+    )
+    min_replicas = models.PositiveIntegerField(default=1, validators=bounded("min_replicas"))
+    max_replicas = models.PositiveIntegerField(default=10, validators=bounded("max_replicas"))
     scale_up_tolerance = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        null=True,
+        blank=True,
+        validators=bounded("scale_up_tolerance"),
     )
     scale_down_tolerance = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        null=True,
+        blank=True,
+        validators=bounded("scale_down_tolerance"),
     )
-    scale_up_stabilization_s = models.FloatField(null=True, blank=True)
-    scale_down_stabilization_s = models.FloatField(null=True, blank=True)
-    scale_up_max_percent = models.FloatField(null=True, blank=True)
-    scale_up_max_pods = models.PositiveIntegerField(null=True, blank=True)
-    scale_up_period_s = models.FloatField(null=True, blank=True)
-    scale_down_max_percent = models.FloatField(null=True, blank=True)
-    scale_down_max_pods = models.PositiveIntegerField(null=True, blank=True)
-    scale_down_period_s = models.FloatField(null=True, blank=True)
-    stable_window_s = models.FloatField(null=True, blank=True)
-    panic_window_s = models.FloatField(null=True, blank=True)
-    panic_threshold_percent = models.FloatField(null=True, blank=True)
-    max_scale_up_rate = models.FloatField(null=True, blank=True)
-    max_scale_down_rate = models.FloatField(null=True, blank=True)
-    cooldown_s = models.FloatField(null=True, blank=True)
-    scale_to_zero_grace_s = models.FloatField(null=True, blank=True)
-    cold_start_s = models.FloatField(default=60.0)
+    scale_up_stabilization_s = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_up_stabilization_s")
+    )
+    scale_down_stabilization_s = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_down_stabilization_s")
+    )
+    scale_up_max_percent = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_up_max_percent")
+    )
+    scale_up_max_pods = models.PositiveIntegerField(
+        null=True, blank=True, validators=bounded("scale_up_max_pods")
+    )
+    scale_up_period_s = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_up_period_s")
+    )
+    scale_down_max_percent = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_down_max_percent")
+    )
+    scale_down_max_pods = models.PositiveIntegerField(
+        null=True, blank=True, validators=bounded("scale_down_max_pods")
+    )
+    scale_down_period_s = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_down_period_s")
+    )
+    stable_window_s = models.FloatField(
+        null=True, blank=True, validators=bounded("stable_window_s")
+    )
+    panic_window_s = models.FloatField(null=True, blank=True, validators=bounded("panic_window_s"))
+    panic_threshold_percent = models.FloatField(
+        null=True, blank=True, validators=bounded("panic_threshold_percent")
+    )
+    max_scale_up_rate = models.FloatField(
+        null=True, blank=True, validators=bounded("max_scale_up_rate")
+    )
+    max_scale_down_rate = models.FloatField(
+        null=True, blank=True, validators=bounded("max_scale_down_rate")
+    )
+    cooldown_s = models.FloatField(null=True, blank=True, validators=bounded("cooldown_s"))
+    scale_to_zero_grace_s = models.FloatField(
+        null=True, blank=True, validators=bounded("scale_to_zero_grace_s")
+    )
+    cold_start_s = models.FloatField(default=60.0, validators=bounded("cold_start_s"))
     max_metric_age_s = models.FloatField(
-        default=60.0, help_text="Older samples count as missing: the decision is hold."
+        default=60.0,
+        help_text="Older samples count as missing: the decision is hold.",
+        validators=bounded("max_metric_age_s"),
     )
     slo_ttft_p95_s = models.FloatField(
-        "SLO: TTFT p95 (s)", null=True, blank=True, help_text="Used by the slo algorithm."
+        "SLO: TTFT p95 (s)",
+        null=True,
+        blank=True,
+        help_text="Used by the slo algorithm.",
+        validators=bounded("slo_ttft_p95_s"),
     )
     max_concurrency = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Pool setting: requests in flight per replica."
+        null=True,
+        blank=True,
+        help_text="Pool setting: requests in flight per replica.",
+        validators=bounded("max_concurrency"),
     )
     routing = models.CharField(
         max_length=32, blank=True, help_text="Pool setting: routing strategy (empty: pool's)."
@@ -182,66 +321,61 @@ class ScalingPolicy(models.Model):
         ordering = ["workload__tenant__slug", "workload__deployment"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(target__gt=0),
-                name="policy_target_positive",
-                violation_error_message="The target must be greater than 0.",
-            ),
-            models.CheckConstraint(
                 condition=Q(max_replicas__gte=F("min_replicas")),
                 name="policy_min_not_above_max",
                 violation_error_message="Min replicas cannot be above max replicas.",
             ),
             models.CheckConstraint(
-                condition=Q(max_replicas__gte=1),
-                name="policy_max_at_least_one",
-                violation_error_message="Max replicas must be at least 1.",
+                condition=Q(metric__regex=f"^{METRIC_NAME.pattern}$"),
+                name="policy_metric_is_a_prometheus_name",
+                violation_error_message="The metric must be a Prometheus metric name.",
             ),
             *[
                 models.CheckConstraint(
-                    condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gte": 0}),
-                    name=f"policy_{name}_not_negative",
-                    violation_error_message=f"{name.replace('_', ' ')} cannot be negative.",
+                    condition=bound.condition(name),
+                    name=f"policy_{name}_range",
+                    violation_error_message=f"{_label(name)} {bound.words()}.",
                 )
-                for name in (
-                    "scale_up_tolerance",
-                    "scale_down_tolerance",
-                    "scale_up_stabilization_s",
-                    "scale_down_stabilization_s",
-                    "scale_up_max_percent",
-                    "scale_up_period_s",
-                    "scale_down_max_percent",
-                    "scale_down_period_s",
-                    "stable_window_s",
-                    "panic_window_s",
-                    "panic_threshold_percent",
-                    "max_scale_up_rate",
-                    "max_scale_down_rate",
-                    "cooldown_s",
-                    "scale_to_zero_grace_s",
-                )
+                for name, bound in POLICY_BOUNDS.items()
             ],
-            models.CheckConstraint(
-                condition=Q(cold_start_s__gte=0),
-                name="policy_cold_start_not_negative",
-                violation_error_message="Cold start cannot be negative.",
-            ),
-            models.CheckConstraint(
-                condition=Q(max_metric_age_s__gt=0),
-                name="policy_max_metric_age_positive",
-                violation_error_message="Max metric age must be greater than 0.",
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.workload} ({self.algorithm}, {self.mode}, v{self.version})"
 
+    # Not settings: bookkeeping that a save writes itself.
+    _UNVERSIONED = frozenset({"id", "version", "updated_at"})
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
+            if self.changed_fields() == []:
+                return  # nothing changed: same version, same updated_at, nothing written
             # Increment in the database, so concurrent saves never reuse a version.
             self.version = F("version") + 1
         super().save(*args, **kwargs)
         if not isinstance(self.version, int):
             self.refresh_from_db(fields=["version"])
+        self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> "ScalingPolicy":
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values, strict=True))
+        return instance
+
+    def changed_fields(self) -> list[str] | None:
+        """Settings that differ from the row this instance was loaded from; None when that row
+        is not known (an instance not loaded from the database)."""
+        stored: dict[str, Any] | None = getattr(self, "_stored", None)
+        if stored is None:
+            return None
+        return [
+            f.name
+            for f in self._meta.concrete_fields
+            if f.name not in self._UNVERSIONED
+            and f.attname in stored
+            and getattr(self, f.attname) != stored[f.attname]
+        ]
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -252,8 +386,43 @@ class ScalingPolicy(models.Model):
                 errors[field.name] = "Must be a finite number."
         if self.algorithm == self.Algorithm.SLO and self.slo_ttft_p95_s is None:
             errors["slo_ttft_p95_s"] = "The slo algorithm needs a TTFT p95 target."
+        unreachable = self.unreachable_target()
+        if unreachable and "target" not in errors:
+            errors["target"] = unreachable
         if errors:
             raise ValidationError(errors)
+
+    def unreachable_target(self) -> str | None:
+        """Why the target is beyond what the metric can ever hold (a ratio above 1, a
+        percentage above 100: per replica, or summed over max replicas for a total)."""
+        known = KNOWN_METRICS.get(self.metric)
+        if known is None or known.most is None or not isinstance(self.target, float | int):
+            return None
+        total = self.aggregation == self.Aggregation.TOTAL
+        replicas = self.max_replicas if isinstance(self.max_replicas, int) else 1
+        most = known.most * replicas if total else known.most
+        if self.target <= most:
+            return None
+        per = f"summed over at most {replicas} replicas" if total else "per replica"
+        return (
+            f"{self.metric} is a {known.unit} series, at most {most:g} {per}: a target of "
+            f"{self.target:g} can never be reached."
+        )
+
+    def metric_warnings(self) -> list[str]:
+        """What a client should know about this policy though it is valid: a metric that is no
+        series the cluster's exporters are known to publish (a typo, or a custom metric), a
+        max metric age shorter than the loop's interval."""
+        warnings = [w for w in [unknown_metric_warning(self.metric)] if w]
+        interval = float(settings.CONTROL_LOOP_INTERVAL)
+        if self.max_metric_age_s is not None and self.max_metric_age_s < interval:
+            # Consecutive samples are a tick apart: each gap would count as an outage.
+            warnings.append(
+                f"Max metric age {self.max_metric_age_s:g} s is shorter than the control loop's "
+                f"interval ({interval:g} s): every tick would find a gap in the metric, and the "
+                "policy would never scale down."
+            )
+        return warnings
 
     def engine_params(self) -> PolicyParams:
         """What the engine reads of this (stored or unsaved) policy, field for field."""
@@ -326,12 +495,34 @@ class ControlLoopState(models.Model):
         blank=True,
         help_text="Last ResourceQuota sync per namespace: hard, used, action, drift found.",
     )
+    errors = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Tick failures by cause (kind / failing call): count, first and last time, "
+        "the sentence shown to operators.",
+    )
 
     class Meta:
         verbose_name = "control loop state"
 
     def __str__(self) -> str:
         return f"control loop of {self.cluster}: {self.ticks} ticks"
+
+    MAX_ERROR_CAUSES = 20
+
+    def count_error(self, cause: tuple[str, str], sentence: str, at: str) -> dict[str, Any]:
+        """The errors map with one more failure of ``cause``: one entry per cause, the
+        most recent MAX_ERROR_CAUSES kept."""
+        name = " / ".join(cause)
+        errors = dict(self.errors or {})
+        entry = errors.pop(name, None) or {"count": 0, "first_at": at}
+        entry = entry | {"count": int(entry.get("count", 0)) + 1, "last_at": at}
+        errors[name] = entry | {"message": sentence}
+        return dict(list(errors.items())[-self.MAX_ERROR_CAUSES :])
+
+
+BACKTEST_MIN_S = 60.0  # one oracle window
+BACKTEST_MAX_S = 3600.0  # the bundled traces are about an hour long
 
 
 class BacktestJobQuerySet(models.QuerySet["BacktestJob"]):
@@ -383,8 +574,8 @@ class BacktestJob(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     TRACES = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
-    MIN_DURATION_S = 60.0  # one oracle window
-    MAX_DURATION_S = 3600.0  # the bundled traces are about an hour long
+    MIN_DURATION_S = BACKTEST_MIN_S
+    MAX_DURATION_S = BACKTEST_MAX_S
     DEFAULT_DURATION_S = 600.0
     MAX_ACTIVE_PER_TENANT = 3  # queued or running at once
     # A running job whose runner has not written for this long is taken to be dead.
@@ -424,6 +615,13 @@ class BacktestJob(models.Model):
                 condition=Q(progress__gte=0) & Q(progress__lte=1),
                 name="backtest_progress_share",
                 violation_error_message="Progress is a share between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_s__gte=BACKTEST_MIN_S) & Q(duration_s__lte=BACKTEST_MAX_S),
+                name="backtest_duration_range",
+                violation_error_message=(
+                    f"A back-test replays {BACKTEST_MIN_S:g} to {BACKTEST_MAX_S:g} s of trace."
+                ),
             ),
         ]
 

@@ -21,6 +21,10 @@ PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 TTFT_BUCKETS = "vllm:time_to_first_token_seconds_bucket"
 OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS)
+# No inference replica processes ten million tokens (or requests) a second: eight H100s
+# prefill a small model at well under one million. A counter rising faster was corrupted or
+# wrapped (a 1.8e19 jump is a uint64 gone wrong), and a rate made of it must not drive scaling.
+MAX_COUNTER_RATE_PER_POD = 1e7
 
 # How much signal history each algorithm reads (seconds); the rest is not stored.
 HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo": 900.0}
@@ -79,8 +83,9 @@ def counter_rate(
 ) -> tuple[float | None, dict[str, list[float]]]:
     """Summed per-second rate of a counter over pods seen in both readings.
 
-    A pod whose counter went down restarted: it is skipped, not counted as negative. With no
-    pod in common the rate is unknown (None), never zero.
+    A pod whose counter went down restarted: it is skipped, not counted as negative. So is
+    one whose counter rose faster than ``MAX_COUNTER_RATE_PER_POD`` (or to NaN or infinity):
+    a corrupt reading, not load. With no pod counted the rate is unknown (None), never zero.
     """
     rate, seen = 0.0, False
     for pod, sample in current.items():
@@ -88,7 +93,8 @@ def counter_rate(
         if before is None:
             continue
         elapsed, delta = sample.timestamp - before[0], sample.value - before[1]
-        if elapsed > 0 and delta >= 0:
+        # (a NaN delta fails the comparison too)
+        if elapsed > 0 and 0 <= delta <= MAX_COUNTER_RATE_PER_POD * elapsed:
             rate += delta / elapsed
             seen = True
     state = {pod: [s.timestamp, s.value] for pod, s in current.items()}
@@ -129,12 +135,12 @@ def append_history(
     point: tuple[float, float] | None,
     horizon_s: float,
 ) -> list[list[float]]:
-    """Add a (timestamp, value) point unless unknown or already there; drop what is older
-    than the horizon (the latest point is always kept, so its age can be judged)."""
+    """Add a (timestamp, value) point unless unknown, not finite or already there; drop what
+    is older than the horizon."""
     points = [p for p in series or [] if now - p[0] <= horizon_s]
     if point is not None and math.isfinite(point[1]) and (not points or point[0] > points[-1][0]):
         points.append([point[0], point[1]])
-    return points[-MAX_HISTORY_POINTS:] or ([] if point is None else [[point[0], point[1]]])
+    return points[-MAX_HISTORY_POINTS:]
 
 
 def aggregate(values: dict[str, Sample], aggregation: str) -> tuple[float, float] | None:

@@ -1,11 +1,16 @@
-"""Fault injection: API errors, hangs, a silent metrics endpoint, failed nodes.
+"""Fault injection: API errors, hangs, a silent metrics endpoint, nonsense metric values,
+failed nodes.
 
 Set over HTTP (``POST /_faults``, ``DELETE /_faults``) or from the config's ``faults``
-section. Random choices come from one seeded generator, so a test run is repeatable.
+section. Random choices come from one seeded generator, so a test run is repeatable. Errors
+and hangs may be scoped to some verbs and a path suffix (``match_methods``, ``match_path``):
+"every PUT of a ``/scale`` waits 0.5 s" lands a crash in the middle of an apply, "every
+PUT of a ``/scale`` answers 409" exercises the writer's conflict retries while reads work.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import asdict, dataclass, field
@@ -14,6 +19,9 @@ from typing import Any
 from simulator.config import FaultConfig
 
 ALLOWED_CODES = (409, 429, 500, 502, 503, 504)
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# What a metric value fault may say besides a number: JSON has no NaN or infinities.
+SPECIAL_VALUES = {"NaN": math.nan, "+Inf": math.inf, "-Inf": -math.inf}
 _REASONS = {
     409: "Conflict",
     429: "TooManyRequests",
@@ -32,6 +40,16 @@ class ClusterFaults:
     hang_seconds: float = 30.0
     metrics_down: bool = False
     failed_nodes: list[str] = field(default_factory=list)
+    # Errors and hangs only for these verbs (all when empty) and paths ending so ("" = all).
+    match_methods: list[str] = field(default_factory=list)
+    match_path: str = ""
+    # Exporter sample name -> the value every series of it shows instead of its own.
+    metric_values: dict[str, float | str] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.match_methods and method not in self.match_methods:
+            return False
+        return path.rstrip("/").endswith(self.match_path)
 
 
 class FaultError(ValueError):
@@ -93,15 +111,18 @@ class Faults:
                 new.error_codes = list(codes)
         if "metrics_down" in body:
             new.metrics_down = bool(body["metrics_down"])
+        _scope(body, new, errors)
+        if "metric_values" in body:
+            _metric_values(body["metric_values"], new, errors)
         if errors:
             raise FaultError(errors)
         self.clusters[cluster] = new
         return new
 
-    def roll(self, cluster: str) -> tuple[str, float] | None:
+    def roll(self, cluster: str, method: str, path: str) -> tuple[str, float] | None:
         """("error", code) or ("hang", seconds) for this request, or None."""
         faults = self.clusters.get(cluster)
-        if faults is None:
+        if faults is None or not faults.matches(method, path):
             return None
         with self._lock:
             if faults.hang_rate and self._rng.random() < faults.hang_rate:
@@ -109,6 +130,64 @@ class Faults:
             if faults.error_rate and self._rng.random() < faults.error_rate:
                 return "error", float(self._rng.choice(faults.error_codes))
         return None
+
+
+def _scope(body: dict[str, Any], new: ClusterFaults, errors: dict[str, list[str]]) -> None:
+    if "match_methods" in body:
+        methods = body["match_methods"]
+        if not isinstance(methods, list) or any(m not in HTTP_METHODS for m in methods):
+            errors["match_methods"] = [f"must be a list from {list(HTTP_METHODS)}"]
+        else:
+            new.match_methods = list(methods)
+    if "match_path" in body:
+        path = body["match_path"]
+        if not isinstance(path, str) or len(path) > 200:
+            errors["match_path"] = ["must be a path suffix of at most 200 characters"]
+        else:
+            new.match_path = path.rstrip("/")
+
+
+def _metric_values(raw: Any, new: ClusterFaults, errors: dict[str, list[str]]) -> None:
+    """Merge ``{sample name: value}``; a value of null restores the series' own values."""
+    if not isinstance(raw, dict):
+        errors["metric_values"] = ["must be an object of sample name to value"]
+        return
+    merged = dict(new.metric_values)
+    for name, value in raw.items():
+        if not name or not all(c.isalnum() or c in "_:" for c in name):
+            errors.setdefault("metric_values", []).append(f"{name!r} is not a sample name")
+        elif value is None:
+            merged.pop(name, None)
+        elif isinstance(value, bool) or not (
+            isinstance(value, int | float) or value in SPECIAL_VALUES
+        ):
+            message = f"{name}: must be a number or one of {sorted(SPECIAL_VALUES)}"
+            errors.setdefault("metric_values", []).append(message)
+        else:
+            merged[name] = value
+    new.metric_values = merged
+
+
+def override_samples(text: str, values: dict[str, float | str]) -> str:
+    """``text`` (exposition format) with every sample named in ``values`` showing that value:
+    as an exporter with a bug, a counter that wrapped or a pod that restarted would."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in values:
+            value = values[name]
+            number = SPECIAL_VALUES[value] if isinstance(value, str) else float(value)
+            shown = "NaN" if math.isnan(number) else _number(number)
+            lines[i] = f"{line.rpartition(' ')[0]} {shown}"
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
 
 
 def injected_status(code: int) -> dict[str, Any]:

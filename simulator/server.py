@@ -5,6 +5,7 @@ URL layout (``/<cluster>`` acts as that cluster's API server base URL)::
     GET  /                         JSON index of clusters
     GET  /healthz                  "ok"
     GET|POST|DELETE /_faults       fault injection (docs/simulator.md)
+    GET|DELETE /_history           requests received and replica changes (simulator.history)
     *    /<cluster>/version, /<cluster>/api/v1/..., /<cluster>/apis/apps/v1/...
     GET  /<cluster>/metrics        dcgm-exporter and vLLM series of that cluster
     *    /<cluster>/pool/...       the pool admin protocol (docs/pool-protocol.md)
@@ -26,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 from simulator import exposition, kube_api, pool_api
 from simulator.cluster import Cluster
 from simulator.config import FleetConfig
-from simulator.faults import FaultError, Faults, injected_status
+from simulator.faults import FaultError, Faults, injected_status, override_samples
+from simulator.history import History
 
 
 class Fleet:
@@ -42,6 +44,7 @@ class Fleet:
             for i, c in enumerate(config.clusters)
         }
         self.faults = Faults()
+        self.history = History()
         # Encoded answers, reused while what they show is unchanged: list calls by the
         # cluster's resourceVersion, exporter text by (sim time, resourceVersion, pool
         # writes). A real kube-apiserver serves lists from its watch cache and dcgm-exporter
@@ -76,14 +79,18 @@ class Fleet:
                     traceback.print_exc()
 
     def exposition(self, cluster: Cluster) -> bytes:
-        """The cluster's exporter text, encoded; rendered again only when it changed."""
+        """The cluster's exporter text, encoded; rendered again only when it changed. Metric
+        value faults are laid over the cached text."""
         with cluster.lock:
             key = (cluster.now, cluster.rv, cluster.pool_writes)
             cached = self._scrapes.get(cluster.name)
             if cached is None or cached[0] != key:
                 cached = (key, exposition.render(cluster).encode())
                 self._scrapes[cluster.name] = cached
-            return cached[1]
+        values = self.faults.get(cluster.name).metric_values
+        if values:
+            return override_samples(cached[1].decode(), values).encode()
+        return cached[1]
 
     def kube(
         self, cluster: Cluster, method: str, path: str, query: str, content_type: str, raw: bytes
@@ -96,12 +103,27 @@ class Fleet:
                 cached = self._lists.get(key)
                 if cached is not None and cached[0] == cluster.rv:
                     return 200, cached[1]
+            before = None if method == "GET" else self._replicas(cluster)
             code, body = kube_api.handle(cluster, method, path, parse_qs(query), content_type, raw)
+            if before is not None:
+                self._record_scales(cluster, before, f"{method} {path}")
             # Encoded under the lock: list bodies share the store's objects.
             data = json.dumps(body).encode()
             if method == "GET" and code == 200 and str(body.get("kind", "")).endswith("List"):
                 self._lists[key] = (cluster.rv, data)
             return code, data
+
+    @staticmethod
+    def _replicas(cluster: Cluster) -> dict[tuple[str, str], int]:
+        return {key: int(d["spec"]["replicas"]) for key, d in cluster.deployments.items()}
+
+    def _record_scales(
+        self, cluster: Cluster, before: dict[tuple[str, str], int], via: str
+    ) -> None:
+        after = self._replicas(cluster)
+        for key in sorted(before.keys() | after.keys()):
+            if before.get(key) != after.get(key):
+                self.history.scaled(cluster.name, key, before.get(key), after.get(key), via)
 
     def index(self) -> dict[str, Any]:
         return {
@@ -167,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: FleetServer
     protocol_version = "HTTP/1.1"
+    _logged: dict[str, Any] | None = None  # this request's entry in the fleet's history
     # Headers and body go out in two writes; with Nagle's algorithm the second waits for the
     # client's delayed ACK of the first, ~40 ms per small answer (a 404, a Scale).
     disable_nagle_algorithm = True
@@ -202,14 +225,17 @@ class Handler(BaseHTTPRequestHandler):
             return self._text(200, "ok\n", "text/plain; charset=utf-8")
         if head == "_faults":
             return self._faults(method, raw)
+        if head == "_history":
+            return self._history(method, url.query)
         cluster = fleet.clusters.get(head)
         if cluster is None:
             return self._json(
                 404, {"message": f"no cluster named {head!r}", "clusters": sorted(fleet.clusters)}
             )
+        self._logged = fleet.history.request(head, method, rest)
         if rest == "/metrics":
             return self._metrics(cluster, fleet.faults.get(head).metrics_down)
-        fault = fleet.faults.roll(head)
+        fault = fleet.faults.roll(head, method, rest)
         if fault is not None and fault[0] == "hang":
             time.sleep(fault[1])
         elif fault is not None:
@@ -240,6 +266,18 @@ class Handler(BaseHTTPRequestHandler):
         code, out = fleet.set_faults(body)
         return self._json(code, out)
 
+    def _history(self, method: str, query: str) -> None:
+        history = self.server.fleet.history
+        if method == "DELETE":
+            history.clear()
+            return self._json(200, history.since(0))
+        if method != "GET":
+            return self._json(405, {"message": f"{method} is not allowed on /_history"})
+        raw = parse_qs(query).get("since", ["0"])[0]
+        if not raw.isdigit():
+            return self._json(400, {"message": "since must be a non-negative integer"})
+        return self._json(200, history.since(int(raw)))
+
     def _metrics(self, cluster: Cluster, down: bool) -> None:
         if down:
             return self._text(
@@ -254,6 +292,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, text.encode(), content_type)
 
     def _send(self, code: int, data: bytes, content_type: str) -> None:
+        logged, self._logged = self._logged, None
+        if logged is not None:
+            logged["status"] = code
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

@@ -30,30 +30,49 @@ def visible_tenants(serializer: serializers.BaseSerializer[Any]) -> models.Query
     return Tenant.objects.for_user(user) if user is not None else Tenant.objects.none()
 
 
+UNKNOWN_FIELD = "Unknown field; see the schema for the fields you can set."
+READ_ONLY_FIELD = "Read-only: it cannot be set or changed; leave it out of the body."
+
+
 class StrictInput:
-    """Refuses unknown fields (naming them) and values of the wrong JSON type."""
+    """Refuses unknown and read-only fields (naming them) and values of the wrong JSON type.
+
+    A read-only field in a body (a policy's ``version``, its ``tenant``) is refused rather
+    than ignored: a client sending one believes it changes something, and a 200 that changed
+    nothing would tell it so. On an update, a read-only field with exactly its current value
+    is accepted, so a representation read with GET can be edited and sent back with PUT."""
 
     fields: Any
+    instance: Any
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
-            unknown = sorted(str(key) for key in data if key not in self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {
-                        name: ["Unknown field; see the schema for the fields you can set."]
-                        for name in unknown
-                    }
-                )
+            refused = self._refused_fields(data)
+            if refused:
+                raise serializers.ValidationError(refused)
             wrong = {
                 name: [error]
                 for name, value in data.items()
-                if not self.fields[name].read_only
-                and (error := json_type_error(self.fields[name], value)) is not None
+                if (error := json_type_error(self.fields[name], value)) is not None
             }
             if wrong:
                 raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)  # type: ignore[misc]
+
+    def _refused_fields(self, data: Mapping[Any, Any]) -> dict[str, list[str]]:
+        refused: dict[str, list[str]] = {}
+        current: dict[str, Any] | None = None
+        for key in sorted(data, key=str):
+            field = self.fields.get(key)
+            if field is None:
+                refused[str(key)] = [UNKNOWN_FIELD]
+            elif field.read_only:
+                if current is None:
+                    instance = getattr(self, "instance", None)
+                    current = {} if instance is None else self.to_representation(instance)  # type: ignore[attr-defined]
+                if key not in current or current[key] != data[key]:
+                    refused[str(key)] = [READ_ONLY_FIELD]
+        return refused
 
 
 class StrictModelSerializer(StrictInput, serializers.ModelSerializer[Any]):

@@ -69,6 +69,15 @@ class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):
 class PolicySerializer(StrictModelSerializer):
     workload = serializers.PrimaryKeyRelatedField(queryset=Workload.objects.none())
     tenant = TenantSlugField("workload.tenant")
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        source="metric_warnings",
+        read_only=True,
+        help_text=(
+            "What to know though the policy is valid: a metric that is no series the "
+            "cluster's exporters are known to publish (a typo, or a custom metric)."
+        ),
+    )
 
     class Meta:
         model = ScalingPolicy

@@ -12,14 +12,13 @@ from typing import Any, ClassVar
 from django.db import models, transaction
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.concurrency import check_if_match, etag_of_representation
-from api.filters import FieldFilterBackend
+from api.filters import FieldFilterBackend, StrictOrderingFilter
 from api.permissions import WriteRole, holds_role
 from history.models import record_change, snapshot
 from tenants.models import Tenant
@@ -31,7 +30,7 @@ class ScopedViewSet(viewsets.GenericViewSet[Any]):
     """Read side: subclasses define ``get_queryset`` through the tenant choke point."""
 
     permission_classes = [IsAuthenticated, WriteRole]
-    filter_backends = [FieldFilterBackend, OrderingFilter]
+    filter_backends = [FieldFilterBackend, StrictOrderingFilter]
     filter_fields: ClassVar[dict[str, tuple[str, serializers.Field]]] = {}
     ordering_fields: ClassVar[list[str]] = []
     # Lists default to id order where the model's own ordering sorts on joined columns: an

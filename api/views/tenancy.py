@@ -1,10 +1,16 @@
 """Tenants (staff manage, members read) and memberships (tenant admins manage)."""
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.fields import empty
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from api.permissions import WriteRole, holds_role
 from api.serializers.tenancy import MembershipSerializer, NamespaceSerializer, TenantSerializer
 from api.views.base import ScopedModelViewSet
 from tenants.models import Membership, Namespace, Role, Tenant
@@ -47,6 +53,26 @@ class MembershipViewSet(ScopedModelViewSet):
     def get_queryset(self) -> QuerySet[Membership]:
         tenants = Tenant.objects.for_user(self.request.user)
         return Membership.objects.filter(tenant__in=tenants).select_related("tenant", "user")
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.check_may_add_members(request.data)
+        return super().create(request, *args, **kwargs)
+
+    def check_may_add_members(self, data: Any) -> None:
+        """Decide on the tenant before the username is looked up: to whoever may not add
+        members there, a username that exists and one that does not get the same answer
+        (the same 403, or the same 400 naming only the tenant), so usernames cannot be
+        enumerated. The tenant itself resolves among the tenants the user may see, so an
+        invisible tenant reads as a missing one."""
+        if not isinstance(data, Mapping):
+            return  # the serializer refuses the body as a whole, looking nothing up
+        field = cast(MembershipSerializer, self.get_serializer()).fields["tenant"]
+        try:
+            tenant = field.run_validation(data.get("tenant", empty))
+        except ValidationError as exc:
+            raise ValidationError({"tenant": exc.detail}) from exc
+        if not holds_role(self.request.user, tenant.pk, Role.ADMIN):
+            raise PermissionDenied(WriteRole.message)
 
 
 class NamespaceViewSet(ScopedModelViewSet):

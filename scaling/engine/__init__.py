@@ -25,10 +25,14 @@ Output
                   `reason` in plain words, `metric_values` used, `memory`, `algorithm`,
                   `effective` parameter values, `to_dict()`.
 
+`note_outage(memory, now)` marks a tick the loop could not observe: clocks stop, and the
+first fresh observation after it starts a recovery window with no scale-down.
+
 Algorithms live in ALGORITHMS (name -> Algorithm): hpa, kpa, apa, predictive, slo.
 """
 
 from .decide import ALGORITHMS, decide
+from .freshness import note_outage
 from .types import (
     Algorithm,
     Decision,
@@ -57,4 +61,5 @@ __all__ = [
     "ReplicaCapacity",
     "Step",
     "decide",
+    "note_outage",
 ]

@@ -3,14 +3,18 @@
 1. Vet the policy; look the algorithm up in ALGORITHMS (unknown -> hold).
 2. Resolve effective parameters: each None field takes the algorithm's documented default.
 3. Vet the data the algorithm will read (shared guards): bad or stale -> hold.
+   Advance the memory's clocks by the time with fresh observations only (freshness.py).
 4. Ask the algorithm for a proposal (its own tolerance, stabilisation, rate limits).
-5. Shared steps: min/max, then the quota cap last.
+5. Shared steps: no scale-down on remembered data or in the window after an outage, then
+   min/max, then the quota cap last.
 6. Record the scale event, prune memory, and explain.
 """
 
 from __future__ import annotations
 
-from . import apa, hpa, kpa, predictive, slo
+from dataclasses import replace
+
+from . import apa, freshness, hpa, kpa, predictive, slo
 from .explain import outcome, reason, replicas_text
 from .guards import (
     apply_bounds,
@@ -62,14 +66,17 @@ def decide(
     params = resolve_params(policy, algorithm.defaults)
     if algorithm.derive is not None:
         params = algorithm.derive(policy, params)
+    signals = algorithm.signals(policy, params, obs)
     bad_data = next(
         (
             problem
-            for sig in algorithm.signals(policy, params, obs)
+            for sig in signals
             if (problem := signal_problem(sig, obs.now, policy.max_metric_age_s)) is not None
         ),
         None,
     )
+    evidence = None if bad_data is not None else freshness.evidence_time(signals)
+    memory = freshness.advance(memory, obs.now, evidence, policy.max_metric_age_s)
     if bad_data is not None:
         return hold(policy, obs, memory, bad_data, params, algorithm, quota=quota)
     proposal = algorithm.recommend(policy, params, obs, memory)
@@ -84,7 +91,23 @@ def decide(
             proposal.metric_values,
             quota=quota,
         )
-    return finish(policy, obs, proposal, quota, params, algorithm)
+    return finish(
+        policy, obs, _hold_scale_down(proposal, obs, params, policy), quota, params, algorithm
+    )
+
+
+def _hold_scale_down(
+    proposal: Proposal, obs: Observation, params: Params, policy: PolicyParams
+) -> Proposal:
+    """Keep the current count instead of a scale-down the data cannot back yet: none on a
+    tick without new data, none in the first window after an outage (freshness.py)."""
+    if proposal.desired >= obs.current:
+        return proposal
+    why = freshness.scale_down_blocked(proposal.memory, obs.now, params, policy.max_metric_age_s)
+    if why is None:
+        return proposal
+    step = Step("fresh data", obs.current, why)
+    return replace(proposal, desired=obs.current, steps=(*proposal.steps, step))
 
 
 def finish(

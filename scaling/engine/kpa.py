@@ -156,9 +156,13 @@ def _values(
     window = (
         used_values(policy.metric, obs.series, obs.now, p["stable_window_s"]) if obs.series else ()
     )
+    # Stamped with the newest sample they derive from, not the tick: a total computed from
+    # remembered samples is as old as they are.
+    points = metric_signal_points(obs)
+    stamp = max(t for t, _ in points) if points else obs.now
     return (
-        MetricValue("stable window total", stable, obs.now),
-        MetricValue("panic window total", panic, obs.now),
+        MetricValue("stable window total", stable, stamp),
+        MetricValue("panic window total", panic, stamp),
         *window,
     )
 

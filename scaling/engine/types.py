@@ -127,6 +127,11 @@ class Memory:
     bursts: (time, replicas) burst holds predictive computed, kept for its burst horizon as
         a sliding-window maximum (values strictly decrease with time, so the first entry is
         the highest within the horizon).
+    ticked_at: `now` of the last decision; seen_at: the newest data time it acted on.
+    outage_since: when the loop first could not observe the workload (`note_outage`).
+    recovered_at: when fresh observations resumed after an outage (a recovery window).
+    fresh: whether this tick brought new data (set by the engine each tick).
+    Every timestamp here counts only time with fresh observations (freshness.py).
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
@@ -135,6 +140,11 @@ class Memory:
     max_panic_pods: int = 0
     zero_since: float | None = None
     bursts: tuple[tuple[float, float], ...] = ()
+    ticked_at: float | None = None
+    seen_at: float | None = None
+    outage_since: float | None = None
+    recovered_at: float | None = None
+    fresh: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +154,11 @@ class Memory:
             "max_panic_pods": self.max_panic_pods,
             "zero_since": self.zero_since,
             "bursts": [list(b) for b in self.bursts],
+            "ticked_at": self.ticked_at,
+            "seen_at": self.seen_at,
+            "outage_since": self.outage_since,
+            "recovered_at": self.recovered_at,
+            "fresh": self.fresh,
         }
 
     @classmethod
@@ -158,6 +173,11 @@ class Memory:
             max_panic_pods=_int_or_zero(data.get("max_panic_pods")),
             zero_since=_optional_float(data.get("zero_since")),
             bursts=_pairs(data.get("bursts"), _finite),
+            ticked_at=_optional_float(data.get("ticked_at")),
+            seen_at=_optional_float(data.get("seen_at")),
+            outage_since=_optional_float(data.get("outage_since")),
+            recovered_at=_optional_float(data.get("recovered_at")),
+            fresh=data.get("fresh") is not False,
         )
 
 
@@ -182,9 +202,10 @@ def _finite(raw: Any) -> float:
 
 def _optional_float(raw: Any) -> float | None:
     try:
-        return None if raw is None else float(raw)
-    except (TypeError, ValueError):
+        value = None if raw is None else float(raw)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return value if value is None or math.isfinite(value) else None
 
 
 def _int_or_zero(raw: Any) -> int:

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 RESOURCES = [
     "tenants",
     "memberships",
+    "namespaces",
     "gpu-types",
     "clusters",
     "quotas",
@@ -96,7 +97,7 @@ def make_decision(workload: Any, minutes_ago: int = 0, outcome: str = "applied")
 @pytest.fixture
 def fleet(gpu_type: Any, cluster: Any, make_user: Any, make_workload: Any) -> Fleet:
     from quotas.models import Quota
-    from tenants.models import Tenant
+    from tenants.models import Namespace, Tenant
 
     acme = Tenant.objects.create(slug="acme", name="Acme")
     team_a = Tenant.objects.create(slug="team-a", name="Team A", parent=acme)
@@ -112,6 +113,10 @@ def fleet(gpu_type: Any, cluster: Any, make_user: Any, make_workload: Any) -> Fl
         "outsider": make_user("gina", globex, "operator"),
         "nobody": make_user("nemo"),
     }
+    # Mapped namespaces (a mapping replaces the slug default, so the slug's own is listed too).
+    for tenant in (team_b, globex_ml):
+        for name in (tenant.slug, f"{tenant.slug}-batch"):
+            Namespace.objects.create(tenant=tenant, cluster=cluster, name=name)
     workloads = {
         "a": make_workload(team_a, cluster, gpu_type, "chat"),
         "b": make_workload(team_b, cluster, gpu_type, "embed"),

@@ -11,7 +11,7 @@ import pytest
 from history.models import Change
 from quotas.models import Quota
 from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
-from tenants.models import Membership, Tenant
+from tenants.models import Membership, Namespace, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +20,7 @@ NOT_FOUND = b'{"detail":"Not found."}'
 MODELS: dict[str, Any] = {
     "tenants": Tenant,
     "memberships": Membership,
+    "namespaces": Namespace,
     "quotas": Quota,
     "workloads": Workload,
     "policies": ScalingPolicy,
@@ -45,6 +46,9 @@ def foreign_ids(fleet: Any) -> dict[str, set[int]]:
         "memberships": set(
             Membership.objects.exclude(tenant=fleet.team_a).values_list("pk", flat=True)
         ),
+        "namespaces": set(
+            Namespace.objects.filter(tenant__in=tenants).values_list("pk", flat=True)
+        ),
         "quotas": set(Quota.objects.filter(tenant__in=tenants).values_list("pk", flat=True)),
         "workloads": set(workloads.values_list("pk", flat=True)),
         "policies": set(
@@ -67,6 +71,7 @@ def random_body(rng: random.Random, fleet: Any) -> dict[str, Any]:
         {"tenant": foreign_tenant},
         {"nominal": rng.randint(0, 100)},
         {"role": "admin", "user": "vera", "tenant": foreign_tenant},
+        {"tenant": "team-a", "name": "team-a-stolen"},
         {"name": "pwned", "priority": 100},
         {"workload": fleet.workloads[rng.choice("bg")].pk, "target": 1},
         {},
@@ -89,6 +94,7 @@ def create_body(rng: random.Random, fleet: Any, resource: str) -> dict[str, Any]
         "policies": {"workload": fleet.workloads[rng.choice("bg")].pk, "target": 2},
         "memberships": {"user": "vera", "tenant": foreign_tenant, "role": "admin"},
         "quotas": {"tenant": foreign_tenant, "gpu_type": "A100-80GB", "nominal": 1},
+        "namespaces": {"tenant": "team-a", "cluster": "east", "name": f"{foreign_tenant}-batch"},
         "tenants": {"slug": f"t{rng.randint(0, 10**6)}", "name": "T", "parent": "globex"},
     }[resource]
 

@@ -233,6 +233,22 @@ def test_prometheus_source_reads_what_a_real_prometheus_scraped(
         assert sample.label("namespace") == "team-a"
         assert sample.label("pod").startswith("chat-")
         assert now - 10 < sample.timestamp <= now  # the scrape time, not the query time
+        # A name that would close the string literal and add a matcher of its own reads the
+        # series of that literal name (none), not every vllm:num_requests_running series.
+        hostile = 'vllm:num_requests_running",__name__!="'
+        assert metrics.read_samples(east, [hostile], now) == {hostile: []}
+        for name in ('x"} or vector(1) or {a="', "back\\slash", "new\nline"):
+            assert metrics.read_samples(east, [name], now) == {name: []}
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_promql_selectors_escape_the_name_as_a_string_literal():
+    from clusters.prometheus import selector
+
+    assert selector("vllm:num_requests_running") == '{__name__="vllm:num_requests_running"}'
+    assert selector('a"b') == '{__name__="a\\"b"}'
+    assert selector("a\\b") == '{__name__="a\\\\b"}'
+    assert selector("a\nb\rc") == '{__name__="a\\nb\\rc"}'
+    assert selector('x"} or vector(1) or {a="') == '{__name__="x\\"} or vector(1) or {a=\\""}'

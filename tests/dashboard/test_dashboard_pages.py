@@ -250,3 +250,46 @@ def test_without_observed_history_the_page_says_so_and_offers_recorded_traces(cl
     refused = client.post(url, form_data(setup["a"].policy, trace="observed"))
     assert refused.status_code == 400
     assert "no Prometheus URL" in refused.json()["errors"]["trace"][0]["message"]
+
+
+def test_the_policy_editor_warns_of_a_metric_no_exporter_publishes(client, setup):
+    client.force_login(setup["operator"])
+    policy = setup["a"].policy
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert 'data-warning-for="metric" role="status"></div>' in page
+    assert '<option value="vllm:num_requests_running">' in page  # the known names, suggested
+    ScalingPolicy.objects.filter(pk=policy.pk).update(metric="vllm:num_requests_runing")
+    page = client.get(f"/workloads/{setup['a'].pk}/").content.decode()
+    assert "vllm:num_requests_runing is not a series" in page
+    assert "Did you mean vllm:num_requests_running?" in page
+
+
+def test_every_dashboard_page_says_when_the_control_loop_stopped_and_marks_status_old(
+    client, setup, cluster, monkeypatch
+):
+    from scaling.models import ControlLoopState
+
+    monkeypatch.setattr(
+        "dashboard.views.PROCESS_STARTED_AT", datetime.now(UTC) - timedelta(hours=1)
+    )
+    a = setup["a"]
+    last_tick = datetime.now(UTC) - timedelta(minutes=5)
+    ControlLoopState.objects.create(cluster=cluster, last_tick_at=last_tick)
+    a.observed_at = last_tick
+    a.save()
+    client.force_login(setup["viewer"])
+    pages = ["/", f"/tenants/{a.tenant.slug}/", f"/workloads/{a.pk}/", "/decisions/"]
+    for url in pages:
+        html = client.get(url).content.decode()
+        assert "Control loop not running since" in html, url
+        assert "Cluster east: last tick 5\xa0minutes ago" in html, url
+    fleet = client.get("/").content.decode()
+    assert 'class="old" title="as observed 5\xa0minutes ago"' in fleet
+    assert "old: not current" in client.get(f"/workloads/{a.pk}/").content.decode()
+    # Ticking again: no banner, and a fresh observation is not marked old.
+    ControlLoopState.objects.filter(cluster=cluster).update(last_tick_at=datetime.now(UTC))
+    a.observed_at = datetime.now(UTC)
+    a.save()
+    for url in pages:
+        assert "Control loop not running" not in client.get(url).content.decode(), url
+    assert "old: not current" not in client.get(f"/workloads/{a.pk}/").content.decode()

@@ -1,5 +1,6 @@
 """The control loop against a running simulator: real Kubernetes API, real exporter text."""
 
+import json
 import socket
 import time
 import urllib.request
@@ -284,3 +285,85 @@ def test_a_tick_uses_a_constant_number_of_queries(start_simulator, gpu_type, tea
 
     assert steady(six) == steady(one)
     assert len(six) <= len(steady(six)) + 3 * 3
+
+
+def set_faults(url, **faults):
+    body = json.dumps({"cluster": "east", **faults}).encode()
+    request = urllib.request.Request(
+        f"{url}/_faults", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def tick_for(cluster, seconds, every=1.0):
+    """Tick every `every` s for `seconds`; the Deployment's replicas after each tick."""
+    deadline, seen = time.monotonic() + seconds, []
+    while time.monotonic() < deadline:
+        tick_cluster(cluster.pk)
+        seen.append(Workload.objects.get(cluster=cluster).status.get("current"))
+        time.sleep(every)
+    return seen
+
+
+def test_a_metrics_outage_neither_scales_to_zero_nor_right_after(start_simulator, gpu_type, team_a):
+    # kpa, min 0, no traffic: it would scale to zero after its grace. The metrics endpoint
+    # goes silent for longer than max_metric_age_s: the grace must not run on remembered
+    # samples, and after the outage a stable window of fresh data comes first.
+    idle = {"kind": "constant", "rate_rps": 0.0}
+    url = start_simulator(fleet(CHAT | {"replicas": 1, "load": idle}))
+    cluster, _ = register(
+        url,
+        gpu_type,
+        team_a,
+        algorithm="kpa",
+        aggregation="total",
+        min_replicas=0,
+        max_metric_age_s=3,
+        stable_window_s=8,
+        scale_to_zero_grace_s=4,
+    )
+
+    def seen_no_traffic():
+        return bool(Workload.objects.get(cluster=cluster).status["history"]["metric"])
+
+    ticks_until(cluster, seen_no_traffic, timeout=15.0)  # the replica is up and reports 0
+    tick_for(cluster, 1)  # the grace has started
+    assert spec_replicas(url) == 1
+    set_faults(url, metrics_down=True)
+    tick_for(cluster, 6)  # twice max_metric_age_s without a sample
+    assert spec_replicas(url) == 1
+    set_faults(url, metrics_down=False)
+    first_window = time.monotonic()
+    tick_for(cluster, 7)  # inside the 8 s recovery window
+    assert spec_replicas(url) == 1
+    assert not Decision.objects.filter(outcome="applied").exists()
+    # Afterwards the grace runs on fresh evidence only, and ends.
+    ticks_until(cluster, lambda: spec_replicas(url) == 0, timeout=20.0)
+    assert time.monotonic() - first_window >= 8.0
+    applied = Decision.objects.get(outcome="applied")
+    assert applied.final_replicas == 0
+
+
+def test_a_hanging_cluster_api_is_one_error_decision_with_a_growing_count(
+    start_simulator, gpu_type, team_a, settings
+):
+    settings.KUBERNETES_TIMEOUT_S = 0.5
+    url = start_simulator(fleet(CHAT | {"replicas": 2}))
+    cluster, workload = register(url, gpu_type, team_a)
+    tick_cluster(cluster.pk)
+    set_faults(url, hang_rate=1.0, hang_seconds=5)
+    for _ in range(4):
+        tick_cluster(cluster.pk)
+    errors = Decision.objects.filter(workload=workload, outcome="error")
+    assert errors.count() == 1
+    assert errors.get().reason == (
+        "held: cluster east's API did not answer within 0.5 s (list deployments)"
+    )
+    workload.refresh_from_db()
+    assert workload.status["error"]["count"] == 4
+    assert workload.status["error"]["cause"] == ["timeout", "list deployments"]
+    # The engine's clocks stopped: its first fresh readings after this will scale nothing down.
+    assert workload.status["memory"]["outage_since"] is not None
+    state = ControlLoopState.objects.get(cluster=cluster)
+    assert state.errors["timeout / list deployments"]["count"] == 4
+    assert state.last_error == "cluster east's API did not answer within 0.5 s (list deployments)"

@@ -57,10 +57,23 @@ def test_version_increments_on_every_change(workload):
     policy.save()
     assert policy.version == 2
     stale = ScalingPolicy.objects.get(pk=policy.pk)
+    policy.target = 11
     policy.save()
+    policy.save()  # nothing changed since: no new version
+    assert policy.version == 3
+    stale.target = 12
     stale.save()  # a concurrent save of an old copy still gets a fresh version
     assert stale.version == 4
     assert ScalingPolicy.objects.get(pk=policy.pk).version == 4
+
+
+def test_a_save_that_changes_nothing_writes_nothing(workload):
+    policy = ScalingPolicy.objects.get(pk=workload.policy.pk)
+    updated_at = policy.updated_at
+    policy.target = float(policy.target)  # the same value
+    policy.save()
+    stored = ScalingPolicy.objects.get(pk=policy.pk)
+    assert (stored.version, stored.updated_at) == (1, updated_at)
 
 
 def test_one_workload_per_deployment(workload, team_a, cluster, gpu_type):

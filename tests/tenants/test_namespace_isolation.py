@@ -139,7 +139,7 @@ def test_no_field_of_any_write_lets_an_admin_of_one_tenant_touch_anothers_cluste
     before = cluster_state(url)
     assert before[("east", "quota", "globex-ml", "gpu-control-plane")] == "16"
     own = {w.cluster.name: w for w in Workload.objects.filter(tenant__slug="acme-chat")}
-    globex_workload = Workload.objects.filter(tenant__slug="globex-ml").first()
+    globex_workload = Workload.objects.filter(tenant__slug="globex-ml").earliest("pk")
     answers = []
 
     # Creates: every tenant x cluster x namespace x Deployment.
@@ -190,12 +190,12 @@ def test_no_field_of_any_write_lets_an_admin_of_one_tenant_touch_anothers_cluste
                     assert response.status_code == 400, (body, response.content)
                     assert "already" not in response.content.decode(), body
                     continue
-                taken = Workload.objects.filter(
+                clash = Workload.objects.filter(
                     cluster__name=merged["cluster"],
                     namespace=merged["namespace"],
                     deployment=merged["deployment"],
                 ).exclude(pk=workload.pk)
-                assert response.status_code == (400 if taken.exists() else 200), body
+                assert response.status_code == (400 if clash.exists() else 200), body
                 assert alice.patch(url_of, original, format="json").status_code == 200
 
     # Policies, quotas, memberships and namespace mappings pointing at the other tenant.

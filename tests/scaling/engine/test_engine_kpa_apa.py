@@ -51,9 +51,14 @@ def test_kpa_does_not_scale_down_while_panicking(build):
 
 def test_kpa_leaves_panic_a_stable_window_after_the_last_crossing(build):
     first = build.run(_kpa(build), build.obs(5, series=_burst(build.NOW)))
+    # The loop ticks in between (a gap longer than max_metric_age_s would be an outage).
+    between = build.NOW + 30
+    held = build.run(
+        _kpa(build), build.obs(20, series=_flat(between, 35.0), now=between), first.memory
+    )
     later = build.NOW + 61
     second = build.run(
-        _kpa(build), build.obs(20, series=_flat(later, 35.0), now=later), first.memory
+        _kpa(build), build.obs(20, series=_flat(later, 35.0), now=later), held.memory
     )
     assert second.memory.panic_since is None
     assert second.memory.max_panic_pods == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -227,8 +228,11 @@ def test_the_burst_hold_outlives_the_history_until_its_horizon(build):
     flat = 1.0
 
     def later(dt):
+        # Data kept coming until 5 s before (a longer gap since the last decision would be
+        # an outage, on which no clock runs).
         t = now + dt
-        return build.run(pol, build.obs(10, now=t, **_offered(t, lambda _: flat)), first.memory)
+        memory = replace(first.memory, ticked_at=t - 5.0, seen_at=t - 5.0)
+        return build.run(pol, build.obs(10, now=t, **_offered(t, lambda _: flat)), memory)
 
     # 20 minutes on, the spike has left the 10-minute signal history but not the hold.
     assert later(1200).raw_desired == 10
