@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Real servers the integration tests drive: a Prometheus server and a headless browser.
 SYSTEM_PACKAGES := prometheus chromium
 
-.PHONY: run test lint bench install system-packages clean
+.PHONY: run test lint bench install system-packages kube-binaries clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -41,7 +41,14 @@ system-packages:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "note: integration tests need$$missing (apt-get install as root); they skip without"; fi
 
+# The kube test tier's etcd, kube-apiserver and kube-controller-manager, built from the Go
+# module proxy once per machine into ~/.cache (docs/kube-tests.md).
+kube-binaries:
+	@bash kubetest/build.sh >/dev/null
+
 test: lint system-packages
+	@if command -v go >/dev/null; then $(MAKE) --no-print-directory kube-binaries; \
+	else echo "note: no Go toolchain: the kube test tier skips (docs/kube-tests.md)"; fi
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -7,13 +7,14 @@ e.g. ``/apis/apps/v1/namespaces/acme-chat/deployments/chat-llama-8b/scale``.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
 from collections.abc import Callable
 from typing import Any
 
-from simulator.cluster import Cluster
+from simulator.cluster import Cluster, pod_gpus
 from simulator.kube_status import (
     ApiError,
     bad_request,
@@ -107,15 +108,52 @@ def handle(
     return 404, error.body()
 
 
-def _list(kind: str, api_version: str, items: list[dict[str, Any]], rv: int) -> dict[str, Any]:
+def _list(
+    c: _Call, kind: str, api_version: str, items: list[dict[str, Any]], rv: int
+) -> dict[str, Any]:
     # The items are the store's own objects, not copies (a copy of 1,000 pods costs more than
     # encoding them): the caller encodes the answer before releasing the cluster's lock.
-    return {
-        "kind": kind,
-        "apiVersion": api_version,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": items,
-    }
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    limit = _limit(c)
+    if limit or "continue" in c.query:
+        items, meta = _page(c, items, limit, meta)
+    return {"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items}
+
+
+def _limit(c: _Call) -> int:
+    raw = c.query.get("limit", ["0"])[0] or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError as exc:
+        raise bad_request(f"limit: invalid value {raw!r}") from exc
+
+
+def _key(obj: dict[str, Any]) -> list[str]:
+    """An object's place in list order: the server's storage key order (namespace, name)."""
+    return [obj["metadata"].get("namespace") or "", obj["metadata"]["name"]]
+
+
+def _page(
+    c: _Call, items: list[dict[str, Any]], limit: int, meta: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One page of a ``limit``/``continue`` list, as kube-apiserver pages. Unlike the real
+    server, later pages see the current state rather than a snapshot at the first page's
+    resourceVersion (which the token carries all the same)."""
+    token = c.query.get("continue", [""])[0]
+    if token:
+        try:
+            start = json.loads(base64.urlsafe_b64decode(token))["start"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise bad_request(f"continue key is not valid: {exc}") from exc
+        items = [item for item in items if _key(item) > start]
+    if not limit or len(items) <= limit:
+        return items, meta
+    page = items[:limit]
+    state = {"rv": int(meta["resourceVersion"]), "start": _key(page[-1])}
+    meta["continue"] = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+    if "labelSelector" not in c.query:  # like the server: exact only for an unfiltered list
+        meta["remainingItemCount"] = len(items) - limit
+    return page, meta
 
 
 def _ok(obj: dict[str, Any], code: int = 200) -> Response:
@@ -147,7 +185,7 @@ def _api_versions(c: _Call) -> Response:
 def _list_nodes(c: _Call) -> Response:
     match = c.selector()
     items = [n for _, n in sorted(c.cluster.nodes.items()) if match(n["metadata"]["labels"])]
-    return 200, _list("NodeList", "v1", items, c.cluster.rv)
+    return 200, _list(c, "NodeList", "v1", items, c.cluster.rv)
 
 
 def _get_node(c: _Call) -> Response:
@@ -164,7 +202,7 @@ def _list_namespaces(c: _Call) -> Response:
         for _, n in sorted(c.cluster.namespaces.items())
         if match(n["metadata"].get("labels") or {})
     ]
-    return 200, _list("NamespaceList", "v1", items, c.cluster.rv)
+    return 200, _list(c, "NamespaceList", "v1", items, c.cluster.rv)
 
 
 def _get_namespace(c: _Call) -> Response:
@@ -186,7 +224,22 @@ def _list_pods(c: _Call) -> Response:
     if namespace is not None:
         c.cluster.require_namespace(namespace)
     items = c.cluster.list_pods(namespace, c.selector())
-    return 200, _list("PodList", "v1", items, c.cluster.rv)
+    return 200, _list(c, "PodList", "v1", items, c.cluster.rv)
+
+
+def _create_pod(c: _Call) -> Response:
+    """Quota admission as kube-apiserver answers it; a Pod that passes is refused next: the
+    simulator runs only the pods of its Deployments."""
+    namespace = c.params["ns"]
+    c.cluster.require_namespace(namespace)
+    body = c.body()
+    if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+        raise bad_request("the body must be a Pod object")
+    name = str((body.get("metadata") or {}).get("name", ""))
+    refusal = c.cluster._quota_refusal(namespace, name, pod_gpus(body))
+    if refusal is not None:
+        raise ApiError(403, "Forbidden", refusal, {"name": name, "kind": "pods"})
+    raise ApiError(405, "MethodNotAllowed", "the simulator creates Pods only for Deployments")
 
 
 def _get_pod(c: _Call) -> Response:
@@ -198,7 +251,7 @@ def _list_deployments(c: _Call) -> Response:
     if namespace is not None:
         c.cluster.require_namespace(namespace)
     items = c.cluster.list_deployments(namespace, c.selector())
-    return 200, _list("DeploymentList", "apps/v1", items, c.cluster.rv)
+    return 200, _list(c, "DeploymentList", "apps/v1", items, c.cluster.rv)
 
 
 def _create_deployment(c: _Call) -> Response:
@@ -256,7 +309,7 @@ def _list_quotas(c: _Call) -> Response:
     if namespace is not None:
         c.cluster.require_namespace(namespace)
     items = c.cluster.list_quotas(namespace, c.selector())
-    return 200, _list("ResourceQuotaList", "v1", items, c.cluster.rv)
+    return 200, _list(c, "ResourceQuotaList", "v1", items, c.cluster.rv)
 
 
 def _create_quota(c: _Call) -> Response:
@@ -293,7 +346,7 @@ _TABLE: tuple[tuple[str, dict[str, Handler]], ...] = (
     ("/api/v1/namespaces", {"GET": _list_namespaces, "POST": _create_namespace}),
     (rf"/api/v1/namespaces/{_NAME}", {"GET": _get_namespace}),
     ("/api/v1/pods", {"GET": _list_pods}),
-    (rf"/api/v1/namespaces/{_NS}/pods", {"GET": _list_pods}),
+    (rf"/api/v1/namespaces/{_NS}/pods", {"GET": _list_pods, "POST": _create_pod}),
     (rf"/api/v1/namespaces/{_NS}/pods/{_NAME}", {"GET": _get_pod}),
     ("/api/v1/resourcequotas", {"GET": _list_quotas}),
     (_QUOTAS, {"GET": _list_quotas, "POST": _create_quota}),

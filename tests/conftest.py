@@ -225,3 +225,22 @@ def change_form() -> Any:
     """``change_form(client, url, **changes)``: the fields a browser would submit from the
     admin change form at ``url`` (as the page renders them), with ``changes`` applied."""
     return _change_form
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real etcd, kube-apiserver (RBAC) and kube-controller-manager for the session (see
+    tests/kube_control_plane.py). Without the binaries (``make kube-binaries``) the tests that
+    use it skip, except under REQUIRE_INTEGRATION (.ci/run), where they fail."""
+    from tests import kube_control_plane
+
+    directory = kube_control_plane.binary_dir()
+    missing = kube_control_plane.missing_binaries(directory)
+    if missing:
+        message = f"{', '.join(missing)} not built in {directory} (make kube-binaries)"
+        if os.environ.get("REQUIRE_INTEGRATION"):
+            pytest.fail(message)
+        pytest.skip(message)
+    plane = kube_control_plane.start(directory, tmp_path_factory.mktemp("kube"))
+    yield plane
+    plane.stop()
