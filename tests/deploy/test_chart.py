@@ -291,8 +291,8 @@ def fake_node(helm_bin: Path, kube_control_plane: Any) -> Iterator[Path]:
         kubectl(helm_bin, kubeconfig, "delete", kind, name, "--ignore-not-found", "--wait=false")
 
     def gone() -> bool:
-        left = kubectl(helm_bin, kubeconfig, "get", f"namespace/{INSTALL_NAMESPACE}",
-                       f"namespace/{TENANT}", "--ignore-not-found", "-o=name", check=False)  # fmt: skip
+        names = (f"namespace/{INSTALL_NAMESPACE}", f"namespace/{TENANT}")
+        left = kubectl(helm_bin, kubeconfig, "get", *names, "--ignore-not-found", check=False)
         return not left.stdout.strip()
 
     wait_for(gone, "the chart's namespaces to be deleted")
@@ -305,7 +305,7 @@ def test_the_chart_installs_into_a_real_api_server_and_its_pods_become_ready(
     completed by KWOK), then web, worker and beat Ready on the fake node; no image is pulled."""
     kubeconfig = fake_node
     on_node = {"nodeSelector": {NODE_LABEL: "yes"}}
-    values = {"web": on_node, "worker": on_node, "beat": on_node}
+    values: dict[str, Any] = {"web": on_node, "worker": on_node, "beat": on_node}
     values |= {"rbac": {"create": True, "tenantNamespaces": [TENANT]}}
     values_file = kubeconfig.parent / "chart-install-values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -322,14 +322,28 @@ def test_the_chart_installs_into_a_real_api_server_and_its_pods_become_ready(
         d["metadata"]["name"]: (d["spec"]["replicas"], d["status"].get("readyReplicas", 0))
         for d in deployments["items"]
     }
-    assert ready == {f"{fullname}-web": (2, 2), f"{fullname}-worker": (1, 1), f"{fullname}-beat": (1, 1)}
+    assert ready == {
+        f"{fullname}-web": (2, 2),
+        f"{fullname}-worker": (1, 1),
+        f"{fullname}-beat": (1, 1),
+    }
     pods = kubectl(helm_bin, kubeconfig, "get", "pods", "-n", INSTALL_NAMESPACE, "-o=json")
-    assert {p["spec"]["nodeName"] for p in pods["items"] if "job-name" not in p["metadata"]["labels"]} == {NODE}
-    secret = kubectl(helm_bin, kubeconfig, "get", "secret", fullname, "-n", INSTALL_NAMESPACE, "-o=json")
+    assert {
+        p["spec"]["nodeName"] for p in pods["items"] if "job-name" not in p["metadata"]["labels"]
+    } == {NODE}
+    secret = kubectl(
+        helm_bin, kubeconfig, "get", "secret", fullname, "-n", INSTALL_NAMESPACE, "-o=json"
+    )
     assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "CREDENTIAL_KEYS"} <= secret["data"].keys()
-    binding = kubectl(helm_bin, kubeconfig, "get", "rolebinding", f"{fullname}-tenant", "-n", TENANT, "-o=json")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": fullname, "namespace": INSTALL_NAMESPACE}]
-    kubectl(helm_bin, kubeconfig, "get", "clusterrole", f"{fullname}-observer", f"{fullname}-tenant")
+    binding = kubectl(
+        helm_bin, kubeconfig, "get", "rolebinding", f"{fullname}-tenant", "-n", TENANT, "-o=json"
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": fullname, "namespace": INSTALL_NAMESPACE}
+    ]
+    kubectl(
+        helm_bin, kubeconfig, "get", "clusterrole", f"{fullname}-observer", f"{fullname}-tenant"
+    )
     # The hook Job ran to completion and was deleted (hook-succeeded); the release is deployed.
     jobs = kubectl(helm_bin, kubeconfig, "get", "jobs", "-n", INSTALL_NAMESPACE, "-o=json")
     assert jobs["items"] == []
@@ -337,8 +351,12 @@ def test_the_chart_installs_into_a_real_api_server_and_its_pods_become_ready(
                              f"--kubeconfig={kubeconfig}", "-o", "json").stdout)  # fmt: skip
     assert status["info"]["status"] == "deployed"
     # An upgrade keeps the generated keys (looked up from the release's Secret).
-    helm(helm_bin, "upgrade", INSTALL_RELEASE, str(CHART), f"--kubeconfig={kubeconfig}",
-         "--namespace", INSTALL_NAMESPACE, "--reuse-values", "--wait", "--timeout=180s")  # fmt: skip
-    again = kubectl(helm_bin, kubeconfig, "get", "secret", fullname, "-n", INSTALL_NAMESPACE, "-o=json")
+    helm(
+        helm_bin, "upgrade", INSTALL_RELEASE, str(CHART), f"--kubeconfig={kubeconfig}",
+        "--namespace", INSTALL_NAMESPACE, "--reuse-values", "--wait", "--timeout=180s",
+    )  # fmt: skip
+    again = kubectl(
+        helm_bin, kubeconfig, "get", "secret", fullname, "-n", INSTALL_NAMESPACE, "-o=json"
+    )
     assert again["data"]["CREDENTIAL_KEYS"] == secret["data"]["CREDENTIAL_KEYS"]
     assert again["data"]["SECRET_KEY"] == secret["data"]["SECRET_KEY"]
