@@ -232,6 +232,7 @@ def test_web_probes_and_hosts(helm_bin: Path) -> None:
     assert (ROOT / command[1].removeprefix("/app/")).is_file()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "deploy" not in ignored and "deploy/readiness.py" not in ignored
+    assert "--forwarded-allow-ips=10.0.0.0/8" in web["command"]  # real client IPs for lockouts
     env = {e["name"]: e for e in web["env"]}
     assert env["ALLOWED_HOSTS"]["value"] == "cp.example.com,$(POD_IP)"
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
