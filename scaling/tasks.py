@@ -15,12 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.models import Cluster
+from performance import PRODUCT_LABELS
 from scaling.backtest import Deployment, OracleResult, run_backtest
 from scaling.backtest.signals import check_metric
 from scaling.engine import PolicyParams
 from scaling.loop import tick_cluster
 from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
-from simulator.model import PRODUCT_LABELS
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.model import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
+from performance import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
 from simulator.pool import ROUTING_STRATEGIES, ServingPool
 from simulator.replica import Request
 from simulator.traces import Trace, load_trace
@@ -22,7 +22,7 @@ class Deployment:
     """One model on one GPU type: what every replica of the replayed pool is.
 
     Raises ValueError for an unknown GPU type or routing, a model that does not fit
-    (``simulator.model.ModelDoesNotFit``) or a non-positive count.
+    (``performance.ModelDoesNotFit``) or a non-positive count.
     """
 
     gpu_type: str = DEFAULT_GPU_TYPE

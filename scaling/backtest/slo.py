@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulator.model import ReplicaPerf
+from performance import ReplicaPerf
 from simulator.replica import Completion, Request
 
 

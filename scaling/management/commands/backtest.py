@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from performance import PRODUCT_LABELS
 from scaling.backtest import (
     DEFAULT_GPU_TYPE,
     DEFAULT_MODEL,
@@ -32,7 +33,6 @@ from scaling.backtest import (
 )
 from scaling.engine import ALGORITHMS, PolicyParams
 from scaling.models import ScalingPolicy
-from simulator.model import PRODUCT_LABELS
 from simulator.traces import NAMED_TRACES, TraceError, trace_path
 
 AZURE_ATTRIBUTION = (
