@@ -73,8 +73,8 @@ def by_task(workload: Any, compare: list[str], monkeypatch: pytest.MonkeyPatch) 
     tasks.run_backtest_job(job.pk)
     job.refresh_from_db()
     assert job.status == BacktestJob.Status.SUCCEEDED, job.error
-    result: dict[str, Any] = job.result
-    return result
+    assert job.result is not None
+    return dict(job.result)
 
 
 def by_preview(workload: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
