@@ -24,9 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from performance import GPU_PROFILES, MODELS  # noqa: E402
 from simulator.config import LoadConfig  # noqa: E402
 from simulator.load import make_load  # noqa: E402
-from simulator.model import GPU_PROFILES, MODELS  # noqa: E402
 from simulator.pool import ROUTING_STRATEGIES, ServingPool  # noqa: E402
 from simulator.replica import Completion, Request  # noqa: E402
 from simulator.traces import load_trace  # noqa: E402

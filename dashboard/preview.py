@@ -6,7 +6,8 @@ The trace is the workload's own last hour as its cluster's Prometheus recorded i
 (``dashboard.observed``; the result then carries ``actual``, the replicas that really served)
 or ten minutes of a recorded Azure trace.
 
-The back-test (``scaling.backtest.run_backtest``) is CPU-bound pure Python: it runs in a worker
+The back-test (``scaling.backtest.jobs``, as the API's job and the command run it) is
+CPU-bound pure Python: it runs in a worker
 thread while the response streams newline-delimited JSON: ``{"progress": 0..1}`` lines, then
 one ``{"result": {"edited": ..., "stored": ...}}`` or ``{"error": "..."}`` line.
 """
@@ -20,14 +21,12 @@ from typing import Any
 
 from clusters.models import Cluster
 from dashboard import observed
-from scaling.backtest import run_backtest
+from scaling.backtest import jobs
 from scaling.engine import PolicyParams
 from scaling.models import ScalingPolicy, Workload
-from scaling.tasks import replay_settings as backtest_replay
 
 OBSERVED = "observed"
-RECORDED = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
-TRACES = {OBSERVED: "This workload's last hour (observed)", **RECORDED}
+TRACES = {OBSERVED: "This workload's last hour (observed)", **jobs.TRACES}
 # Ten minutes of a recorded trace keep a preview to seconds on one core.
 PREVIEW_DURATION_S = 600.0
 
@@ -61,8 +60,8 @@ def trace_source(workload: Workload, trace: str, now: float) -> str | observed.O
 
 def replay_settings(workload: Workload, policy: ScalingPolicy) -> dict[str, Any]:
     """The API job's replay (the workload's model, GPU type and pool) for ten minutes of a
-    recorded trace, without the oracle: a preview is for comparing the two curves."""
-    return {**backtest_replay(workload, policy, PREVIEW_DURATION_S), "oracle": False}
+    recorded trace."""
+    return jobs.replay_settings(workload, policy, PREVIEW_DURATION_S)
 
 
 def run_pair(
@@ -72,9 +71,10 @@ def run_pair(
     settings: dict[str, Any],
     report: Callable[[float], None],
 ) -> dict[str, Any]:
-    """Both back-tests, progress reported as one share over the two runs. An observed
-    source is read first (Prometheus, in this worker thread) and replayed whole, starting
-    from the replicas that served at its start."""
+    """Both back-tests as one job without the oracle (a preview is for comparing the two
+    curves), progress reported as one share over the two runs. An observed source is read
+    first (Prometheus, in this worker thread) and replayed whole, starting from the replicas
+    that served at its start."""
     out: dict[str, Any] = {}
     trace: Any = source
     serving: int | None = None
@@ -83,15 +83,15 @@ def run_pair(
         trace, serving = load.trace, load.initial_replicas
         settings = {**settings, "duration_s": load.duration_s}
         out["actual"] = load.to_dict()
-    for i, (name, params) in enumerate((("edited", edited), ("stored", stored))):
-
-        def progress(share: float, done: int = i) -> None:
-            report((done + share) / 2)
-
-        run = dict(settings)
-        if serving is not None:
-            run["initial_replicas"] = min(max(serving, params.min_replicas), params.max_replicas)
-        out[name] = run_backtest(params, trace, progress=progress, **run).to_dict()
+    results = jobs.run_job(
+        [edited, stored],
+        trace,
+        settings,
+        oracle=False,
+        initial_replicas=serving,
+        progress=lambda share, _algorithm: report(share),
+    )
+    out["edited"], out["stored"] = (result.to_dict() for result in results)
     return out
 
 

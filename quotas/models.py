@@ -16,6 +16,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from performance import GpuProfile, gpu_profile
 from quotas.maths import Demand, Effect, TenantQuota, Usage, ceiling, preview, usage_of
 from tenants.models import Tenant
 
@@ -84,6 +85,13 @@ class GpuType(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def profile(self) -> GpuProfile | None:
+        """This type's entry in the GPU performance catalogue (None for a GPU we have no
+        datasheet for): by node label first, then by name. The live loop's replica capacity,
+        the back-test and the what-if preview all size replicas from it."""
+        return gpu_profile(self.node_label, self.name)
 
 
 class QuotaQuerySet(models.QuerySet["Quota"]):

@@ -1,4 +1,4 @@
-"""What one replica can serve, from the GPU performance model (simulator.model): the
+"""What one replica can serve, from the GPU performance model (``performance``): the
 offered-work algorithms size the pool in replica-seconds of prefill and decode. The live
 loop and the back-tester use the same figures."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from performance import GpuProfile, ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
 from scaling.engine import ReplicaCapacity
-from simulator.model import GPU_PROFILES, ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
 
 DEFAULT_MAX_CONCURRENCY = 256  # vLLM's default max_num_seqs
 DEFAULT_TPOT_S = 0.1  # the default inter-token latency objective
@@ -37,15 +37,15 @@ def capacity_of(perf: ReplicaPerf, tpot_s: float, max_concurrency: int) -> Repli
 
 @lru_cache(maxsize=256)
 def replica_capacity(
-    gpu_type: str,
+    profile: GpuProfile | None,
     model: str,
     gpus_per_replica: int,
     max_concurrency: int | None,
     tpot_s: float = DEFAULT_TPOT_S,
 ) -> ReplicaCapacity | None:
-    """Capacity of one replica of ``model`` on ``gpus_per_replica`` x ``gpu_type``, or None
-    when the GPU type has no profile (the algorithms then fall back to the policy metric)."""
-    profile = GPU_PROFILES.get(gpu_type)
+    """Capacity of one replica of ``model`` on ``gpus_per_replica`` x ``profile`` (a
+    ``GpuType.profile``), or None when the GPU type has no profile or the model does not fit
+    (the algorithms then fall back to the policy metric)."""
     if profile is None:
         return None
     try:

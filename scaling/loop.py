@@ -278,7 +278,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     capacity = None
     if policy.algorithm in OFFERED_WORK_ALGORITHMS:
         capacity = replica_capacity(
-            workload.gpu_type.name,
+            workload.gpu_type.profile,
             workload.model_name,
             workload.gpus_per_replica,
             policy.max_concurrency,

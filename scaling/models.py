@@ -20,6 +20,7 @@ from django.utils import timezone
 from clusters.metrics import KNOWN_METRICS, METRIC_NAME, unknown_metric_warning
 from clusters.models import Cluster
 from quotas.models import GpuType
+from scaling.backtest import jobs as backtest_jobs
 from scaling.engine import PolicyParams
 from tenants.models import (
     Namespace,
@@ -573,7 +574,7 @@ class BacktestJob(models.Model):
         FAILED = "failed", "Failed"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
-    TRACES = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
+    TRACES = backtest_jobs.TRACES  # the bundled traces (one list, in the simulator)
     MIN_DURATION_S = BACKTEST_MIN_S
     MAX_DURATION_S = BACKTEST_MAX_S
     DEFAULT_DURATION_S = 600.0

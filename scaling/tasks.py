@@ -3,8 +3,7 @@ idempotent (a tick recomputes everything from observed state) and may be deliver
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -15,12 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.models import Cluster
-from scaling.backtest import Deployment, OracleResult, run_backtest
-from scaling.backtest.signals import check_metric
+from scaling.backtest import jobs
 from scaling.engine import PolicyParams
 from scaling.loop import tick_cluster
 from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
-from simulator.model import PRODUCT_LABELS
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -66,16 +63,14 @@ def prune_decisions() -> int:
 
 
 # --- back-test jobs ------------------------------------------------------------------------------
+# What a job replays, and how, is scaling.backtest.jobs (shared with the command and the
+# preview); here: the job's row, its claim, and progress written to it.
 
 # Progress is written at most once a second, and only when it moved by at least 1 %: a few
 # dozen small UPDATEs per job, which double as the heartbeat that tells a live run from a dead one.
 PROGRESS_EVERY_S = 1.0
 PROGRESS_STEP = 0.01
 BACKTEST_SOFT_LIMIT_S = 120  # far above the longest job allowed (an hour of trace, 5 runs)
-AZURE_ATTRIBUTION = (
-    '"Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0; '
-    "see simulator/traces/README.md"
-)
 
 
 class TooManyBacktests(Exception):
@@ -102,8 +97,8 @@ def start_backtest(
     """
     workload = policy.workload
     params = proposed.engine_params()
-    replay = replay_settings(workload, proposed, duration_s)
-    check_replay([params, *(as_algorithm(params, name) for name in compare)], replay)
+    replay = jobs.replay_settings(workload, proposed, duration_s)
+    jobs.check_replay(jobs.compared_runs(params, compare), replay)
     with transaction.atomic():
         Tenant.objects.select_for_update().filter(pk=workload.tenant_id).first()
         active = BacktestJob.objects.active().filter(policy__workload__tenant_id=workload.tenant_id)
@@ -128,52 +123,18 @@ def start_backtest(
     return job
 
 
-def replay_settings(workload: Workload, policy: ScalingPolicy, duration_s: float) -> dict[str, Any]:
-    """What the trace is replayed on: the workload's model and GPU type, the policy's pool."""
-    gpu = workload.gpu_type
-    replay: dict[str, Any] = {
-        "gpu_type": PRODUCT_LABELS.get(gpu.node_label, gpu.name),
-        "model": workload.model_name,
-        "gpus_per_replica": workload.gpus_per_replica,
-        "duration_s": duration_s,
-    }
-    if policy.max_concurrency:
-        replay["max_concurrency"] = policy.max_concurrency
-    if policy.routing:
-        replay["routing"] = policy.routing
-    return replay
-
-
-def as_algorithm(params: PolicyParams, name: str) -> PolicyParams:
-    """The same policy under another algorithm (slo gets the default 2 s TTFT objective when
-    the policy has none), as ``manage.py backtest --compare`` does."""
-    changed = replace(params, algorithm=name)
-    if name == "slo" and changed.slo_ttft_p95_s is None:
-        changed = replace(changed, slo_ttft_p95_s=2.0)
-    return changed
-
-
-def check_replay(runs: list[PolicyParams], replay: dict[str, Any]) -> None:
-    """Raise ValueError now for what would make the replay fail in the worker."""
-    deployment = {k: v for k, v in replay.items() if k != "duration_s"}
-    Deployment(cold_start_s=runs[0].cold_start_s, **deployment)
-    for params in runs:
-        check_metric(params)
-
-
 class _Abandoned(Exception):
     """This run no longer owns its job: the job was deleted, or another run took it over."""
 
 
 class _ProgressWriter:
-    def __init__(self, job: BacktestJob, token: str, runs: int) -> None:
-        self.job, self.token, self.runs = job, token, runs
+    """A job's progress callback: writes the share to the job's row, carrying the claim."""
+
+    def __init__(self, job: BacktestJob, token: str) -> None:
+        self.job, self.token = job, token
         self.written, self.at = 0.0, time.monotonic()
 
-    def for_run(self, index: int) -> Callable[[float], None]:
-        return lambda share: self.report((index + share) / self.runs)
-
-    def report(self, share: float) -> None:
+    def __call__(self, share: float, algorithm: str) -> None:
         now = time.monotonic()
         if share - self.written < PROGRESS_STEP or now - self.at < PROGRESS_EVERY_S:
             return
@@ -217,26 +178,8 @@ def run_backtest_job(self: Task, job_id: int) -> None:
 
 
 def replay_job(job: BacktestJob, token: str) -> dict[str, Any]:
-    """The job's policy, then each compared algorithm, over the same trace (the oracle is
-    computed once and reused). Returns ``{"results": [...], "oracle": ..., "attribution"}``
-    like ``manage.py backtest --json``."""
-    params = PolicyParams(**job.params)
-    runs = [params] + [
-        as_algorithm(params, name) for name in job.compare if name != params.algorithm
-    ]
-    writer = _ProgressWriter(job, token, len(runs))
-    oracle: bool | OracleResult = True
-    results = []
-    for index, run in enumerate(runs):
-        result = run_backtest(
-            run, job.trace, oracle=oracle, progress=writer.for_run(index), **job.replay
-        )
-        oracle = result.oracle or False
-        data = result.to_dict()
-        data.pop("oracle", None)
-        results.append(data)
-    return {
-        "results": results,
-        "oracle": oracle.to_dict() if isinstance(oracle, OracleResult) else None,
-        "attribution": AZURE_ATTRIBUTION,
-    }
+    """The job's runs (``scaling.backtest.jobs``) with progress written to its row; the
+    result is what ``manage.py backtest --json`` prints."""
+    runs = jobs.compared_runs(PolicyParams(**job.params), job.compare)
+    results = jobs.run_job(runs, job.trace, job.replay, progress=_ProgressWriter(job, token))
+    return jobs.job_result(results)

@@ -22,11 +22,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from performance import GPU_PROFILES, PRODUCT_LABELS, model_spec
 from simulator import controllers
 from simulator.config import ClusterConfig, WorkloadConfig
 from simulator.kube_status import ApiError, already_exists, conflict, not_found
 from simulator.load import LoadSource, make_load
-from simulator.model import GPU_PROFILES, PRODUCT_LABELS, model_spec
 from simulator.pool import ServingPool
 from simulator.selectors import Matcher, format_selector
 from simulator.validation import validate_deployment, validate_quota

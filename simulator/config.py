@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.model import GPU_PROFILES, model_spec, replica_perf
+from performance import GPU_PROFILES, model_spec, replica_perf
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.json"
 LOAD_KINDS = ("trace", "constant", "step", "diurnal", "bursty")
@@ -46,7 +46,7 @@ class LoadConfig:
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str
-    gpu_type: str  # a key of simulator.model.GPU_PROFILES
+    gpu_type: str  # a key of performance.GPU_PROFILES
     gpus: int
 
 

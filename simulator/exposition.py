@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from performance import GPU_PROFILES
 from simulator.histogram import Histogram
-from simulator.model import GPU_PROFILES
 from simulator.replica import Replica, ReplicaState
 
 if TYPE_CHECKING:

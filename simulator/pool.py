@@ -6,7 +6,7 @@ clock, so an hour of trace replays in seconds.
 
 Example::
 
-    from simulator.model import GPU_PROFILES, MODELS
+    from performance import GPU_PROFILES, MODELS
     from simulator.pool import ServingPool
     from simulator.replica import Request
 
@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulator.model import GpuProfile, ModelSpec, ReplicaPerf, replica_perf
+from performance import GpuProfile, ModelSpec, ReplicaPerf, replica_perf
 from simulator.replica import Completion, Replica, ReplicaState, Request
 
 ROUTING_STRATEGIES = ("round-robin", "least-outstanding", "shortest-expected-delay")

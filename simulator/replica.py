@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from performance import ReplicaPerf
 from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
-from simulator.model import ReplicaPerf
 
 
 @dataclass(frozen=True, slots=True)

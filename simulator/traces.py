@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TextIO
 
 TRACE_DIR = Path(__file__).resolve().parent / "traces"
-NAMED_TRACES = {
-    "conv": TRACE_DIR / "AzureLLMInferenceTrace_conv.csv",
-    "code": TRACE_DIR / "AzureLLMInferenceTrace_code.csv",
-}
+# The bundled traces, name -> title: the one list (the API's back-test choices and the
+# what-if preview's derive from it).
+RECORDED_TRACES = {"conv": "Azure LLM conversation trace", "code": "Azure LLM code trace"}
+NAMED_TRACES = {name: TRACE_DIR / f"AzureLLMInferenceTrace_{name}.csv" for name in RECORDED_TRACES}
 
 
 class TraceError(ValueError):

@@ -2,7 +2,8 @@
 clock, with the decision engine deciding every tick exactly as the live loop does, and
 compare the GPU-hours with a clairvoyant oracle. Pure Python (no Django, no I/O besides
 reading a trace file): the ``backtest`` management command, the API's back-test job and the
-UI's what-if preview all call :func:`run_backtest`. docs/backtest.md has the details.
+UI's what-if preview all run one job (:mod:`scaling.backtest.jobs`), which calls
+:func:`run_backtest`. docs/backtest.md has the details.
 
     run_backtest(policy: PolicyParams, trace, *, gpu_type="A100-80GB",
                  model="meta-llama/Llama-3.1-8B-Instruct", gpus_per_replica=1,

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.model import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
+from performance import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
+from scaling.capacity import DEFAULT_MAX_CONCURRENCY
 from simulator.pool import ROUTING_STRATEGIES, ServingPool
 from simulator.replica import Request
 from simulator.traces import Trace, load_trace
 
 DEFAULT_GPU_TYPE = "A100-80GB"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+DEFAULT_ROUTING = "least-outstanding"
 
 TraceInput = Trace | str | Path | Sequence[Request]
 
@@ -22,15 +24,15 @@ class Deployment:
     """One model on one GPU type: what every replica of the replayed pool is.
 
     Raises ValueError for an unknown GPU type or routing, a model that does not fit
-    (``simulator.model.ModelDoesNotFit``) or a non-positive count.
+    (``performance.ModelDoesNotFit``) or a non-positive count.
     """
 
     gpu_type: str = DEFAULT_GPU_TYPE
     model: str = DEFAULT_MODEL
     gpus_per_replica: int = 1
     cold_start_s: float = 60.0
-    max_concurrency: int = 256
-    routing: str = "least-outstanding"
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    routing: str = DEFAULT_ROUTING
 
     def __post_init__(self) -> None:
         if self.gpu_type not in GPU_PROFILES:

@@ -7,12 +7,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from scaling.capacity import capacity_of
+from scaling.capacity import DEFAULT_MAX_CONCURRENCY, capacity_of
 from scaling.engine import Memory, Observation, PolicyParams, ReplicaCapacity, decide
 from simulator.pool import ServingPool
 from simulator.replica import Request
 
-from .deployment import DEFAULT_GPU_TYPE, DEFAULT_MODEL, Deployment, TraceInput, trace_requests
+from .deployment import (
+    DEFAULT_GPU_TYPE,
+    DEFAULT_MODEL,
+    DEFAULT_ROUTING,
+    Deployment,
+    TraceInput,
+    trace_requests,
+)
 from .oracle import DEFAULT_WINDOW_S, DRAIN_LIMIT_S, run_oracle, window_need
 from .result import BacktestResult, OracleResult, TimelinePoint, downsample
 from .signals import (
@@ -23,10 +30,11 @@ from .signals import (
     percentile,
     reads_metric,
 )
-from .slo import Slo, count_attainment
+from .slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, Slo, count_attainment
 
 Progress = Callable[[float], None]
 ORACLE_SHARE = 0.3  # of the progress bar, when the oracle is computed too
+DEFAULT_TICK_S = 5.0  # the decision interval replayed
 
 
 def run_backtest(
@@ -37,11 +45,11 @@ def run_backtest(
     model: str = DEFAULT_MODEL,
     gpus_per_replica: int = 1,
     cold_start_s: float | None = None,
-    slo_ttft_s: float = 2.0,
-    slo_tpot_s: float = 0.1,
-    tick_s: float = 5.0,
-    max_concurrency: int = 256,
-    routing: str = "least-outstanding",
+    slo_ttft_s: float = DEFAULT_SLO_TTFT_S,
+    slo_tpot_s: float = DEFAULT_SLO_TPOT_S,
+    tick_s: float = DEFAULT_TICK_S,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    routing: str = DEFAULT_ROUTING,
     start_s: float = 0.0,
     duration_s: float | None = None,
     initial_replicas: int | None = None,

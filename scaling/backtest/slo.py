@@ -14,16 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulator.model import ReplicaPerf
+from performance import ReplicaPerf
+from scaling.capacity import DEFAULT_TPOT_S
 from simulator.replica import Completion, Request
+
+# The SLO of every back-test that names none (the command, the API's jobs, the preview).
+DEFAULT_SLO_TTFT_S = 2.0
+DEFAULT_SLO_TPOT_S = DEFAULT_TPOT_S  # the objective the live loop sizes replicas for
 
 
 @dataclass(frozen=True)
 class Slo:
     """TTFT bound and mean inter-token latency bound, in seconds."""
 
-    ttft_s: float = 2.0
-    tpot_s: float = 0.1
+    ttft_s: float = DEFAULT_SLO_TTFT_S
+    tpot_s: float = DEFAULT_SLO_TPOT_S
 
     def feasible(self, perf: ReplicaPerf, input_tokens: int, output_tokens: int) -> bool:
         """Whether the request would meet the SLO alone on an idle replica."""

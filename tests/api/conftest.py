@@ -55,8 +55,8 @@ def make_backtest(workload: Any, status: str = "succeeded") -> Any:
     """A back-test job as the API and a worker leave it (no replay run: it is a record)."""
     from dataclasses import asdict
 
+    from scaling.backtest.jobs import replay_settings
     from scaling.models import BacktestJob
-    from scaling.tasks import replay_settings
 
     policy = workload.policy
     done = status in ("succeeded", "failed")

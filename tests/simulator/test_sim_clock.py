@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from performance import GPU_PROFILES, MODELS
 from simulator.config import ConfigError, LoadConfig, load_config
 from simulator.load import SyntheticLoad, TraceLoad, make_load
-from simulator.model import GPU_PROFILES, MODELS
 from simulator.pool import ServingPool
 from simulator.replica import Request
 from simulator.traces import TraceError, load_trace

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from simulator.model import GPU_PROFILES, MODELS, ReplicaPerf, replica_perf
+from performance import GPU_PROFILES, MODELS, ReplicaPerf, replica_perf
 from simulator.replica import Completion, Replica, Request
 
 A100 = GPU_PROFILES["A100-80GB"]

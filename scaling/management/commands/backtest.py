@@ -16,29 +16,20 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scaling.backtest import (
-    DEFAULT_GPU_TYPE,
-    DEFAULT_MODEL,
-    BacktestResult,
-    OracleResult,
-    run_backtest,
-)
+from scaling.backtest import DEFAULT_GPU_TYPE, DEFAULT_MODEL, BacktestResult, jobs
+from scaling.backtest.replay import DEFAULT_TICK_S
+from scaling.backtest.slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from scaling.engine import ALGORITHMS, PolicyParams
 from scaling.models import ScalingPolicy
-from simulator.model import PRODUCT_LABELS
 from simulator.traces import NAMED_TRACES, TraceError, trace_path
 
-AZURE_ATTRIBUTION = (
-    '"Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0 '
-    "(https://creativecommons.org/licenses/by/4.0/); see simulator/traces/README.md"
-)
 # Read-only fields of the API's policy representation: accepted in a file and ignored.
 API_ONLY_FIELDS = {"id", "url", "workload", "version", "updated_at", "mode"}
 POLICY_FILE_FIELDS = {f.name for f in fields(PolicyParams)} | {"max_concurrency", "routing"}
@@ -54,11 +45,24 @@ class Command(BaseCommand):
         parser.add_argument("--model", help=f"model (default {DEFAULT_MODEL})")
         parser.add_argument("--gpus-per-replica", type=int, help="default 1")
         parser.add_argument("--cold-start", type=float, help="seconds (default: the policy's)")
-        parser.add_argument("--slo-ttft", type=float, default=2.0, help="seconds (default 2)")
         parser.add_argument(
-            "--slo-tpot", type=float, default=0.1, help="mean inter-token s (default 0.1)"
+            "--slo-ttft",
+            type=float,
+            default=DEFAULT_SLO_TTFT_S,
+            help=f"seconds (default {DEFAULT_SLO_TTFT_S:g})",
         )
-        parser.add_argument("--tick", type=float, default=5.0, help="decision interval s")
+        parser.add_argument(
+            "--slo-tpot",
+            type=float,
+            default=DEFAULT_SLO_TPOT_S,
+            help=f"mean inter-token s (default {DEFAULT_SLO_TPOT_S:g})",
+        )
+        parser.add_argument(
+            "--tick",
+            type=float,
+            default=DEFAULT_TICK_S,
+            help=f"decision interval s (default {DEFAULT_TICK_S:g})",
+        )
         parser.add_argument("--start", type=float, default=0.0, help="trace offset s")
         parser.add_argument("--duration", type=float, help="seconds of trace (default all)")
         parser.add_argument("--compare", default="", help="e.g. hpa,kpa,oracle")
@@ -85,37 +89,26 @@ class Command(BaseCommand):
             start_s=options["start"],
             duration_s=options["duration"],
         )
-        compare = parse_compare(options["compare"])
-        policies = [policy] + [
-            _as_algorithm(policy, name, settings["slo_ttft_s"])
-            for name in compare
-            if name not in ("oracle", policy.algorithm)
-        ]
-        results = self._run_all(policies, options["trace"], settings)
+        runs = jobs.compared_runs(policy, parse_compare(options["compare"]), settings["slo_ttft_s"])
+        results = _run(runs, options["trace"], settings)
         if options["json"]:
-            self.stdout.write(json.dumps(_json(results), indent=2))
+            self.stdout.write(json.dumps(jobs.job_result(results), indent=2))
         else:
             self.stdout.write(render(results, options["trace"], show_oracle=True))
 
-    def _run_all(
-        self, policies: list[PolicyParams], trace: str, settings: dict[str, Any]
-    ) -> list[BacktestResult]:
-        bar = ProgressBar(sys.stderr, len(policies)) if sys.stderr.isatty() else None
-        results: list[BacktestResult] = []
-        oracle: bool | OracleResult = True
-        for i, policy in enumerate(policies):
-            progress = bar.for_run(i, policy.algorithm) if bar is not None else None
-            try:
-                result = run_backtest(policy, trace, oracle=oracle, progress=progress, **settings)
-            except TraceError as exc:
-                raise CommandError(f"--trace {trace}: {describe_trace_error(trace, exc)}") from exc
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-            oracle = result.oracle or False
-            results.append(result)
-        if bar is not None:
-            bar.done()
-        return results
+
+def _run(runs: list[PolicyParams], trace: str, settings: dict[str, Any]) -> list[BacktestResult]:
+    """The job (``scaling.backtest.jobs``), with a progress bar on a terminal."""
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        results = jobs.run_job(runs, trace, settings, progress=bar)
+    except TraceError as exc:
+        raise CommandError(f"--trace {trace}: {describe_trace_error(trace, exc)}") from exc
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    if bar is not None:
+        bar.done()
+    return results
 
 
 def _positive(value: float, option: str) -> float:
@@ -126,19 +119,11 @@ def _positive(value: float, option: str) -> float:
 
 def parse_compare(raw: str) -> list[str]:
     names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n != "oracle" and n not in ALGORITHMS]
+    unknown = [n for n in names if n != jobs.ORACLE and n not in ALGORITHMS]
     if unknown:
-        known = ", ".join([*ALGORITHMS, "oracle"])
+        known = ", ".join([*ALGORITHMS, jobs.ORACLE])
         raise CommandError(f"--compare: unknown {', '.join(unknown)} (known: {known})")
     return names
-
-
-def _as_algorithm(policy: PolicyParams, name: str, slo_ttft_s: float) -> PolicyParams:
-    """The same policy under another algorithm (slo gets the TTFT bound if it has none)."""
-    changed = replace(policy, algorithm=name)
-    if name == "slo" and changed.slo_ttft_p95_s is None:
-        changed = replace(changed, slo_ttft_p95_s=slo_ttft_s)
-    return changed
 
 
 # --- policies ---------------------------------------------------------------------------------
@@ -155,24 +140,8 @@ def _stored_policy(pk: int) -> tuple[PolicyParams, dict[str, Any]]:
     stored = ScalingPolicy.objects.select_related("workload__gpu_type").filter(pk=pk).first()
     if stored is None:
         raise CommandError(f"--policy {pk}: no scaling policy with that id")
-    workload = stored.workload
-    gpu = workload.gpu_type
-    settings: dict[str, Any] = {
-        "gpu_type": PRODUCT_LABELS.get(gpu.node_label, gpu.name),
-        "model": workload.model_name,
-        "gpus_per_replica": workload.gpus_per_replica,
-    }
-    settings.update(_pool_settings(stored))
-    return stored.engine_params(), settings
-
-
-def _pool_settings(policy: ScalingPolicy) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if policy.max_concurrency:
-        out["max_concurrency"] = policy.max_concurrency
-    if policy.routing:
-        out["routing"] = policy.routing
-    return out
+    # The duration is the command's (--duration), set by handle().
+    return stored.engine_params(), jobs.replay_settings(stored.workload, stored, None)
 
 
 def _policy_file(path: Path) -> tuple[PolicyParams, dict[str, Any]]:
@@ -193,7 +162,7 @@ def _policy_file(path: Path) -> tuple[PolicyParams, dict[str, Any]]:
         policy.full_clean(exclude=["workload"])
     except (ValidationError, TypeError, ValueError) as exc:
         raise CommandError(f"--policy {path}: {_describe(exc)}") from exc
-    return policy.engine_params(), _pool_settings(policy)
+    return policy.engine_params(), jobs.pool_settings(policy)
 
 
 def _describe(exc: Exception) -> str:
@@ -248,40 +217,18 @@ class ProgressBar:
 
     WIDTH = 30
 
-    def __init__(self, stream: TextIO, runs: int) -> None:
-        self.stream, self.runs = stream, runs
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
 
-    def for_run(self, index: int, label: str) -> Any:
-        def show(done: float) -> None:
-            overall = (index + min(max(done, 0.0), 1.0)) / self.runs
-            filled = round(overall * self.WIDTH)
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
-            self.stream.write(f"\r{label:<11} [{bar}] {overall:4.0%}")
-            self.stream.flush()
-
-        return show
+    def __call__(self, overall: float, label: str) -> None:
+        filled = round(overall * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r{label:<11} [{bar}] {overall:4.0%}")
+        self.stream.flush()
 
     def done(self) -> None:
         self.stream.write("\r" + " " * (self.WIDTH + 20) + "\r")
         self.stream.flush()
-
-
-def _json(results: list[BacktestResult]) -> dict[str, Any]:
-    oracle = results[0].oracle
-    runs = []
-    for r in results:
-        data = r.to_dict()
-        data.pop("oracle")
-        runs.append(data)
-    return {
-        "results": runs,
-        "oracle": oracle.to_dict() if oracle is not None else None,
-        "attribution": AZURE_ATTRIBUTION if _is_azure(results[0].trace) else None,
-    }
-
-
-def _is_azure(name: str) -> bool:
-    return name in {p.stem for p in NAMED_TRACES.values()}
 
 
 def _pct(value: float | None) -> str:
@@ -329,6 +276,7 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
             f"the SLO for {oracle.target_attainment:.0%} of its feasible requests, started one "
             "cold start ahead; no drain (docs/backtest.md)",
         ]
-    if _is_azure(first.trace):
-        lines.append(f"trace: {AZURE_ATTRIBUTION}")
+    credit = jobs.attribution(first.trace)
+    if credit is not None:
+        lines.append(f"trace: {credit}")
     return "\n".join(lines)

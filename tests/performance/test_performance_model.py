@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from simulator.model import GPU_PROFILES, MODELS, ModelDoesNotFit, replica_perf
+from performance import GPU_PROFILES, MODELS, ModelDoesNotFit, replica_perf
 from simulator.pool import ServingPool
 from simulator.replica import Request
 
