@@ -167,7 +167,7 @@ def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
 
     def history():
         workload.refresh_from_db()
-        return workload.status.get("history") or {}
+        return workload.loop_state.get("history") or {}
 
     ticks_until(cluster, lambda: len(history().get("pods", [])) >= 3)
     points = history()
@@ -324,7 +324,7 @@ def test_a_metrics_outage_neither_scales_to_zero_nor_right_after(start_simulator
     )
 
     def seen_no_traffic():
-        return bool(Workload.objects.get(cluster=cluster).status["history"]["metric"])
+        return bool(Workload.objects.get(cluster=cluster).loop_state["history"]["metric"])
 
     ticks_until(cluster, seen_no_traffic, timeout=15.0)  # the replica is up and reports 0
     tick_for(cluster, 1)  # the grace has started
@@ -363,7 +363,7 @@ def test_a_hanging_cluster_api_is_one_error_decision_with_a_growing_count(
     assert workload.status["error"]["count"] == 4
     assert workload.status["error"]["cause"] == ["timeout", "list deployments"]
     # The engine's clocks stopped: its first fresh readings after this will scale nothing down.
-    assert workload.status["memory"]["outage_since"] is not None
+    assert workload.loop_state["memory"]["outage_since"] is not None
     state = ControlLoopState.objects.get(cluster=cluster)
     assert state.errors["timeout / list deployments"]["count"] == 4
     assert state.last_error == "cluster east's API did not answer within 0.5 s (list deployments)"
