@@ -3,6 +3,7 @@ loop's own memory (engine state, signal history, counters, decision key, quota c
 
 import socket
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from scaling.loop import tick_cluster
-from scaling.models import Workload
+from scaling.models import ControlLoopState, Decision, Workload
 from scaling.status import LOOP_STATE_KEYS
 from tests.scaling.test_loop import CHAT, fleet, register
 
@@ -95,3 +96,11 @@ def test_an_unobservable_workload_shows_its_error_incident(gpu_type, team_a, sta
     assert error["last_at"] == "2027-01-15T08:00:02Z"
     assert body["status"]["outcome"] == "error"
     assert Workload.objects.get(pk=workload.pk).loop_state["key"][0] == "error"
+    # One clock for the tick: the incident's Decision and the loop's error log use it too.
+    (decision,) = Decision.objects.filter(workload=workload)
+    assert decision.at == datetime.fromtimestamp(start, UTC)
+    (logged,) = ControlLoopState.objects.get(cluster=cluster).errors.values()
+    assert (logged["first_at"], logged["last_at"]) == (
+        "2027-01-15T08:00:00+00:00",
+        "2027-01-15T08:00:02+00:00",
+    )
