@@ -145,6 +145,7 @@ def _workload_page(
     policy = getattr(found, "policy", None)
     context = {
         "workload": found,
+        "status": found.public_status,
         "policy": policy,
         "policy_view": policies.policy_view(policy).as_dict() if policy else None,
         "form": form,

@@ -5,9 +5,8 @@ hand (drift) is put back and reported."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
-
-from django.utils import timezone
 
 from clusters import kubernetes
 from clusters.kubernetes import ClusterError
@@ -17,9 +16,10 @@ RESOURCE_QUOTA_NAME = "gpu-control-plane"
 
 
 def sync_resource_quotas(
-    cluster: Cluster, limits: dict[str, int], known: dict[str, Any], *, full: bool
+    cluster: Cluster, limits: dict[str, int], known: dict[str, Any], *, full: bool, at: datetime
 ) -> dict[str, Any]:
-    """Make each namespace's ResourceQuota hold its limit; returns the results by namespace.
+    """Make each namespace's ResourceQuota hold its limit; returns the results by namespace,
+    stamped ``at`` (the control loop tick's clock).
 
     Without ``full``, only namespaces whose limit changed since ``known`` (the last results)
     are written, so a steady fleet costs no calls. ``full`` lists every namespace and quota
@@ -30,7 +30,7 @@ def sync_resource_quotas(
             namespaces = kubernetes.list_namespaces(cluster)
             current = kubernetes.list_resource_quotas(cluster, RESOURCE_QUOTA_NAME)
         except ClusterError as exc:
-            error = {"error": str(exc), "at": timezone.now().isoformat()}
+            error = {"error": str(exc), "at": at.isoformat()}
             return {ns: (known.get(ns) or {}) | error for ns in limits}
     results = {}
     for namespace, hard in sorted(limits.items()):
@@ -47,14 +47,13 @@ def sync_resource_quotas(
             continue
         else:
             exists = False
-        results[namespace] = _write(cluster, namespace, hard, previous, exists)
+        results[namespace] = _write(cluster, namespace, hard, previous, exists, at.isoformat())
     return results
 
 
 def _write(
-    cluster: Cluster, namespace: str, hard: int, previous: dict[str, Any], exists: bool
+    cluster: Cluster, namespace: str, hard: int, previous: dict[str, Any], exists: bool, at: str
 ) -> dict[str, Any]:
-    at = timezone.now().isoformat()
     try:
         if not exists:
             kubernetes.ensure_namespace(cluster, namespace)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q
 from django.db.models.fields.json import KT
-from django.utils import timezone
 
 from clusters.models import Cluster
 from quotas.maths import Demand, Grant, TenantQuota, allocate
@@ -52,18 +52,20 @@ def grant_all(
     grants: dict[int, Grant] = {}
     for gpu_type_id, group in demands.items():
         grants.update(allocate(quotas.get(gpu_type_id, {}), group, now))
-    _record_usage(rows, demands, seen)
+    _record_usage(rows, demands, seen, datetime.fromtimestamp(now, UTC))
     mine = {w.workload.pk for w in wishes}
     return {pk: grant for pk, grant in grants.items() if pk in mine}
 
 
 def _record_usage(
-    rows: list[Quota], demands: dict[int, list[Demand]], seen: dict[int, tuple[str, int]]
+    rows: list[Quota],
+    demands: dict[int, list[Demand]],
+    seen: dict[int, tuple[str, int]],
+    at: datetime,
 ) -> None:
     """Write what each quota's tenant uses and wants, for the admin, the API and the quota
-    preview, and start or stop its reclaim grace clock (one statement, for the quotas whose
-    usage changed)."""
-    at = timezone.now()
+    preview, and start or stop its reclaim grace clock at ``at``, the tick's clock (one
+    statement, for the quotas whose usage changed)."""
     by_quota: dict[tuple[int, str], list[Demand]] = defaultdict(list)
     for gpu_type_id, group in demands.items():
         for d in group:
@@ -120,13 +122,13 @@ def _demands(
                 workload.gpus_per_replica,
                 wish.holding,
                 _policy_minimum(workload),
-                workload.status or {},
+                workload.loop_state or {},
                 now,
                 wanted=wish.wanted,
             )
         )
         seen[workload.pk] = (str(workload), wish.warming)
-    # The other clusters' workloads as plain values: their status may hold minutes of signal
+    # The other clusters' workloads as plain values: their loop state holds minutes of signal
     # history, and only three of its keys matter here (read in the database).
     others = (
         Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
@@ -140,9 +142,9 @@ def _demands(
             "ready_replicas",
             "warming_replicas",
             "policy__min_replicas",
-            KT("status__wanted"),
-            KT("status__grown_at"),
-            KT("status__waiting_since"),
+            KT("loop_state__wanted"),
+            KT("loop_state__grown_at"),
+            KT("loop_state__waiting_since"),
             "cluster__name",
             "namespace",
             "deployment",
@@ -153,7 +155,7 @@ def _demands(
         wanted, grown_at, waiting_since, cluster_name, namespace, deployment = row[7:]
         if pk in fresh:
             continue
-        status = {"grown_at": grown_at, "waiting_since": waiting_since}
+        clocks = {"grown_at": grown_at, "waiting_since": waiting_since}
         holding = ready + warming
         demands[gpu_type_id].append(
             _demand(
@@ -162,7 +164,7 @@ def _demands(
                 gpus,
                 holding,
                 minimum or 0,
-                status,
+                clocks,
                 now,
                 wanted=int(float(wanted)) if wanted is not None else holding,
             )
@@ -185,12 +187,13 @@ def _demand(
     gpus_per_replica: int,
     holding: int,
     policy_minimum: int,
-    status: dict[str, Any],
+    clocks: dict[str, Any],
     now: float,
     *,
     wanted: int,
 ) -> Demand:
-    grown_at, waiting_since = status.get("grown_at"), status.get("waiting_since")
+    """One workload's demand; ``clocks``: its loop state's grown_at and waiting_since."""
+    grown_at, waiting_since = clocks.get("grown_at"), clocks.get("waiting_since")
     return Demand(
         workload=workload,
         tenant=tenant,

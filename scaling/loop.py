@@ -16,9 +16,17 @@ A tick of one cluster:
    that does not fit is cut, and borrowers may be reclaimed from.
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
-6. Records in bulk: each workload's latest evaluation as its status, and a Decision for every
-   apply and every change of outcome or reason (a steady hold adds no row).
+6. Records in bulk: each workload's latest evaluation as its public status
+   (scaling.status.WorkloadStatus), what the loop remembers for next tick as its loop_state,
+   and a Decision for every apply and every change of outcome or reason (a steady hold adds
+   no row).
 7. Keeps each tenant namespace's ResourceQuota at its effective limit (quotas.sync).
+
+A tick has one clock: ``now`` (Unix seconds), read once at its start unless the caller passes
+it, and every time the tick reads or stamps comes from it (observation, status, decisions,
+engine clocks, quota grace clocks, the ResourceQuota full-sync timer). Tests pass it to move
+the control plane's clocks without sleeping. Only the lease and the liveness stamp stay on
+the wall clock: they are about this worker process, which other workers judge by theirs.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +60,7 @@ from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide, note_outage
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+from scaling.status import ErrorIncident, MetricValue, StatusStep, WorkloadStatus
 from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
@@ -83,8 +92,11 @@ class Observed:
     metrics_error: str = ""
 
 
-def tick_cluster(cluster_id: int) -> TickReport | None:
-    """Run one tick of ``cluster_id``; None when another worker holds its lease."""
+def tick_cluster(cluster_id: int, now: float | None = None) -> TickReport | None:
+    """Run one tick of ``cluster_id`` at ``now`` (Unix seconds; the wall clock when None);
+    None when another worker holds its lease."""
+    if now is None:
+        now = time.time()
     owner = uuid.uuid4().hex
     if not claim(cluster_id, owner):
         return None
@@ -93,12 +105,12 @@ def tick_cluster(cluster_id: int) -> TickReport | None:
     report = TickReport(cluster=cluster.name)
     try:
         with _cyclic_gc_paused():
-            _tick(cluster, report)
+            _tick(cluster, report, now)
     except Exception as exc:  # a tick must never take the worker down; the next one retries
         log.exception("tick of cluster %s failed", cluster)
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
-        _release(cluster_id, owner, report, time.perf_counter() - started)
+        _release(cluster_id, owner, report, time.perf_counter() - started, now)
     return report
 
 
@@ -128,7 +140,7 @@ def claim(cluster_id: int, owner: str) -> bool:
     return claimed == 1
 
 
-def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) -> None:
+def _release(cluster_id: int, owner: str, report: TickReport, seconds: float, now: float) -> None:
     state = ControlLoopState.objects.filter(cluster_id=cluster_id, lease_owner=owner).first()
     if state is None:  # the lease expired and someone else holds it now: touch nothing
         return
@@ -138,7 +150,7 @@ def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) ->
     errors = state.errors
     if report.error:
         cause = report.error_cause or ("error", "tick")
-        errors = state.count_error(cause, report.error, timezone.now().isoformat())
+        errors = state.count_error(cause, report.error, _at(now).isoformat())
     ControlLoopState.objects.filter(pk=state.pk, lease_owner=owner).update(
         errors=errors,
         lease_owner="",
@@ -153,7 +165,11 @@ def _release(cluster_id: int, owner: str, report: TickReport, seconds: float) ->
     )
 
 
-def _tick(cluster: Cluster, report: TickReport) -> None:
+def _at(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+def _tick(cluster: Cluster, report: TickReport, now: float) -> None:
     workloads = list(
         Workload.objects.filter(cluster=cluster)
         .select_related("policy", "tenant", "gpu_type", "cluster")
@@ -167,14 +183,14 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
     ownership = Namespace.objects.ownership(cluster.pk)
     owned = [w for w in workloads if ownership.owns(w.tenant, w.namespace)]
     try:
-        observed = _observe(cluster, owned, report)
+        observed = _observe(cluster, owned, report, now)
     except ClusterError as exc:
         report.error, report.error_cause = exc.sentence(cluster.name), exc.cause
-        unobservable = [_unobservable(w, report.error, exc.cause) for w in workloads]
-        _record(workloads, unobservable, report)
+        unobservable = [_unobservable(w, report.error, now, exc.cause) for w in workloads]
+        _record(workloads, unobservable, report, now)
         return
     proposals = [
-        _propose(w, observed) if ownership.owns(w.tenant, w.namespace) else _not_owned(w)
+        _propose(w, observed) if ownership.owns(w.tenant, w.namespace) else _not_owned(w, now)
         for w in workloads
     ]
     wishes = [
@@ -191,25 +207,28 @@ def _tick(cluster: Cluster, report: TickReport) -> None:
         for p in proposals
     ]
     _apply_pool_settings(cluster, owned)
-    _record(workloads, evaluations, report)
-    sync_quotas(cluster, namespace_limits(cluster, owned, rows))
+    _record(workloads, evaluations, report, now)
+    sync_quotas(cluster, namespace_limits(cluster, owned, rows), now)
 
 
-def sync_quotas(cluster: Cluster, limits: dict[str, int]) -> None:
+def sync_quotas(cluster: Cluster, limits: dict[str, int], now: float) -> None:
     """Keep the namespaces' ResourceQuotas at their effective ``limits``: changed limits
-    every tick, and every INVENTORY_SYNC_INTERVAL a full read that finds hand edits (drift)."""
+    every tick, and every INVENTORY_SYNC_INTERVAL (by the tick's clock ``now``) a full read
+    that finds hand edits (drift)."""
     state = ControlLoopState.objects.get(cluster=cluster)
     known = state.resource_quotas or {}
-    now = time.time()
     full = now - float(known.get("full_sync_at", 0.0)) >= settings.INVENTORY_SYNC_INTERVAL
-    namespaces = sync_resource_quotas(cluster, limits, known.get("namespaces", {}), full=full)
+    namespaces = sync_resource_quotas(
+        cluster, limits, known.get("namespaces", {}), full=full, at=_at(now)
+    )
     synced = {"namespaces": namespaces, "full_sync_at": now if full else known["full_sync_at"]}
     if synced != known:
         ControlLoopState.objects.filter(pk=state.pk).update(resource_quotas=synced)
 
 
-def _observe(cluster: Cluster, workloads: list[Workload], report: TickReport) -> Observed:
-    now = time.time()
+def _observe(
+    cluster: Cluster, workloads: list[Workload], report: TickReport, now: float
+) -> Observed:
     deployments = kubernetes.list_deployments(cluster)
     pods = kubernetes.list_pods(cluster)
     names: set[str] = set()
@@ -243,9 +262,11 @@ def _policy(workload: Workload) -> ScalingPolicy | None:
 
 @dataclass
 class Evaluation:
-    """The outcome of one workload this tick, before it is written."""
+    """The outcome of one workload this tick, before it is written: its public status, what
+    the loop keeps for next tick (scaling.status.LOOP_STATE_KEYS), and a Decision row."""
 
-    status: dict[str, Any]
+    status: WorkloadStatus
+    loop_state: dict[str, Any]
     decision: Decision | None
     observed: DeploymentState | None
 
@@ -260,6 +281,7 @@ class Proposal:
     obs: Observation
     memory: Memory
     history: dict[str, Any]
+    counters: dict[str, Any]
     engine: EngineDecision
     metrics_missing: bool
 
@@ -268,13 +290,21 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     deployment = observed.deployments.get((workload.namespace, workload.deployment))
     policy = _policy(workload)
     if deployment is None:
-        return _unobservable(workload, "Deployment not found in the cluster")
+        return _unobservable(workload, "Deployment not found in the cluster", observed.now)
     if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
-        status = {"at": timezone.now().isoformat(), "outcome": "off", "reason": "no active policy"}
-        return Evaluation(status | _observed_status(deployment), None, deployment)
+        at = _at(observed.now)
+        status = WorkloadStatus(
+            at=at,
+            outcome="off",
+            reason="no active policy",
+            current=deployment.spec_replicas,
+            failure=deployment.failure or "",
+            observed_at=at,
+        )
+        return Evaluation(status, {}, None, deployment)
     pods = observe.pods_of(deployment, observed.pods)
-    status = dict(workload.status or {})
-    history, counters = _update_signals(workload, policy, deployment, pods, observed, status)
+    state = workload.loop_state or {}
+    history, counters = _update_signals(workload, policy, deployment, pods, observed, state)
     capacity = None
     if policy.algorithm in OFFERED_WORK_ALGORITHMS:
         capacity = replica_capacity(
@@ -294,12 +324,13 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         history=history,
         capacity=capacity,
     )
-    stored = status.get("memory")
+    stored = state.get("memory")
     memory = Memory.from_dict(stored if isinstance(stored, dict) else None)
     engine = decide(policy.engine_params(), obs, memory)
-    history = history | {"counters": counters}
     metrics_missing = bool(observed.metrics_error) and not values
-    return Proposal(workload, policy, deployment, obs, memory, history, engine, metrics_missing)
+    return Proposal(
+        workload, policy, deployment, obs, memory, history, counters, engine, metrics_missing
+    )
 
 
 def _finish(
@@ -335,18 +366,19 @@ def _finish(
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
-    status = dict(p.workload.status or {})
+    previous = p.workload.loop_state or {}
+    # The quota allocation's clocks (scaling.allocation reads them back, for every cluster).
     quota_state: dict[str, float] = {"wanted": p.engine.desired}
     if p.engine.desired > p.deployment.replicas:
-        quota_state["waiting_since"] = status.get("waiting_since", observed.now)
+        quota_state["waiting_since"] = previous.get("waiting_since", observed.now)
     if outcome == Decision.Outcome.APPLIED and engine.desired > current:
         quota_state["grown_at"] = observed.now
     else:
-        quota_state["grown_at"] = status.get("grown_at", 0.0)
-    evaluation = _evaluation(
-        p.workload, p.policy, p.deployment, engine, outcome, reason, status, p.history, memory
+        quota_state["grown_at"] = previous.get("grown_at", 0.0)
+    evaluation = _evaluation(p, engine, outcome, reason, observed.now)
+    evaluation.loop_state.update(
+        memory=memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )
-    evaluation.status.update(quota_state)
     return evaluation
 
 
@@ -356,12 +388,13 @@ def _update_signals(
     deployment: DeploymentState,
     pods: list[PodState],
     observed: Observed,
-    status: dict[str, Any],
+    state: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Advance the workload's signal history (only as long as its algorithm reads)."""
+    """Advance the workload's signal history (only as long as its algorithm reads) and the
+    counter readings its rates are taken against."""
     horizon = observe.HISTORY_S.get(policy.algorithm, 120.0)
-    history = dict(status.get("history") or {})
-    counters = dict(history.pop("counters", None) or {})
+    history = dict(state.get("history") or {})
+    counters = dict(state.get("counters") or {})
     pod_names = {p.name for p in pods}
     ns, now = workload.namespace, observed.now
     values = observe.per_pod(observed.samples.get(policy.metric, {}), ns, pod_names)
@@ -418,62 +451,53 @@ def _act(
 
 
 def _evaluation(
-    workload: Workload,
-    policy: ScalingPolicy,
-    deployment: DeploymentState,
-    engine: EngineDecision,
-    outcome: str,
-    reason: str,
-    previous: dict[str, Any],
-    history: dict[str, Any],
-    memory: Memory,
+    p: Proposal, engine: EngineDecision, outcome: str, reason: str, now: float
 ) -> Evaluation:
-    steps = [{"name": s.name, "value": s.value, "note": s.note} for s in engine.steps]
-    metric_values = [
-        {"label": m.label, "value": _json_number(m.value), "timestamp": m.timestamp, "pod": m.pod}
+    steps = tuple(StatusStep(s.name, s.value, s.note) for s in engine.steps)
+    metric_values = tuple(
+        MetricValue(m.label, _json_number(m.value), m.timestamp, m.pod)
         for m in engine.metric_values
-    ]
+    )
     # What makes a new Decision row: a different outcome, target or binding constraint.
     binding = [
-        s["name"]
+        s.name
         for prev, s in zip([None, *steps], steps, strict=False)
-        if prev is None or prev["value"] != s["value"]
+        if prev is None or prev.value != s.value
     ]
     key = [outcome, engine.desired, engine.outcome, binding]
-    at = timezone.now()
-    status = {
-        "at": at.isoformat(),
-        "policy_version": policy.version,
-        "algorithm": engine.algorithm,
-        "outcome": outcome,
-        "reason": reason,
-        "current": deployment.spec_replicas,
-        "raw_desired": engine.raw_desired,
-        "desired": engine.desired,
-        "steps": steps,
-        "metrics": metric_values,
-        "key": key,
-        "memory": memory.to_dict(),
-        "history": history,
-        **_observed_status(deployment),
-    }
+    at = _at(now)
+    status = WorkloadStatus(
+        at=at,
+        outcome=outcome,
+        reason=reason,
+        policy_version=p.policy.version,
+        algorithm=engine.algorithm,
+        current=p.deployment.spec_replicas,
+        raw_desired=engine.raw_desired,
+        desired=engine.desired,
+        steps=steps,
+        metrics=metric_values,
+        failure=p.deployment.failure or "",
+        observed_at=at,
+    )
     decision = None
-    if outcome == Decision.Outcome.APPLIED or key != previous.get("key"):
+    if outcome == Decision.Outcome.APPLIED or key != (p.workload.loop_state or {}).get("key"):
+        as_dict = status.to_dict()
         decision = Decision(
-            workload=workload,
-            policy=policy,
-            policy_version=policy.version,
+            workload=p.workload,
+            policy=p.policy,
+            policy_version=p.policy.version,
             at=at,
             algorithm=engine.algorithm,
-            metrics={"values": metric_values},
-            current_replicas=deployment.spec_replicas,
+            metrics={"values": as_dict["metrics"]},
+            current_replicas=p.deployment.spec_replicas,
             raw_desired_replicas=engine.raw_desired,
-            steps=steps,
+            steps=as_dict["steps"],
             final_replicas=engine.desired,
             outcome=outcome,
             reason=reason,
         )
-    return Evaluation(status, decision, deployment)
+    return Evaluation(status, {"key": key}, decision, p.deployment)
 
 
 def _json_number(value: float) -> float | str:
@@ -484,55 +508,58 @@ def _json_number(value: float) -> float | str:
     return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
-def _observed_status(deployment: DeploymentState) -> dict[str, Any]:
-    return {"failure": deployment.failure or ""}
-
-
-def _unobservable(workload: Workload, why: str, cause: tuple[str, str] | None = None) -> Evaluation:
+def _unobservable(
+    workload: Workload, why: str, now: float, cause: tuple[str, str] | None = None
+) -> Evaluation:
     """The workload could not be observed: hold (nothing applied) and say why.
 
     One failing cause (its kind and the failing call) is one incident: a Decision when it
     starts, then a count and the last time in the status, however the error's text varies
-    from tick to tick. The engine's clocks stop (an unobservable tick is an outage).
+    from tick to tick. The engine's clocks stop (an unobservable tick is an outage). What
+    was last observed (replicas, steps, metrics) stays in the status, as last seen.
     """
     policy = _policy(workload)
-    previous = dict(workload.status or {})
-    now = timezone.now().isoformat()
+    state = dict(workload.loop_state or {})
+    previous = workload.public_status
+    at = _at(now)
     key = ["error", *(cause or ("", why))]
-    incident = previous.get("error") if previous.get("key") == key else None
-    count = int(incident.get("count", 0)) + 1 if isinstance(incident, dict) else 1
-    since = incident.get("since", now) if isinstance(incident, dict) else now
-    status = previous | {
-        "at": now,
-        "outcome": Decision.Outcome.ERROR,
-        "reason": why,
-        "key": key,
-        "error": {"cause": list(key[1:]), "count": count, "since": since, "last_at": now},
-    }
-    if isinstance(previous.get("memory"), dict):
-        memory = note_outage(Memory.from_dict(previous["memory"]), time.time())
-        status["memory"] = memory.to_dict()
+    incident = previous.error if previous is not None and state.get("key") == key else None
+    error = ErrorIncident(
+        cause=tuple(key[1:]),
+        count=incident.count + 1 if incident else 1,
+        since=incident.since if incident else at,
+        last_at=at,
+    )
+    outcome = Decision.Outcome.ERROR
+    status = (
+        WorkloadStatus(at=at, outcome=outcome, reason=why, error=error)
+        if previous is None
+        else replace(previous, at=at, outcome=outcome, reason=why, error=error)
+    )
+    if isinstance(state.get("memory"), dict):
+        state["memory"] = note_outage(Memory.from_dict(state["memory"]), now).to_dict()
     decision = None
-    if policy is not None and policy.mode != ScalingPolicy.Mode.OFF and key != previous.get("key"):
+    if policy is not None and policy.mode != ScalingPolicy.Mode.OFF and key != state.get("key"):
         decision = Decision(
             workload=workload,
             policy=policy,
             policy_version=policy.version,
-            at=timezone.now(),
+            at=at,
             algorithm=policy.algorithm,
             current_replicas=workload.desired_replicas,
             final_replicas=workload.desired_replicas,
             outcome=Decision.Outcome.ERROR,
             reason=f"held: {why}",
         )
-    return Evaluation(status, decision, None)
+    return Evaluation(status, state | {"key": key}, decision, None)
 
 
-def _not_owned(workload: Workload) -> Evaluation:
+def _not_owned(workload: Workload, now: float) -> Evaluation:
     return _unobservable(
         workload,
         f"namespace {workload.namespace} on cluster {workload.cluster} is not owned by tenant "
         f"{workload.tenant}: nothing is scaled there (staff map namespaces to tenants)",
+        now,
     )
 
 
@@ -566,25 +593,29 @@ def _apply_pool_settings(cluster: Cluster, workloads: list[Workload]) -> None:
         log.warning("pool settings of %s not applied: %s", cluster, exc)
 
 
-def _record(workloads: list[Workload], evaluations: list[Evaluation], report: TickReport) -> None:
-    now = timezone.now()
+def _record(
+    workloads: list[Workload], evaluations: list[Evaluation], report: TickReport, now: float
+) -> None:
+    at = _at(now)
     for workload, evaluation in zip(workloads, evaluations, strict=True):
-        workload.status = evaluation.status
+        workload.status = evaluation.status.to_dict()
+        workload.loop_state = evaluation.loop_state
         deployment = evaluation.observed
         if deployment is not None:
             workload.ready_replicas = deployment.ready_replicas
             workload.warming_replicas = deployment.warming_replicas
-            applied = evaluation.decision and evaluation.status.get("outcome") == "applied"
+            applied = evaluation.decision and evaluation.status.outcome == "applied"
+            desired = evaluation.status.desired
             workload.desired_replicas = (
-                evaluation.status["desired"] if applied else deployment.spec_replicas
+                desired if applied and desired is not None else deployment.spec_replicas
             )
-            workload.observed_at = now
+            workload.observed_at = at
     decisions = [e.decision for e in evaluations if e.decision is not None]
     for decision in decisions:
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
-        # Stamped as recorded, not as evaluated: the live feed finds decisions by time and
-        # counts on each committing soon after its stamp (dashboard.poller.DecisionFeed).
-        decision.at = now
+    # Decisions carry the tick's clock, read at its start: the live feed finds them by time
+    # and counts on each committing soon after its stamp, well inside its overlap
+    # (dashboard.poller.DecisionFeed).
     report.decisions = len(decisions)
     with transaction.atomic():
         update_columns(workloads, OBSERVED_FIELDS)
@@ -593,6 +624,7 @@ def _record(workloads: list[Workload], evaluations: list[Evaluation], report: Ti
 
 OBSERVED_FIELDS = (
     "status",
+    "loop_state",
     "ready_replicas",
     "warming_replicas",
     "desired_replicas",

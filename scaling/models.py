@@ -22,6 +22,7 @@ from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.backtest import jobs as backtest_jobs
 from scaling.engine import PolicyParams
+from scaling.status import WorkloadStatus
 from tenants.models import (
     Namespace,
     Tenant,
@@ -132,7 +133,9 @@ class Workload(models.Model):
     """An inference Deployment in a cluster, serving one model on one GPU type.
 
     ``ready``, ``warming`` and ``desired`` replicas are the last observed state; ``status`` is
-    the latest evaluation of its policy (a steady hold updates it, not the Decision log).
+    the latest evaluation of its policy (a steady hold updates it, not the Decision log), a
+    scaling.status.WorkloadStatus (read it as ``public_status``). ``loop_state`` is what the
+    control loop keeps for itself between ticks; nothing outside the loop reads it.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="workloads")
@@ -150,7 +153,16 @@ class Workload(models.Model):
     warming_replicas = models.PositiveIntegerField(default=0)
     desired_replicas = models.PositiveIntegerField(default=0)
     observed_at = models.DateTimeField(null=True, blank=True)
-    status = models.JSONField(default=dict, blank=True)
+    status = models.JSONField(
+        default=dict, blank=True, help_text="The latest evaluation (scaling.status.WorkloadStatus)."
+    )
+    loop_state = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="The control loop's own memory between ticks (scaling.status.LOOP_STATE_KEYS): "
+        "engine memory, signal history, counters, the decision key, quota clocks. Never served.",
+    )
 
     objects = WorkloadQuerySet.as_manager()
 
@@ -196,6 +208,11 @@ class Workload(models.Model):
                 f"cluster {self.cluster} ({why})."
             }
         )
+
+    @property
+    def public_status(self) -> WorkloadStatus | None:
+        """The latest evaluation, typed; None before the control loop's first."""
+        return WorkloadStatus.from_dict(self.status)
 
     @property
     def gpus_in_use(self) -> int:

@@ -25,11 +25,78 @@ WORKLOAD_STATE_FIELDS = [
 ]
 
 
+class StatusStepSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(
+        help_text="The constraint: tolerance, stabilisation, rate limit, bounds, quota..."
+    )
+    value = serializers.IntegerField(help_text="Replicas after this step.")
+    note = serializers.CharField(help_text="Why the step gave this value.")
+
+
+class StatusMetricSerializer(serializers.Serializer[Any]):
+    # DRF's metaclass takes declared fields off the class, so this shadows Field.label only
+    # for the type checker.
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="What the value is (the metric, or a derived signal)."
+    )
+    value = serializers.JSONField(
+        help_text="A number, or `NaN`, `+Inf`, `-Inf` as text for a sample the engine refused."
+    )
+    timestamp = serializers.FloatField(allow_null=True, help_text="Sample time, Unix seconds.")
+    pod = serializers.CharField(allow_null=True, help_text="The pod, for per-pod values.")
+
+
+class ErrorIncidentSerializer(serializers.Serializer[Any]):
+    cause = serializers.ListField(
+        child=serializers.CharField(), help_text="[kind, failing call], e.g. [timeout, list pods]."
+    )
+    count = serializers.IntegerField(help_text="Ticks that failed of this cause in a row.")
+    since = serializers.DateTimeField(help_text="When the incident started.")
+    last_at = serializers.DateTimeField(help_text="The latest failing tick.")
+
+
+class WorkloadStatusSerializer(serializers.Serializer[Any]):
+    """The latest evaluation of the workload's policy (scaling.status.WorkloadStatus); what
+    the control loop keeps for itself between ticks is not part of it."""
+
+    at = serializers.DateTimeField(help_text="When the control loop evaluated it.")
+    outcome = serializers.CharField(
+        help_text="applied, held, dry-run, blocked_by_quota, error; off without an active policy."
+    )
+    reason = serializers.CharField(help_text="Why, in a sentence.")
+    policy_version = serializers.IntegerField(allow_null=True)
+    algorithm = serializers.CharField()
+    current = serializers.IntegerField(
+        allow_null=True, help_text="The Deployment's replicas as observed."
+    )
+    raw_desired = serializers.IntegerField(
+        allow_null=True, help_text="What the algorithm asked for, before any constraint."
+    )
+    desired = serializers.IntegerField(allow_null=True, help_text="What was left after `steps`.")
+    steps = StatusStepSerializer(many=True, help_text="Each constraint applied, in order.")
+    metrics = StatusMetricSerializer(many=True, help_text="The metric values the decision used.")
+    failure = serializers.CharField(
+        help_text="The Deployment's failure condition (e.g. pods refused by a ResourceQuota)."
+    )
+    error = ErrorIncidentSerializer(
+        allow_null=True, help_text="The ongoing incident while the workload cannot be observed."
+    )
+    observed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the Deployment was last observed."
+    )
+
+
 class WorkloadSerializer(StrictModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none())
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
     gpu_type = serializers.SlugRelatedField(slug_field="name", queryset=GpuType.objects.all())
     policy = serializers.SerializerMethodField(help_text="Id of its scaling policy, if any.")
+    status = WorkloadStatusSerializer(
+        source="public_status",
+        read_only=True,
+        allow_null=True,
+        help_text="The latest evaluation; null before the control loop's first.",
+    )
 
     class Meta:
         model = Workload

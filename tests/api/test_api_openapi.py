@@ -78,3 +78,32 @@ def test_swagger_ui_serves_its_assets_locally(client: Any) -> None:
 def test_unknown_api_paths_answer_json_404(client: Any) -> None:
     response = client.get("/api/v1/nope/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+
+
+def test_the_workload_status_is_a_documented_object_without_loop_state(
+    schema: dict[str, Any],
+) -> None:
+    components = schema["components"]["schemas"]
+    status = components["Workload"]["properties"]["status"]
+    # A nullable reference (null before the first tick) to the status component.
+    ref = status.get("$ref") or next(s["$ref"] for s in status["allOf"] if "$ref" in s)
+    described = components[ref.rsplit("/", 1)[-1]]
+    assert {
+        "at",
+        "policy_version",
+        "algorithm",
+        "outcome",
+        "reason",
+        "current",
+        "raw_desired",
+        "desired",
+        "steps",
+        "metrics",
+        "failure",
+        "error",
+        "observed_at",
+    } == set(described["properties"])
+    assert described["properties"]["at"]["format"] == "date-time"
+    error = components[described["properties"]["error"]["allOf"][0]["$ref"].rsplit("/", 1)[-1]]
+    assert {"cause", "count", "since", "last_at"} == set(error["properties"])
+    assert "loop_state" not in components["Workload"]["properties"]

@@ -293,3 +293,34 @@ def test_every_dashboard_page_says_when_the_control_loop_stopped_and_marks_statu
     for url in pages:
         assert "Control loop not running" not in client.get(url).content.decode(), url
     assert "old: not current" not in client.get(f"/workloads/{a.pk}/").content.decode()
+
+
+def test_the_workload_page_shows_the_latest_evaluation_and_its_error_incident(client, setup):
+    client.force_login(setup["viewer"])
+    url = f"/workloads/{setup['a'].pk}/"
+    assert "Not evaluated yet" in client.get(url).content.decode()
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    setup["a"].status = {
+        "at": at.isoformat(),
+        "outcome": "error",
+        "reason": "cluster east's API did not answer within 0.5 s (list deployments)",
+        "algorithm": "hpa",
+        "policy_version": 3,
+        "current": 2,
+        "raw_desired": 5,
+        "desired": 4,
+        "steps": [{"name": "max", "value": 4, "note": "capped at max_replicas 4"}],
+        "error": {
+            "cause": ["timeout", "list deployments"],
+            "count": 7,
+            "since": at.isoformat(),
+            "last_at": at.isoformat(),
+        },
+    }
+    setup["a"].loop_state = {"memory": {"outage_since": 1.0}, "key": ["error"]}
+    setup["a"].save()
+    body = client.get(url).content.decode()
+    assert "did not answer within 0.5 s" in body and "hpa v3" in body
+    assert "Not observed for 7 ticks since 2026-12-01 10:00:00 (timeout / list deployments)" in body
+    assert "2 → 4" in body and "capped at max_replicas 4" in body
+    assert "outage_since" not in body

@@ -12,6 +12,7 @@ from quotas.sync import RESOURCE_QUOTA_NAME
 from scaling.allocation import namespace_limits
 from scaling.loop import tick_cluster
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+from tests.scaling.test_loop import Clock
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -128,7 +129,7 @@ def test_the_lender_gets_its_gpus_back_from_the_borrower(start_simulator, gpu_ty
 def test_a_hand_edited_resource_quota_is_restored_and_reported(
     start_simulator, gpu_type, team_a, settings
 ):
-    settings.INVENTORY_SYNC_INTERVAL = 0  # every tick reads the quotas back
+    settings.INVENTORY_SYNC_INTERVAL = 300  # a full read-back every 5 minutes of the tick's clock
     fleet = {
         "clusters": [
             FLEET["clusters"][0]
@@ -139,15 +140,20 @@ def test_a_hand_edited_resource_quota_is_restored_and_reported(
     cluster = east(url)
     Quota.objects.create(tenant=team_a, gpu_type=gpu_type, nominal=3)
     register(cluster, team_a, "lender", gpu_type, with_policy=False)
-    tick_cluster(cluster.pk)
-    tick_cluster(cluster.pk)
+    clock = Clock()
+    tick_cluster(cluster.pk, now=clock.now())  # the first tick reads everything
+    tick_cluster(cluster.pk, now=clock.now())
     expected = namespace_limits(cluster)["team-a"]
     assert resource_quota_hard(url, "team-a") == expected
     core = k8s.CoreV1Api(k8s.ApiClient(k8s.Configuration(host=f"{url}/east")))
     core.patch_namespaced_resource_quota(
         RESOURCE_QUOTA_NAME, "team-a", {"spec": {"hard": {"requests.nvidia.com/gpu": "50"}}}
     )
-    tick_cluster(cluster.pk)
+    clock.skip(299)
+    tick_cluster(cluster.pk, now=clock.now())  # no full read yet: the edit is not seen
+    assert resource_quota_hard(url, "team-a") == 50
+    clock.skip(2)
+    tick_cluster(cluster.pk, now=clock.now())
     assert resource_quota_hard(url, "team-a") == expected
     state = ControlLoopState.objects.get(cluster=cluster).resource_quotas["namespaces"]["team-a"]
     assert state["drift"] == f"found 50 set by hand, restored {expected}"
@@ -167,18 +173,23 @@ def test_a_lowered_quota_reclaims_the_excess_after_its_grace_period(
     def replicas() -> int:
         return apps.read_namespaced_deployment("chat", "team-a").spec.replicas
 
-    tick_cluster(cluster.pk)
+    clock = Clock()
+    tick_cluster(cluster.pk, now=clock.now())
     assert replicas() >= 4
     # Lowered under what it holds: growth stops at once, the excess is kept for 3 s.
     Quota.objects.filter(pk=quota.pk).update(nominal=2, reclaim_grace_s=3)
-    tick_cluster(cluster.pk)
+    tick_cluster(cluster.pk, now=clock.now())
     quota.refresh_from_db()
     assert quota.over_since is not None and quota.used_gpus >= 4
+    assert abs(quota.over_since.timestamp() - clock.now()) < 1  # the tick's clock started it
     held = replicas()
     assert held >= 4
+    clock.skip(2.5)  # inside the grace, by the control plane's clock: still held
+    tick_cluster(cluster.pk, now=clock.now())
+    assert replicas() == held
     assert not Decision.objects.filter(reason__contains="reclaimed by quota").exists()
-    time.sleep(3.2)
-    tick_cluster(cluster.pk)
+    clock.skip(0.7)  # past it
+    tick_cluster(cluster.pk, now=clock.now())
     assert replicas() == 2
     reclaim = Decision.objects.get(workload=chat, reason__contains="reclaimed by quota")
     assert f"held {held} A100-80GB GPUs, over its quota of 2" in reclaim.reason
@@ -187,6 +198,6 @@ def test_a_lowered_quota_reclaims_the_excess_after_its_grace_period(
     deadline = time.monotonic() + 20
     while quota.over_since is not None:
         assert time.monotonic() < deadline, "the grace clock never stopped"
-        time.sleep(0.5)
-        tick_cluster(cluster.pk)
+        time.sleep(0.5)  # the simulator stops the reclaimed pods in its own (real) time
+        tick_cluster(cluster.pk, now=clock.now())
         quota.refresh_from_db()

@@ -79,15 +79,37 @@ def spec_replicas(url, name="chat"):
     return apps.read_namespaced_deployment_scale(name, "team-a").spec.replicas
 
 
-def ticks_until(cluster, condition, timeout=30.0, every=1.0):
+class Clock:
+    """The control plane's clock for tick_cluster(now=...): the wall clock, moved ahead by
+    ``skip``. The simulator keeps real time; only the control plane's clocks (engine windows,
+    metric ages, grace periods, quota clocks) jump, so a test waits for them without sleeping.
+    (Exporter samples carry no timestamps: they are stamped with the tick's clock.)"""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def skip(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def ticks_until(cluster, condition, timeout=30.0, every=1.0, clock=None):
+    """Tick until ``condition``; ``every`` s apart on the wall clock, or, with a ``clock``,
+    on the control plane's clock alone (a short real pause still lets the simulator run)."""
     deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
-        tick_cluster(cluster.pk)
+        tick_cluster(cluster.pk, now=clock.now() if clock else None)
         count += 1
         if condition():
             return count
-        time.sleep(every)
+        if clock is None:
+            time.sleep(every)
+        else:
+            clock.skip(every)
+            time.sleep(0.05)
     raise AssertionError("condition not reached")
 
 
@@ -167,9 +189,9 @@ def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
 
     def history():
         workload.refresh_from_db()
-        return workload.status.get("history") or {}
+        return workload.loop_state.get("history") or {}
 
-    ticks_until(cluster, lambda: len(history().get("pods", [])) >= 3)
+    ticks_until(cluster, lambda: len(history().get("pods", [])) >= 3, clock=Clock())
     points = history()
     # kpa turns each point into a pool total with its own pod count (Knative's scraper
     # multiplies each scrape's average by the ready pods then), not with the count now.
@@ -295,13 +317,14 @@ def set_faults(url, **faults):
     urllib.request.urlopen(request, timeout=5).close()
 
 
-def tick_for(cluster, seconds, every=1.0):
-    """Tick every `every` s for `seconds`; the Deployment's replicas after each tick."""
-    deadline, seen = time.monotonic() + seconds, []
-    while time.monotonic() < deadline:
-        tick_cluster(cluster.pk)
+def tick_for(cluster, clock, seconds, every=1.0):
+    """Tick every `every` s of the control plane's clock for `seconds`, without sleeping;
+    the Deployment's replicas after each tick."""
+    seen = []
+    for _ in range(round(seconds / every)):
+        tick_cluster(cluster.pk, now=clock.now())
         seen.append(Workload.objects.get(cluster=cluster).status.get("current"))
-        time.sleep(every)
+        clock.skip(every)
     return seen
 
 
@@ -324,22 +347,25 @@ def test_a_metrics_outage_neither_scales_to_zero_nor_right_after(start_simulator
     )
 
     def seen_no_traffic():
-        return bool(Workload.objects.get(cluster=cluster).status["history"]["metric"])
+        return bool(Workload.objects.get(cluster=cluster).loop_state["history"]["metric"])
 
-    ticks_until(cluster, seen_no_traffic, timeout=15.0)  # the replica is up and reports 0
-    tick_for(cluster, 1)  # the grace has started
+    # The replica is up and reports 0 (the simulator's time); from then on nothing changes in
+    # the cluster but the metrics fault, and the control plane's clock jumps.
+    clock = Clock()
+    ticks_until(cluster, seen_no_traffic, timeout=15.0, clock=clock)
+    tick_for(cluster, clock, 1)  # the grace has started
     assert spec_replicas(url) == 1
     set_faults(url, metrics_down=True)
-    tick_for(cluster, 6)  # twice max_metric_age_s without a sample
+    tick_for(cluster, clock, 6)  # twice max_metric_age_s without a sample
     assert spec_replicas(url) == 1
     set_faults(url, metrics_down=False)
-    first_window = time.monotonic()
-    tick_for(cluster, 7)  # inside the 8 s recovery window
+    first_window = clock.now()
+    tick_for(cluster, clock, 7)  # inside the 8 s recovery window
     assert spec_replicas(url) == 1
     assert not Decision.objects.filter(outcome="applied").exists()
     # Afterwards the grace runs on fresh evidence only, and ends.
-    ticks_until(cluster, lambda: spec_replicas(url) == 0, timeout=20.0)
-    assert time.monotonic() - first_window >= 8.0
+    ticks_until(cluster, lambda: spec_replicas(url) == 0, timeout=20.0, clock=clock)
+    assert clock.now() - first_window >= 8.0
     applied = Decision.objects.get(outcome="applied")
     assert applied.final_replicas == 0
 
@@ -363,7 +389,7 @@ def test_a_hanging_cluster_api_is_one_error_decision_with_a_growing_count(
     assert workload.status["error"]["count"] == 4
     assert workload.status["error"]["cause"] == ["timeout", "list deployments"]
     # The engine's clocks stopped: its first fresh readings after this will scale nothing down.
-    assert workload.status["memory"]["outage_since"] is not None
+    assert workload.loop_state["memory"]["outage_since"] is not None
     state = ControlLoopState.objects.get(cluster=cluster)
     assert state.errors["timeout / list deployments"]["count"] == 4
     assert state.last_error == "cluster east's API did not answer within 0.5 s (list deployments)"

@@ -1,0 +1,137 @@
+"""A workload's public status: the latest evaluation of its policy, as operators and clients
+see it (the API's ``status``, the dashboard's status panel).
+
+It is stored in ``Workload.status`` (JSON written by ``to_dict`` and read back by
+``from_dict``, here and only here). What the control loop keeps for itself between ticks
+(engine memory, signal history, counters, the decision key, the quota allocation's clocks)
+lives in ``Workload.loop_state`` and is never served: see LOOP_STATE_KEYS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# The keys of Workload.loop_state. Kept here, next to what is public, so the two stay apart.
+LOOP_STATE_KEYS = ("memory", "history", "counters", "key", "wanted", "grown_at", "waiting_since")
+
+
+@dataclass(frozen=True)
+class StatusStep:
+    """One constraint of the engine's explanation, with the replica count after it."""
+
+    name: str
+    value: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A metric value the engine used; ``value`` is text for NaN and infinities (JSON has
+    none), as Prometheus writes them."""
+
+    label: str
+    value: float | str
+    timestamp: float | None = None
+    pod: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorIncident:
+    """One failing cause (its kind and the failing call) while it lasts: when it started, how
+    many ticks it failed, and the last of them."""
+
+    cause: tuple[str, ...]
+    count: int
+    since: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    """The latest evaluation of a workload's policy.
+
+    ``outcome`` is a Decision outcome (``applied``, ``held``, ``dry-run``,
+    ``blocked_by_quota``, ``error``) or ``off`` when no policy is active. ``current`` is the
+    Deployment's replicas as observed, ``raw_desired`` what the algorithm asked for and
+    ``desired`` what was left after ``steps``. ``failure`` is the Deployment's own failure
+    condition (e.g. pods refused by a ResourceQuota); ``error`` the ongoing incident when the
+    workload cannot be observed. ``observed_at`` is when the Deployment was last observed.
+    """
+
+    at: datetime
+    outcome: str
+    reason: str
+    policy_version: int | None = None
+    algorithm: str = ""
+    current: int | None = None
+    raw_desired: int | None = None
+    desired: int | None = None
+    steps: tuple[StatusStep, ...] = ()
+    metrics: tuple[MetricValue, ...] = ()
+    failure: str = ""
+    error: ErrorIncident | None = None
+    observed_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "policy_version": self.policy_version,
+            "algorithm": self.algorithm,
+            "current": self.current,
+            "raw_desired": self.raw_desired,
+            "desired": self.desired,
+            "steps": [{"name": s.name, "value": s.value, "note": s.note} for s in self.steps],
+            "metrics": [
+                {"label": m.label, "value": m.value, "timestamp": m.timestamp, "pod": m.pod}
+                for m in self.metrics
+            ],
+            "failure": self.failure,
+            "error": None
+            if self.error is None
+            else {
+                "cause": list(self.error.cause),
+                "count": self.error.count,
+                "since": self.error.since.isoformat(),
+                "last_at": self.error.last_at.isoformat(),
+            },
+            "observed_at": None if self.observed_at is None else self.observed_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> WorkloadStatus | None:
+        """The stored status, or None for a workload the loop has not evaluated yet."""
+        if not data or "at" not in data or "outcome" not in data:
+            return None
+        error = data.get("error")
+        observed_at = data.get("observed_at")
+        return cls(
+            at=datetime.fromisoformat(data["at"]),
+            outcome=str(data["outcome"]),
+            reason=str(data.get("reason", "")),
+            policy_version=data.get("policy_version"),
+            algorithm=str(data.get("algorithm", "")),
+            current=data.get("current"),
+            raw_desired=data.get("raw_desired"),
+            desired=data.get("desired"),
+            steps=tuple(
+                StatusStep(s["name"], s["value"], s.get("note", "")) for s in data.get("steps", [])
+            ),
+            metrics=tuple(
+                MetricValue(m["label"], m["value"], m.get("timestamp"), m.get("pod"))
+                for m in data.get("metrics", [])
+            ),
+            failure=str(data.get("failure", "")),
+            error=None
+            if not isinstance(error, dict)
+            else ErrorIncident(
+                cause=tuple(error["cause"]),
+                count=int(error["count"]),
+                since=datetime.fromisoformat(error["since"]),
+                last_at=datetime.fromisoformat(error["last_at"]),
+            ),
+            observed_at=datetime.fromisoformat(observed_at) if observed_at else None,
+        )
