@@ -153,7 +153,7 @@ def feed(clusters: list[Cluster], seconds: float) -> None:
     broker = redis.Redis.from_url(os.environ["REDIS_URL"])
     until = time.monotonic() + seconds
     while time.monotonic() < until:
-        if broker.llen(QUEUE) < len(clusters):
+        if int(broker.llen(QUEUE)) < len(clusters):  # type: ignore[arg-type]  # sync client
             for cluster in clusters:
                 app.send_task("scaling.tasks.tick", (cluster.pk,), queue=QUEUE)
         time.sleep(FEED_S)

@@ -110,6 +110,11 @@ class TickRows:
     decisions: list[dict[str, Any]]
 
 
+def overlap() -> timedelta:
+    """How long after its stamp a decision may commit (see DecisionFeed)."""
+    return timedelta(seconds=float(settings.CELERY_TASK_TIME_LIMIT) + 30.0)
+
+
 @dataclass
 class DecisionFeed:
     """Which decisions the live feed has sent, found by their time, not their id.
@@ -117,12 +122,12 @@ class DecisionFeed:
     Clusters record decisions in parallel transactions, so ids are not in commit order: a
     batch with lower ids may commit after one with higher ids, and a feed paging by id
     would never show it. Each tick therefore looks again at every decision stamped within
-    ``OVERLAP`` of the newest one sent and sends those it has not (``sent``, pruned as the
-    window moves). A decision is stamped as its tick records it, so it commits well inside
-    the window (which also absorbs clock skew between workers).
+    ``overlap`` of the newest one sent and sends those it has not (``sent``, pruned as the
+    window moves). A decision carries its tick's clock, read when the tick started, and
+    commits when the tick ends: no later than the task's hard time limit, so the window is
+    that limit and half a minute more (for clock skew between workers).
     """
 
-    OVERLAP: ClassVar[timedelta] = timedelta(seconds=60)
     BATCH: ClassVar[int] = 200
     newest: datetime | None = None
     sent: dict[int, datetime] = field(default_factory=dict)
@@ -144,7 +149,7 @@ class DecisionFeed:
         new = sorted(found, key=lambda d: (d.at, d.pk))
         self.sent.update((d.pk, d.at) for d in new)
         self.newest = max(self.newest, new[-1].at)
-        floor = self.newest - self.OVERLAP
+        floor = self.newest - overlap()
         self.sent = {pk: at for pk, at in self.sent.items() if at >= floor}
         return new
 
@@ -152,7 +157,7 @@ class DecisionFeed:
         from scaling.models import Decision
 
         assert self.newest is not None
-        since = Decision.objects.filter(at__gte=self.newest - self.OVERLAP)
+        since = Decision.objects.filter(at__gte=self.newest - overlap())
         return list(since.values_list("pk", "at"))
 
 

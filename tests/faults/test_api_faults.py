@@ -2,6 +2,7 @@
 write. Retries are bounded (counted from the requests the simulator received), the workload
 says it is degraded and why, and it converges once the fault is cleared."""
 
+import itertools
 import time
 from typing import Any
 
@@ -70,8 +71,12 @@ def test_a_failing_scale_write_is_retried_a_bounded_number_of_times_then_converg
     reason = workload.status["reason"]
     assert "scale team-a/chat to 4" in reason
     assert (f"HTTP {code}" in reason) if code else ("did not answer within" in reason)
-    errors = Decision.objects.filter(workload=workload, outcome="error")
-    assert errors.count() == 1
+    # A new row only when the decision itself changed (the load may move the engine's wish
+    # between ticks): never a second row for the same failure of the same decision.
+    errors = list(Decision.objects.filter(workload=workload, outcome="error").order_by("pk"))
+    assert 1 <= len(errors) < TICKS_UNDER_FAULT
+    said = [(d.final_replicas, d.steps) for d in errors]
+    assert all(a != b for a, b in itertools.pairwise(said)), said
     assert ControlLoopState.objects.get(cluster=workload.cluster).apply_errors == 3
     if code is not None:  # nothing reached the Deployment
         assert spec_replicas(url, "team-a", "chat") == 1
