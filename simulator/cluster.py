@@ -83,6 +83,8 @@ class Cluster:
         index: int = 0,
     ) -> None:
         self.name = config.name
+        self.tokens = dict(config.tokens)
+        self.admins = frozenset(config.admins)
         self.lock = threading.RLock()
         self.now = now
         self.speed = speed

@@ -89,6 +89,10 @@ class ClusterConfig:
     workloads: tuple[WorkloadConfig, ...]
     quotas: tuple[QuotaConfig, ...] = ()
     faults: FaultConfig = field(default_factory=FaultConfig)
+    # Bearer token -> user name. Empty: the API authenticates no one (every caller is admin).
+    tokens: dict[str, str] = field(default_factory=dict)
+    # Users allowed everything; any other authenticated user is allowed nothing (403).
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,14 @@ def _cluster(raw: Any, index: int) -> ClusterConfig:
         QuotaConfig(q["namespace"], q.get("name", "gpu-quota"), int(q["gpus"]))
         for q in raw.get("quotas", [])
     )
-    return ClusterConfig(name, nodes, namespaces, workloads, quotas, _faults(raw.get("faults")))
+    tokens = raw.get("tokens", {})
+    _require(
+        isinstance(tokens, dict) and all(isinstance(v, str) for v in tokens.values()),
+        f"{where}.tokens (token -> user name)",
+    )
+    admins = tuple(raw.get("admins", ()))
+    faults = _faults(raw.get("faults"))
+    return ClusterConfig(name, nodes, namespaces, workloads, quotas, faults, tokens, admins)
 
 
 def _node_group(raw: Any, cluster: str, where: str) -> list[NodeConfig]:

@@ -18,8 +18,10 @@ from simulator.cluster import Cluster, pod_gpus
 from simulator.kube_status import (
     ApiError,
     bad_request,
+    forbidden,
     method_not_allowed,
     not_found,
+    unauthorized,
     unsupported_media_type,
 )
 from simulator.patch import PATCH_TYPES, PatchError, apply_patch
@@ -85,6 +87,44 @@ class _Call:
 
 
 Handler = Callable[[_Call], Response]
+
+
+# What RBAC reads of a request path: the API group, the namespace, the resource, its name and
+# subresource (/api/v1/namespaces/x is the namespace x itself).
+_ATTRIBUTES = re.compile(
+    r"/(?:api/v1|apis/(?P<group>[a-z0-9.]+)/v1)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"(?:/(?P<resource>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?)?"
+)
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def authorize(cluster: Cluster, method: str, path: str, authorization: str) -> Response | None:
+    """Authenticate the bearer token and authorise the request, as kube-apiserver answers:
+    401 for an unknown token, 403 (RBAC's wording) for a user who is not one of the cluster's
+    admins, including the anonymous one a request without credentials is; None when the
+    request may go on. A cluster with no tokens configured
+    authenticates no one (every caller is admin)."""
+    if not cluster.tokens:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if not authorization:
+        user: str | None = "system:anonymous"  # kube-apiserver's default for no credentials
+    else:
+        user = cluster.tokens.get(token) if scheme.lower() == "bearer" else None
+    if user is None:
+        return 401, unauthorized().body()
+    if user in cluster.admins:
+        return None
+    found = _ATTRIBUTES.fullmatch(path.rstrip("/"))
+    if found is None:  # discovery (/version, /api): open to every authenticated user
+        return None
+    group, ns, resource, name, sub = (
+        found[k] or "" for k in ("group", "ns", "resource", "name", "sub")
+    )
+    if not resource:  # /api/v1/namespaces/<name>: the namespace itself
+        resource, name, ns = "namespaces", ns, ""
+    verb = _VERBS.get(method, "get" if name else "list")
+    return 403, forbidden(user, verb, resource, group, ns, name, sub).body()
 
 
 def handle(

@@ -101,3 +101,23 @@ def unsupported_media_type(content_type: str) -> ApiError:
         f"application/merge-patch+json, application/strategic-merge-patch+json "
         f"(got {content_type!r})",
     )
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def forbidden(
+    user: str, verb: str, resource: str, group: str, namespace: str, name: str, sub: str
+) -> ApiError:
+    """RBAC's refusal, worded as kube-apiserver words it."""
+    target = f'{_qualified(resource, group)} "{name}"' if name else _qualified(resource, group)
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    full = f"{resource}/{sub}" if sub else resource
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{target} is forbidden: User "{user}" cannot {verb} resource "{full}" in API group '
+        f'"{group}" {scope}',
+        {"name": name, "group": group, "kind": resource},
+    )

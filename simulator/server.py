@@ -93,10 +93,21 @@ class Fleet:
         return cached[1]
 
     def kube(
-        self, cluster: Cluster, method: str, path: str, query: str, content_type: str, raw: bytes
+        self,
+        cluster: Cluster,
+        method: str,
+        path: str,
+        query: str,
+        content_type: str,
+        raw: bytes,
+        authorization: str = "",
     ) -> tuple[int, bytes]:
         """One Kubernetes API answer, encoded; lists come from the cache while the cluster's
-        resourceVersion has not moved (every change and deletion moves it)."""
+        resourceVersion has not moved (every change and deletion moves it). Authentication
+        and RBAC come first, so a cached list never reaches a caller it would be refused to."""
+        refused = kube_api.authorize(cluster, method, path, authorization)
+        if refused is not None:
+            return refused[0], json.dumps(refused[1]).encode()
         with cluster.lock:
             key = (cluster.name, path, query)
             if method == "GET":
@@ -248,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
                     cluster.pool_writes += 1
             return self._json(code, body)
         content_type = self.headers.get("Content-Type", "application/json")
-        code, data = fleet.kube(cluster, method, rest, url.query, content_type, raw)
+        authorization = self.headers.get("Authorization", "")
+        code, data = fleet.kube(cluster, method, rest, url.query, content_type, raw, authorization)
         return self._send(code, data, "application/json")
 
     def _faults(self, method: str, raw: bytes) -> None:

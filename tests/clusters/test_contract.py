@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from clusters import kubernetes
 from clusters.kubernetes import GPU_PRODUCT_LABEL, GPU_RESOURCE, ClusterError
 from clusters.models import Cluster
+from tests.kube_control_plane import ADMIN_TOKEN, NOBODY_TOKEN
 
 pytestmark = [
     pytest.mark.integration,
@@ -50,6 +51,9 @@ FLEET = {
                 {"gpu_type": "L4-24GB", "count": 1, "gpus_per_node": 2, "name_prefix": "l4"},
             ],
             "namespaces": NAMESPACES,
+            # The same identities the real server's static token file has.
+            "tokens": {ADMIN_TOKEN: "admin", NOBODY_TOKEN: "nobody"},
+            "admins": ["admin"],
         }
     ]
 }
@@ -153,12 +157,12 @@ def seed_real_server(admin: k8s.ApiClient) -> None:
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "simulator":
         url = request.getfixturevalue("start_module_simulator")(FLEET, speed=4.0) + "/east"
-        admin = k8s.ApiClient(k8s.Configuration(host=url))
+        configuration = k8s.Configuration(host=url)
+        configuration.api_key = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        admin = k8s.ApiClient(configuration)
         create_deployments(admin)
-        yield Backend("simulator", url, admin)
+        yield Backend("simulator", url, admin, ADMIN_TOKEN, NOBODY_TOKEN)
         return
-    from tests.kube_control_plane import ADMIN_TOKEN, NOBODY_TOKEN
-
     plane = request.getfixturevalue("kube_control_plane")
     configuration = k8s.Configuration(host=plane.url)
     configuration.api_key = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -319,15 +323,9 @@ def test_quota_refusals_surface_on_the_deployment(cluster: Cluster) -> None:
         kubernetes.set_scale(cluster, "team-a", "chat", 1)
 
 
-def real_server_only(backend: Backend) -> None:
-    if backend.name == "simulator":
-        pytest.skip("the simulator authenticates no one: every caller is admin (kube-tests.md)")
-
-
 def test_an_rbac_denial_is_permanent_and_says_who_may_not_do_what(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_server_only(backend)
     nobody = backend.cluster(token=backend.nobody_token)
     original = k8s.AppsV1Api.read_namespaced_deployment_scale
     reads: list[str] = []
@@ -353,26 +351,31 @@ def test_an_rbac_denial_is_permanent_and_says_who_may_not_do_what(
     assert not listing.value.transient
 
 
-def test_a_wrong_or_expired_token_is_permanent(backend: Backend) -> None:
-    real_server_only(backend)
-    from tests.kube_control_plane import sign_token
+def test_a_wrong_missing_or_expired_token_is_permanent(backend: Backend) -> None:
+    # No credentials at all: the anonymous user, authenticated and allowed nothing.
+    with pytest.raises(ClusterError) as anonymous:
+        kubernetes.list_deployments(backend.cluster(token=""))
+    assert (anonymous.value.status, anonymous.value.transient) == (403, False)
+    assert 'User "system:anonymous" cannot list resource "deployments"' in str(anonymous.value)
+    refused = ["not-a-token"]
+    if backend.plane is not None:  # a real ServiceAccount token, valid and then expired
+        from tests.kube_control_plane import sign_token
 
-    plane = backend.plane
-    core = k8s.CoreV1Api(backend.admin)
-    request = {"spec": {"audiences": [], "expirationSeconds": 600}}
-    issued = core.create_namespaced_service_account_token("default", "team-a", request)
-    token = issued.status.token
-    # While valid it authenticates (as a ServiceAccount with no rights: 403, not 401).
-    with pytest.raises(ClusterError) as authenticated:
-        kubernetes.list_deployments(backend.cluster(token=token))
-    assert authenticated.value.status == 403
-    assert 'User "system:serviceaccount:team-a:default" cannot list' in str(authenticated.value)
-    header, payload, _ = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    kid = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
-    expired = sign_token(plane, claims | {"exp": int(time.time()) - 60}, kid)
-    for refused in ("not-a-token", expired):
+        core = k8s.CoreV1Api(backend.admin)
+        request = {"spec": {"audiences": [], "expirationSeconds": 600}}
+        issued = core.create_namespaced_service_account_token("default", "team-a", request)
+        token = issued.status.token
+        # While valid it authenticates (as a ServiceAccount with no rights: 403, not 401).
+        with pytest.raises(ClusterError) as authenticated:
+            kubernetes.list_deployments(backend.cluster(token=token))
+        assert authenticated.value.status == 403
+        assert 'User "system:serviceaccount:team-a:default" cannot list' in str(authenticated.value)
+        header, payload, _ = token.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        kid = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+        refused.append(sign_token(backend.plane, claims | {"exp": int(time.time()) - 60}, kid))
+    for token in refused:
         with pytest.raises(ClusterError) as unauthorized:
-            kubernetes.list_deployments(backend.cluster(token=refused))
+            kubernetes.list_deployments(backend.cluster(token=token))
         assert (unauthorized.value.status, unauthorized.value.transient) == (401, False)
         assert str(unauthorized.value) == "list deployments: HTTP 401 Unauthorized"
