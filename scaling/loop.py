@@ -613,9 +613,6 @@ def _record(
     decisions = [e.decision for e in evaluations if e.decision is not None]
     for decision in decisions:
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
-    # Decisions carry the tick's clock, read at its start: the live feed finds them by time
-    # and counts on each committing soon after its stamp, well inside its overlap
-    # (dashboard.poller.DecisionFeed).
     report.decisions = len(decisions)
     with transaction.atomic():
         update_columns(workloads, OBSERVED_FIELDS)

@@ -26,6 +26,23 @@ RESOURCES = [
     "backtests",
 ]
 
+# The fields of a workload's public status (scaling.status.WorkloadStatus), as clients read them.
+PUBLIC_STATUS_KEYS = {
+    "at",
+    "policy_version",
+    "algorithm",
+    "outcome",
+    "reason",
+    "current",
+    "raw_desired",
+    "desired",
+    "steps",
+    "metrics",
+    "failure",
+    "error",
+    "observed_at",
+}
+
 
 @pytest.fixture(autouse=True)
 def _fast_and_unthrottled(settings: Any) -> None:

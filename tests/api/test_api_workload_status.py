@@ -13,25 +13,10 @@ from rest_framework.test import APIClient
 from scaling.loop import tick_cluster
 from scaling.models import ControlLoopState, Decision, Workload
 from scaling.status import LOOP_STATE_KEYS
+from tests.api.conftest import PUBLIC_STATUS_KEYS
 from tests.scaling.test_loop import CHAT, fleet, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-PUBLIC_KEYS = {
-    "at",
-    "policy_version",
-    "algorithm",
-    "outcome",
-    "reason",
-    "current",
-    "raw_desired",
-    "desired",
-    "steps",
-    "metrics",
-    "failure",
-    "error",
-    "observed_at",
-}
 
 
 def keys_anywhere(value: Any) -> set[str]:
@@ -65,7 +50,7 @@ def test_after_real_ticks_the_api_serves_the_evaluation_and_no_loop_memory(
     assert workload.loop_state["history"]["metric"]
 
     body = staff.get(f"/api/v1/workloads/{workload.pk}/").json()
-    assert set(body["status"]) == PUBLIC_KEYS
+    assert set(body["status"]) == PUBLIC_STATUS_KEYS
     assert not keys_anywhere(body) & set(LOOP_STATE_KEYS)
     assert "loop_state" not in body
     served = body["status"]
