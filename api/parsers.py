@@ -23,7 +23,7 @@ MAX_BODY_BYTES = 1024 * 1024
 # Larger integers are no count of GPUs or replicas, and some would overflow float() later.
 MAX_INTEGER = 2**63 - 1
 # UTF-16 surrogates: half of a pair in JSON's \uXXXX escapes, never a character on their own.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BodyTooLarge(APIException):
@@ -117,11 +117,11 @@ def refuse_surrogates(data: Any) -> None:
     stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
     while stack:
         path, item = stack.pop()
-        if isinstance(item, str) and _SURROGATE.search(item):
+        if isinstance(item, str) and SURROGATE.search(item):
             raise ValidationError(_nested(path, [NOT_TEXT]))
         if isinstance(item, dict):
             for key, value in item.items():
-                if _SURROGATE.search(str(key)):
+                if SURROGATE.search(str(key)):
                     message = f"A field name is {NOT_TEXT[0].lower()}{NOT_TEXT[1:]}"
                     raise ValidationError(_nested(path, {"non_field_errors": [message]}))
                 stack.append(((*path, key), value))

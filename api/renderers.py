@@ -1,7 +1,6 @@
 """Response renderers: JSON through orjson, and YAML for the declarative configuration
 (``?format=yaml`` or Accept)."""
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,9 +10,10 @@ from rest_framework import renderers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
+from api.parsers import SURROGATE
+
 _DRF_ENCODER = JSONEncoder()
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONRenderer(renderers.JSONRenderer):
@@ -51,7 +51,7 @@ class JSONRenderer(renderers.JSONRenderer):
 def _as_text(data: Any) -> Any:
     """``data`` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
     if isinstance(data, str):
-        return _SURROGATE.sub("\ufffd", data)
+        return SURROGATE.sub("\ufffd", data)
     if isinstance(data, Mapping):
         return {_as_text(key): _as_text(value) for key, value in data.items()}
     if isinstance(data, list | tuple):
