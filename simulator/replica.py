@@ -27,13 +27,26 @@ heap of finish counters gives the next completion in O(log b).
 
 Admission reserves prompt + output tokens of KV, so sequences are never preempted (vLLM
 would preempt and recompute; at the reservation level the difference is small).
+
+Automatic prefix caching (vLLM's APC, docs.vllm.ai/en/latest/design/prefix_caching/): vLLM
+hashes each full KV block by its tokens and the tokens before it, so a block hash names a
+whole prefix, and a new request reuses the longest run of *leading* blocks already cached;
+the first miss ends the hit (a later block cannot be reused without the ones before it). A
+request carries ``hash_ids``, one per ``BLOCK_TOKENS`` block of its prompt (as public traces
+publish them); the replica keeps an LRU of the block hashes it computed, at most
+``kv_capacity_tokens // BLOCK_TOKENS`` of them (the KV cache's block count; blocks of
+finished requests stay cached until evicted in LRU order). At admission the leading cached
+blocks count as prefilled and only the rest is computed. Only full blocks are cached, and a
+prompt that is entirely cached still computes its last token (as vLLM does, to get logits).
+Simplification: cached blocks and the running sequences' KV are bounded separately, not
+from one shared pool.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -41,14 +54,21 @@ from enum import Enum
 from performance import ReplicaPerf
 from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
 
+BLOCK_TOKENS = 512  # tokens per hashed prefix block, as public traces publish hash_ids
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One inference request: when it arrives and how many tokens go in and come out."""
+    """One inference request: when it arrives and how many tokens go in and come out.
+
+    ``hash_ids`` identify the prompt's ``BLOCK_TOKENS``-token blocks in order (empty: no
+    prefix identity, nothing is ever reused).
+    """
 
     arrival_s: float
     input_tokens: int
     output_tokens: int
+    hash_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +106,14 @@ class ReplicaState(str, Enum):
 
 
 class _Seq:
-    __slots__ = ("first_token_s", "join", "request", "seq_id")
+    __slots__ = ("cached", "first_token_s", "join", "request", "seq_id")
 
     def __init__(self, request: Request, seq_id: int) -> None:
         self.request = request
         self.seq_id = seq_id
         self.first_token_s = 0.0
         self.join = 0
+        self.cached = 0  # prompt tokens found in the prefix cache at admission
 
 
 class _Prefill:
@@ -102,7 +123,7 @@ class _Prefill:
 
     def __init__(self, seq: _Seq) -> None:
         self.seq = seq
-        self.left = seq.request.input_tokens
+        self.left = seq.request.input_tokens - seq.cached
 
 
 CompletionSink = Callable[[Completion], None]
@@ -150,6 +171,11 @@ class Replica:
         self._sampled_busy = 0.0
         self._sampled_work = 0.0
         self.snap_busy = 0.0  # busy_s at the pool's previous snapshot
+        # Automatic prefix caching: block hash -> None, least recently used first.
+        self.prefix_cache: OrderedDict[int, None] = OrderedDict()
+        self.prefix_cache_blocks = perf.kv_capacity_tokens // BLOCK_TOKENS
+        self.prefix_cache_queries = 0  # prompt tokens admitted (vLLM's prefix_cache_queries)
+        self.prefix_cache_hits = 0  # of those, tokens found cached (prefix_cache_hits)
 
     # --- queries -------------------------------------------------------------------------
 
@@ -187,6 +213,17 @@ class Replica:
     def fits(self, request: Request) -> bool:
         """Whether the request could ever be admitted (vLLM rejects longer ones)."""
         return request.input_tokens + request.output_tokens <= self.perf.kv_capacity_tokens
+
+    def cached_prefix_tokens(self, request: Request) -> int:
+        """Prompt tokens of ``request`` this replica would find in its prefix cache now:
+        the leading full blocks whose hashes it holds, stopping at the first miss, and
+        never the whole prompt (the last token is always computed)."""
+        full = min(len(request.hash_ids), request.input_tokens // BLOCK_TOKENS)
+        hits = 0
+        cache = self.prefix_cache
+        while hits < full and request.hash_ids[hits] in cache:
+            hits += 1
+        return min(hits * BLOCK_TOKENS, request.input_tokens - 1)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -245,8 +282,28 @@ class Replica:
 
     def _admit(self) -> _Seq:
         seq = self.waiting.popleft()
-        self.kv_reserved += seq.request.input_tokens + seq.request.output_tokens
+        request = seq.request
+        self.kv_reserved += request.input_tokens + request.output_tokens
+        seq.cached = self.cached_prefix_tokens(request)
+        for block in request.hash_ids[: seq.cached // BLOCK_TOKENS]:
+            self.prefix_cache.move_to_end(block)  # a hit is a use: it refreshes the LRU
+        self.waiting_prompt_tokens -= seq.cached
+        self.prompt_tokens += seq.cached  # vLLM counts cached prompt tokens as prompt tokens
+        self.prefix_cache_queries += request.input_tokens
+        self.prefix_cache_hits += seq.cached
         return seq
+
+    def _cache_prefix(self, request: Request) -> None:
+        """The prompt is prefilled: its full blocks are cached, evicting the least recently
+        used beyond the KV cache's block count. (vLLM caches each block as soon as it is
+        full; caching at the end of the prompt only delays hits between concurrent
+        requests that share a prefix.)"""
+        cache = self.prefix_cache
+        for block in request.hash_ids[: request.input_tokens // BLOCK_TOKENS]:
+            cache[block] = None
+            cache.move_to_end(block)
+        while len(cache) > self.prefix_cache_blocks:
+            cache.popitem(last=False)
 
     def _chunk_room(self) -> int:
         """Prompt tokens the next iteration can take: the budget the decodes leave."""
@@ -266,6 +323,7 @@ class Replica:
             tokens += take
         while tokens < room and self.waiting and self._can_admit(self.waiting[0].request):
             partial = _Prefill(self._admit())
+            self._prefilled_tokens += partial.seq.cached  # the cached prefix holds KV already
             self.prefilling.append(partial)
             take = min(partial.left, room - tokens)
             chunks.append((partial, take))
@@ -296,8 +354,9 @@ class Replica:
             over_budget = batch and tokens + request.input_tokens > self.perf.token_budget
             if over_budget or self.kv_reserved + need > self.perf.kv_capacity_tokens:
                 break
-            batch.append(self._admit())
-            tokens += request.input_tokens
+            seq = self._admit()
+            batch.append(seq)
+            tokens += request.input_tokens - seq.cached
         duration = self.perf.prefill_s(tokens)
         self.clock += duration
         self.busy_s += duration
@@ -311,6 +370,8 @@ class Replica:
         """The iteration that ended at ``clock`` finished ``seq``'s prompt: its first token."""
         seq.first_token_s = self.clock
         self.generation_tokens += 1
+        if seq.request.hash_ids:
+            self._cache_prefix(seq.request)
         self.ttft.observe(self.clock - seq.request.arrival_s)
         remaining = seq.request.output_tokens - 1
         if remaining <= 0:

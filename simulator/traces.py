@@ -5,7 +5,11 @@ Formats (DESIGN.md §3):
 - Azure CSV ``TIMESTAMP,ContextTokens,GeneratedTokens`` with timestamps such as
   ``2023-11-16 18:15:46.6805900`` (the two files in ``simulator/traces/`` are the Azure LLM
   inference trace 2023, CC BY 4.0, see ``simulator/traces/README.md``).
-- JSON lines with ``timestamp`` (milliseconds from start), ``input_length``, ``output_length``.
+- JSON lines with ``timestamp`` (milliseconds from start), ``input_length``, ``output_length``
+  and, optionally, ``hash_ids``: one integer per 512-token block of the prompt
+  (``simulator.replica.BLOCK_TOKENS``), equal between requests whose prompts share that block
+  and everything before it (the Mooncake trace's convention). They give requests prefix
+  identity for the replicas' prefix cache and prefix-aware routing.
 
 Times are re-based so the first request arrives at 0 s.
 """
@@ -16,10 +20,12 @@ import csv
 import json
 import threading
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TextIO
+
+from simulator.replica import BLOCK_TOKENS
 
 TRACE_DIR = Path(__file__).resolve().parent / "traces"
 # The bundled traces, name -> title: the one list (the API's back-test choices and the
@@ -34,15 +40,27 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity hash: cache key for expansions
 class Trace:
-    """Arrival times (s from the first request) and token counts, in arrival order."""
+    """Arrival times (s from the first request) and token counts, in arrival order.
+
+    Prefix block hashes, when the trace has them, are one flat array: request ``i``'s are
+    ``hash_flat[hash_offsets[i]:hash_offsets[i + 1]]`` (8 bytes a block, not a list each).
+    """
 
     name: str
     times: array[float]
     inputs: array[int]
     outputs: array[int]
+    hash_flat: array[int] = field(default_factory=lambda: array("q"))
+    hash_offsets: array[int] = field(default_factory=lambda: array("q"))  # empty: none
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def hash_ids(self, index: int) -> tuple[int, ...]:
+        """Request ``index``'s prefix block hashes (empty when the trace has none)."""
+        if not self.hash_offsets:
+            return ()
+        return tuple(self.hash_flat[self.hash_offsets[index] : self.hash_offsets[index + 1]])
 
     @property
     def duration_s(self) -> float:
@@ -86,15 +104,27 @@ def _parse(path: Path) -> Trace:
     if not rows:
         raise TraceError(f"{path} holds no requests")
     start = rows[0][0]
+    flat, offsets = array("q"), array("q")
+    if any(row[3] for row in rows):
+        offsets.append(0)
+        for row in rows:
+            flat.extend(row[3])
+            offsets.append(len(flat))
     return Trace(
         name=path.stem,
         times=array("d", (row[0] - start for row in rows)),
         inputs=array("l", (max(1, row[1]) for row in rows)),
         outputs=array("l", (max(1, row[2]) for row in rows)),
+        hash_flat=flat,
+        hash_offsets=offsets,
     )
 
 
-def _parse_azure_csv(handle: TextIO) -> list[tuple[float, int, int]]:
+_Row = tuple[float, int, int, tuple[int, ...]]
+_INT64 = 1 << 63
+
+
+def _parse_azure_csv(handle: TextIO) -> list[_Row]:
     reader = csv.DictReader(handle)
     rows = []
     try:
@@ -104,6 +134,7 @@ def _parse_azure_csv(handle: TextIO) -> list[tuple[float, int, int]]:
                     _azure_seconds(record["TIMESTAMP"]),
                     int(record["ContextTokens"]),
                     int(record["GeneratedTokens"]),
+                    (),
                 )
             )
     except (KeyError, ValueError, TypeError) as exc:
@@ -119,20 +150,39 @@ def _azure_seconds(stamp: str) -> float:
     return ordinal * 86400.0 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def _parse_jsonl(handle: TextIO) -> list[tuple[float, int, int]]:
+def _parse_jsonl(handle: TextIO) -> list[_Row]:
     rows = []
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
+            inputs = int(record["input_length"])
             rows.append(
                 (
                     float(record["timestamp"]) / 1000.0,
-                    int(record["input_length"]),
+                    inputs,
                     int(record["output_length"]),
+                    _hash_ids(record.get("hash_ids"), inputs),
                 )
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise TraceError(f"line {number}: not a trace record: {exc}") from exc
     return rows
+
+
+def _hash_ids(value: object, input_tokens: int) -> tuple[int, ...]:
+    """Validated ``hash_ids``: a list of 64-bit integers, at most one per prompt block."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and -_INT64 <= h < _INT64 for h in value
+    ):
+        raise ValueError("hash_ids must be a list of 64-bit integers")
+    blocks = -(-max(1, input_tokens) // BLOCK_TOKENS)
+    if len(value) > blocks:
+        raise ValueError(
+            f"hash_ids has {len(value)} blocks, more than the {blocks} of a "
+            f"{input_tokens}-token prompt ({BLOCK_TOKENS} tokens a block)"
+        )
+    return tuple(value)

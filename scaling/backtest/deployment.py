@@ -87,11 +87,15 @@ def trace_requests(
     if isinstance(trace, Trace):
         name = trace.name
         rows = zip(trace.times, trace.inputs, trace.outputs, strict=True)
-        picked = [Request(t - start_s, i, o) for t, i, o in rows if start_s <= t < end]
+        picked = [
+            Request(t - start_s, i, o, trace.hash_ids(k))
+            for k, (t, i, o) in enumerate(rows)
+            if start_s <= t < end
+        ]
     else:
         name = "requests"
         picked = [
-            Request(r.arrival_s - start_s, r.input_tokens, r.output_tokens)
+            Request(r.arrival_s - start_s, r.input_tokens, r.output_tokens, r.hash_ids)
             for r in trace
             if start_s <= r.arrival_s < end
         ]
