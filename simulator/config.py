@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from performance import GPU_PROFILES, model_spec, replica_perf
+from simulator.pool import DEFAULT_ROUTING
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.json"
 LOAD_KINDS = ("trace", "constant", "step", "diurnal", "bursty")
@@ -59,7 +60,7 @@ class WorkloadConfig:
     gpus_per_replica: int = 1
     replicas: int = 1
     max_concurrency: int = 256
-    routing: str = "least-outstanding"
+    routing: str = DEFAULT_ROUTING
     cold_start_s: float = 60.0
     load: LoadConfig = field(default_factory=LoadConfig)
 

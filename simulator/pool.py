@@ -13,7 +13,7 @@ Example::
     pool = ServingPool(
         GPU_PROFILES["A100-80GB"], MODELS["meta-llama/Llama-3.1-8B-Instruct"],
         gpus_per_replica=1, cold_start_s=60.0, max_concurrency=256,
-        routing="least-outstanding", replicas=2, now=0.0, warm=True,
+        routing="shortest-expected-delay", replicas=2, now=0.0, warm=True,
     )
     pool.submit_many(requests)          # Request(arrival_s, input_tokens, output_tokens)
     pool.set_replicas(3, now=30.0)      # the new one is ready at 90 s; scale-down drains
@@ -22,22 +22,33 @@ Example::
     pool.completed                      # Completion(ttft_s, itl_s, e2e_s, ...) per request
     pool.gpu_seconds                    # GPU-seconds burnt so far, warming and draining too
 
-Routing strategies (``ROUTING_STRATEGIES``): ``round-robin``, ``least-outstanding`` and
-``shortest-expected-delay`` (see :meth:`ServingPool._expected_delay`).
+Routing strategies (``ROUTING_STRATEGIES``): ``round-robin``, ``least-outstanding``,
+``shortest-expected-delay`` (the default, ``DEFAULT_ROUTING``: see
+:meth:`ServingPool._expected_delay`) and ``prefix-aware`` (see
+:meth:`ServingPool._prefix_aware`).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from performance import GpuProfile, ModelSpec, ReplicaPerf, replica_perf
+from performance.replica import ITERATION_OVERHEAD_S
 from simulator.replica import Completion, Replica, ReplicaState, Request
 
-ROUTING_STRATEGIES = ("round-robin", "least-outstanding", "shortest-expected-delay")
+ROUTING_STRATEGIES = ("round-robin", "least-outstanding", "shortest-expected-delay", "prefix-aware")
+# Length-aware by default: with long, varied prompts a request count says little about the
+# work queued on a replica (docs/simulator.md, "Routing").
+DEFAULT_ROUTING = "shortest-expected-delay"
+# prefix-aware keeps a request on the replica holding its longest cached prefix while that
+# replica's expected delay is within this factor of the best one (SGLang's cache-aware
+# router uses the same relative bound, 1.5, on queue lengths).
+PREFIX_AFFINITY_BOUND = 1.5
 MAX_POOL_QUEUE = 10_000  # requests held while no replica is ready; beyond it they are rejected
 _OUTPUT_EWMA_WEIGHT = 0.05
 
@@ -74,7 +85,7 @@ class ServingPool:
         gpus_per_replica: int = 1,
         cold_start_s: float = 60.0,
         max_concurrency: int = 256,
-        routing: str = "least-outstanding",
+        routing: str = DEFAULT_ROUTING,
         replicas: int = 0,
         now: float = 0.0,
         warm: bool = False,
@@ -324,15 +335,43 @@ class ServingPool:
             return ready[self._rr]
         if self.routing == "least-outstanding":
             return min(ready, key=lambda r: r.outstanding)
+        if self.routing == "prefix-aware" and request.hash_ids:
+            return self._prefix_aware(ready, request)
         return min(ready, key=lambda r: self._expected_delay(r, request))
 
-    def _expected_delay(self, replica: Replica, request: Request) -> float:
+    def _prefix_aware(self, ready: list[Replica], request: Request) -> Replica:
+        """The replica holding the longest cached prefix of ``request``, unless its expected
+        delay exceeds the best replica's by more than ``PREFIX_AFFINITY_BOUND`` times.
+
+        Production routers make the same trade: AIBrix's prefix-cache router sends to the
+        least-loaded matching pod unless running requests are imbalanced by more than a
+        bound; SGLang's cache-aware router goes to the best-matching worker unless queues
+        differ by more than an absolute and a relative threshold; vLLM's production stack
+        scores cached share minus a weighted relative load. Here both sides are in seconds:
+        each replica's expected delay already counts the prefill its cache saves, so the
+        bound only decides how much queueing a cache hit is worth keeping the prefix in one
+        place (rather than copying it into every replica's cache) for later requests.
+        """
+        cached = {r.name: r.cached_prefix_tokens(request) for r in ready}
+        delay = {r.name: self._expected_delay(r, request, cached[r.name]) for r in ready}
+        best = min(ready, key=lambda r: delay[r.name])
+        holder = max(ready, key=lambda r: (cached[r.name], -delay[r.name]))
+        if cached[holder.name] and delay[holder.name] <= PREFIX_AFFINITY_BOUND * delay[best.name]:
+            return holder
+        return best
+
+    def _expected_delay(self, replica: Replica, request: Request, cached: int = 0) -> float:
         """Predicted end-to-end time of ``request`` on ``replica`` (shortest expected delay).
 
         The anchor is the shortest-expected-delay rule of queueing theory (IPVS's ``sed``
         scheduler): send the job where it would finish soonest given the work ahead of it.
-        1. Prefill: the prompts queued ahead plus this one, at the replica's prefill rate;
-           prompt lengths are known to a router and vary tenfold in real traces.
+        1. Prefill: the prompt tokens not prefilled yet on the replica (queued and partly
+           done) plus this prompt's (less ``cached``, the prefix the replica already holds),
+           at the rate the replica's engine prefills beside its decoding batch: with chunked
+           prefill each iteration carries every decode and fills the rest of the token
+           budget with prompt tokens, so a replica with a large decoding batch prefills
+           slower. Prompt lengths are known to a router and vary a hundredfold in real
+           traces, which is why a request count misleads.
         2. Decode: output lengths are not known, so every request is expected to produce the
            pool's running mean output; the request decodes in a batch of everything
            outstanding plus itself, at ``step_s(b)`` per token.
@@ -341,18 +380,29 @@ class ServingPool:
         """
         perf = replica.perf
         expected = self._expected_output
-        prompts = replica.waiting_prompt_tokens + request.input_tokens
+        prompts = replica.waiting_prompt_tokens + request.input_tokens - cached
         batch = replica.outstanding + 1
         limit = self.max_concurrency
         need = request.input_tokens + expected
         if replica.kv_reserved + need > perf.kv_capacity_tokens:
             limit = min(limit, replica.num_running)
         serving = min(batch, max(limit, 1))
-        delay = perf.prefill_per_token_s * prompts + expected * perf.step_s(serving)
+        delay = _prefill_s(perf, prompts, len(replica.decoding)) + expected * perf.step_s(serving)
         surplus = batch - serving
         if surplus > 0:
             delay += surplus * expected * perf.step_s(serving) / serving
         return delay
+
+
+def _prefill_s(perf: ReplicaPerf, prompt_tokens: int, decodes: int) -> float:
+    """Time for ``perf``'s engine to prefill ``prompt_tokens`` beside ``decodes`` decoding
+    sequences: whole chunked iterations of the budget the decodes leave, or, without chunked
+    prefill, prefill-only passes of up to ``token_budget`` tokens."""
+    if not perf.chunked_prefill:
+        passes = math.ceil(prompt_tokens / perf.token_budget)
+        return passes * ITERATION_OVERHEAD_S + perf.prefill_per_token_s * prompt_tokens
+    room = max(1, perf.token_budget - decodes)
+    return prompt_tokens / room * perf.iteration_s(decodes, room)
 
 
 _GONE = ReplicaState.GONE

@@ -126,7 +126,7 @@ _INT64 = 1 << 63
 
 def _parse_azure_csv(handle: TextIO) -> list[_Row]:
     reader = csv.DictReader(handle)
-    rows = []
+    rows: list[_Row] = []
     try:
         for record in reader:
             rows.append(
@@ -151,7 +151,7 @@ def _azure_seconds(stamp: str) -> float:
 
 
 def _parse_jsonl(handle: TextIO) -> list[_Row]:
-    rows = []
+    rows: list[_Row] = []
     for number, line in enumerate(handle, start=1):
         if not line.strip():
             continue

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from performance import GPU_PROFILES, ReplicaPerf, model_spec, replica_perf
 from scaling.capacity import DEFAULT_MAX_CONCURRENCY
+from simulator.pool import DEFAULT_ROUTING as DEFAULT_ROUTING  # the back-test's is the pool's
 from simulator.pool import ROUTING_STRATEGIES, ServingPool
 from simulator.replica import Request
 from simulator.traces import Trace, load_trace
 
 DEFAULT_GPU_TYPE = "A100-80GB"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-DEFAULT_ROUTING = "least-outstanding"
 
 TraceInput = Trace | str | Path | Sequence[Request]
 

@@ -429,14 +429,14 @@ def test_pool_settings_get_set_validate(base_url: str) -> None:
     url = f"{base_url}/east/pool/workloads/team-a/chat"
     status, settings = http("GET", url)
     assert status == 200
-    assert settings["routing"] == "least-outstanding"
+    assert settings["routing"] == "shortest-expected-delay"  # the length-aware default
     assert settings["max_concurrency"] == 256
-    assert "shortest-expected-delay" in settings["routing_strategies"]
-    wanted = {"max_concurrency": 64, "routing": "shortest-expected-delay"}
+    assert "prefix-aware" in settings["routing_strategies"]
+    wanted = {"max_concurrency": 64, "routing": "prefix-aware"}
     first = http("PUT", url, wanted)
     second = http("PUT", url, wanted)
     assert first == second and first[0] == 200
-    assert (first[1]["max_concurrency"], first[1]["routing"]) == (64, "shortest-expected-delay")
+    assert (first[1]["max_concurrency"], first[1]["routing"]) == (64, "prefix-aware")
     status, error = http("PUT", url, {"max_concurrency": -3, "routing": "random"})
     assert status == 422
     assert set(error["errors"]) == {"max_concurrency", "routing"}
