@@ -46,9 +46,10 @@ ROUTING_STRATEGIES = ("round-robin", "least-outstanding", "shortest-expected-del
 # work queued on a replica (docs/simulator.md, "Routing").
 DEFAULT_ROUTING = "shortest-expected-delay"
 # prefix-aware keeps a request on the replica holding its longest cached prefix while that
-# replica's expected delay is within this factor of the best one (SGLang's cache-aware
-# router uses the same relative bound, 1.5, on queue lengths).
-PREFIX_AFFINITY_BOUND = 1.5
+# replica's expected delay is within this factor of the best one. SGLang's cache-aware router
+# bounds queue lengths at 1.5x; on expected delays 1.0-3.0 all measured within 7 % of each
+# other on TTFT p95, 1.2 the best (bench/README.md, "Routing").
+PREFIX_AFFINITY_BOUND = 1.2
 MAX_POOL_QUEUE = 10_000  # requests held while no replica is ready; beyond it they are rejected
 _OUTPUT_EWMA_WEIGHT = 0.05
 
