@@ -8,7 +8,7 @@ UI's what-if preview all run one job (:mod:`scaling.backtest.jobs`), which calls
     run_backtest(policy: PolicyParams, trace, *, gpu_type="A100-80GB",
                  model="meta-llama/Llama-3.1-8B-Instruct", gpus_per_replica=1,
                  cold_start_s=None, slo_ttft_s=2.0, slo_tpot_s=0.1, tick_s=5.0,
-                 max_concurrency=256, routing="least-outstanding", start_s=0.0,
+                 max_concurrency=256, routing="shortest-expected-delay", start_s=0.0,
                  duration_s=None, initial_replicas=None, oracle=True,
                  progress=None) -> BacktestResult
 """
