@@ -18,8 +18,8 @@ A tick of one cluster:
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
    (scaling.status.WorkloadStatus), what the loop remembers for next tick as its loop_state,
-   and a Decision for every apply and every change of outcome or reason (a steady hold adds
-   no row).
+   and a Decision for every apply, every change of outcome or reason, and the first
+   evaluation under a new policy version (a steady hold adds no row).
 7. Keeps each tenant namespace's ResourceQuota at its effective limit (quotas.sync).
 
 A tick has one clock: ``now`` (Unix seconds), read once at its start unless the caller passes
@@ -458,13 +458,19 @@ def _evaluation(
         MetricValue(m.label, _json_number(m.value), m.timestamp, m.pod)
         for m in engine.metric_values
     )
-    # What makes a new Decision row: a different outcome, target or binding constraint.
+    # What makes a new Decision row: a different outcome, target, binding constraint or
+    # policy version.
     binding = [
         s.name
         for prev, s in zip([None, *steps], steps, strict=False)
         if prev is None or prev.value != s.value
     ]
-    key = [outcome, engine.desired, engine.outcome, binding]
+    version = p.policy.version
+    key = [outcome, engine.desired, engine.outcome, binding, version]
+    # A saved policy shows at once: its first evaluation is a Decision even when it holds.
+    before = (p.workload.loop_state or {}).get("key")
+    if isinstance(before, list) and len(before) == len(key) and before[-1] != version:
+        reason = f"first decision of policy v{version}: {reason}"
     at = _at(now)
     status = WorkloadStatus(
         at=at,
