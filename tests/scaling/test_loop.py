@@ -187,10 +187,13 @@ def test_a_saved_policy_shows_its_first_decision_even_when_it_holds(
     url = start_simulator(fleet(CHAT | {"load": steady}), speed=4.0)
     cluster, workload = register(url, gpu_type, team_a, target=1000, max_replicas=1)
     clock = Clock()
-    for _ in range(3):  # held at 1: one Decision, then nothing new
+    for _ in range(3):  # held at 1: one Decision, then repeats counted on the status
         tick_cluster(cluster.pk, now=clock.now())
         clock.skip(5)
     assert Decision.objects.count() == 1
+    status = Workload.objects.get(pk=workload.pk).public_status
+    assert status is not None and (status.outcome, status.evaluations) == ("held", 3)
+    assert status.since == Decision.objects.get().at
     policy = ScalingPolicy.objects.get(workload=workload)
     policy.target = 900  # still a hold at the same count
     policy.save()
