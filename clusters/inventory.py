@@ -1,6 +1,9 @@
-"""Inventory sync: which GPU nodes each cluster has, stored for the UI and quota capacity."""
+"""Inventory sync: which GPU nodes each cluster has and how many of their GPUs pods hold,
+stored for the UI (placement, clusters.placement) and quota capacity."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +19,10 @@ def sync_inventory(cluster: Cluster) -> int:
     (raises ClusterError) rather than reporting zero GPUs.
     """
     nodes = kubernetes.list_gpu_nodes(cluster)
+    requested: Counter[str] = Counter()
+    for pod in kubernetes.list_pods(cluster):
+        if pod.holds_gpus and pod.node is not None:
+            requested[pod.node] += pod.gpus
     now = timezone.now()
     with transaction.atomic():
         GpuNode.objects.filter(cluster=cluster).exclude(name__in=[n.name for n in nodes]).delete()
@@ -27,6 +34,7 @@ def sync_inventory(cluster: Cluster) -> int:
                     gpu_product=n.gpu_product,
                     gpu_capacity=n.gpu_capacity,
                     gpu_allocatable=n.gpu_allocatable,
+                    gpu_requested=requested[n.name],
                     ready=n.ready,
                     seen_at=now,
                 )
@@ -34,6 +42,13 @@ def sync_inventory(cluster: Cluster) -> int:
             ],
             update_conflicts=True,
             unique_fields=["cluster", "name"],
-            update_fields=["gpu_product", "gpu_capacity", "gpu_allocatable", "ready", "seen_at"],
+            update_fields=[
+                "gpu_product",
+                "gpu_capacity",
+                "gpu_allocatable",
+                "gpu_requested",
+                "ready",
+                "seen_at",
+            ],
         )
     return len(nodes)

@@ -118,6 +118,13 @@ class PodState:
     phase: str
     ready: bool
     node: str | None
+    gpus: int = 0  # nvidia.com/gpu its containers request (scheduler's view, see pod_gpus)
+    unschedulable: str = ""  # the scheduler's message while PodScheduled is False
+
+    @property
+    def holds_gpus(self) -> bool:
+        """Whether its GPUs count as taken on its node (a finished pod frees them)."""
+        return self.node is not None and self.phase not in ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -315,20 +322,49 @@ def list_pods(cluster: Cluster, namespace: str | None = None) -> list[PodState]:
         items = _list_items("list pods", core.list_pod_for_all_namespaces)
     else:
         items = _list_items("list pods", core.list_namespaced_pod, namespace)
-    return [
-        PodState(
-            namespace=pod["metadata"]["namespace"],
-            name=pod["metadata"]["name"],
-            labels=dict(pod["metadata"].get("labels") or {}),
-            phase=(pod.get("status") or {}).get("phase") or "Unknown",
-            ready=any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (pod.get("status") or {}).get("conditions") or []
+    return [_pod_state(pod) for pod in items]
+
+
+def _pod_state(pod: dict[str, Any]) -> PodState:
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    return PodState(
+        namespace=pod["metadata"]["namespace"],
+        name=pod["metadata"]["name"],
+        labels=dict(pod["metadata"].get("labels") or {}),
+        phase=status.get("phase") or "Unknown",
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        node=spec.get("nodeName"),
+        gpus=pod_gpus(spec),
+        unschedulable=next(
+            (
+                c.get("message") or "unschedulable"
+                for c in conditions
+                if c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
             ),
-            node=(pod.get("spec") or {}).get("nodeName"),
-        )
-        for pod in items
-    ]
+            "",
+        ),
+    )
+
+
+def pod_gpus(spec: dict[str, Any]) -> int:
+    """GPUs the scheduler reserves for the pod: the app containers' sum, or the largest init
+    container's if larger (init containers run one at a time). An extended resource's
+    request, when unset, equals its limit (Kubernetes requires the two to match)."""
+
+    def need(container: dict[str, Any]) -> int:
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            value = (resources.get(kind) or {}).get(GPU_RESOURCE)
+            if value is not None:
+                return _quantity(value)
+        return 0
+
+    app = sum(need(c) for c in spec.get("containers") or [])
+    init = max((need(c) for c in spec.get("initContainers") or []), default=0)
+    return max(app, init)
 
 
 def list_namespaces(cluster: Cluster) -> set[str]:

@@ -100,6 +100,9 @@ class GpuNode(models.Model):
     )
     gpu_capacity = models.PositiveIntegerField()
     gpu_allocatable = models.PositiveIntegerField()
+    gpu_requested = models.PositiveIntegerField(
+        default=0, help_text="GPUs requested by the pods bound to the node and not finished."
+    )
     ready = models.BooleanField(default=True)
     seen_at = models.DateTimeField()
 

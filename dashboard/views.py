@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from clusters.models import GpuNode
+from clusters.placement import NodeGpus, placement
 from controlplane.metrics import PROCESS_STARTED_AT
 from dashboard import policies
 from dashboard import preview as what_if
@@ -76,21 +79,41 @@ def fleet(request: HttpRequest) -> HttpResponse:
 
 
 def _inventory() -> list[dict[str, Any]]:
-    """GPUs per cluster and GPU type, as the last inventory sync saw the nodes."""
+    """GPUs per cluster and GPU type as the last inventory sync saw the nodes, with where a
+    replica can still go (clusters.placement): stranded GPUs are counted for the largest
+    replica the cluster's workloads of that type run."""
     names = dict(GpuType.objects.values_list("node_label", "name"))
-    rows = (
-        GpuNode.objects.filter(cluster__enabled=True)
-        .values("cluster__name", "gpu_product")
-        .annotate(
-            nodes=Count("pk"),
-            ready_nodes=Count("pk", filter=Q(ready=True)),
-            gpus=Sum("gpu_capacity"),
-            allocatable=Sum("gpu_allocatable"),
-            seen_at=Max("seen_at"),
+    largest_replica = {
+        (row["cluster__name"], row["gpu_type__node_label"]): row["size"]
+        for row in Workload.objects.values("cluster__name", "gpu_type__node_label").annotate(
+            size=Max("gpus_per_replica")
         )
-        .order_by("cluster__name", "gpu_product")
+    }
+    groups: dict[tuple[str, str], list[NodeGpus]] = defaultdict(list)
+    synced: dict[tuple[str, str], datetime] = {}
+    rows = GpuNode.objects.filter(cluster__enabled=True).values_list(
+        "cluster__name",
+        "gpu_product",
+        "gpu_capacity",
+        "gpu_allocatable",
+        "gpu_requested",
+        "ready",
+        "seen_at",
     )
-    return [row | {"gpu_type": names.get(row["gpu_product"], row["gpu_product"])} for row in rows]
+    for cluster, product, capacity, allocatable, requested, ready, seen_at in rows:
+        key = (cluster, product)
+        groups[key].append(NodeGpus(capacity, allocatable, requested, ready))
+        synced[key] = max(synced.get(key, seen_at), seen_at)
+    return [
+        {
+            "cluster__name": cluster,
+            "gpu_product": product,
+            "gpu_type": names.get(product, product),
+            "seen_at": synced[(cluster, product)],
+            **asdict(placement(nodes, largest_replica.get((cluster, product), 0))),
+        }
+        for (cluster, product), nodes in sorted(groups.items())
+    ]
 
 
 @login_required

@@ -18,8 +18,8 @@ A tick of one cluster:
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
    (scaling.status.WorkloadStatus), what the loop remembers for next tick as its loop_state,
-   and a Decision for every apply and every change of outcome or reason (a steady hold adds
-   no row).
+   and a Decision for every apply, every change of outcome or reason, and the first
+   evaluation under a new policy version (a steady hold adds no row).
 7. Keeps each tenant namespace's ResourceQuota at its effective limit (quotas.sync).
 
 A tick has one clock: ``now`` (Unix seconds), read once at its start unless the caller passes
@@ -458,14 +458,20 @@ def _evaluation(
         MetricValue(m.label, _json_number(m.value), m.timestamp, m.pod)
         for m in engine.metric_values
     )
-    # What makes a new Decision row: a different outcome, target or binding constraint.
-    binding = [
-        s.name
-        for prev, s in zip([None, *steps], steps, strict=False)
-        if prev is None or prev.value != s.value
-    ]
-    key = [outcome, engine.desired, engine.outcome, binding]
+    # What makes a new Decision row: a different outcome or count wanted, a hold on bad data
+    # (the engine's guard) starting or ending, a new policy version. Not which step happened
+    # to bind this tick: that flips with noise while the count stays, and the latest "why" is
+    # always in the status. Repeats are counted there (since, evaluations).
+    version = p.policy.version
+    guarded = bool(steps) and steps[0].name == "guard"
+    key = [outcome, engine.desired, engine.outcome, guarded, version]
+    before = (p.workload.loop_state or {}).get("key")
+    # A saved policy shows at once: its first evaluation is a Decision even when it holds.
+    if isinstance(before, list) and len(before) == len(key) and before[-1] != version:
+        reason = f"first decision of policy v{version}: {reason}"
     at = _at(now)
+    previous = p.workload.public_status
+    repeat = key == before and outcome != Decision.Outcome.APPLIED and previous is not None
     status = WorkloadStatus(
         at=at,
         outcome=outcome,
@@ -479,9 +485,11 @@ def _evaluation(
         metrics=metric_values,
         failure=p.deployment.failure or "",
         observed_at=at,
+        since=previous.since if repeat and previous and previous.since else at,
+        evaluations=previous.evaluations + 1 if repeat and previous else 1,
     )
     decision = None
-    if outcome == Decision.Outcome.APPLIED or key != (p.workload.loop_state or {}).get("key"):
+    if not repeat:
         as_dict = status.to_dict()
         decision = Decision(
             workload=p.workload,

@@ -58,6 +58,8 @@ class WorkloadStatus:
     ``desired`` what was left after ``steps``. ``failure`` is the Deployment's own failure
     condition (e.g. pods refused by a ResourceQuota); ``error`` the ongoing incident when the
     workload cannot be observed. ``observed_at`` is when the Deployment was last observed.
+    ``since`` is when this outcome began (the Decision that recorded it) and ``evaluations``
+    how many ticks have repeated it: "held at 8 since 07:30, 46 evaluations".
     """
 
     at: datetime
@@ -73,6 +75,8 @@ class WorkloadStatus:
     failure: str = ""
     error: ErrorIncident | None = None
     observed_at: datetime | None = None
+    since: datetime | None = None
+    evaluations: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +103,8 @@ class WorkloadStatus:
                 "last_at": self.error.last_at.isoformat(),
             },
             "observed_at": None if self.observed_at is None else self.observed_at.isoformat(),
+            "since": None if self.since is None else self.since.isoformat(),
+            "evaluations": self.evaluations,
         }
 
     @classmethod
@@ -107,7 +113,7 @@ class WorkloadStatus:
         if not data or "at" not in data or "outcome" not in data:
             return None
         error = data.get("error")
-        observed_at = data.get("observed_at")
+        observed_at, since = data.get("observed_at"), data.get("since")
         return cls(
             at=datetime.fromisoformat(data["at"]),
             outcome=str(data["outcome"]),
@@ -134,4 +140,6 @@ class WorkloadStatus:
                 last_at=datetime.fromisoformat(error["last_at"]),
             ),
             observed_at=datetime.fromisoformat(observed_at) if observed_at else None,
+            since=datetime.fromisoformat(since) if since else None,
+            evaluations=int(data.get("evaluations", 0)),
         )

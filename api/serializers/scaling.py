@@ -84,6 +84,12 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
     observed_at = serializers.DateTimeField(
         allow_null=True, help_text="When the Deployment was last observed."
     )
+    since = serializers.DateTimeField(
+        allow_null=True, help_text="When this outcome began (the Decision that recorded it)."
+    )
+    evaluations = serializers.IntegerField(
+        help_text="How many ticks have evaluated to this outcome since then."
+    )
 
 
 class WorkloadSerializer(StrictModelSerializer):

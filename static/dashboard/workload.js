@@ -9,6 +9,7 @@
   const policyData = document.getElementById("policy-data");
   let policy = policyData ? JSON.parse(policyData.textContent) : null;
   let points = [];  // [{t, values, stale}]
+  let changes = [];  // decisions that changed or tried to change the count, for annotations
   const LAYOUT = {
     margin: { l: 50, r: 10, t: 8, b: 30 }, height: 220, showlegend: true,
     legend: { orientation: "h", y: -0.25 }, xaxis: { type: "date" },
@@ -54,10 +55,38 @@
       legend("scale down below " + fmt(policy.lower, 3), "#12b76a", "dash")];
   }
 
+  // Decisions drawn on the replica chart, as Grafana annotates deploys: a marker at each
+  // applied, dry-run, blocked or failed change (not holds), its reason on hover.
+  const MARKED = {
+    applied: { color: "#3156d3", name: "applied" }, dry_run: { color: "#98a2b3", name: "dry run" },
+    blocked_by_quota: { color: "#d92d20", name: "blocked by quota" }, error: { color: "#f79009", name: "error" },
+  };
+  function noteDecision(d) {
+    if (!(d.outcome in MARKED) || changes.some((c) => c.id === d.id)) return;
+    changes.push(d);
+    changes.sort((a, b) => a.at - b.at);
+    if (changes.length > MAX_POINTS) changes.shift();
+  }
+  function decisionMarkers() {
+    const since = points.length ? points[0].t : Infinity;
+    const shown = changes.filter((d) => d.at >= since);
+    return Object.entries(MARKED).map(([outcome, look]) => {
+      const these = shown.filter((d) => d.outcome === outcome);
+      return {
+        type: "scatter", mode: "markers", name: look.name, showlegend: these.length > 0,
+        x: these.map((d) => new Date(d.at * 1000)), y: these.map((d) => d.final),
+        marker: { color: look.color, size: 10, line: { color: "#fff", width: 1 },
+          symbol: these.map((d) => (d.final > d.current ? "triangle-up" : d.final < d.current ? "triangle-down" : "x")) },
+        hovertext: these.map((d) => d.current + " → " + d.final + " (policy v" + d.policy_version + "): " + d.reason),
+        hoverinfo: "text",
+      };
+    });
+  }
+
   function draw() {
     const metricDiv = document.getElementById("chart-metric");
     Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } })], LAYOUT, CONFIG);
+      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], LAYOUT, CONFIG);
     Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
       ...thresholdLegend()], Object.assign({}, LAYOUT, { shapes: thresholdShapes() }), CONFIG);
     Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], LAYOUT, CONFIG);
@@ -88,7 +117,7 @@
     if (frame.type === "snapshot") {
       points = frame.history.slice(-MAX_POINTS);
       if (frame.policy) setPolicy(frame.policy);
-      (frame.decisions || []).forEach((d) => addDecision("decisions", d));
+      (frame.decisions || []).forEach((d) => { addDecision("decisions", d); noteDecision(d); });
     } else if (frame.type === "delta") {
       points.push({ t: frame.t, values: frame.values, stale: frame.stale });
       if (points.length > MAX_POINTS) points.shift();
@@ -97,7 +126,7 @@
       }
     } else if (frame.type === "decision") {
       addDecision("decisions", frame.decision);
-      return;
+      noteDecision(frame.decision);  // its marker is drawn at once
     } else {
       return;  // "stale" frames: the next delta's nulls and stale list redraw the gaps
     }

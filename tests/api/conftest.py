@@ -41,6 +41,8 @@ PUBLIC_STATUS_KEYS = {
     "failure",
     "error",
     "observed_at",
+    "since",
+    "evaluations",
 }
 
 

@@ -165,6 +165,15 @@ def test_operator_watches_live_charts_edits_a_threshold_and_sees_the_decision(ap
 
     # The reconcile queued on save runs the control loop: its decision shows up live.
     alice.wait_for_selector("#decisions li.decision >> text=policy v2", timeout=30000)
+    # ... and as a marker on the replica chart, its reason on hover (target 2: a scale-up).
+    marked = alice.wait_for_function(
+        """() => document.getElementById('chart-replicas').data
+              .filter(t => t.mode === 'markers')
+              .flatMap(t => t.hovertext)
+              .find(text => text.includes('(policy v2)'))""",
+        timeout=30000,
+    ).json_value()
+    assert " → " in marked and "(policy v2): " in marked
     shoot(alice, "workload-decision")
 
     # What-if: back-test edited values (not saved) against the stored policy, with progress.

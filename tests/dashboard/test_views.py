@@ -23,22 +23,32 @@ def test_login_page_and_login(client, make_user):
     assert client.get("/").status_code == 200
 
 
-def test_fleet_page_lists_the_gpu_inventory(client, cluster, gpu_type, make_user):
+def test_fleet_page_lists_the_gpu_inventory(
+    client, cluster, gpu_type, make_user, make_workload, team_a
+):
     from django.utils import timezone
 
     from clusters.models import GpuNode
 
-    for i in range(3):
+    for i, requested in enumerate((5, 6, 0)):
         GpuNode.objects.create(
             cluster=cluster,
             name=f"a100-{i}",
             gpu_product=gpu_type.node_label,
             gpu_capacity=8,
             gpu_allocatable=8,
+            gpu_requested=requested,
             ready=i < 2,
             seen_at=timezone.now(),
         )
+    chat = make_workload(team_a, cluster, gpu_type, "chat")
+    chat.gpus_per_replica = 4
+    chat.save()
     client.force_login(make_user("viewer"))
     body = client.get("/").content.decode()
     inventory = body.split('id="inventory"')[1].split("</table>")[0]
+    # 3 + 2 GPUs free on the ready nodes: no 4-GPU replica fits anywhere.
+    cells = [c.split(">", 1)[1] for c in inventory.split("</td>")[5:8]]
+    assert cells[0] == "5" and cells[1].startswith("3 GPUs")
+    assert cells[2].startswith("5 <span") and "for 4-GPU replicas (0 more fit)" in cells[2]
     assert "A100-80GB" in inventory and "3 (2)" in inventory and ">24<" in inventory

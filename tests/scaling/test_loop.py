@@ -180,6 +180,32 @@ def test_dry_run_records_and_applies_nothing(start_simulator, gpu_type, team_a):
     assert Decision.objects.count() == before
 
 
+def test_a_saved_policy_shows_its_first_decision_even_when_it_holds(
+    start_simulator, gpu_type, team_a
+):
+    steady = {"kind": "constant", "rate_rps": 2.0, "output_mean": 50, "input_mean": 100}
+    url = start_simulator(fleet(CHAT | {"load": steady}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, target=1000, max_replicas=1)
+    clock = Clock()
+    for _ in range(3):  # held at 1: one Decision, then repeats counted on the status
+        tick_cluster(cluster.pk, now=clock.now())
+        clock.skip(5)
+    assert Decision.objects.count() == 1
+    status = Workload.objects.get(pk=workload.pk).public_status
+    assert status is not None and (status.outcome, status.evaluations) == ("held", 3)
+    assert status.since == Decision.objects.get().at
+    policy = ScalingPolicy.objects.get(workload=workload)
+    policy.target = 900  # still a hold at the same count
+    policy.save()
+    tick_cluster(cluster.pk, now=clock.now())
+    latest = Decision.objects.latest("at")
+    assert (latest.policy_version, latest.outcome, latest.final_replicas) == (2, "held", 1)
+    assert latest.reason.startswith("first decision of policy v2: ")
+    clock.skip(5)
+    tick_cluster(cluster.pk, now=clock.now())  # the next hold under v2 adds nothing
+    assert Decision.objects.count() == 2
+
+
 def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
     start_simulator, gpu_type, team_a
 ):
