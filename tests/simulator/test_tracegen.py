@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from statistics import fmean, median
 
 import pytest
@@ -266,7 +267,7 @@ def test_session_turns_extend_the_previous_prompt_and_share_its_leading_blocks()
     ]
     assert len(followed) > 50
     for turns in followed:
-        for before, after in zip(turns, turns[1:], strict=False):
+        for before, after in pairwise(turns):
             assert after.input_tokens > before.input_tokens + before.output_tokens
             shared = (before.input_tokens + before.output_tokens) // BLOCK_TOKENS
             kept = before.input_tokens // BLOCK_TOKENS
