@@ -9,10 +9,10 @@ from statistics import fmean, median
 
 import pytest
 
-from simulator.tracefit import dispersion, per_second_counts
+from simulator.tracefit import dispersion, fit_spec, per_second_counts
 from simulator.tracegen import BLOCK_TOKENS, TraceRequest, generate, trace_lines, write_trace
 from simulator.traces import load_trace
-from simulator.tracespec import SpecError, parse_spec, spec_to_dict
+from simulator.tracespec import Piecewise, Poisson, SpecError, parse_spec, spec_to_dict
 
 CHAT = {"kind": "lognormal", "median": 1000, "p90": 3000, "min": 1, "max": 20000}
 SHORT = {"kind": "lognormal", "median": 100, "sigma": 0.5, "min": 1, "max": 1000}
@@ -313,3 +313,20 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(SpecError, match="no requests"):
         write_trace([], path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_keeps_a_steady_trace_poisson_and_a_bursty_one_piecewise(tmp_path):
+    steady = tmp_path / "steady.jsonl"
+    write_trace(generate(spec({"kind": "poisson", "rate": 3}, duration=1200), 13), steady)
+    fitted = fit_spec(load_trace(steady))
+    assert isinstance(fitted.arrival, Poisson)
+    assert fitted.arrival.rate == pytest.approx(3, rel=0.05)
+    bursty = tmp_path / "bursty.jsonl"
+    arrival = {"kind": "onoff", "rate_on": 10, "rate_off": 0, "mean_on_s": 20, "mean_off_s": 40}
+    write_trace(generate(spec(arrival, duration=1200), 14), bursty)
+    fitted = fit_spec(load_trace(bursty))
+    assert isinstance(fitted.arrival, Piecewise)
+    # Bursts of ~20 s: 10 s windows, so the fitted rate reaches the bursts' height.
+    rates = [s.arrival.rate for s in fitted.arrival.segments if isinstance(s.arrival, Poisson)]
+    assert len(rates) == len(fitted.arrival.segments)
+    assert max(rates) >= 8
