@@ -246,7 +246,8 @@ def parse_spec(data: Any) -> TraceSpec:
             _parse_class(item, f"classes[{i}]") for i, item in enumerate(f.items("classes"))
         )
     else:
-        classes = (RequestClass(1.0, parse_size(f.raw("input"), "input"), _output(f)),)
+        sizes = (parse_size(f.raw("input"), "input"), parse_size(f.raw("output"), "output"))
+        classes = (RequestClass(1.0, *sizes),)
     sessions = f.raw("sessions", None)
     f.done()
     return TraceSpec(
@@ -257,10 +258,6 @@ def parse_spec(data: Any) -> TraceSpec:
         sessions=None if sessions is None else _parse_sessions(sessions, "sessions"),
         description=description,
     )
-
-
-def _output(f: _Fields) -> Size:
-    return parse_size(f.raw("output"), "output")
 
 
 def _parse_class(data: Any, path: str) -> RequestClass:
