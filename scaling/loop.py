@@ -13,7 +13,8 @@ A tick of one cluster:
    metric name for all workloads.
 4. Decides each workload with the engine, then has the quota maths allocate what the
    engines want across each cohort and GPU type (scaling.allocation: two queries): growth
-   that does not fit is cut, and borrowers may be reclaimed from.
+   that does not fit is cut, and borrowers may be reclaimed from. Where the grant binds,
+   the engine decides again with it as its quota input (the final decision).
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
