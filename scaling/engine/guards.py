@@ -154,7 +154,9 @@ def record_observed(memory: Memory, obs: Observation) -> Memory:
     that failed, a dry run, a decision the quota overruled) records nothing.
     """
     seen = memory.observed_replicas
-    if seen is None or memory.ticked_at is None or obs.current == seen:
+    if obs.current == seen:
+        return memory
+    if seen is None or memory.ticked_at is None:
         return replace(memory, observed_replicas=obs.current)
     event = (memory.ticked_at, obs.current - seen)
     events = (*memory.scale_events, event)[-MAX_MEMORY_ENTRIES:]
