@@ -174,7 +174,7 @@ def export_config() -> dict[str, Any]:
 
 def _export_workload(workload: Workload) -> dict[str, Any]:
     entry = _export_object(workload, WORKLOADS)
-    policy = getattr(workload, "policy", None)
+    policy = workload.policy_or_none
     if policy is not None:
         entry["policy"] = _export_policy(policy)
     return entry

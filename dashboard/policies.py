@@ -43,7 +43,7 @@ def policy_view(policy: ScalingPolicy) -> PolicyView:
 
 
 def workload_ref(workload: Workload) -> WorkloadRef:
-    policy = getattr(workload, "policy", None)
+    policy = workload.policy_or_none
     return WorkloadRef(
         id=workload.pk,
         tenant_id=workload.tenant_id,

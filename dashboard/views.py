@@ -144,7 +144,7 @@ def workload(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         pk=pk,
     )
-    policy = getattr(found, "policy", None)
+    policy = found.policy_or_none
     can_edit = (
         policy is not None
         and Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists()
@@ -165,7 +165,7 @@ def _workload_page(
     status: int = 200,
     conflict: policies.Conflict | None = None,
 ) -> HttpResponse:
-    policy = getattr(found, "policy", None)
+    policy = found.policy_or_none
     context = {
         "workload": found,
         "status": found.public_status,

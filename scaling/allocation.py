@@ -23,7 +23,7 @@ from clusters.models import Cluster
 from quotas.maths import Demand, Grant, TenantQuota, allocate
 from quotas.models import Quota
 from scaling.bulk_writes import update_columns
-from scaling.models import ScalingPolicy, Workload
+from scaling.models import Workload
 
 
 @dataclass(frozen=True)
@@ -174,10 +174,7 @@ def _demands(
 
 
 def _policy_minimum(workload: Workload) -> int:
-    try:
-        policy: ScalingPolicy | None = workload.policy
-    except ScalingPolicy.DoesNotExist:
-        policy = None
+    policy = workload.policy_or_none
     return policy.min_replicas if policy else 0
 
 

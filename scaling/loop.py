@@ -13,7 +13,8 @@ A tick of one cluster:
    metric name for all workloads.
 4. Decides each workload with the engine, then has the quota maths allocate what the
    engines want across each cohort and GPU type (scaling.allocation: two queries): growth
-   that does not fit is cut, and borrowers may be reclaimed from.
+   that does not fit is cut, and borrowers may be reclaimed from. Where the grant binds,
+   the engine decides again with it as its quota input (the final decision).
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
@@ -58,7 +59,7 @@ from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, Observation, QuotaHeadroom, Step, decide, note_outage
+from scaling.engine import Memory, Observation, QuotaHeadroom, decide, note_outage
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 from scaling.status import ErrorIncident, MetricValue, StatusStep, WorkloadStatus
 from tenants.models import Namespace
@@ -233,7 +234,7 @@ def _observe(
     pods = kubernetes.list_pods(cluster)
     names: set[str] = set()
     for workload in workloads:
-        policy = _policy(workload)
+        policy = workload.policy_or_none
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
@@ -248,13 +249,6 @@ def _observe(
         # Every metric is missing this tick: the engine holds, it never reads zero.
         observed.metrics_error = str(exc)
     return observed
-
-
-def _policy(workload: Workload) -> ScalingPolicy | None:
-    try:
-        return workload.policy
-    except ScalingPolicy.DoesNotExist:
-        return None
 
 
 # --- one workload --------------------------------------------------------------------------------
@@ -288,7 +282,7 @@ class Proposal:
 
 def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     deployment = observed.deployments.get((workload.namespace, workload.deployment))
-    policy = _policy(workload)
+    policy = workload.policy_or_none
     if deployment is None:
         return _unobservable(workload, "Deployment not found in the cluster", observed.now)
     if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
@@ -340,29 +334,12 @@ def _finish(
     observed: Observed,
     report: TickReport,
 ) -> Evaluation:
-    """Apply the quota's grant to the engine's decision, act, and describe the result."""
-    engine, current = p.engine, p.deployment.spec_replicas
-    if grant is not None and grant.kind == "cut":
-        # Decide again with the headroom the quota left, so the explanation has its step.
-        headroom = QuotaHeadroom(grant.replicas - current, grant.reason)
-        engine = decide(p.policy.engine_params(), p.obs, p.memory, headroom)
-    elif grant is not None and grant.kind == "reclaimed":
-        engine = replace(
-            engine,
-            desired=grant.replicas,
-            steps=(*engine.steps, Step("reclaim", grant.replicas, grant.reason)),
-            outcome="scale_down",
-            reason=f"{engine.reason}; {grant.reason}",
-        )
+    """Decide with the quota's grant, act, and describe the result."""
+    quota = _quota_input(grant, p.deployment.spec_replicas)
+    # The wish was decide() without a quota; where the grant binds, the final decision is
+    # decide() again from the same memory with it (pure: same inputs, same answer).
+    engine = p.engine if quota is None else decide(p.policy.engine_params(), p.obs, p.memory, quota)
     outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
-    memory = engine.memory
-    if outcome != Decision.Outcome.APPLIED or (grant is not None and grant.kind == "reclaimed"):
-        # The engine's count did not take effect: rate-limit periods must not count it. (The
-        # engine's own events, not last tick's: their times have moved with its clocks.)
-        events = engine.memory.scale_events
-        if events and events[-1][0] == observed.now:
-            events = events[:-1]
-        memory = replace(engine.memory, scale_events=events)
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
@@ -371,15 +348,25 @@ def _finish(
     quota_state: dict[str, float] = {"wanted": p.engine.desired}
     if p.engine.desired > p.deployment.replicas:
         quota_state["waiting_since"] = previous.get("waiting_since", observed.now)
-    if outcome == Decision.Outcome.APPLIED and engine.desired > current:
+    if outcome == Decision.Outcome.APPLIED and engine.desired > p.deployment.spec_replicas:
         quota_state["grown_at"] = observed.now
     else:
         quota_state["grown_at"] = previous.get("grown_at", 0.0)
     evaluation = _evaluation(p, engine, outcome, reason, observed.now)
     evaluation.loop_state.update(
-        memory=memory.to_dict(), history=p.history, counters=p.counters, **quota_state
+        memory=engine.memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )
     return evaluation
+
+
+def _quota_input(grant: Grant | None, current: int) -> QuotaHeadroom | None:
+    """The quota allocation's grant (quotas.maths) as the engine's input; None when it does
+    not bind (no quota, or all the growth wanted fits)."""
+    if grant is None or grant.kind == "ok":
+        return None
+    if grant.kind == "reclaimed":
+        return QuotaHeadroom(0, grant.reason, reclaim_to=grant.replicas)
+    return QuotaHeadroom(grant.replicas - current, grant.reason)
 
 
 def _update_signals(
@@ -526,7 +513,7 @@ def _unobservable(
     from tick to tick. The engine's clocks stop (an unobservable tick is an outage). What
     was last observed (replicas, steps, metrics) stays in the status, as last seen.
     """
-    policy = _policy(workload)
+    policy = workload.policy_or_none
     state = dict(workload.loop_state or {})
     previous = workload.public_status
     at = _at(now)
@@ -578,7 +565,7 @@ def _apply_pool_settings(cluster: Cluster, workloads: list[Workload]) -> None:
     """Set per-replica concurrency and routing where a policy asks and the pool differs."""
     wanted = {}
     for workload in workloads:
-        policy = _policy(workload)
+        policy = workload.policy_or_none
         if policy is None or policy.mode != ScalingPolicy.Mode.ENFORCE:
             continue
         if policy.max_concurrency is None and not policy.routing:

@@ -215,6 +215,16 @@ class Workload(models.Model):
         return WorkloadStatus.from_dict(self.status)
 
     @property
+    def policy_or_none(self) -> "ScalingPolicy | None":
+        """Its ScalingPolicy, or None when it has none yet (the reverse one-to-one accessor
+        raises instead). The one way the loop, the quota allocation, the API and the
+        dashboard ask."""
+        try:
+            return self.policy
+        except ScalingPolicy.DoesNotExist:
+            return None
+
+    @property
     def gpus_in_use(self) -> int:
         return (self.ready_replicas + self.warming_replicas) * self.gpus_per_replica
 

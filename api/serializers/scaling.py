@@ -128,7 +128,7 @@ class WorkloadSerializer(StrictModelSerializer):
 
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_policy(self, workload: Workload) -> int | None:
-        policy = getattr(workload, "policy", None)
+        policy = workload.policy_or_none
         return policy.pk if policy is not None else None
 
 

@@ -17,7 +17,8 @@ Inputs
                   `ttft_p95_s`, and `capacity` (ReplicaCapacity) for predictive.
     Memory        what algorithms remember between ticks; `to_dict()` / `from_dict()`; pass
                   back `decision.memory` next tick. Bounded: pruned to the longest window.
-    QuotaHeadroom how many more replicas the quota allows (`replicas`, `detail`), or None.
+    QuotaHeadroom the quota allocation's grant, or None: how many more replicas it allows
+                  (`replicas`, `detail`), or a reclaim down to `reclaim_to`.
 
 Output
     Decision      `desired` (final), `raw_desired`, `steps` (Step: name, value, note) in the

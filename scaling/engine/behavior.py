@@ -12,7 +12,8 @@ Stabilisation:
 
 Rate limits (selectPolicy Max, i.e. the policy allowing the most change wins):
 1. For each policy, replicas at period start = current - added + removed during the last
-   `period` seconds (from the scale events in memory).
+   `period` seconds (from the scale events in memory: the observed changes of the count,
+   guards.record_observed, so only what took effect counts).
 2. Scale-up limit = max(start + pods, ceil(start * (1 + percent/100))), never below current.
 3. Scale-down limit = min(start - pods, floor(start * (1 - percent/100))), never above
    current; a pods value of 0 adds no policy.

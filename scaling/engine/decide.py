@@ -1,13 +1,20 @@
 """The single entry point: `decide(policy, obs, memory, quota) -> Decision`.
 
+0. Note the observed replica count: a change since the last tick is a scale event
+   (guards.record_observed), whoever made it.
 1. Vet the policy; look the algorithm up in ALGORITHMS (unknown -> hold).
 2. Resolve effective parameters: each None field takes the algorithm's documented default.
 3. Vet the data the algorithm will read (shared guards): bad or stale -> hold.
    Advance the memory's clocks by the time with fresh observations only (freshness.py).
 4. Ask the algorithm for a proposal (its own tolerance, stabilisation, rate limits).
 5. Shared steps: no scale-down on remembered data or in the window after an outage, then
-   min/max, then the quota cap last.
-6. Record the scale event, prune memory, and explain.
+   min/max, then the quota last: its growth cap, or its reclaim.
+6. Prune memory, and explain.
+
+The control loop calls it twice a tick for a workload whose quota binds: first without a
+quota (what the algorithm wants: the wish the quota allocation weighs against the cohort),
+then with the allocation's answer as `quota` (the final decision, with its quota or reclaim
+step). Both start from the same memory; only the final one's is kept.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from .guards import (
     hold_count,
     policy_problem,
     prune_memory,
-    record_scale,
+    quota_cut,
+    record_observed,
     resolve_params,
     signal_problem,
 )
@@ -56,7 +64,7 @@ def decide(
     quota: QuotaHeadroom | None = None,
 ) -> Decision:
     """Decide the replica count for one workload at `obs.now`. Pure and deterministic."""
-    memory = memory if memory is not None else Memory()
+    memory = record_observed(memory if memory is not None else Memory(), obs)
     problem = policy_problem(policy)
     algorithm = ALGORITHMS.get(policy.algorithm)
     if problem is None and algorithm is None:
@@ -124,12 +132,12 @@ def finish(
     if quota_step is not None:
         steps.append(quota_step)
     desired = steps[-1].value
-    memory = _settle_memory(proposal.memory, obs, desired, algorithm, params)
+    memory = _settle_memory(proposal.memory, obs, algorithm, params)
     return Decision(
         desired=desired,
         raw_desired=proposal.raw_desired,
         steps=tuple(steps),
-        outcome=outcome(obs.current, desired, desired < bounds.value),
+        outcome=outcome(obs.current, desired, quota_cut(tuple(steps))),
         reason=reason(proposal.reason, proposal.raw_desired, tuple(steps)),
         metric_values=proposal.metric_values,
         memory=memory,
@@ -149,20 +157,21 @@ def hold(
     *,
     quota: QuotaHeadroom | None = None,
 ) -> Decision:
-    """Keep the current count (pulled into [min, max], then under the quota) and say why."""
+    """Keep the current count (pulled into [min, max], then under the quota or down to its
+    reclaim) and say why."""
     steps = [Step("guard", hold_count(policy, obs), why)]
     quota_step = apply_quota(steps[0].value, obs.current, quota)
     if quota_step is not None:
         steps.append(quota_step)
     desired = steps[-1].value
     if algorithm is not None:
-        memory = _settle_memory(memory, obs, desired, algorithm, params)
-    verb = "holding at" if desired == obs.current else "moving to bounds"
+        memory = _settle_memory(memory, obs, algorithm, params)
+    verb = "holding at" if steps[0].value == obs.current else "moving to bounds"
     return Decision(
         desired=desired,
         raw_desired=None,
         steps=tuple(steps),
-        outcome=outcome(obs.current, desired, desired < steps[0].value),
+        outcome=outcome(obs.current, desired, quota_cut(tuple(steps))),
         reason=reason(
             f"{why}; {verb} {replicas_text(steps[0].value)}", steps[0].value, tuple(steps[1:])
         ),
@@ -174,9 +183,8 @@ def hold(
 
 
 def _settle_memory(
-    memory: Memory, obs: Observation, desired: int, algorithm: Algorithm, params: Params
+    memory: Memory, obs: Observation, algorithm: Algorithm, params: Params
 ) -> Memory:
     horizon = algorithm.memory_horizon_s(params)
     horizon = min(max(horizon, MIN_MEMORY_HORIZON_S), MAX_MEMORY_HORIZON_S)
-    recorded = record_scale(memory, obs.now, obs.current, desired)
-    return prune_memory(recorded, obs.now, horizon)
+    return prune_memory(memory, obs.now, horizon)

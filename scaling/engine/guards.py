@@ -7,14 +7,17 @@
 3. Float -> int conversion is clamped before `math.ceil`, so a bogus 1.8e19 or +inf cannot
    overflow or escape the rate limits.
 4. min <= desired <= max after the algorithm.
-5. The quota cap last: scale-ups never exceed current + headroom.
-6. Memory is pruned to the longest window in use and capped in length.
+5. The quota last: scale-ups never exceed current + headroom; a reclaim caps the count at
+   what the quota leaves, below the current count if need be.
+6. Scale events come from the observed replica count (`record_observed`), and memory is
+   pruned to the longest window in use and capped in length.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 from .types import Memory, Observation, Params, PolicyParams, QuotaHeadroom, Signal, Step
 
@@ -102,15 +105,31 @@ def apply_bounds(value: int, policy: PolicyParams) -> Step:
 
 
 def apply_quota(value: int, current: int, quota: QuotaHeadroom | None) -> Step | None:
-    """Cap scale-ups at current + headroom. The quota never forces a scale-down here:
-    reclaiming over-quota replicas is the quota module's job, not the autoscaler's."""
+    """Cap scale-ups at current + headroom. The headroom never forces a scale-down: only a
+    reclaim (the quota allocation taking replicas back, `reclaim_to`) does."""
     if quota is None:
         return None
+    if quota.reclaim_to is not None:
+        return _reclaim(value, quota.reclaim_to, quota.detail)
     allowed = current + max(quota.replicas, 0)
     detail = f" ({quota.detail})" if quota.detail else ""
     if value > current and value > allowed:
         return Step("quota", allowed, f"quota allows {max(quota.replicas, 0)} more{detail}")
     return Step("quota", value, f"within quota headroom {quota.replicas}{detail}")
+
+
+def _reclaim(value: int, reclaim_to: int, detail: str) -> Step:
+    keep = max(reclaim_to, 0)
+    if value > keep:
+        return Step("reclaim", keep, detail or f"the quota takes back all but {keep}")
+    return Step("reclaim", value, f"within what the quota leaves ({keep})")
+
+
+def quota_cut(steps: tuple[Step, ...]) -> bool:
+    """Whether the quota's growth cap lowered the count (a reclaim is a scale-down)."""
+    return any(
+        step.name == "quota" and step.value < before.value for before, step in pairwise(steps)
+    )
 
 
 def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
@@ -125,8 +144,20 @@ def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
     )
 
 
-def record_scale(memory: Memory, now: float, current: int, desired: int) -> Memory:
-    """Remember a change for rate-limit periods (assumes the loop applies the decision)."""
-    if desired == current:
+def record_observed(memory: Memory, obs: Observation) -> Memory:
+    """Remember a change of the observed replica count as a scale event, for rate-limit
+    periods and cooldowns, and the count as seen now.
+
+    The event is dated at the previous tick (`ticked_at`), when the change was asked for, as
+    the HPA controller stores its scale event when it writes the scale; the engine then moves
+    it with every other clock (freshness.advance). Whatever did not change the count (an apply
+    that failed, a dry run, a decision the quota overruled) records nothing.
+    """
+    seen = memory.observed_replicas
+    if obs.current == seen:
         return memory
-    return replace(memory, scale_events=(*memory.scale_events, (now, desired - current)))
+    if seen is None or memory.ticked_at is None:
+        return replace(memory, observed_replicas=obs.current)
+    event = (memory.ticked_at, obs.current - seen)
+    events = (*memory.scale_events, event)[-MAX_MEMORY_ENTRIES:]
+    return replace(memory, scale_events=events, observed_replicas=obs.current)

@@ -108,10 +108,21 @@ class Observation:
 
 @dataclass(frozen=True)
 class QuotaHeadroom:
-    """How many more replicas the tenant's quota allows for this workload right now."""
+    """What the tenant's quota grants this workload this tick (the loop converts the quota
+    allocation's grant; the engine knows no quota model).
+
+    replicas: how many more replicas the quota allows; a scale-up is capped at current +
+        replicas ("blocked_by_quota").
+    detail: why, in words (usage, nominal, borrowing limit); it ends up in the explanation.
+    reclaim_to: set when the quota takes replicas back (a borrower's GPUs returned to a tenant
+        under its nominal, or usage over a lowered quota past its grace): the count is at
+        most this, below the current count if need be, whatever the algorithm wants; the
+        growth cap `replicas` is then moot.
+    """
 
     replicas: int
     detail: str = ""
+    reclaim_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,13 @@ class Memory:
     """State carried between ticks; the loop stores `to_dict()` on the workload.
 
     recommendations: (time, replicas) the algorithm recommended, for stabilisation windows.
-    scale_events: (time, signed change) of decisions that changed the replica count, for
-        rate-limit periods and cooldowns. Recorded on the assumption the decision is applied.
+    scale_events: (time, signed change) of the replica count, for rate-limit periods and
+        cooldowns. Recorded from what was observed, not from what was decided: when a tick
+        sees `Observation.current` differ from `observed_replicas`, the change is dated at the
+        previous tick (`ticked_at`, the moment it was asked for). A failed, dry-run or
+        overruled apply changes nothing, so it counts nothing; a change made by someone else
+        (a quota reclaim, kubectl scale) counts like our own.
+    observed_replicas: `Observation.current` as the last decision saw it (None: never seen).
     panic_since: KPA's panic time (last time the panic threshold was crossed), or None.
     max_panic_pods: KPA's high-water mark while panicking.
     zero_since: when KPA first saw no traffic (scale-to-zero grace period), or None.
@@ -136,6 +152,7 @@ class Memory:
 
     recommendations: tuple[tuple[float, int], ...] = ()
     scale_events: tuple[tuple[float, int], ...] = ()
+    observed_replicas: int | None = None
     panic_since: float | None = None
     max_panic_pods: int = 0
     zero_since: float | None = None
@@ -150,6 +167,7 @@ class Memory:
         return {
             "recommendations": [list(r) for r in self.recommendations],
             "scale_events": [list(e) for e in self.scale_events],
+            "observed_replicas": self.observed_replicas,
             "panic_since": self.panic_since,
             "max_panic_pods": self.max_panic_pods,
             "zero_since": self.zero_since,
@@ -169,6 +187,7 @@ class Memory:
         return cls(
             recommendations=_pairs(data.get("recommendations"), int),
             scale_events=_pairs(data.get("scale_events"), int),
+            observed_replicas=_optional_int(data.get("observed_replicas")),
             panic_since=_optional_float(data.get("panic_since")),
             max_panic_pods=_int_or_zero(data.get("max_panic_pods")),
             zero_since=_optional_float(data.get("zero_since")),
@@ -206,6 +225,15 @@ def _optional_float(raw: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return value if value is None or math.isfinite(value) else None
+
+
+def _optional_int(raw: Any) -> int | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _int_or_zero(raw: Any) -> int:

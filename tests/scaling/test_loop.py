@@ -419,3 +419,62 @@ def test_a_hanging_cluster_api_is_one_error_decision_with_a_growing_count(
     state = ControlLoopState.objects.get(cluster=cluster)
     assert state.errors["timeout / list deployments"]["count"] == 4
     assert state.last_error == "cluster east's API did not answer within 0.5 s (list deployments)"
+
+
+# One replica more per minute (hpa): one scale event uses up the period.
+ONE_PER_MINUTE = {"scale_up_max_pods": 1, "scale_up_max_percent": 1, "scale_up_period_s": 60}
+BUSY = {"kind": "constant", "rate_rps": 30.0, "output_mean": 200, "input_mean": 300}
+
+
+def scale_events(workload):
+    workload.refresh_from_db()
+    return workload.loop_state["memory"]["scale_events"]
+
+
+def test_a_failed_apply_does_not_use_up_the_rate_limit(start_simulator, gpu_type, team_a):
+    url = start_simulator(fleet(CHAT | {"load": BUSY}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, target=2, max_replicas=10, **ONE_PER_MINUTE)
+    clock = Clock()
+    set_faults(url, error_rate=1.0, error_codes=[500], match_methods=["PUT"], match_path="/scale")
+    ticks_until(cluster, lambda: Decision.objects.filter(outcome="error").exists(), clock=clock)
+    failed = Decision.objects.get(outcome="error")
+    assert (failed.current_replicas, failed.final_replicas) == (1, 2)
+    assert "apply failed" in failed.reason
+    assert spec_replicas(url) == 1
+    assert scale_events(workload) == []
+
+    # The next tick may still take its one replica: the failed write did not count.
+    set_faults(url, error_rate=0.0)
+    clock.skip(1.0)
+    tick_cluster(cluster.pk, now=clock.now())
+    applied = Decision.objects.get(outcome="applied")
+    assert (applied.current_replicas, applied.final_replicas) == (1, 2)
+    assert spec_replicas(url) == 2
+
+    # The applied one does count, from the tick that asked for it: no more this minute.
+    clock.skip(1.0)
+    tick_cluster(cluster.pk, now=clock.now())
+    assert [change for _, change in scale_events(workload)] == [1]
+    workload.refresh_from_db()
+    assert (workload.status["outcome"], workload.status["desired"]) == ("held", 2)
+    assert "rate limit" in workload.status["reason"]
+    assert spec_replicas(url) == 2
+
+
+def test_a_dry_run_does_not_use_up_the_rate_limit(start_simulator, gpu_type, team_a):
+    url = start_simulator(fleet(CHAT | {"load": BUSY}), speed=4.0)
+    cluster, workload = register(
+        url, gpu_type, team_a, target=2, max_replicas=10, mode="dry-run", **ONE_PER_MINUTE
+    )
+    clock = Clock()
+    ticks_until(cluster, lambda: Decision.objects.filter(outcome="dry-run").exists(), clock=clock)
+    assert Decision.objects.get(outcome="dry-run").final_replicas == 2
+    assert scale_events(workload) == []
+
+    # Enforced from the next tick, which takes its one replica at once.
+    ScalingPolicy.objects.filter(workload=workload).update(mode="enforce")
+    clock.skip(1.0)
+    tick_cluster(cluster.pk, now=clock.now())
+    applied = Decision.objects.get(outcome="applied")
+    assert (applied.current_replicas, applied.final_replicas) == (1, 2)
+    assert spec_replicas(url) == 2

@@ -116,3 +116,9 @@ def test_workload_for_user_is_scoped_by_tenant(
     user = make_user("u", workload.tenant)
     assert list(Workload.objects.for_user(user)) == [workload]
     assert other not in Workload.objects.for_user(user)
+
+
+def test_policy_or_none_is_the_policy_or_none_when_it_has_none(workload):
+    assert Workload.objects.get(pk=workload.pk).policy_or_none == workload.policy
+    ScalingPolicy.objects.filter(workload=workload).delete()
+    assert Workload.objects.get(pk=workload.pk).policy_or_none is None
