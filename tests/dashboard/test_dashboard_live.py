@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 
@@ -45,7 +46,7 @@ def read(
     return ClusterRead(1, "east", found, "", deployments, {"team-a": listed})
 
 
-def buckets(t: float, counts: dict[str, float]) -> list[Sample]:
+def buckets(t: float, counts: Mapping[str, float]) -> list[Sample]:
     return [sample(TTFT_BUCKETS, "chat-5d8f9-abcde", n, t, le=le) for le, n in counts.items()]
 
 
