@@ -9,7 +9,7 @@ import pytest
 
 from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
-from dashboard.live import ClusterRead, PolicyView, WorkloadLive, WorkloadRef
+from dashboard.live import ClusterRead, FleetLive, PolicyView, WorkloadLive, WorkloadRef
 from scaling.observe import GPU_UTIL, TTFT_BUCKETS
 from scaling.observe import REQUESTS_RUNNING as RUNNING
 
@@ -106,3 +106,18 @@ def test_history_is_bounded():
     for t in range(1000):
         live.observe(read(float(t)), float(t), stale_after=2.0)
     assert len(live.history) == 300
+
+
+def test_the_heatmap_gives_a_gpu_to_the_workload_whose_selector_matches_its_pod():
+    found = read(100.0)
+    samples = dict(found.samples or {})
+    canary = sample(GPU_UTIL, "chat-canary-0", 50.0, 100.0, gpu="7", Hostname="node-0")
+    samples[GPU_UTIL] = [*samples[GPU_UTIL], canary]
+    with_canary = ClusterRead(1, "east", samples, "", found.deployments, found.pods)
+    chatty = WorkloadRef(2, 2, 1, "team-a", "chatty", 1, None)
+    fleet = FleetLive()
+    fleet.observe([with_canary], [REF, chatty])
+    cells, _ = fleet.view(100.0, stale_after=2.0)
+    owners = {cell.gpu: cell.workload_id for cell in cells}
+    # chat's two pods, chatty's pod, and a pod no Deployment selects (its name notwithstanding)
+    assert owners == {"0": 1, "1": 1, "9": 2, "7": None}
