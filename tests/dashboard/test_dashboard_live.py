@@ -121,3 +121,12 @@ def test_the_heatmap_gives_a_gpu_to_the_workload_whose_selector_matches_its_pod(
     owners = {cell.gpu: cell.workload_id for cell in cells}
     # chat's two pods, chatty's pod, and a pod no Deployment selects (its name notwithstanding)
     assert owners == {"0": 1, "1": 1, "9": 2, "7": None}
+
+
+def test_every_series_the_dashboard_reads_is_one_the_exporters_publish():
+    from clusters.metrics import KNOWN_METRICS
+    from dashboard import observed
+    from dashboard.live import BASE_METRICS
+
+    read = {*BASE_METRICS, observed.REQUESTS, observed.PROMPT, observed.GENERATION}
+    assert read - set(KNOWN_METRICS) == set()
