@@ -34,14 +34,8 @@ from scaling.observe import (
     TTFT_BUCKETS,
 )
 
-BASE_METRICS = (
-    GPU_UTIL,
-    GPU_MEMORY_USED,
-    REQUESTS_RUNNING,
-    REQUESTS_WAITING,
-    KV_CACHE_USAGE,
-    TTFT_BUCKETS,
-)
+GAUGES = (GPU_UTIL, GPU_MEMORY_USED, REQUESTS_RUNNING, REQUESTS_WAITING, KV_CACHE_USAGE)
+BASE_METRICS = (*GAUGES, TTFT_BUCKETS)
 
 # TTFT p95 is taken over the histogram's increase in this window (like rate(...[30s])).
 TTFT_WINDOW_S = 30.0
@@ -182,40 +176,19 @@ class WorkloadLive:
         pods = read.pods_of(ref.namespace, ref.deployment)
         if pods is None:
             return {}
-        mine = {
-            name: observe.per_pod(read.index(name), ref.namespace, pods) for name in BASE_METRICS
-        }
-        fresh: dict[str, tuple[Value, float]] = {}
-        serving, holding = mine[REQUESTS_RUNNING], mine[GPU_UTIL]
-        stamp = _stamp([*serving.values(), *holding.values()], now)
-        fresh["ready"] = (float(len(serving)), stamp)
-        fresh["warming"] = (float(len(set(holding) - set(serving))), stamp)
-        for key, name in (
-            ("queue", REQUESTS_WAITING),
-            ("running", REQUESTS_RUNNING),
-            ("kv_cache", KV_CACHE_USAGE),
-        ):
-            if mine[name]:
-                fresh[key] = (
-                    math.fsum(s.value for s in mine[name].values()),
-                    _stamp(mine[name].values(), now),
-                )
-        for key, name in (("gpu_util", GPU_UTIL), ("gpu_mem", GPU_MEMORY_USED)):
-            if mine[name]:
-                per_replica = {pod: s.value for pod, s in sorted(mine[name].items())}
-                fresh[key] = (per_replica, _stamp(mine[name].values(), now))
+        fresh = _gauges(
+            {name: observe.per_pod(read.index(name), ref.namespace, pods) for name in GAUGES}, now
+        )
         if ref.policy is not None:
             metric = read.index(ref.policy.metric)
+            # What the loop records as the engine's input: the chart draws that very value.
             value = observe.policy_value(metric, ref.namespace, pods, ref.policy.aggregation)
             if value is not None:
                 fresh["metric"] = value
-        buckets = observe.bucket_counts(read.index(TTFT_BUCKETS), ref.namespace, pods)
-        ttft = self._ttft_p95(buckets, now)
+        buckets = read.index(TTFT_BUCKETS)
+        ttft = self._ttft_p95(observe.bucket_counts(buckets, ref.namespace, pods), now)
         if ttft is not None:
-            fresh["ttft_p95"] = (
-                ttft,
-                _stamp(_samples_of(read.index(TTFT_BUCKETS), ref.namespace, pods), now),
-            )
+            fresh["ttft_p95"] = (ttft, _stamp(_samples_of(buckets, ref.namespace, pods), now))
         return fresh
 
     def _ttft_p95(self, counts: dict[str, float], now: float) -> float | None:
@@ -253,6 +226,30 @@ def finite(value: Value) -> Value:
 def _stamp(samples: Iterable[Sample], default: float) -> float:
     """The source time of an aggregate: its oldest sample."""
     return min((s.timestamp for s in samples), default=default)
+
+
+def _gauges(mine: Mapping[str, dict[str, Sample]], now: float) -> dict[str, tuple[Value, float]]:
+    """Replicas ready and warming, queue, running, KV cache and the per-replica GPU series,
+    from one value per pod of each gauge (a pod's GPUs averaged)."""
+    serving, holding = mine[REQUESTS_RUNNING], mine[GPU_UTIL]
+    stamp = _stamp([*serving.values(), *holding.values()], now)
+    fresh: dict[str, tuple[Value, float]] = {
+        "ready": (float(len(serving)), stamp),
+        "warming": (float(len(set(holding) - set(serving))), stamp),
+    }
+    for key, name in (
+        ("queue", REQUESTS_WAITING),
+        ("running", REQUESTS_RUNNING),
+        ("kv_cache", KV_CACHE_USAGE),
+    ):
+        if mine[name]:
+            total = math.fsum(s.value for s in mine[name].values())
+            fresh[key] = (total, _stamp(mine[name].values(), now))
+    for key, name in (("gpu_util", GPU_UTIL), ("gpu_mem", GPU_MEMORY_USED)):
+        if mine[name]:
+            per_replica = {pod: s.value for pod, s in sorted(mine[name].items())}
+            fresh[key] = (per_replica, _stamp(mine[name].values(), now))
+    return fresh
 
 
 def _samples_of(index: observe.PodIndex, namespace: str, pods: set[str]) -> list[Sample]:
