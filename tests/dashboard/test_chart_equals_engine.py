@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -94,10 +95,17 @@ def serving_pods(cluster: Any, now: float) -> dict[str, list[Sample]]:
     raise AssertionError("chat's three replicas never reported GPU utilisation")
 
 
+@dataclass
+class Frozen:
+    now: float
+    read: dict[str, list[Sample]]  # what the metrics source answers (a test may edit it)
+    chats: list[str]  # chat's replicas that have series
+
+
 @pytest.fixture
-def frozen(chat: Workload, monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
+def frozen(chat: Workload, monkeypatch: pytest.MonkeyPatch) -> Iterator[Frozen]:
     """Freeze what the cluster's metrics source says at ``now``, with a foreign pod's series
-    added and one replica's series taken away; yields ``now``."""
+    added and one replica's series taken away."""
     real = metrics.read_samples
     now = time.time()
     chats = serving_pods(chat.cluster, now)
@@ -116,19 +124,24 @@ def frozen(chat: Workload, monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
 
     monkeypatch.setattr(metrics, "read_samples", frozen_read)
     monkeypatch.setattr("dashboard.poller.read_samples", frozen_read)
-    yield now
+    yield Frozen(now, read, sorted(chats)[1:])
 
 
-async def chart_and_engine(workload: Workload, now: float) -> tuple[float, float, list[Any]]:
-    """The loop's tick and the dashboard's tick at the same instant: (the chart's value, the
-    series point the loop recorded for the engine, the metric values the engine reports)."""
+async def ticks(workload: Workload, now: float) -> dict[str, Any]:
+    """The loop's tick and the dashboard's tick at the same instant; the chart's point."""
     from dashboard.poller import Poller
 
     await sync_to_async(tick_cluster)(workload.cluster_id, now=now)
     poller = Poller()
     await poller.tick(now)
-    chart = poller.workloads[workload.pk].point["values"]["metric"]
     await sync_to_async(workload.refresh_from_db)()
+    return poller.workloads[workload.pk].point
+
+
+async def chart_and_engine(workload: Workload, now: float) -> tuple[float, float, list[Any]]:
+    """(the chart's value, the series point the loop recorded for the engine, the metric
+    values the engine reports) at one tick."""
+    chart = (await ticks(workload, now))["values"]["metric"]
     t, engine_input = workload.loop_state["history"]["metric"][-1]
     assert t == now
     used = [m["value"] for m in workload.status["metrics"]]
@@ -150,7 +163,7 @@ def policy(workload: Workload, aggregation: str, target: float) -> None:
 
 async def test_the_total_chart_is_the_engines_input_not_four_times_it(chat, frozen):
     await sync_to_async(policy)(chat, "total", 150.0)
-    chart, engine_input, used = await chart_and_engine(chat, frozen)
+    chart, engine_input, used = await chart_and_engine(chat, frozen.now)
     assert math.isclose(chart, engine_input)
     assert used == [pytest.approx(engine_input)]  # the sum the engine compared with the target
     # Two replicas with series, each counted once (its GPUs averaged), not once per GPU.
@@ -159,7 +172,21 @@ async def test_the_total_chart_is_the_engines_input_not_four_times_it(chat, froz
 
 async def test_the_average_chart_is_the_engines_input_per_replica(chat, frozen):
     await sync_to_async(policy)(chat, "average", 60.0)
-    chart, engine_input, used = await chart_and_engine(chat, frozen)
+    chart, engine_input, used = await chart_and_engine(chat, frozen.now)
     assert math.isclose(chart, engine_input)
     assert len(used) == 2  # one value per replica with series: not the foreign pod's, not missing
     assert math.isclose(chart, math.fsum(used) / len(used))
+
+
+async def test_a_stale_replica_makes_the_chart_stale_as_it_makes_the_engines_input(chat, frozen):
+    await sync_to_async(policy)(chat, "total", 150.0)
+    old = frozen.now - 600.0  # one replica's series were last scraped ten minutes ago
+    frozen.read[GPU_UTIL] = [
+        replace(s, timestamp=old) if s.label("pod") == frozen.chats[0] else s
+        for s in frozen.read[GPU_UTIL]
+    ]
+    point = await ticks(chat, frozen.now)
+    # The series point the loop records for the engine carries the stale replica's time.
+    assert chat.loop_state["history"]["metric"][-1][0] == old
+    # The chart draws a gap, never the fresh replica's value alone and never zero.
+    assert point["values"]["metric"] is None and "metric" in point["stale"]
