@@ -1,9 +1,16 @@
-"""What the live dashboard shows, computed from one metrics read per cluster per tick.
+"""What the live dashboard shows, computed from one read per cluster per tick.
 
-Pure code: no Django, no I/O, no clock. The poller (``dashboard.poller``) reads the samples and
-the database rows, and this module turns them into the values of each workload's charts and
-the fleet's heatmap, remembering the last good value of every series so that a series whose
-source went quiet is reported *stale* (drawn as a gap) instead of zero.
+Pure code: no Django, no I/O, no clock. The poller (``dashboard.poller``) reads the cluster's
+Deployments, pods and metric samples and the database rows, and this module turns them into
+the values of each workload's charts and the fleet's heatmap, remembering the last good value
+of every series so that a series whose source went quiet is reported *stale* (drawn as a gap)
+instead of zero.
+
+The chart of a policy's metric shows what the engine acts on: the same pods (the
+Deployment's selector, ``observe.pods_of``), the same per-pod averaging and aggregation
+(``observe.policy_value``) and the same histogram quantile (``observe.histogram_quantile``)
+as the control loop. Only the clock differs: the chart is drawn every second, the loop
+decides every ``CONTROL_LOOP_INTERVAL``; at the loop's tick both read the same value.
 """
 
 from __future__ import annotations
@@ -12,17 +19,23 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
+from scaling import observe
+from scaling.observe import (
+    GPU_MEMORY_USED,
+    GPU_UTIL,
+    KV_CACHE_USAGE,
+    REQUESTS_RUNNING,
+    REQUESTS_WAITING,
+    TTFT_BUCKETS,
+)
 
-GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-GPU_MEM = "DCGM_FI_DEV_FB_USED"
-RUNNING = "vllm:num_requests_running"
-WAITING = "vllm:num_requests_waiting"
-KV_CACHE = "vllm:kv_cache_usage_perc"
-TTFT_BUCKET = "vllm:time_to_first_token_seconds_bucket"
-BASE_METRICS = (GPU_UTIL, GPU_MEM, RUNNING, WAITING, KV_CACHE, TTFT_BUCKET)
+GAUGES = (GPU_UTIL, GPU_MEMORY_USED, REQUESTS_RUNNING, REQUESTS_WAITING, KV_CACHE_USAGE)
+BASE_METRICS = (*GAUGES, TTFT_BUCKETS)
 
 # TTFT p95 is taken over the histogram's increase in this window (like rate(...[30s])).
 TTFT_WINDOW_S = 30.0
@@ -62,44 +75,51 @@ class WorkloadRef:
     gpus_per_replica: int
     policy: PolicyView | None
 
-    def owns_pod(self, namespace: str, pod: str) -> bool:
-        # ReplicaSet pods are named <deployment>-<template hash>-<5 chars>.
-        return namespace == self.namespace and pod.rsplit("-", 2)[0] == self.deployment
-
 
 @dataclass(frozen=True)
 class ClusterRead:
-    """One cluster's samples this tick; ``samples`` is None when the read failed."""
+    """One cluster's Deployments, pods and samples this tick; ``samples`` is None when the
+    read failed (any of the three: without the pods no sample has an owner)."""
 
     cluster_id: int
     name: str
     samples: Mapping[str, list[Sample]] | None
     error: str = ""
+    deployments: Mapping[tuple[str, str], DeploymentState] = field(default_factory=dict)
+    pods: dict[str, list[PodState]] = field(default_factory=dict)  # by namespace
+
+    def index(self, metric: str) -> observe.PodIndex:
+        """The metric's samples by (namespace, pod), built once per tick and metric."""
+        if metric not in self._indexes:
+            found = (self.samples or {}).get(metric, ())
+            self._indexes[metric] = observe.index_by_pod(found)
+        return self._indexes[metric]
+
+    @cached_property
+    def _indexes(self) -> dict[str, observe.PodIndex]:
+        return {}
+
+    def pods_of(self, namespace: str, deployment: str) -> set[str] | None:
+        """The names of the Deployment's pods (its selector, as the loop matches them);
+        None when the cluster has no such Deployment."""
+        found = self.deployments.get((namespace, deployment))
+        if found is None:
+            return None
+        return {pod.name for pod in observe.pods_of(found, self.pods)}
+
+    @cached_property
+    def owners(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(namespace, pod) -> (namespace, Deployment) for every pod a Deployment selects."""
+        owned: dict[tuple[str, str], tuple[str, str]] = {}
+        for key, deployment in self.deployments.items():
+            for pod in observe.pods_of(deployment, self.pods):
+                owned.setdefault((pod.namespace, pod.name), key)
+        return owned
 
 
 def thresholds(target: float, up_tolerance: float, down_tolerance: float) -> tuple[float, float]:
     """The metric values above which the policy scales up and below which it scales down."""
     return target * (1 + up_tolerance), target * (1 - down_tolerance)
-
-
-def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
-    """Prometheus' histogram_quantile over cumulative bucket counts keyed by upper bound:
-    linear interpolation inside the bucket holding rank q x total; None without observations.
-    """
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return None
-    rank = q * buckets[bounds[-1]]
-    lower_bound, lower_count = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if math.isinf(bound):
-                return lower_bound
-            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1
-            return lower_bound + (bound - lower_bound) * share
-        lower_bound, lower_count = bound, count
-    return lower_bound
 
 
 @dataclass
@@ -133,7 +153,7 @@ class WorkloadLive:
 
     ref: WorkloadRef
     memory: SeriesMemory = field(default_factory=SeriesMemory)
-    ttft_window: deque[tuple[float, dict[float, float]]] = field(default_factory=deque)
+    ttft_window: deque[tuple[float, dict[str, float]]] = field(default_factory=deque)
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
     point: dict[str, Any] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
@@ -141,7 +161,7 @@ class WorkloadLive:
     def observe(self, read: ClusterRead | None, now: float, stale_after: float) -> list[str]:
         """Fold this tick's read in; returns the series that *became* stale this tick."""
         if read is not None and read.samples is not None:
-            self.memory.update(self._fresh(read.samples, now), read_ok=True)
+            self.memory.update(self._fresh(read, now), read_ok=True)
         values, stale = self.memory.current(now, stale_after)
         newly = [key for key in stale if key not in self.stale]
         self.stale = stale
@@ -149,57 +169,41 @@ class WorkloadLive:
         self.history.append(self.point)
         return newly
 
-    def _fresh(self, samples: Mapping[str, list[Sample]], now: float) -> dict[str, Any]:
-        mine = {
-            name: [s for s in found if self.ref.owns_pod(s.label("namespace"), s.label("pod"))]
-            for name, found in samples.items()
-        }
-        fresh: dict[str, tuple[Value, float]] = {}
-        serving = {s.label("pod") for s in mine.get(RUNNING, [])}
-        holding = {s.label("pod") for s in mine.get(GPU_UTIL, [])}
-        stamp = _stamp(mine.get(GPU_UTIL, []) + mine.get(RUNNING, []), now)
-        fresh["ready"] = (float(len(serving)), stamp)
-        fresh["warming"] = (float(len(holding - serving)), stamp)
-        for key, name in (("queue", WAITING), ("running", RUNNING), ("kv_cache", KV_CACHE)):
-            if mine.get(name):
-                fresh[key] = (sum(s.value for s in mine[name]), _stamp(mine[name], now))
-        for key, name in (("gpu_util", GPU_UTIL), ("gpu_mem", GPU_MEM)):
-            if mine.get(name):
-                fresh[key] = (_per_replica(mine[name]), _stamp(mine[name], now))
-        metric = self._policy_metric(mine)
-        if metric is not None:
-            fresh["metric"] = metric
-        ttft = self._ttft_p95(mine.get(TTFT_BUCKET, []), now)
+    def _fresh(self, read: ClusterRead, now: float) -> dict[str, tuple[Value, float]]:
+        """This tick's values of the workload's own pods; none at all (every series goes
+        missing) when its Deployment is not in the cluster."""
+        ref = self.ref
+        pods = read.pods_of(ref.namespace, ref.deployment)
+        if pods is None:
+            return {}
+        fresh = _gauges(
+            {name: observe.per_pod(read.index(name), ref.namespace, pods) for name in GAUGES}, now
+        )
+        if ref.policy is not None:
+            metric = read.index(ref.policy.metric)
+            # What the loop records as the engine's input: the chart draws that very value.
+            value = observe.policy_value(metric, ref.namespace, pods, ref.policy.aggregation)
+            if value is not None:
+                fresh["metric"] = value
+        buckets = read.index(TTFT_BUCKETS)
+        ttft = self._ttft_p95(observe.bucket_counts(buckets, ref.namespace, pods), now)
         if ttft is not None:
-            fresh["ttft_p95"] = (ttft, _stamp(mine[TTFT_BUCKET], now))
+            fresh["ttft_p95"] = (ttft, _stamp(_samples_of(buckets, ref.namespace, pods), now))
         return fresh
 
-    def _policy_metric(self, mine: Mapping[str, list[Sample]]) -> tuple[float, float] | None:
-        policy = self.ref.policy
-        if policy is None or not mine.get(policy.metric):
-            return None
-        found = [s for s in mine[policy.metric] if math.isfinite(s.value)]
-        if not found:
-            return None
-        total = sum(s.value for s in found)
-        value = total if policy.aggregation == "total" else total / len(found)
-        return value, _stamp(found, 0.0)
-
-    def _ttft_p95(self, buckets: list[Sample], now: float) -> float | None:
-        counts: dict[float, float] = {}
-        for sample in buckets:
-            bound = float(sample.label("le") or "inf")
-            counts[bound] = counts.get(bound, 0.0) + sample.value
+    def _ttft_p95(self, counts: dict[str, float], now: float) -> float | None:
+        """p95 of the requests whose first token came in the last ``TTFT_WINDOW_S``: the
+        loop's quantile over the bucket counts then and now."""
         if not counts:
             return None
+        oldest = self.ttft_window[0][1] if self.ttft_window else counts
+        if any(counts.get(le, 0.0) < before for le, before in oldest.items()):
+            self.ttft_window.clear()  # a replica restarted (its counters reset): start over
+            oldest = counts
         self.ttft_window.append((now, counts))
-        while self.ttft_window and self.ttft_window[0][0] < now - TTFT_WINDOW_S:
+        while self.ttft_window[0][0] < now - TTFT_WINDOW_S:
             self.ttft_window.popleft()
-        _, oldest = self.ttft_window[0]
-        increase = {b: c - oldest.get(b, 0.0) for b, c in counts.items()}
-        if any(value < 0 for value in increase.values()):
-            increase = counts  # a replica restarted: its counters reset
-        return histogram_quantile(0.95, increase)
+        return observe.histogram_quantile(0.95, self.ttft_window[0][1], counts)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -224,12 +228,32 @@ def _stamp(samples: Iterable[Sample], default: float) -> float:
     return min((s.timestamp for s in samples), default=default)
 
 
-def _per_replica(samples: list[Sample]) -> dict[str, float]:
-    """Per pod, the mean over its GPUs (a replica may hold several)."""
-    by_pod: dict[str, list[float]] = {}
-    for sample in samples:
-        by_pod.setdefault(sample.label("pod"), []).append(sample.value)
-    return {pod: sum(vals) / len(vals) for pod, vals in sorted(by_pod.items())}
+def _gauges(mine: Mapping[str, dict[str, Sample]], now: float) -> dict[str, tuple[Value, float]]:
+    """Replicas ready and warming, queue, running, KV cache and the per-replica GPU series,
+    from one value per pod of each gauge (a pod's GPUs averaged)."""
+    serving, holding = mine[REQUESTS_RUNNING], mine[GPU_UTIL]
+    stamp = _stamp([*serving.values(), *holding.values()], now)
+    fresh: dict[str, tuple[Value, float]] = {
+        "ready": (float(len(serving)), stamp),
+        "warming": (float(len(set(holding) - set(serving))), stamp),
+    }
+    for key, name in (
+        ("queue", REQUESTS_WAITING),
+        ("running", REQUESTS_RUNNING),
+        ("kv_cache", KV_CACHE_USAGE),
+    ):
+        if mine[name]:
+            total = math.fsum(s.value for s in mine[name].values())
+            fresh[key] = (total, _stamp(mine[name].values(), now))
+    for key, name in (("gpu_util", GPU_UTIL), ("gpu_mem", GPU_MEMORY_USED)):
+        if mine[name]:
+            per_replica = {pod: s.value for pod, s in sorted(mine[name].items())}
+            fresh[key] = (per_replica, _stamp(mine[name].values(), now))
+    return fresh
+
+
+def _samples_of(index: observe.PodIndex, namespace: str, pods: set[str]) -> list[Sample]:
+    return [sample for pod in pods for sample in index.get((namespace, pod), ())]
 
 
 @dataclass(frozen=True)
@@ -284,13 +308,17 @@ def _blank(cell: GpuCell) -> GpuCell:
 
 
 def _cells(read: ClusterRead, workloads: list[WorkloadRef]) -> list[GpuCell]:
+    """One cell per GPU series; a GPU's workload is the one whose Deployment selects the pod
+    holding it (as the loop matches pods), not a guess from the pod's name."""
     samples = read.samples or {}
-    serving = {(s.label("namespace"), s.label("pod")) for s in samples.get(RUNNING, [])}
-    memory = {_gpu_key(s): s.value for s in samples.get(GPU_MEM, [])}
+    serving = set(read.index(REQUESTS_RUNNING))
+    memory = {_gpu_key(s): s.value for s in samples.get(GPU_MEMORY_USED, [])}
+    by_deployment = {(w.namespace, w.deployment): w for w in workloads}
     cells = []
     for sample in samples.get(GPU_UTIL, []):
         namespace, pod = sample.label("namespace"), sample.label("pod")
-        owner = next((w for w in workloads if pod and w.owns_pod(namespace, pod)), None)
+        deployment = read.owners.get((namespace, pod))
+        owner = by_deployment.get(deployment) if deployment is not None else None
         state = "idle" if not pod else "busy" if (namespace, pod) in serving else "warming"
         cells.append(
             GpuCell(

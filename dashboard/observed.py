@@ -5,9 +5,10 @@ vLLM exports counters, not requests. Per step of the window (``step_s``, 30 s fo
 
 1. Range-query Prometheus for the raw values of ``vllm:request_success_total``,
    ``vllm:prompt_tokens_total`` and ``vllm:generation_tokens_total`` at every step, keep the
-   series of the workload's own pods (``<deployment>-<hash>-<suffix>`` in its namespace,
-   labels normalised as the live reads do) and sum, per step, how much each grew since the
-   previous step (``_workload_increase`` says how restarts and new pods count).
+   series of the workload's own pods (``ObservedQuery.owns``: in its namespace, named as its
+   ReplicaSets name pods; labels normalised as the live reads do) and sum, per step, how
+   much each grew since the previous step (``_workload_increase`` says how restarts and new
+   pods count).
 2. Requests in the step = the finished requests (they trail arrivals by one request's
    latency, seconds against a 30 s step); their prompt and output sizes = the token
    increases divided by the requests, over the ``SIZE_STEPS`` steps around it (prompts are
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from array import array
 from collections import defaultdict
 from collections.abc import Mapping
@@ -33,15 +35,18 @@ from typing import Any
 
 from clusters import prometheus
 from clusters.metrics import MetricsError
+from scaling.observe import GENERATION_TOKENS as GENERATION
+from scaling.observe import PROMPT_TOKENS as PROMPT
+from scaling.observe import REQUESTS_FINISHED as REQUESTS
+from scaling.observe import REQUESTS_RUNNING as SERVING
 from simulator.traces import Trace
 
 WINDOW_S = 3600.0
 STEP_S = 30.0
 SIZE_STEPS = 5  # request sizes: the mean over this many steps around each (2.5 min at 30 s)
-REQUESTS = "vllm:request_success_total"
-PROMPT = "vllm:prompt_tokens_total"
-GENERATION = "vllm:generation_tokens_total"
-SERVING = "vllm:num_requests_running"
+# apimachinery's rand.SafeEncodeString alphabet: a ReplicaSet's pod-template-hash (up to ten
+# characters) and the five-character suffix of its pods' generated names.
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
 
 
 class ObservedLoadError(ValueError):
@@ -61,10 +66,18 @@ class ObservedQuery:
     step_s: float = STEP_S
 
     def owns(self, labels: Mapping[str, str]) -> bool:
-        pod = labels.get("pod", "")
-        return labels.get("namespace") == self.namespace and pod.rsplit("-", 2)[0] == (
-            self.deployment
-        )
+        """A series of one of the Deployment's pods over the hour, by the pod's name:
+        ``<deployment>-<pod-template-hash>-<5 chars>``, as its ReplicaSets name them.
+
+        Not by its selector, as the live chart and the loop match pods (observe.pods_of):
+        most of the hour's pods no longer exist, the API lists only live ones, and the
+        exporters' series carry the pod's name, not its labels. The name is checked whole,
+        so a StatefulSet ``chat-canary``'s pod ``chat-canary-0`` is not Deployment chat's.
+        """
+        if labels.get("namespace") != self.namespace:
+            return False
+        shape = rf"{re.escape(self.deployment)}-{_SAFE}{{1,10}}-{_SAFE}{{5}}"
+        return re.fullmatch(shape, labels.get("pod", "")) is not None
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,12 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
+from clusters import kubernetes
+from clusters.kubernetes import ClusterError
 from clusters.metrics import MetricsError, read_samples
 from dashboard import frames, policies
 from dashboard.live import BASE_METRICS, ClusterRead, FleetLive, WorkloadLive, WorkloadRef
+from scaling import observe
 
 logger = logging.getLogger(__name__)
 PROCESS_TOKEN = f"{os.getpid()}x{os.urandom(3).hex()}"
@@ -300,15 +303,35 @@ async def deliver(subs: Iterable[Subscription], by_group: dict[str, list[str]]) 
 
 
 async def read_cluster(cluster: Any, refs: list[WorkloadRef], now: float) -> ClusterRead:
-    """One read of every metric the dashboard draws for this cluster, off the event loop."""
+    """One read of the cluster, off the event loop: every metric the dashboard draws, and
+    the Deployments and pods that say whose samples they are (see ``read_cluster_now``)."""
     names = set(BASE_METRICS) | {
         r.policy.metric for r in refs if r.policy and r.cluster_id == cluster.pk
     }
+    return await asyncio.to_thread(read_cluster_now, cluster, names, now)
+
+
+def read_cluster_now(cluster: Any, names: set[str], now: float) -> ClusterRead:
+    """The cluster's Deployments and pods (one list call each) and its samples of ``names``
+    (one query per name).
+
+    The pods are listed here, every tick, rather than taken from what the control loop last
+    saw: a sample belongs to the workload whose Deployment's selector matches its pod *now*
+    (``observe.pods_of``, as the loop matches them on its own tick), and the loop's view is
+    up to ``CONTROL_LOOP_INTERVAL`` old, private to it, and absent for workloads with no
+    active policy. docs/dashboard.md has the cost of the two list calls.
+    """
     try:
-        samples = await asyncio.to_thread(read_samples, cluster, names, now)
-    except MetricsError as exc:
-        return ClusterRead(cluster.pk, cluster.name, None, str(exc))
-    return ClusterRead(cluster.pk, cluster.name, samples)
+        deployments = kubernetes.list_deployments(cluster)
+        pods = observe.pods_by_namespace(kubernetes.list_pods(cluster))
+        samples = read_samples(cluster, names, now)
+    except (MetricsError, ClusterError) as exc:
+        return ClusterRead(cluster.pk, cluster.name, None, _read_error(cluster, exc))
+    return ClusterRead(cluster.pk, cluster.name, samples, "", deployments, dict(pods))
+
+
+def _read_error(cluster: Any, exc: MetricsError | ClusterError) -> str:
+    return exc.sentence(cluster.name) if isinstance(exc, ClusterError) else str(exc)
 
 
 def load_rows(feed: DecisionFeed) -> TickRows:

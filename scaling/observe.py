@@ -180,3 +180,24 @@ def observation(
 
 def _series(points: list[list[float]] | None) -> tuple[tuple[float, float], ...]:
     return tuple((p[0], p[1]) for p in points or [])
+
+
+# --- what the dashboard reads besides the policy metric ------------------------------------------
+# Named here, beside the offered-work metrics, so that the charts and the loop spell each
+# series one way (clusters.metrics.KNOWN_METRICS says what each one measures).
+
+GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+GPU_MEMORY_USED = "DCGM_FI_DEV_FB_USED"
+REQUESTS_RUNNING = "vllm:num_requests_running"
+REQUESTS_WAITING = "vllm:num_requests_waiting"
+KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
+REQUESTS_FINISHED = "vllm:request_success_total"
+
+
+def policy_value(
+    index: PodIndex, namespace: str, pods: set[str], aggregation: str
+) -> tuple[float, float] | None:
+    """(value, oldest timestamp) of a policy metric over the workload's pods, as the loop
+    records it for the engine: each pod's series averaged first (`per_pod`), then
+    `aggregate`d. The dashboard's chart of the policy metric is this value."""
+    return aggregate(per_pod(index, namespace, pods), aggregation)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 
+from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
-from dashboard.live import (
-    GPU_UTIL,
-    RUNNING,
-    TTFT_BUCKET,
-    ClusterRead,
-    PolicyView,
-    WorkloadLive,
-    WorkloadRef,
-    histogram_quantile,
-)
+from dashboard.live import ClusterRead, FleetLive, PolicyView, WorkloadLive, WorkloadRef
+from scaling.observe import GPU_UTIL, TTFT_BUCKETS
+from scaling.observe import REQUESTS_RUNNING as RUNNING
 
 POLICY = PolicyView(1, "hpa", "enforce", RUNNING, "average", 10.0, 11.0, 9.0, 1, 4)
 REF = WorkloadRef(1, 1, 1, "team-a", "chat", 1, POLICY)
@@ -27,25 +22,54 @@ def sample(name: str, pod: str, value: float, t: float, **labels: str) -> Sample
     return Sample(name, tuple(sorted(merged.items())), value, t)
 
 
-def read(t: float, running: float = 6.0, util: float = 80.0) -> ClusterRead:
+def deployment(name: str, app: str) -> DeploymentState:
+    return DeploymentState("team-a", name, 2, 2, 1, selector={"app": app})
+
+
+def pod(name: str, app: str) -> PodState:
+    return PodState("team-a", name, {"app": app}, "Running", True, "node-0")
+
+
+def read(
+    t: float, running: float = 6.0, util: float = 80.0, **samples: list[Sample]
+) -> ClusterRead:
     pods = ["chat-5d8f9-abcde", "chat-5d8f9-fghij"]
-    return ClusterRead(
-        1,
-        "east",
-        {
-            RUNNING: [sample(RUNNING, pods[0], running, t)],
-            GPU_UTIL: [sample(GPU_UTIL, p, util, t, gpu=str(i)) for i, p in enumerate(pods)]
-            + [sample(GPU_UTIL, "chatty-5d8f9-zzzzz", 5.0, t, gpu="9")],
-            TTFT_BUCKET: [],
-        },
+    found = {
+        RUNNING: [sample(RUNNING, pods[0], running, t)],
+        GPU_UTIL: [sample(GPU_UTIL, p, util, t, gpu=str(i)) for i, p in enumerate(pods)]
+        + [sample(GPU_UTIL, "chatty-5d8f9-zzzzz", 5.0, t, gpu="9")],
+        TTFT_BUCKETS: samples.get("ttft", []),
+    }
+    deployments = {("team-a", "chat"): deployment("chat", "chat")}
+    deployments[("team-a", "chatty")] = deployment("chatty", "chatty")
+    listed = [pod(p, "chat") for p in pods] + [pod("chatty-5d8f9-zzzzz", "chatty")]
+    return ClusterRead(1, "east", found, "", deployments, {"team-a": listed})
+
+
+def buckets(t: float, counts: Mapping[str, float]) -> list[Sample]:
+    return [sample(TTFT_BUCKETS, "chat-5d8f9-abcde", n, t, le=le) for le, n in counts.items()]
+
+
+def test_ttft_p95_is_the_loops_quantile_over_the_last_30_seconds_of_buckets():
+    live = WorkloadLive(REF)
+    live.observe(
+        read(100.0, ttft=buckets(100.0, {"0.1": 0, "0.5": 0, "1.0": 0, "+Inf": 0})), 100.0, 2.0
     )
+    assert "ttft_p95" not in live.point["values"]  # no observation yet: missing, not zero
+    later = {"0.1": 50, "0.5": 90, "1.0": 100, "+Inf": 100}
+    live.observe(read(110.0, ttft=buckets(110.0, later)), 110.0, 2.0)
+    assert live.point["values"]["ttft_p95"] == pytest.approx(0.75)
+    live.observe(read(125.0, ttft=buckets(125.0, later)), 125.0, 2.0)
+    # At 150 s the readings before 120 s left the window: the 100 requests since 125 s.
+    last = {"0.1": 60, "0.5": 100, "1.0": 200, "+Inf": 200}
+    live.observe(read(150.0, ttft=buckets(150.0, last)), 150.0, 2.0)
+    assert live.point["values"]["ttft_p95"] == pytest.approx(0.5 + 0.5 * 85 / 90)
 
 
-def test_histogram_quantile_interpolates_inside_the_bucket_like_prometheus():
-    buckets = {0.1: 50.0, 0.5: 90.0, 1.0: 100.0, math.inf: 100.0}
-    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
-    assert histogram_quantile(0.95, buckets) == pytest.approx(0.75)
-    assert histogram_quantile(0.95, {0.1: 0.0, math.inf: 0.0}) is None
+def test_a_deployment_not_in_the_cluster_has_no_values_never_zero():
+    gone = WorkloadLive(WorkloadRef(2, 1, 1, "team-a", "gone", 1, POLICY))
+    gone.observe(read(100.0), 100.0, stale_after=2.0)
+    assert gone.point["values"] == {}
 
 
 def test_ready_and_warming_replicas_come_from_the_workloads_own_pods():
@@ -82,3 +106,27 @@ def test_history_is_bounded():
     for t in range(1000):
         live.observe(read(float(t)), float(t), stale_after=2.0)
     assert len(live.history) == 300
+
+
+def test_the_heatmap_gives_a_gpu_to_the_workload_whose_selector_matches_its_pod():
+    found = read(100.0)
+    samples = dict(found.samples or {})
+    canary = sample(GPU_UTIL, "chat-canary-0", 50.0, 100.0, gpu="7", Hostname="node-0")
+    samples[GPU_UTIL] = [*samples[GPU_UTIL], canary]
+    with_canary = ClusterRead(1, "east", samples, "", found.deployments, found.pods)
+    chatty = WorkloadRef(2, 2, 1, "team-a", "chatty", 1, None)
+    fleet = FleetLive()
+    fleet.observe([with_canary], [REF, chatty])
+    cells, _ = fleet.view(100.0, stale_after=2.0)
+    owners = {cell.gpu: cell.workload_id for cell in cells}
+    # chat's two pods, chatty's pod, and a pod no Deployment selects (its name notwithstanding)
+    assert owners == {"0": 1, "1": 1, "9": 2, "7": None}
+
+
+def test_every_series_the_dashboard_reads_is_one_the_exporters_publish():
+    from clusters.metrics import KNOWN_METRICS
+    from dashboard import observed
+    from dashboard.live import BASE_METRICS
+
+    read = {*BASE_METRICS, observed.REQUESTS, observed.PROMPT, observed.GENERATION}
+    assert read - set(KNOWN_METRICS) == set()

@@ -209,3 +209,20 @@ def test_preview_replays_the_observed_hour_beside_what_served(
     assert result["edited"]["timeline"] and result["stored"]["timeline"]
     assert result["edited"]["timeline"][0]["ready"] == 2  # starts warm with what served
     assert result["edited"]["requests"] == actual["requests"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "pod", "owned"),
+    [
+        ("team-a", "chat-7c5b8d9f4q-x2kzp", True),  # a pod of one of chat's ReplicaSets
+        ("team-b", "chat-7c5b8d9f4q-x2kzp", False),  # another namespace's chat
+        ("team-a", "chat-v2-7c5b8d9f4q-x2kzp", False),  # Deployment chat-v2's
+        ("team-a", "chat-canary-0", False),  # StatefulSet chat-canary's
+        ("team-a", "chat-canary-x2kzp", False),  # a bare pod generated from "chat-canary-"
+    ],
+)
+def test_the_observed_load_counts_only_pods_named_as_the_deployments_replicasets_name_them(
+    namespace, pod, owned
+):
+    labels = {"namespace": namespace, "pod": pod}
+    assert query("http://prometheus.invalid").owns(labels) is owned
