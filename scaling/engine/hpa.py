@@ -11,6 +11,8 @@ Rules, in order:
      count is the pod count.
    - "total": ratio = total / (target x current); desired = ceil(total / target)
      (the External/AverageValue form; from zero replicas, ceil(total / target) directly).
+     Summed from per-pod samples, the total is unknown (hold) while any ready pod has no
+     fresh sample: a partial sum would read that pod as zero.
 3. Tolerance: no change when |ratio - 1| <= tolerance (0.1; up and down may differ).
 4. Missing and not-ready pods (per-pod samples only): pods with no fresh metric count as
    100 % of target when scaling down and 0 % when scaling up; not-ready (warming) pods are
@@ -134,6 +136,16 @@ def aggregate_replicas(policy: PolicyParams, p: Params, obs: Observation) -> Cal
     """The replica calculator for an aggregated value (latest series point or sample sum)."""
     if obs.samples:
         fresh = fresh_samples(policy, obs)
+        # A sum over some of the pods reads the others as zero: too low, and a scale-down
+        # that is not there. Incomplete, the total is unknown (the guard holds).
+        absent = sorted({p.name for p in _pods(obs) if p.ready} - set(fresh))
+        if policy.aggregation == "total" and absent:
+            note = (
+                f"the total of {policy.metric} is incomplete: no fresh sample from "
+                f"{len(absent)} ready pod{'s' if len(absent) > 1 else ''} ({', '.join(absent[:3])}"
+                f"{', ...' if len(absent) > 3 else ''})"
+            )
+            return Calculation(obs.current, math.nan, note, ())
         usage = sum(s.value for s in fresh.values())
         stamp = max((s.timestamp for s in fresh.values()), default=obs.now)
     else:

@@ -165,9 +165,11 @@ async def test_the_total_chart_is_the_engines_input_not_four_times_it(chat, froz
     await sync_to_async(policy)(chat, "total", 150.0)
     chart, engine_input, used = await chart_and_engine(chat, frozen.now)
     assert math.isclose(chart, engine_input)
-    assert used == [pytest.approx(engine_input)]  # the sum the engine compared with the target
     # Two replicas with series, each counted once (its GPUs averaged), not once per GPU.
     assert engine_input < 2 * 100.0
+    # The third ready replica has no series: the engine does not compare a partial sum with
+    # the target (it would read that replica as idle), it holds and says why.
+    assert used == [] and "incomplete: no fresh sample from 1 ready pod" in chat.status["reason"]
 
 
 async def test_the_average_chart_is_the_engines_input_per_replica(chat, frozen):

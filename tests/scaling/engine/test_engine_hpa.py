@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scaling.engine import Memory, PodSample
 
 NO_DOWN_WINDOW = {"scale_down_stabilization_s": 0.0}
@@ -168,3 +170,17 @@ def test_reason_lists_the_calculation_and_each_constraint_that_bit(build):
     ]
     assert decision.effective["scale_down_stabilization_s"] == 300.0
     assert decision.effective["scale_up_max_pods"] == 4.0
+
+
+def test_a_total_with_a_stale_or_silent_ready_pod_is_unknown_not_smaller(build):
+    pol = build.policy(target=4.0, aggregation="total", max_metric_age_s=60.0)
+    states, samples = build.pods({"a": 10.0, "b": 10.0, "c": 10.0, "d": None})
+    silent = build.run(pol, build.obs(8, pods=states, samples=samples))
+    assert silent.desired == 8 and silent.outcome == "hold"
+    assert "incomplete: no fresh sample from 1 ready pod (d)" in silent.reason
+    old = tuple(replace(s, timestamp=build.NOW - 120.0) if s.pod == "c" else s for s in samples)
+    stale = build.run(pol, build.obs(8, pods=states[:3], samples=old))
+    assert stale.desired == 8 and "incomplete: no fresh sample from 1 ready pod (c)" in stale.reason
+    # A pod still warming exports nothing yet: the ready pods' sum is the total (30 / 4 -> 8).
+    states, samples = build.pods({"a": 10.0, "b": 10.0, "c": 10.0, "d": None}, unready=("d",))
+    assert build.run(pol, build.obs(5, ready=3, pods=states, samples=samples)).desired == 8
