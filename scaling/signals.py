@@ -111,8 +111,8 @@ class SignalHistory:
         return tuple(self._series[name])
 
     def to_json(self) -> dict[str, list[list[float]]]:
-        """The stored form: only series that hold points."""
-        return {name: [[t, v] for t, v in pts] for name, pts in self._series.items() if pts}
+        """The stored form: every series, empty ones included."""
+        return {name: [[t, v] for t, v in pts] for name, pts in self._series.items()}
 
     def _append(self, name: str, now: float, point: Point | None) -> None:
         kept = [p for p in self._series[name] if now - p[0] <= self.horizon_s]
