@@ -248,7 +248,7 @@ def _observe(
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
-        if OFFERED_WORK in reads(policy.engine_params()):
+        if OFFERED_WORK in reads(policy.algorithm):
             names.update(observe.OFFERED_WORK_METRICS)
     observed = Observed(now, deployments, observe.pods_by_namespace(pods), {})
     report.metric_queries = len(names)
@@ -413,7 +413,7 @@ def _signal_tick(
         pods=tuple(EnginePod(p.name, p.ready) for p in pods),
         samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
     )
-    if OFFERED_WORK not in reads(params):
+    if OFFERED_WORK not in reads(policy.algorithm):
         return tick, {}
     counters = dict(state.get("counters") or {})
     rates: dict[str, float | None] = {}

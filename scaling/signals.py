@@ -129,7 +129,13 @@ def _points(raw: Any) -> list[Point]:
     """A stored series, tolerant of junk: a corrupt entry is dropped, not fatal."""
     if not isinstance(raw, list):
         return []
-    points: list[Point] = []
+    try:  # what the loop wrote itself: finite [t, v] pairs (the fast path, every tick)
+        points = [(float(t), float(v)) for t, v in raw]
+        if all(math.isfinite(t) and math.isfinite(v) for t, v in points):
+            return points
+    except (TypeError, ValueError, OverflowError):
+        pass
+    points = []
     for item in raw:
         try:
             t, v = float(item[0]), float(item[1])

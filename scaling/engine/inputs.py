@@ -15,9 +15,12 @@ from .types import METRIC, OFFERED_WORK, PolicyParams
 _UNKNOWN = frozenset({METRIC})
 
 
-def reads(policy: PolicyParams) -> frozenset[str]:
-    """The signals the policy's algorithm reads: METRIC, OFFERED_WORK, TTFT (types.py)."""
-    algorithm = ALGORITHMS.get(policy.algorithm)
+def reads(policy: PolicyParams | str) -> frozenset[str]:
+    """The signals the policy's algorithm (or the algorithm so named) reads: METRIC,
+    OFFERED_WORK, TTFT (types.py). They depend on the algorithm alone, so the loop asks by
+    name before it resolves any params."""
+    name = policy if isinstance(policy, str) else policy.algorithm
+    algorithm = ALGORITHMS.get(name)
     return algorithm.reads if algorithm is not None else _UNKNOWN
 
 
