@@ -1,6 +1,9 @@
 """The signal history both the live loop and the back-test keep, and how long the engine
 says each algorithm needs it."""
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from scaling.backtest import replay_signals
@@ -9,9 +12,8 @@ from scaling.engine import METRIC, OFFERED_WORK, TTFT, PolicyParams, history_s, 
 from scaling.signals import MAX_HISTORY_POINTS, SignalHistory, SignalTick
 
 
-def policy(algorithm: str, **fields) -> PolicyParams:
-    base = {"metric": "vllm:num_requests_running", "target": 8.0, "min_replicas": 1}
-    return PolicyParams(algorithm, **(base | {"max_replicas": 10} | fields))
+def policy(algorithm: str, **fields: Any) -> PolicyParams:
+    return replace(PolicyParams(algorithm, "vllm:num_requests_running", 8.0, 1, 10), **fields)
 
 
 @pytest.mark.parametrize(
