@@ -69,9 +69,8 @@ class SignalHistory:
     def __init__(self, policy: PolicyParams, stored: Mapping[str, Any] | None = None) -> None:
         self.horizon_s = history_s(policy)
         self.reads = reads(policy)
-        self._series: dict[str, list[Point]] = {name: [] for name in SERIES}
-        for name in SERIES:
-            self._series[name] = _points((stored or {}).get(name))
+        stored = stored or {}
+        self._series: dict[str, list[Point]] = {name: _points(stored.get(name)) for name in SERIES}
 
     def record(self, tick: SignalTick) -> None:
         """Forget points older than the horizon at ``tick.now``, then add this tick's known
@@ -110,9 +109,10 @@ class SignalHistory:
     def series(self, name: str) -> Series:
         return tuple(self._series[name])
 
-    def to_json(self) -> dict[str, list[list[float]]]:
-        """The stored form: every series, empty ones included."""
-        return {name: [[t, v] for t, v in pts] for name, pts in self._series.items()}
+    def to_json(self) -> dict[str, list[Point]]:
+        """The stored form: every series, empty ones included, as lists of [t, v] pairs
+        (a pair is a tuple until it is written: JSON has only arrays)."""
+        return {name: list(pts) for name, pts in self._series.items()}
 
     def _append(self, name: str, now: float, point: Point | None) -> None:
         kept = [p for p in self._series[name] if now - p[0] <= self.horizon_s]
@@ -129,8 +129,8 @@ def _points(raw: Any) -> list[Point]:
     """A stored series, tolerant of junk: a corrupt entry is dropped, not fatal."""
     if not isinstance(raw, list):
         return []
-    try:  # what the loop wrote itself: finite [t, v] pairs (the fast path, every tick)
-        points = [(float(t), float(v)) for t, v in raw]
+    try:  # what the loop wrote itself: finite [t, v] numbers (the fast path, every tick)
+        points = [(t, v) for t, v in raw]
         if all(math.isfinite(t) and math.isfinite(v) for t, v in points):
             return points
     except (TypeError, ValueError, OverflowError):
