@@ -58,15 +58,25 @@ from scaling import observe
 from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
+from scaling.engine import (
+    OFFERED_WORK,
+    Memory,
+    Observation,
+    PodSample,
+    PolicyParams,
+    QuotaHeadroom,
+    decide,
+    note_outage,
+    reads,
+)
 from scaling.engine import Decision as EngineDecision
-from scaling.engine import Memory, Observation, QuotaHeadroom, decide, note_outage
+from scaling.engine import PodState as EnginePod
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+from scaling.signals import SignalHistory, SignalTick
 from scaling.status import ErrorIncident, MetricValue, StatusStep, WorkloadStatus
 from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
-
-OFFERED_WORK_ALGORITHMS = {"predictive", "slo"}
 
 
 @dataclass
@@ -238,7 +248,7 @@ def _observe(
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
-        if policy.algorithm in OFFERED_WORK_ALGORITHMS:
+        if OFFERED_WORK in reads(policy.algorithm):
             names.update(observe.OFFERED_WORK_METRICS)
     observed = Observed(now, deployments, observe.pods_by_namespace(pods), {})
     report.metric_queries = len(names)
@@ -298,32 +308,25 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         return Evaluation(status, {}, None, deployment)
     pods = observe.pods_of(deployment, observed.pods)
     state = workload.loop_state or {}
-    history, counters = _update_signals(workload, policy, deployment, pods, observed, state)
-    capacity = None
-    if policy.algorithm in OFFERED_WORK_ALGORITHMS:
-        capacity = replica_capacity(
-            workload.gpu_type.profile,
-            workload.model_name,
-            workload.gpus_per_replica,
-            policy.max_concurrency,
-        )
-    values = observe.per_pod(
-        observed.samples.get(policy.metric, {}), workload.namespace, {p.name for p in pods}
-    )
-    obs = observe.observation(
-        now=observed.now,
-        deployment=deployment,
-        pods=pods,
-        values=values,
-        history=history,
-        capacity=capacity,
-    )
+    params = policy.engine_params()
+    tick, counters = _signal_tick(workload, policy, params, deployment, pods, observed, state)
+    history = SignalHistory(params, state.get("history"))
+    history.record(tick)
+    obs = history.observation(tick)
     stored = state.get("memory")
     memory = Memory.from_dict(stored if isinstance(stored, dict) else None)
-    engine = decide(policy.engine_params(), obs, memory)
-    metrics_missing = bool(observed.metrics_error) and not values
+    engine = decide(params, obs, memory)
+    metrics_missing = bool(observed.metrics_error) and not obs.samples
     return Proposal(
-        workload, policy, deployment, obs, memory, history, counters, engine, metrics_missing
+        workload,
+        policy,
+        deployment,
+        obs,
+        memory,
+        history.to_json(),
+        counters,
+        engine,
+        metrics_missing,
     )
 
 
@@ -369,48 +372,57 @@ def _quota_input(grant: Grant | None, current: int) -> QuotaHeadroom | None:
     return QuotaHeadroom(grant.replicas - current, grant.reason)
 
 
-def _update_signals(
+def _signal_tick(
     workload: Workload,
     policy: ScalingPolicy,
+    params: PolicyParams,
     deployment: DeploymentState,
     pods: list[PodState],
     observed: Observed,
     state: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Advance the workload's signal history (only as long as its algorithm reads) and the
-    counter readings its rates are taken against."""
-    horizon = observe.HISTORY_S.get(policy.algorithm, 120.0)
-    history = dict(state.get("history") or {})
-    counters = dict(state.get("counters") or {})
+) -> tuple[SignalTick, dict[str, Any]]:
+    """What this tick observed of the workload, for the signals its algorithm reads
+    (scaling.engine.reads), and the counter readings the next tick's rates are taken
+    against."""
     pod_names = {p.name for p in pods}
     ns, now = workload.namespace, observed.now
     values = observe.per_pod(observed.samples.get(policy.metric, {}), ns, pod_names)
     aggregated = observe.aggregate(values, policy.aggregation)
-    history["metric"] = observe.append_history(
-        history.get("metric"), now, _swap(aggregated), horizon
+    tick = SignalTick(
+        now=now,
+        current=deployment.spec_replicas,
+        ready=deployment.ready_replicas,
+        warming=deployment.warming_replicas,
+        metric=None if aggregated is None else (aggregated[1], aggregated[0]),
+        # how many pods an "average" point averaged over (engine: Observation.series_pods)
+        metric_pods=float(len(values)) if policy.aggregation == "average" else None,
+        pods=tuple(EnginePod(p.name, p.ready) for p in pods),
+        samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
     )
-    if policy.aggregation == "average":  # how many pods each point averaged over
-        count = None if aggregated is None else (aggregated[1], float(len(values)))
-        history["pods"] = observe.append_history(history.get("pods"), now, count, horizon)
-    if policy.algorithm not in OFFERED_WORK_ALGORITHMS:
-        return history, {}
+    if OFFERED_WORK not in reads(policy.algorithm):
+        return tick, {}
+    counters = dict(state.get("counters") or {})
+    rates: dict[str, float | None] = {}
     for key, name in (("prompt", observe.PROMPT_TOKENS), ("generation", observe.GENERATION_TOKENS)):
         current = observe.per_pod(observed.samples.get(name, {}), ns, pod_names)
-        rate, counters[key] = observe.counter_rate(counters.get(key) or {}, current)
-        point = (now, rate) if rate is not None else None
-        history[key] = observe.append_history(history.get(key), now, point, horizon)
+        rates[key], counters[key] = observe.counter_rate(counters.get(key) or {}, current)
     buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, {}), ns, pod_names)
     p95 = observe.histogram_quantile(0.95, counters.get("ttft") or {}, buckets)
     counters["ttft"] = buckets
-    history["ttft"] = observe.append_history(
-        history.get("ttft"), now, (now, p95) if p95 is not None else None, horizon
+    capacity = replica_capacity(
+        workload.gpu_type.profile,
+        workload.model_name,
+        workload.gpus_per_replica,
+        policy.max_concurrency,
     )
-    return history, counters
-
-
-def _swap(aggregated: tuple[float, float] | None) -> tuple[float, float] | None:
-    """(value, timestamp) -> (timestamp, value)."""
-    return None if aggregated is None else (aggregated[1], aggregated[0])
+    tick = replace(
+        tick,
+        prompt_tokens_per_s=rates["prompt"],
+        generation_tokens_per_s=rates["generation"],
+        ttft_p95_s=p95,
+        capacity=capacity,
+    )
+    return tick, counters
 
 
 def _act(

@@ -1,6 +1,6 @@
 """From what a cluster reports to what the engine reads: pods grouped by workload, metric
-samples averaged per pod, counter rates, TTFT p95 from histogram buckets, and the short
-history of each signal kept on the workload between ticks. Pure functions, no I/O.
+samples averaged per pod, counter rates, TTFT p95 from histogram buckets. Pure functions,
+no I/O. The history of each signal kept between ticks is scaling.signals.
 
 A sample that is missing stays missing: nothing here turns an absent value into zero.
 """
@@ -10,12 +10,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
-from scaling.engine import Observation, PodSample, ReplicaCapacity
-from scaling.engine import PodState as EnginePod
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
@@ -25,10 +22,6 @@ OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS)
 # prefill a small model at well under one million. A counter rising faster was corrupted or
 # wrapped (a 1.8e19 jump is a uint64 gone wrong), and a rate made of it must not drive scaling.
 MAX_COUNTER_RATE_PER_POD = 1e7
-
-# How much signal history each algorithm reads (seconds); the rest is not stored.
-HISTORY_S = {"hpa": 0.0, "kpa": 120.0, "apa": 120.0, "predictive": 900.0, "slo": 900.0}
-MAX_HISTORY_POINTS = 400
 
 
 def pods_by_namespace(pods: Iterable[PodState]) -> dict[str, list[PodState]]:
@@ -129,20 +122,6 @@ def histogram_quantile(q: float, before: dict[str, float], now: dict[str, float]
     return lower_bound if total else None
 
 
-def append_history(
-    series: list[list[float]] | None,
-    now: float,
-    point: tuple[float, float] | None,
-    horizon_s: float,
-) -> list[list[float]]:
-    """Add a (timestamp, value) point unless unknown, not finite or already there; drop what
-    is older than the horizon."""
-    points = [p for p in series or [] if now - p[0] <= horizon_s]
-    if point is not None and math.isfinite(point[1]) and (not points or point[0] > points[-1][0]):
-        points.append([point[0], point[1]])
-    return points[-MAX_HISTORY_POINTS:]
-
-
 def aggregate(values: dict[str, Sample], aggregation: str) -> tuple[float, float] | None:
     """(value, oldest timestamp) of the policy metric across pods, or None with no samples."""
     if not values:
@@ -150,36 +129,6 @@ def aggregate(values: dict[str, Sample], aggregation: str) -> tuple[float, float
     total = math.fsum(s.value for s in values.values())
     stamp = min(s.timestamp for s in values.values())
     return (total / len(values) if aggregation == "average" else total), stamp
-
-
-def observation(
-    *,
-    now: float,
-    deployment: DeploymentState,
-    pods: list[PodState],
-    values: dict[str, Sample],
-    history: dict[str, Any],
-    capacity: ReplicaCapacity | None,
-) -> Observation:
-    """The engine's view of one workload this tick."""
-    return Observation(
-        now=now,
-        current=deployment.spec_replicas,
-        ready=deployment.ready_replicas,
-        warming=deployment.warming_replicas,
-        pods=tuple(EnginePod(p.name, p.ready) for p in pods),
-        samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
-        series=_series(history.get("metric")),
-        series_pods=_series(history.get("pods")),
-        prompt_tokens_per_s=_series(history.get("prompt")),
-        generation_tokens_per_s=_series(history.get("generation")),
-        ttft_p95_s=_series(history.get("ttft")),
-        capacity=capacity,
-    )
-
-
-def _series(points: list[list[float]] | None) -> tuple[tuple[float, float], ...]:
-    return tuple((p[0], p[1]) for p in points or [])
 
 
 # --- what the dashboard reads besides the policy metric ------------------------------------------

@@ -11,11 +11,14 @@ UI's what-if preview all run one job (:mod:`scaling.backtest.jobs`), which calls
                  max_concurrency=256, routing="shortest-expected-delay", start_s=0.0,
                  duration_s=None, initial_replicas=None, oracle=True,
                  progress=None) -> BacktestResult
+
+    replay_signals(policy: PolicyParams, ticks: Iterable[SignalTick],
+                   memory=None) -> list[Decision]   # recorded signals, no pool
 """
 
 from .deployment import DEFAULT_GPU_TYPE, DEFAULT_MODEL, Deployment, trace_requests
 from .oracle import run_oracle
-from .replay import run_backtest
+from .replay import replay_signals, run_backtest
 from .result import BacktestResult, OracleResult, TimelinePoint
 from .signals import SUPPORTED_METRICS
 from .slo import Attainment, Slo
@@ -30,6 +33,7 @@ __all__ = [
     "OracleResult",
     "Slo",
     "TimelinePoint",
+    "replay_signals",
     "run_backtest",
     "run_oracle",
     "trace_requests",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scaling.capacity import DEFAULT_MAX_CONCURRENCY, capacity_of
-from scaling.engine import Memory, Observation, PolicyParams, ReplicaCapacity, decide
+from scaling.engine import Decision, Memory, PolicyParams, ReplicaCapacity, decide
+from scaling.signals import SignalHistory, SignalTick
 from simulator.pool import ServingPool
 from simulator.replica import Request
 
@@ -22,14 +23,7 @@ from .deployment import (
 )
 from .oracle import DEFAULT_WINDOW_S, DRAIN_LIMIT_S, run_oracle, window_need
 from .result import BacktestResult, OracleResult, TimelinePoint, downsample
-from .signals import (
-    SignalHistory,
-    check_metric,
-    metric_pods,
-    metric_value,
-    percentile,
-    reads_metric,
-)
+from .signals import Gateway, check_metric, percentile
 from .slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, Slo, count_attainment
 
 Progress = Callable[[float], None]
@@ -95,6 +89,37 @@ def run_backtest(
     run = _Replay(policy, deployment, slo, requests, end_s, tick_s)
     run.go(initial_replicas, replay_progress)
     return run.result(name, oracle_result)
+
+
+def replay_signals(
+    policy: PolicyParams, ticks: Iterable[SignalTick], memory: Memory | None = None
+) -> list[Decision]:
+    """The engine's decision for each recorded tick of one workload, under ``policy``.
+
+    What a (possibly edited) policy would have decided over recorded signals, tick by tick,
+    exactly as the live loop decides (tests/scaling/test_signal_equivalence.py proves it):
+
+    1. Each tick (a ``SignalTick``: what the loop observed, in time order) goes into a
+       ``SignalHistory`` kept for the engine's ``history_s(policy)``, and the engine decides
+       on its ``Observation`` with the memory of the previous decision (``memory``: the
+       engine memory to start from, default empty).
+    2. The ticks carry what really happened (their ``current`` replicas), so the replay is
+       open loop: the engine records a scale event when it sees ``current`` change (as the
+       live loop's engine does), so rate limits and cooldowns count only changes that
+       happened, whatever the replayed policy wanted.
+
+    ``decisions[i].desired`` is the count wanted at ``ticks[i]``; each decision carries its
+    steps and reason. Pure: no Django, no clock.
+    """
+    history = SignalHistory(policy)
+    memory = memory if memory is not None else Memory()
+    decisions: list[Decision] = []
+    for tick in ticks:
+        history.record(tick)
+        decision = decide(policy, history.observation(tick), memory)
+        decisions.append(decision)
+        memory = decision.memory
+    return decisions
 
 
 def _end(requests: Sequence[Request], tick_s: float, duration_s: float | None) -> float:
@@ -179,12 +204,12 @@ class _Replay:
         self.tally = _Tally()
         self.pool: ServingPool | None = None
         self.gpu_seconds = 0.0
-        self.reads_metric = reads_metric(policy)
 
     def go(self, initial: int, progress: Progress) -> None:
         """Steps 2-3 of run_backtest."""
         pool = self.pool = self.deployment.new_pool(initial)
-        history, memory = SignalHistory(), Memory()
+        history, memory = SignalHistory(self.policy), Memory()
+        gateway = Gateway(self.policy, self.tick_s)
         ticks = max(1, round(self.end_s / self.tick_s))
         every = max(1, ticks // 100)
         next_request = done = 0
@@ -200,19 +225,9 @@ class _Replay:
             snap = pool.snapshot(now)
             finished = list(pool.completed)[done:]
             done = len(pool.completed)
-            value = (
-                metric_value(self.policy.metric, self.policy.aggregation, snap)
-                if self.reads_metric
-                else None
-            )
-            pods = (
-                metric_pods(self.policy.metric, snap)
-                if self.reads_metric and self.policy.aggregation == "average"
-                else None
-            )
-            history.record(now, self.tick_s, value, arrived, finished, pods)
-            obs = self._observe(now, current, snap.ready, snap.warming, history)
-            decision = decide(self.policy, obs, memory)
+            tick = gateway.tick(snap, current, arrived, finished, self.capacity)
+            history.record(tick)
+            decision = decide(self.policy, history.observation(tick), memory)
             memory = decision.memory
             current = self._apply(decision.desired, current, now, decision.outcome)
             self._count(now, current, snap.ready, snap.gpu_util)
@@ -221,23 +236,6 @@ class _Replay:
         self.gpu_seconds = pool.gpu_seconds
         pool.advance(self.end_s + DRAIN_LIMIT_S)
         progress(1.0)
-
-    def _observe(
-        self, now: float, current: int, ready: int, warming: int, history: SignalHistory
-    ) -> Observation:
-        return Observation(
-            now=now,
-            current=current,
-            ready=ready,
-            warming=warming,
-            series=history.series("metric"),
-            series_pods=history.series("pods"),
-            request_rate=history.series("rate"),
-            prompt_tokens_per_s=history.series("prompt"),
-            generation_tokens_per_s=history.series("generation"),
-            ttft_p95_s=history.series("ttft_p95"),
-            capacity=self.capacity,
-        )
 
     def _apply(self, desired: int, current: int, now: float, outcome: str) -> int:
         self.tally.outcomes[outcome] += 1

@@ -13,16 +13,18 @@ from ``ServingPool.snapshot()`` and the requests the replay submits:
   so the replay does not peek at them);
 - TTFT p95 of the requests that finished in the tick (no point when none did);
 - ``ReplicaCapacity`` from the GPU performance model (:func:`scaling.capacity.capacity_of`).
+
+Each tick becomes a ``scaling.signals.SignalTick``, recorded in the same ``SignalHistory`` the
+live loop keeps, for as long as the engine says the policy's algorithm reads.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 
-from scaling.engine import PolicyParams
-from scaling.engine.types import Series
+from scaling.engine import METRIC, PolicyParams, ReplicaCapacity, needs_metric, reads
+from scaling.signals import SignalTick
 from simulator.pool import PoolSnapshot
 from simulator.replica import Completion, Request
 
@@ -32,23 +34,22 @@ SUPPORTED_METRICS = (
     "vllm:kv_cache_usage_perc",
     "DCGM_FI_DEV_GPU_UTIL",
 )
-HISTORY_S = 600.0  # the longest lookback any algorithm reads (predictive)
 OUTPUT_PRIOR_TOKENS = 128.0  # expected output before any request finished (as the router's)
 OUTPUT_EWMA_WEIGHT = 0.05
 
 
-# With the offered-work signals the back-tester always provides, these never read the metric.
-METRIC_FREE_ALGORITHMS = ("predictive", "slo")
-
-
 def reads_metric(policy: PolicyParams) -> bool:
-    """Whether the replay must produce the policy metric for this algorithm."""
-    return policy.algorithm not in METRIC_FREE_ALGORITHMS or policy.metric in SUPPORTED_METRICS
+    """Whether the replay produces the policy metric: the algorithm reads it (as its demand
+    signal, or as the fallback behind offered work, when the replay can produce it)."""
+    if METRIC not in reads(policy):
+        return False
+    return needs_metric(policy) or policy.metric in SUPPORTED_METRICS
 
 
 def check_metric(policy: PolicyParams) -> None:
-    """Raise ValueError when the algorithm reads a metric the replay cannot produce."""
-    if policy.algorithm not in METRIC_FREE_ALGORITHMS and policy.metric not in SUPPORTED_METRICS:
+    """Raise ValueError when the algorithm needs a metric the replay cannot produce (one
+    reading offered work, which the replay always provides, does not)."""
+    if needs_metric(policy) and policy.metric not in SUPPORTED_METRICS:
         supported = ", ".join(SUPPORTED_METRICS)
         raise ValueError(f"metric {policy.metric!r} cannot be back-tested; use one of {supported}")
 
@@ -87,44 +88,37 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-class SignalHistory:
-    """The rolling series the engine reads, kept for ``HISTORY_S`` seconds."""
+class Gateway:
+    """Offered work and TTFT as a gateway in front of the pool counts them, per tick."""
 
-    def __init__(self) -> None:
-        self._series: dict[str, deque[tuple[float, float]]] = {
-            name: deque() for name in ("metric", "pods", "rate", "prompt", "generation", "ttft_p95")
-        }
+    def __init__(self, policy: PolicyParams, tick_s: float) -> None:
+        self.policy, self.tick_s = policy, tick_s
+        self.reads_metric = reads_metric(policy)
         self.expected_output = OUTPUT_PRIOR_TOKENS
 
-    def record(
+    def tick(
         self,
-        now: float,
-        tick_s: float,
-        metric: float | None,
+        snap: PoolSnapshot,
+        current: int,
         arrived: Sequence[Request],
         finished: Sequence[Completion],
-        pods: int | None = None,
-    ) -> None:
-        """Append this tick's points and forget those older than the history. ``pods``:
-        how many pods a per-replica ``metric`` averaged over."""
+        capacity: ReplicaCapacity,
+    ) -> SignalTick:
+        """What the live loop would have observed at the end of this tick."""
         for done in finished:
             self.expected_output += OUTPUT_EWMA_WEIGHT * (done.output_tokens - self.expected_output)
-        if metric is not None:
-            self._append("metric", now, metric)
-            if pods is not None:
-                self._append("pods", now, float(pods))
-        self._append("rate", now, len(arrived) / tick_s)
-        self._append("prompt", now, sum(r.input_tokens for r in arrived) / tick_s)
-        self._append("generation", now, len(arrived) * self.expected_output / tick_s)
-        ttft = percentile(sorted(c.ttft_s for c in finished), 95)
-        if ttft is not None:
-            self._append("ttft_p95", now, ttft)
-        for points in self._series.values():
-            while points and points[0][0] < now - HISTORY_S:
-                points.popleft()
-
-    def series(self, name: str) -> Series:
-        return tuple(self._series[name])
-
-    def _append(self, name: str, now: float, value: float) -> None:
-        self._series[name].append((now, value))
+        policy, now = self.policy, snap.now
+        value = metric_value(policy.metric, policy.aggregation, snap) if self.reads_metric else None
+        average = self.reads_metric and policy.aggregation == "average"
+        return SignalTick(
+            now=now,
+            current=current,
+            ready=snap.ready,
+            warming=snap.warming,
+            metric=None if value is None else (now, value),
+            metric_pods=float(metric_pods(policy.metric, snap)) if average else None,
+            prompt_tokens_per_s=sum(r.input_tokens for r in arrived) / self.tick_s,
+            generation_tokens_per_s=len(arrived) * self.expected_output / self.tick_s,
+            ttft_p95_s=percentile(sorted(c.ttft_s for c in finished), 95),
+            capacity=capacity,
+        )

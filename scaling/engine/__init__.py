@@ -29,12 +29,20 @@ Output
 `note_outage(memory, now)` marks a tick the loop could not observe: clocks stop, and the
 first fresh observation after it starts a recovery window with no scale-down.
 
+`history_s(policy)` is how many seconds of signal history the policy's algorithm reads and
+`reads(policy)` which signals (METRIC, OFFERED_WORK, TTFT); the live loop and the back-tester
+keep and produce exactly those (scaling.signals).
+
 Algorithms live in ALGORITHMS (name -> Algorithm): hpa, kpa, apa, predictive, slo.
 """
 
 from .decide import ALGORITHMS, decide
 from .freshness import note_outage
+from .inputs import history_s, needs_metric, reads
 from .types import (
+    METRIC,
+    OFFERED_WORK,
+    TTFT,
     Algorithm,
     Decision,
     Memory,
@@ -50,6 +58,9 @@ from .types import (
 
 __all__ = [
     "ALGORITHMS",
+    "METRIC",
+    "OFFERED_WORK",
+    "TTFT",
     "Algorithm",
     "Decision",
     "Memory",
@@ -62,5 +73,8 @@ __all__ = [
     "ReplicaCapacity",
     "Step",
     "decide",
+    "history_s",
+    "needs_metric",
     "note_outage",
+    "reads",
 ]

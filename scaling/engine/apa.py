@@ -24,6 +24,7 @@ from .explain import replicas_text
 from .guards import ceil_replicas, floor_replicas
 from .series import metric_signal_points, per_replica, used_values
 from .types import (
+    METRIC,
     Algorithm,
     Memory,
     MetricValue,
@@ -109,4 +110,11 @@ def memory_horizon_s(p: Params) -> float:
     return max(p["cooldown_s"], p["stable_window_s"])
 
 
-ALGORITHM = Algorithm("apa", DEFAULTS, signals, recommend, memory_horizon_s)
+def history_s(p: Params) -> float:
+    """Step 1's metric window."""
+    return p["stable_window_s"]
+
+
+ALGORITHM = Algorithm(
+    "apa", DEFAULTS, signals, recommend, memory_horizon_s, frozenset({METRIC}), history_s
+)

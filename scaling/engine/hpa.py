@@ -35,6 +35,7 @@ from .behavior import HPA_BEHAVIOR_DEFAULTS, rate_limit, stabilise
 from .explain import replicas_text
 from .guards import ceil_replicas
 from .types import (
+    METRIC,
     Algorithm,
     Memory,
     MetricValue,
@@ -232,4 +233,11 @@ def memory_horizon_s(p: Params) -> float:
     )
 
 
-ALGORITHM = Algorithm("hpa", DEFAULTS, signals, recommend, memory_horizon_s)
+def history_s(p: Params) -> float:
+    """The latest value only (per-pod samples, else the series' newest point)."""
+    return 0.0
+
+
+ALGORITHM = Algorithm(
+    "hpa", DEFAULTS, signals, recommend, memory_horizon_s, frozenset({METRIC}), history_s
+)

@@ -34,6 +34,7 @@ from .explain import replicas_text
 from .guards import ceil_replicas, floor_replicas
 from .series import metric_signal_points, pool_total, used_values
 from .types import (
+    METRIC,
     Algorithm,
     Memory,
     MetricValue,
@@ -171,4 +172,11 @@ def memory_horizon_s(p: Params) -> float:
     return p["stable_window_s"]
 
 
-ALGORITHM = Algorithm("kpa", DEFAULTS, signals, recommend, memory_horizon_s, derive)
+def history_s(p: Params) -> float:
+    """Step 1's windows: the stable one, or a panic window set longer."""
+    return max(p["stable_window_s"], p["panic_window_s"])
+
+
+ALGORITHM = Algorithm(
+    "kpa", DEFAULTS, signals, recommend, memory_horizon_s, frozenset({METRIC}), history_s, derive
+)

@@ -78,6 +78,9 @@ from .explain import replicas_text
 from .guards import ceil_replicas
 from .series import latest, metric_signal_points, totals, value_at
 from .types import (
+    METRIC,
+    OFFERED_WORK,
+    TTFT,
     Algorithm,
     Memory,
     MetricValue,
@@ -380,4 +383,17 @@ def memory_horizon_s(p: Params) -> float:
     )
 
 
-ALGORITHM = Algorithm("predictive", DEFAULTS, signals, recommend, memory_horizon_s)
+def history_s(p: Params) -> float:
+    """Steps 1-5 read the demand, its peak and TTFT p95 over `history_s`."""
+    return p["history_s"]
+
+
+ALGORITHM = Algorithm(
+    "predictive",
+    DEFAULTS,
+    signals,
+    recommend,
+    memory_horizon_s,
+    frozenset({METRIC, OFFERED_WORK, TTFT}),
+    history_s,
+)

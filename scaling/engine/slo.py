@@ -39,6 +39,9 @@ from .explain import replicas_text
 from .guards import ceil_replicas
 from .series import used_values, window_mean
 from .types import (
+    METRIC,
+    OFFERED_WORK,
+    TTFT,
     Algorithm,
     Memory,
     Observation,
@@ -138,4 +141,17 @@ def memory_horizon_s(p: Params) -> float:
     return max(p["scale_down_stabilization_s"], p["scale_up_period_s"], p["scale_down_period_s"])
 
 
-ALGORITHM = Algorithm("slo", DEFAULTS, signals, recommend, memory_horizon_s)
+def history_s(p: Params) -> float:
+    """Step 1's TTFT window, and predictive's history under step 5's floor."""
+    return max(p["stable_window_s"], predictive.history_s(p))
+
+
+ALGORITHM = Algorithm(
+    "slo",
+    DEFAULTS,
+    signals,
+    recommend,
+    memory_horizon_s,
+    frozenset({METRIC, OFFERED_WORK, TTFT}),
+    history_s,
+)

@@ -327,13 +327,23 @@ class Proposal:
     hold_reason: str | None = None
 
 
+# The observed signals an algorithm may read (Algorithm.reads).
+METRIC = "metric"  # the policy metric (series and per-pod samples)
+OFFERED_WORK = "offered work"  # prompt and generation tokens/s, with the replica capacity
+TTFT = "ttft"  # time-to-first-token p95
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """A registry entry: defaults plus the functions the engine calls.
 
     `signals` names the data `recommend` will read so the shared guards vet it first;
-    `derive` fills defaults that depend on other values (e.g. KPA's panic window is 10 %
-    of the stable window).
+    `reads` says which observed signals it uses (METRIC, OFFERED_WORK, TTFT: what the loop
+    queries and the back-test produces; an algorithm reading offered work takes the policy
+    metric only as its fallback); `history_s` how many seconds of those signals' history it
+    reads, from the effective params (the loop and the back-test keep that much, see
+    `inputs.history_s`); `derive` fills defaults that depend on other values (e.g. KPA's
+    panic window is 10 % of the stable window).
     """
 
     name: str
@@ -341,4 +351,6 @@ class Algorithm:
     signals: Callable[[PolicyParams, Params, Observation], tuple[Signal, ...]]
     recommend: Callable[[PolicyParams, Params, Observation, Memory], Proposal]
     memory_horizon_s: Callable[[Params], float]
+    reads: frozenset[str]
+    history_s: Callable[[Params], float]
     derive: Callable[[PolicyParams, dict[str, float]], dict[str, float]] | None = None
