@@ -288,6 +288,8 @@ class Proposal:
     counters: dict[str, Any]
     engine: EngineDecision
     metrics_missing: bool
+    failure: str  # what keeps the Deployment from its replicas (observe.failure_of), or ""
+    unplaced: str  # the part of it that is pods the scheduler cannot place, or ""
 
 
 def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
@@ -302,7 +304,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
             outcome="off",
             reason="no active policy",
             current=deployment.spec_replicas,
-            failure=deployment.failure or "",
+            failure=observe.failure_of(deployment, observe.pods_of(deployment, observed.pods)),
             observed_at=at,
         )
         return Evaluation(status, {}, None, deployment)
@@ -327,6 +329,8 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         counters,
         engine,
         metrics_missing,
+        observe.failure_of(deployment, pods),
+        observe.unplaced(pods),
     )
 
 
@@ -346,6 +350,8 @@ def _finish(
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
+    if p.unplaced:
+        reason = f"{reason}; {p.unplaced}"
     previous = p.workload.loop_state or {}
     # The quota allocation's clocks (scaling.allocation reads them back, for every cluster).
     quota_state: dict[str, float] = {"wanted": p.engine.desired}
@@ -458,12 +464,13 @@ def _evaluation(
         for m in engine.metric_values
     )
     # What makes a new Decision row: a different outcome or count wanted, a hold on bad data
-    # (the engine's guard) starting or ending, a new policy version. Not which step happened
+    # (the engine's guard) or pods the scheduler cannot place starting or ending, a new
+    # policy version. Not which step happened
     # to bind this tick: that flips with noise while the count stays, and the latest "why" is
     # always in the status. Repeats are counted there (since, evaluations).
     version = p.policy.version
     guarded = bool(steps) and steps[0].name == "guard"
-    key = [outcome, engine.desired, engine.outcome, guarded, version]
+    key = [outcome, engine.desired, engine.outcome, guarded, bool(p.unplaced), version]
     before = (p.workload.loop_state or {}).get("key")
     # A saved policy shows at once: its first evaluation is a Decision even when it holds.
     if isinstance(before, list) and len(before) == len(key) and before[-1] != version:
@@ -482,7 +489,7 @@ def _evaluation(
         desired=engine.desired,
         steps=steps,
         metrics=metric_values,
-        failure=p.deployment.failure or "",
+        failure=p.failure,
         observed_at=at,
         since=previous.since if repeat and previous and previous.since else at,
         evaluations=previous.evaluations + 1 if repeat and previous else 1,

@@ -44,6 +44,22 @@ def pods_of(deployment: DeploymentState, pods: dict[str, list[PodState]]) -> lis
     ]
 
 
+def unplaced(pods: Iterable[PodState]) -> str:
+    """Why some of the pods cannot be placed (the scheduler's own message), or "": a scale-up
+    whose pods stay Pending is capacity that will not come."""
+    stuck = [pod for pod in pods if pod.unschedulable]
+    if not stuck:
+        return ""
+    count = f"{len(stuck)} pod{'s' if len(stuck) > 1 else ''}"
+    return f"{count} cannot be placed: {stuck[0].unschedulable}"
+
+
+def failure_of(deployment: DeploymentState, pods: Iterable[PodState]) -> str:
+    """What keeps the Deployment from its replicas: its own condition (e.g. pods refused by a
+    ResourceQuota) and pods the scheduler cannot place."""
+    return "; ".join(f for f in (deployment.failure or "", unplaced(pods)) if f)
+
+
 PodIndex = dict[tuple[str, str], list[Sample]]
 
 

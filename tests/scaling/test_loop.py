@@ -206,6 +206,30 @@ def test_a_saved_policy_shows_its_first_decision_even_when_it_holds(
     assert Decision.objects.count() == 2
 
 
+def test_pods_the_scheduler_cannot_place_are_reported_in_the_status_and_a_decision(
+    start_simulator, gpu_type, team_a
+):
+    small = fleet(CHAT | {"load": {"kind": "constant", "rate_rps": 1.0}})
+    small["clusters"][0]["nodes"] = [{"gpu_type": "A100-80GB", "count": 1, "gpus_per_node": 4}]
+    url = start_simulator(small, speed=4.0)
+    # min 6 one-GPU replicas on one 4-GPU node: two pods stay Pending.
+    cluster, workload = register(url, gpu_type, team_a, min_replicas=6, max_replicas=8)
+    clock = Clock()
+
+    def reported() -> bool:
+        status = Workload.objects.get(pk=workload.pk).public_status
+        return status is not None and "2 pods cannot be placed" in status.failure
+
+    ticks_until(cluster, reported, clock=clock, every=5.0)
+    status = Workload.objects.get(pk=workload.pk).public_status
+    assert status is not None
+    assert "cannot be placed: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu" in (
+        status.failure
+    )
+    latest = Decision.objects.filter(workload=workload).latest("at")
+    assert "2 pods cannot be placed" in latest.reason
+
+
 def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
     start_simulator, gpu_type, team_a
 ):
