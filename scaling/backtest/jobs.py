@@ -7,7 +7,8 @@ where the result goes; what is replayed, on what, with which defaults, is decide
     replay = replay_settings(workload, policy, duration_s=600.0)
     check_replay(runs, replay)                       # ValueError now rather than in a worker
     results = run_job(runs, "conv", replay, progress=lambda share, algorithm: ...)
-    job_result(results)    # {"results": [...], "oracle": {...}, "attribution": "..."}
+    job_result(results)    # {"results": [...], "oracle": {...}, "infeasible": "...",
+                           #  "warnings": [...], "attribution": "..."}
 
 No Django at run time: the workload and the policy are read by attribute.
 """
@@ -148,8 +149,9 @@ def _share_of(
 
 def job_result(results: Sequence[BacktestResult]) -> dict[str, Any]:
     """The job's JSON (the API's job result, ``manage.py backtest --json``): every run
-    without its oracle, the oracle once, and the trace's attribution when it is a bundled
-    one."""
+    without its oracle, the oracle once, the job's warnings (every run's, then the
+    oracle's: ``job_warnings``), the infeasible requests as a sentence, and the trace's
+    attribution when it is a bundled one."""
     runs = []
     for result in results:
         data = result.to_dict()
@@ -159,8 +161,18 @@ def job_result(results: Sequence[BacktestResult]) -> dict[str, Any]:
     return {
         "results": runs,
         "oracle": oracle.to_dict() if oracle is not None else None,
+        "infeasible": results[0].infeasible_text,
+        "warnings": job_warnings(results),
         "attribution": attribution(results[0].trace),
     }
+
+
+def job_warnings(results: Sequence[BacktestResult]) -> list[str]:
+    """What makes a job's comparison less than it seems: a run at its max_replicas, an
+    oracle capped, out of reach of the goal or replaying under it."""
+    out = [warning for result in results for warning in result.warnings]
+    oracle = results[0].oracle if results else None
+    return out + (oracle.warnings if oracle is not None else [])
 
 
 def attribution(trace_name: str) -> str | None:
