@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from scaling.engine import PolicyParams
+from scaling.engine.types import TARGET_OPTIONAL
 from simulator.traces import NAMED_TRACES, RECORDED_TRACES
 
 from .deployment import Deployment, TraceInput
@@ -103,6 +104,18 @@ def check_replay(runs: Sequence[PolicyParams], replay: dict[str, Any]) -> None:
     Deployment(cold_start_s=cold_start_s, **deployment)
     for params in runs:
         check_metric(params)
+    check_targets(runs)
+
+
+def check_targets(runs: Sequence[PolicyParams]) -> None:
+    """Raise ValueError when a run's algorithm reads a target the policy does not have (a
+    predictive or slo policy without one, compared with hpa, kpa or apa)."""
+    for params in runs:
+        if params.target is None and params.algorithm not in TARGET_OPTIONAL:
+            raise ValueError(
+                f"the {params.algorithm} algorithm needs a target and the policy has none "
+                f"(give it one to compare with {params.algorithm})"
+            )
 
 
 def run_job(
@@ -118,7 +131,9 @@ def run_job(
     arguments of ``run_backtest``). The oracle, when asked for, is computed by the first run
     and reused by the others (same trace, same settings). ``initial_replicas`` (the replicas
     that served at the trace's start) is held to each run's [min, max]. Raises what
-    ``run_backtest`` raises: ValueError, and ``TraceError`` for a bad trace."""
+    ``run_backtest`` raises: ValueError (also for a run whose algorithm needs a target the
+    policy lacks), and ``TraceError`` for a bad trace."""
+    check_targets(runs)
     results: list[BacktestResult] = []
     reuse: bool | OracleResult = oracle
     for index, params in enumerate(runs):

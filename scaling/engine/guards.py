@@ -16,7 +16,16 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .types import Memory, Observation, Params, PolicyParams, QuotaHeadroom, Signal, Step
+from .types import (
+    TARGET_OPTIONAL,
+    Memory,
+    Observation,
+    Params,
+    PolicyParams,
+    QuotaHeadroom,
+    Signal,
+    Step,
+)
 
 # Far above any real fleet, small enough that int arithmetic and JSON stay ordinary.
 REPLICA_CEILING = 1_000_000
@@ -51,7 +60,10 @@ def resolve_params(policy: PolicyParams, defaults: Params) -> dict[str, float]:
 
 def policy_problem(policy: PolicyParams) -> str | None:
     """Why the policy cannot be evaluated, or None."""
-    if not math.isfinite(policy.target) or policy.target <= 0:
+    if policy.target is None:
+        if policy.algorithm not in TARGET_OPTIONAL:
+            return f"the {policy.algorithm} algorithm needs a target"
+    elif not math.isfinite(policy.target) or policy.target <= 0:
         return f"target {policy.target} must be a positive number"
     if policy.min_replicas < 0:
         return f"min_replicas {policy.min_replicas} is negative"

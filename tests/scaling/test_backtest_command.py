@@ -198,3 +198,14 @@ def test_progress_is_drawn_on_stderr_when_asked_and_not_otherwise(db, policy_fil
         assert ("100 %" in err.getvalue()) is drawn
         assert ("[" in err.getvalue()) is drawn
         json.loads(out.getvalue())  # stdout stays pure JSON
+
+
+def test_a_predictive_policy_file_needs_no_target_unless_compared_with_one_that_reads_it(
+    db, policy_file
+):
+    path = policy_file({"algorithm": "predictive", "max_replicas": 8})
+    data = json.loads(run("--policy", path, *SHORT, "--json"))
+    [result] = data["results"]
+    assert result["algorithm"] == "predictive" and result["slo_attainment"] is not None
+    with pytest.raises(CommandError, match="the hpa algorithm needs a target"):
+        run("--policy", path, *SHORT, "--compare", "hpa")

@@ -188,8 +188,6 @@ def _describe(exc: Exception) -> str:
         for name, messages in sorted(exc.message_dict.items()):
             text = " ".join(messages)
             name = "policy" if name == "__all__" else name
-            if name == "target" and "null" in text:
-                text = "required: a positive number"
             parts.append(f"{name}: {text}")
         return "; ".join(parts)
     if isinstance(exc, ValidationError):
