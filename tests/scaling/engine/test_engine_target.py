@@ -3,6 +3,8 @@ predictive and slo size from offered work and need none."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scaling.engine import Observation, PolicyParams, ReplicaCapacity, decide
@@ -13,13 +15,13 @@ CAPACITY = ReplicaCapacity(
 )
 # Ten minutes of steady offered work: 20k prompt and 3.2k generation tokens/s, which is
 # 4 + 4 = 8 replicas of work at CAPACITY.
-OFFERED = {
+OFFERED: dict[str, Any] = {
     "prompt_tokens_per_s": tuple((NOW - 600 + 5 * k, 20_000.0) for k in range(121)),
     "generation_tokens_per_s": tuple((NOW - 600 + 5 * k, 3_200.0) for k in range(121)),
     "capacity": CAPACITY,
     "ttft_p95_s": tuple((NOW - 600 + 5 * k, 0.5) for k in range(121)),  # slo reads it too
 }
-METRIC = {"series": tuple((NOW - 600 + 5 * k, 10.0) for k in range(121))}
+METRIC: dict[str, Any] = {"series": tuple((NOW - 600 + 5 * k, 10.0) for k in range(121))}
 
 
 def policy(algorithm: str, target: float | None) -> PolicyParams:
