@@ -263,9 +263,10 @@ def run_oracle(
         curves.append(miss_curve(deployment, slo, part, i * window_s, window_s, search_top))
         if progress is not None:
             progress((i + 1) / len(cut))
-    top = max(floor, max(len(c.misses) - 1 for c in curves))
+    top = max(len(c.misses) - 1 for c in curves)
     if ceiling is not None:
-        top = min(max(top, floor), ceiling)
+        top = min(top, ceiling)
+    top = max(top, floor)  # a ceiling under the floor: the floor wins, as for a policy
     lengths = [min(end_s, (i + 1) * window_s) - i * window_s for i in range(len(cut))]
     feasible = sum(c.feasible for c in curves)
     budget = math.floor((1 - target) * feasible + 1e-9)
