@@ -68,12 +68,6 @@ class OracleResult:
     goal_met: bool = True
     bound_attainment: float | None = None
 
-    def initial_replicas(self, cold_start_s: float) -> int:
-        """What a replay starts warm with: the most the schedule holds before a replica
-        started at 0 could be ready (no policy could have more by then)."""
-        first = max(1, math.ceil(cold_start_s / self.window_s)) if self.window_s > 0 else 1
-        return max(self.schedule[:first], default=0)
-
     @property
     def warnings(self) -> list[str]:
         out = []
