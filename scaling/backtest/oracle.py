@@ -73,6 +73,7 @@ DEFAULT_TARGET_ATTAINMENT = 0.99
 DRAIN_LIMIT_S = 600.0  # how long a replay waits for in-flight requests after its end
 LAMBDA_STEPS = 40  # bisection steps on the price of a miss
 MAX_REPAIRS = 40  # replays spent lifting the plan until it meets the goal with carry-over
+CURVES_SHARE = 0.6  # of the oracle's progress: the miss curves; the replays take the rest
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ def run_oracle(
     for i, part in enumerate(cut):
         curves.append(miss_curve(deployment, slo, part, i * window_s, window_s, search_top))
         if progress is not None:
-            progress((i + 1) / len(cut))
+            progress(CURVES_SHARE * (i + 1) / len(cut))
     top = max(len(c.misses) - 1 for c in curves)
     if ceiling is not None:
         top = min(top, ceiling)
@@ -282,6 +283,8 @@ def run_oracle(
     counts, replayed = _repair(
         deployment, slo, requests, end_s, plan.counts, curves, window_s, budget, ceiling
     )
+    if progress is not None:
+        progress(1.0)
     held_s = sum(n * length for n, length in zip(counts, lengths, strict=True))
     at_cap = sum(length for n, length in zip(counts, lengths, strict=True) if n == ceiling)
     return OracleResult(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -98,3 +99,24 @@ def test_the_oracle_is_not_capped_by_the_policy_and_says_so_when_the_caller_caps
     assert data["goal_met"] is False and data["ceiling"] == 2
     assert any("out of reach under 2 replicas" in w for w in data["warnings"])
     assert any("at its cap of 2 replicas 100 %" in w for w in data["warnings"])
+
+
+def test_an_oracle_schedule_that_replays_under_the_goal_says_so():
+    requests = random_trace(5, 20.0)
+    oracle = run_oracle(Deployment(cold_start_s=COLD_S), Slo(), requests, 20.0)
+    assert oracle.warnings == []
+    short = replace(oracle, slo_attainment=0.97)  # as when the repairs run out
+    assert short.warnings == [
+        "oracle: its schedule replays at 97 % (under 99%): work carried over between "
+        "windows costs more than the bound counts"
+    ]
+    assert short.to_dict()["warnings"] == short.warnings
+
+
+def test_the_oracle_reports_its_progress_through_the_curves_and_the_replays():
+    shares: list[float] = []
+    run_oracle(
+        Deployment(cold_start_s=COLD_S), Slo(), random_trace(2, 20.0), 20.0, progress=shares.append
+    )
+    assert shares == sorted(shares) and shares[-1] == 1.0
+    assert 0 < shares[-2] < 1.0  # the curves are done before the replays
