@@ -175,9 +175,18 @@ class BacktestResult:
 
     @property
     def gpu_hours_vs_oracle(self) -> float | None:
+        """Against the oracle's lower bound."""
         if self.oracle is None or self.oracle.gpu_hours <= 0:
             return None
         return self.gpu_hours / self.oracle.gpu_hours
+
+    @property
+    def gpu_hours_vs_oracle_schedule(self) -> float | None:
+        """Against what the oracle's schedule spent replayed (the other end of the bracket
+        the optimum lies in when that schedule meets the goal)."""
+        if self.oracle is None or self.oracle.replay_gpu_hours <= 0:
+            return None
+        return self.gpu_hours / self.oracle.replay_gpu_hours
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,6 +219,7 @@ class BacktestResult:
             "scale_events": self.scale_events,
             "mean_gpu_util": _round(self.mean_gpu_util),
             "gpu_hours_vs_oracle": _round(self.gpu_hours_vs_oracle),
+            "gpu_hours_vs_oracle_schedule": _round(self.gpu_hours_vs_oracle_schedule),
             "max_replicas": self.max_replicas,
             "at_max_share": _round(self.at_max_share),
             "warnings": self.warnings,

@@ -66,8 +66,13 @@ def test_compare_as_json_shares_one_oracle(db, policy_file):
     data = json.loads(run("--policy", path, *SHORT, "--compare", "kpa,hpa", "--json"))
     assert [r["algorithm"] for r in data["results"]] == ["hpa", "kpa"]
     oracle_hours = data["oracle"]["gpu_hours"]
+    schedule_hours = data["oracle"]["replay_gpu_hours"]
+    assert 0 < oracle_hours <= schedule_hours
     for r in data["results"]:
         assert r["gpu_hours_vs_oracle"] == pytest.approx(r["gpu_hours"] / oracle_hours, rel=1e-3)
+        assert r["gpu_hours_vs_oracle_schedule"] == pytest.approx(
+            r["gpu_hours"] / schedule_hours, rel=1e-3
+        )
 
 
 @pytest.mark.parametrize(

@@ -280,14 +280,15 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
     ]
     header = (
         f"{'policy':<13} {'SLO att.':>9} {'TTFT p50/p95/p99 s':>20} {'GPU-h':>8} "
-        f"{'x oracle':>8} {'mean/peak':>10} {'scale ev.':>9} {'GPU util':>8}"
+        f"{'x oracle':>8} {'x sched.':>8} {'mean/peak':>10} {'scale ev.':>9} {'GPU util':>8}"
     )
     lines += [header, "-" * len(header)]
     for r in results:
         ttft = f"{_num(r.ttft_p50_s)}/{_num(r.ttft_p95_s)}/{_num(r.ttft_p99_s)}"
         lines.append(
             f"{r.algorithm:<13} {_pct(r.slo_attainment):>9} {ttft:>20} {r.gpu_hours:>8.2f} "
-            f"{_num(r.gpu_hours_vs_oracle):>8} {f'{r.mean_replicas:.1f}/{r.peak_replicas}':>10} "
+            f"{_num(r.gpu_hours_vs_oracle):>8} {_num(r.gpu_hours_vs_oracle_schedule):>8} "
+            f"{f'{r.mean_replicas:.1f}/{r.peak_replicas}':>10} "
             f"{r.scale_events:>9} {r.mean_gpu_util * 100:>7.0f}%"
         )
     oracle = first.oracle
@@ -309,9 +310,9 @@ def _oracle_rows(oracle: OracleResult) -> list[str]:
     goal = oracle.target_attainment if oracle.goal_met else oracle.bound_attainment
     return [
         f"{'oracle bound':<13} {_pct(goal):>9} {'-':>20} {oracle.gpu_hours:>8.2f} "
-        f"{'1.00':>8} {'-':>10} {'-':>9} {'-':>8}",
+        f"{'1.00':>8} {_num(1 / ratio if ratio else None):>8} {'-':>10} {'-':>9} {'-':>8}",
         f"{'oracle sched.':<13} {_pct(oracle.slo_attainment):>9} {'-':>20} "
-        f"{oracle.replay_gpu_hours:>8.2f} {_num(ratio):>8} {peak:>10} "
+        f"{oracle.replay_gpu_hours:>8.2f} {_num(ratio):>8} {'1.00':>8} {peak:>10} "
         f"{oracle.scale_events:>9} {'-':>8}",
         "",
         f"oracle: clairvoyant lower bound over {oracle.window_s:g} s windows with one "
