@@ -53,9 +53,9 @@ class PolicyView:
     mode: str
     metric: str
     aggregation: str
-    target: float
-    upper: float
-    lower: float
+    target: float | None  # None: an algorithm without a target (predictive, slo)
+    upper: float | None
+    lower: float | None
     min_replicas: int
     max_replicas: int
 

@@ -23,11 +23,14 @@ def policy_view(policy: ScalingPolicy) -> PolicyView:
     defaults = ALGORITHMS[policy.algorithm].defaults if policy.algorithm in ALGORITHMS else {}
     up = policy.scale_up_tolerance
     down = policy.scale_down_tolerance
-    upper, lower = thresholds(
-        policy.target,
-        up if up is not None else float(defaults.get("scale_up_tolerance", 0.0)),
-        down if down is not None else float(defaults.get("scale_down_tolerance", 0.0)),
-    )
+    upper: float | None = None
+    lower: float | None = None
+    if policy.target is not None:  # predictive and slo may have none: no lines to draw
+        upper, lower = thresholds(
+            policy.target,
+            up if up is not None else float(defaults.get("scale_up_tolerance", 0.0)),
+            down if down is not None else float(defaults.get("scale_down_tolerance", 0.0)),
+        )
     return PolicyView(
         version=policy.version,
         algorithm=policy.algorithm,

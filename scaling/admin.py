@@ -72,6 +72,10 @@ class ScalingPolicyAdmin(HistoryAdminMixin):
         (
             "Signal",
             {
+                "description": (
+                    "Target: required by hpa, kpa and apa; empty for predictive and slo, which "
+                    "size from offered work."
+                ),
                 "fields": [
                     "algorithm",
                     "metric",
@@ -79,7 +83,7 @@ class ScalingPolicyAdmin(HistoryAdminMixin):
                     "target",
                     "max_metric_age_s",
                     "slo_ttft_p95_s",
-                ]
+                ],
             },
         ),
         ("Bounds", {"fields": ["min_replicas", "max_replicas", "cold_start_s"]}),

@@ -22,6 +22,7 @@ from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.backtest import jobs as backtest_jobs
 from scaling.engine import PolicyParams
+from scaling.engine.types import TARGET_OPTIONAL
 from scaling.status import WorkloadStatus
 from tenants.models import (
     Namespace,
@@ -263,7 +264,13 @@ class ScalingPolicy(models.Model):
         max_length=16, choices=Aggregation.choices, default=Aggregation.AVERAGE
     )
     target = models.FloatField(
-        help_text="Target value of the metric (> 0).", validators=bounded("target")
+        null=True,
+        blank=True,
+        help_text=(
+            "Target value of the metric (> 0). Required by hpa, kpa and apa; predictive and "
+            "slo size from offered work and need none."
+        ),
+        validators=bounded("target"),
     )
     min_replicas = models.PositiveIntegerField(default=1, validators=bounded("min_replicas"))
     max_replicas = models.PositiveIntegerField(default=10, validators=bounded("max_replicas"))
@@ -414,6 +421,11 @@ class ScalingPolicy(models.Model):
                 errors[field.name] = "Must be a finite number."
         if self.algorithm == self.Algorithm.SLO and self.slo_ttft_p95_s is None:
             errors["slo_ttft_p95_s"] = "The slo algorithm needs a TTFT p95 target."
+        if self.target is None and self.algorithm not in TARGET_OPTIONAL:
+            errors["target"] = (
+                f"required by the {self.algorithm} algorithm: a positive number "
+                f"(only {' and '.join(sorted(TARGET_OPTIONAL))} need none)."
+            )
         unreachable = self.unreachable_target()
         if unreachable and "target" not in errors:
             errors["target"] = unreachable

@@ -7,7 +7,8 @@ where the result goes; what is replayed, on what, with which defaults, is decide
     replay = replay_settings(workload, policy, duration_s=600.0)
     check_replay(runs, replay)                       # ValueError now rather than in a worker
     results = run_job(runs, "conv", replay, progress=lambda share, algorithm: ...)
-    job_result(results)    # {"results": [...], "oracle": {...}, "attribution": "..."}
+    job_result(results)    # {"results": [...], "oracle": {...}, "infeasible": "...",
+                           #  "warnings": [...], "attribution": "..."}
 
 No Django at run time: the workload and the policy are read by attribute.
 """
@@ -19,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from scaling.engine import PolicyParams
+from scaling.engine.types import TARGET_OPTIONAL
 from simulator.traces import NAMED_TRACES, RECORDED_TRACES
 
 from .deployment import Deployment, TraceInput
@@ -102,6 +104,18 @@ def check_replay(runs: Sequence[PolicyParams], replay: dict[str, Any]) -> None:
     Deployment(cold_start_s=cold_start_s, **deployment)
     for params in runs:
         check_metric(params)
+    check_targets(runs)
+
+
+def check_targets(runs: Sequence[PolicyParams]) -> None:
+    """Raise ValueError when a run's algorithm reads a target the policy does not have (a
+    predictive or slo policy without one, compared with hpa, kpa or apa)."""
+    for params in runs:
+        if params.target is None and params.algorithm not in TARGET_OPTIONAL:
+            raise ValueError(
+                f"the {params.algorithm} algorithm needs a target and the policy has none "
+                f"(give it one to compare with {params.algorithm})"
+            )
 
 
 def run_job(
@@ -117,7 +131,9 @@ def run_job(
     arguments of ``run_backtest``). The oracle, when asked for, is computed by the first run
     and reused by the others (same trace, same settings). ``initial_replicas`` (the replicas
     that served at the trace's start) is held to each run's [min, max]. Raises what
-    ``run_backtest`` raises: ValueError, and ``TraceError`` for a bad trace."""
+    ``run_backtest`` raises: ValueError (also for a run whose algorithm needs a target the
+    policy lacks), and ``TraceError`` for a bad trace."""
+    check_targets(runs)
     results: list[BacktestResult] = []
     reuse: bool | OracleResult = oracle
     for index, params in enumerate(runs):
@@ -148,8 +164,9 @@ def _share_of(
 
 def job_result(results: Sequence[BacktestResult]) -> dict[str, Any]:
     """The job's JSON (the API's job result, ``manage.py backtest --json``): every run
-    without its oracle, the oracle once, and the trace's attribution when it is a bundled
-    one."""
+    without its oracle, the oracle once, the job's warnings (every run's, then the
+    oracle's: ``job_warnings``), the infeasible requests as a sentence, and the trace's
+    attribution when it is a bundled one."""
     runs = []
     for result in results:
         data = result.to_dict()
@@ -159,8 +176,18 @@ def job_result(results: Sequence[BacktestResult]) -> dict[str, Any]:
     return {
         "results": runs,
         "oracle": oracle.to_dict() if oracle is not None else None,
+        "infeasible": results[0].infeasible_text,
+        "warnings": job_warnings(results),
         "attribution": attribution(results[0].trace),
     }
+
+
+def job_warnings(results: Sequence[BacktestResult]) -> list[str]:
+    """What makes a job's comparison less than it seems: a run at its max_replicas, an
+    oracle capped, out of reach of the goal or replaying under it."""
+    out = [warning for result in results for warning in result.warnings]
+    oracle = results[0].oracle if results else None
+    return out + (oracle.warnings if oracle is not None else [])
 
 
 def attribution(trace_name: str) -> str | None:

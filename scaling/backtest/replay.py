@@ -21,7 +21,7 @@ from .deployment import (
     TraceInput,
     trace_requests,
 )
-from .oracle import DEFAULT_WINDOW_S, DRAIN_LIMIT_S, run_oracle, window_need
+from .oracle import DRAIN_LIMIT_S, START_WINDOW_S, run_oracle, window_need
 from .result import BacktestResult, OracleResult, TimelinePoint, downsample
 from .signals import Gateway, check_metric, percentile
 from .slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, Slo, count_attainment
@@ -48,6 +48,7 @@ def run_backtest(
     duration_s: float | None = None,
     initial_replicas: int | None = None,
     oracle: bool | OracleResult = True,
+    oracle_ceiling: int | None = None,
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Replay ``trace`` through ``policy`` on the simulator's virtual clock.
@@ -65,9 +66,11 @@ def run_backtest(
     4. SLO attainment, TTFT percentiles and the oracle comparison are computed.
 
     ``cold_start_s`` None takes the policy's. ``oracle`` True computes the oracle, an
-    OracleResult reuses one (same trace and settings), False skips it. ``progress`` gets
-    the done share (0..1) now and then. Raises ValueError for settings the replay cannot
-    honour (unknown GPU type, unsupported metric, ...) and ``TraceError`` for a bad trace.
+    OracleResult reuses one (same trace and settings), False skips it; ``oracle_ceiling``
+    caps the oracle's replicas (None: no cap; the policy's max_replicas is not the
+    oracle's). ``progress`` gets the done share (0..1) now and then. Raises ValueError
+    for settings the replay cannot honour (unknown GPU type, unsupported metric, ...) and
+    ``TraceError`` for a bad trace.
     """
     check_metric(policy)
     if not tick_s > 0:
@@ -77,9 +80,11 @@ def run_backtest(
     slo = Slo(slo_ttft_s, slo_tpot_s)
     name, requests = trace_requests(trace, start_s, duration_s)
     end_s = _end(requests, tick_s, duration_s)
-    oracle_result = _oracle(oracle, policy, deployment, slo, requests, end_s, progress)
+    oracle_result = _oracle(
+        oracle, policy, deployment, slo, requests, end_s, oracle_ceiling, progress
+    )
     if initial_replicas is None:
-        initial_replicas = _initial(oracle_result, policy, deployment, slo, requests)
+        initial_replicas = _initial(policy, deployment, slo, requests)
     share = ORACLE_SHARE if oracle is True else 0.0
 
     def replay_progress(done: float) -> None:
@@ -137,6 +142,7 @@ def _oracle(
     slo: Slo,
     requests: Sequence[Request],
     end_s: float,
+    ceiling: int | None,
     progress: Progress | None,
 ) -> OracleResult | None:
     if isinstance(oracle, OracleResult):
@@ -154,23 +160,19 @@ def _oracle(
         requests,
         end_s,
         floor=policy.min_replicas,
-        ceiling=policy.max_replicas,
+        ceiling=ceiling,
         progress=oracle_progress,
     )
 
 
 def _initial(
-    oracle: OracleResult | None,
-    policy: PolicyParams,
-    deployment: Deployment,
-    slo: Slo,
-    requests: Sequence[Request],
+    policy: PolicyParams, deployment: Deployment, slo: Slo, requests: Sequence[Request]
 ) -> int:
-    if oracle is not None and oracle.schedule:
-        need = oracle.schedule[0]
-    else:
-        first = [r for r in requests if r.arrival_s < DEFAULT_WINDOW_S]
-        need = window_need(deployment, slo, first, 0.0, policy.min_replicas, policy.max_replicas)
+    # The first minute's requests alone at 99 %, not the oracle's first windows: those are
+    # 5 s long and leave out the work a burst carries over, which no policy can answer
+    # before its first cold start ends.
+    first = [r for r in requests if r.arrival_s < START_WINDOW_S]
+    need = window_need(deployment, slo, first, 0.0, policy.min_replicas, policy.max_replicas)
     return min(max(need, policy.min_replicas), policy.max_replicas)
 
 
@@ -183,6 +185,7 @@ class _Tally:
     peak: int = 0
     util_weighted: float = 0.0
     ready_ticks: int = 0
+    at_max_ticks: int = 0
     timeline: list[TimelinePoint] = field(default_factory=list)
 
 
@@ -250,6 +253,7 @@ class _Replay:
         t.peak = max(t.peak, replicas)
         t.util_weighted += util * ready
         t.ready_ticks += ready
+        t.at_max_ticks += replicas >= self.policy.max_replicas
         t.timeline.append(TimelinePoint(now, replicas, ready))
 
     def result(self, name: str, oracle: OracleResult | None) -> BacktestResult:
@@ -287,4 +291,6 @@ class _Replay:
             outcomes=dict(t.outcomes),
             timeline=downsample(t.timeline),
             oracle=oracle,
+            max_replicas=self.policy.max_replicas,
+            at_max_share=t.at_max_ticks / len(t.timeline) if t.timeline else 0.0,
         )

@@ -40,12 +40,16 @@ def downsample(
 
 @dataclass(frozen=True)
 class OracleResult:
-    """Clairvoyant provisioning on the same trace (how it is computed: scaling/backtest/oracle.py
-    and docs/backtest.md).
+    """Clairvoyant provisioning on the same trace (how it is computed and why it is a lower
+    bound: scaling/backtest/oracle.py and docs/backtest.md).
 
-    ``gpu_hours`` is the bound: replicas held per window, plus one cold start for every replica
-    started, no drain. ``slo_attainment`` comes from replaying that schedule through the pool
-    (``replay_gpu_hours`` is what the replay billed, drains included).
+    ``gpu_hours`` is the bound: no schedule that meets the goal (``target_attainment`` of the
+    feasible requests) spends less. ``schedule`` is the cheapest per-window plan found within
+    the miss budget (``schedule_gpu_hours`` as the bound counts it); replayed through the pool
+    with carry-over it attains ``slo_attainment`` for ``replay_gpu_hours`` (drains billed).
+    ``ceiling`` is the replica cap it was held to (None: none); ``capped_share`` the share of
+    time its schedule sits there; ``goal_met`` False when the goal is out of reach under the
+    cap (the bound is then for ``bound_attainment``, the best it can do).
     """
 
     window_s: float
@@ -58,17 +62,50 @@ class OracleResult:
     replay_gpu_hours: float
     schedule: tuple[int, ...]  # replicas per window
     timeline: tuple[TimelinePoint, ...]
+    schedule_gpu_hours: float = 0.0
+    ceiling: int | None = None
+    capped_share: float = 0.0
+    goal_met: bool = True
+    bound_attainment: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        out = []
+        if not self.goal_met:
+            out.append(
+                f"oracle: {self.target_attainment:.0%} attainment is out of reach under "
+                f"{self.ceiling} replicas (at best {_share(self.bound_attainment)}); its "
+                "GPU-hours are a bound for that attainment, not for the goal"
+            )
+        if self.capped_share > 0:
+            out.append(
+                f"oracle: at its cap of {self.ceiling} replicas {_share(self.capped_share)} "
+                "of the time"
+            )
+        if self.slo_attainment is not None and self.slo_attainment < self.target_attainment:
+            out.append(
+                f"oracle: its schedule replays at {_share(self.slo_attainment)} "
+                f"(under {self.target_attainment:.0%}): work carried over between windows "
+                "costs more than the bound counts"
+            )
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "window_s": self.window_s,
             "target_attainment": self.target_attainment,
             "gpu_hours": _round(self.gpu_hours),
+            "schedule_gpu_hours": _round(self.schedule_gpu_hours),
             "mean_replicas": _round(self.mean_replicas),
             "peak_replicas": self.peak_replicas,
             "scale_events": self.scale_events,
             "slo_attainment": _round(self.slo_attainment),
             "replay_gpu_hours": _round(self.replay_gpu_hours),
+            "ceiling": self.ceiling,
+            "capped_share": _round(self.capped_share),
+            "goal_met": self.goal_met,
+            "bound_attainment": _round(self.bound_attainment),
+            "warnings": self.warnings,
             "schedule": list(self.schedule),
             "timeline": [p.to_dict() for p in self.timeline],
         }
@@ -106,12 +143,50 @@ class BacktestResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     timeline: tuple[TimelinePoint, ...] = ()
     oracle: OracleResult | None = None
+    max_replicas: int | None = None  # the policy's cap
+    at_max_share: float = 0.0  # share of ticks whose decision sat at max_replicas
+
+    @property
+    def infeasible(self) -> int:
+        return self.requests - self.feasible
+
+    @property
+    def infeasible_text(self) -> str | None:
+        """ "412 requests (18 %) were too long to meet a 2 s TTFT on A100-80GB", or None."""
+        if not self.infeasible:
+            return None
+        return (
+            f"{self.infeasible:,} request{'s' if self.infeasible != 1 else ''} "
+            f"({_share(self.infeasible_share)}) {'were' if self.infeasible != 1 else 'was'} "
+            f"too long to meet a {self.slo_ttft_s:g} s TTFT on {self.gpu_type}"
+            + (f" x{self.gpus_per_replica}" if self.gpus_per_replica > 1 else "")
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What makes the comparison less than it seems (the oracle's own come with it)."""
+        out = []
+        if self.at_max_share > 0:
+            out.append(
+                f"{self.algorithm}: at max_replicas ({self.max_replicas}) "
+                f"{_share(self.at_max_share)} of the time; it might have wanted more"
+            )
+        return out
 
     @property
     def gpu_hours_vs_oracle(self) -> float | None:
+        """Against the oracle's lower bound."""
         if self.oracle is None or self.oracle.gpu_hours <= 0:
             return None
         return self.gpu_hours / self.oracle.gpu_hours
+
+    @property
+    def gpu_hours_vs_oracle_schedule(self) -> float | None:
+        """Against what the oracle's schedule spent replayed (the other end of the bracket
+        the optimum lies in when that schedule meets the goal)."""
+        if self.oracle is None or self.oracle.replay_gpu_hours <= 0:
+            return None
+        return self.gpu_hours / self.oracle.replay_gpu_hours
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,7 +205,9 @@ class BacktestResult:
             "feasible": self.feasible,
             "slo_met": self.slo_met,
             "slo_attainment": _round(self.slo_attainment),
+            "infeasible": self.infeasible,
             "infeasible_share": _round(self.infeasible_share),
+            "infeasible_text": self.infeasible_text,
             "ttft_s": {
                 "p50": _round(self.ttft_p50_s),
                 "p95": _round(self.ttft_p95_s),
@@ -142,6 +219,10 @@ class BacktestResult:
             "scale_events": self.scale_events,
             "mean_gpu_util": _round(self.mean_gpu_util),
             "gpu_hours_vs_oracle": _round(self.gpu_hours_vs_oracle),
+            "gpu_hours_vs_oracle_schedule": _round(self.gpu_hours_vs_oracle_schedule),
+            "max_replicas": self.max_replicas,
+            "at_max_share": _round(self.at_max_share),
+            "warnings": self.warnings,
             "outcomes": dict(self.outcomes),
             "timeline": [p.to_dict() for p in self.timeline],
             "oracle": self.oracle.to_dict() if self.oracle is not None else None,
@@ -152,3 +233,11 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value, digits)
+
+
+def _share(value: float | None) -> str:
+    """A share as a percentage for messages: 0.1834 -> "18 %", small ones with a decimal."""
+    if value is None:
+        return "-"
+    pct = value * 100
+    return f"{pct:.1f} %" if pct < 10 or 99 < pct < 99.95 else f"{pct:.0f} %"

@@ -81,7 +81,7 @@ def in_cooldown(memory: Memory, now: float, p: Params) -> float | None:
 
 def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Proposal:
     use = per_replica(policy, obs, p["stable_window_s"])
-    ratio = use / policy.target
+    ratio = use / policy.target_value
     proposed, note = band(ratio, obs.current, p)
     raw = ceil_replicas(max(obs.current, 1) * ratio) if proposed != obs.current else proposed
     steps = [Step("tolerance and rate", proposed, note)]
@@ -98,7 +98,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         )
     headline = (
         f"average {policy.metric} {use:.3g} per replica is {ratio:.2f} of target "
-        f"{policy.target:g} → {replicas_text(raw)}"
+        f"{policy.target_value:g} → {replicas_text(raw)}"
     )
     values: tuple[MetricValue, ...] = (MetricValue("per-replica mean", use, obs.now),)
     if obs.series:

@@ -19,7 +19,16 @@ import math
 from dataclasses import replace
 from itertools import pairwise
 
-from .types import Memory, Observation, Params, PolicyParams, QuotaHeadroom, Signal, Step
+from .types import (
+    TARGET_OPTIONAL,
+    Memory,
+    Observation,
+    Params,
+    PolicyParams,
+    QuotaHeadroom,
+    Signal,
+    Step,
+)
 
 # Far above any real fleet, small enough that int arithmetic and JSON stay ordinary.
 REPLICA_CEILING = 1_000_000
@@ -54,7 +63,10 @@ def resolve_params(policy: PolicyParams, defaults: Params) -> dict[str, float]:
 
 def policy_problem(policy: PolicyParams) -> str | None:
     """Why the policy cannot be evaluated, or None."""
-    if not math.isfinite(policy.target) or policy.target <= 0:
+    if policy.target is None:
+        if policy.algorithm not in TARGET_OPTIONAL:
+            return f"the {policy.algorithm} algorithm needs a target"
+    elif not math.isfinite(policy.target) or policy.target <= 0:
         return f"target {policy.target} must be a positive number"
     if policy.min_replicas < 0:
         return f"min_replicas {policy.min_replicas} is negative"

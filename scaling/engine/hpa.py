@@ -112,7 +112,7 @@ def per_pod_replicas(policy: PolicyParams, p: Params, obs: Observation) -> Calcu
     if not metrics:
         return Calculation(obs.current, math.nan, "no fresh metric for any ready pod", values)
     usage = _mean(metrics)
-    ratio = usage / policy.target
+    ratio = usage / policy.target_value
     rebalance = bool(unready) and ratio > 1
     if not rebalance and not missing:
         if within_tolerance(ratio, p):
@@ -120,10 +120,10 @@ def per_pod_replicas(policy: PolicyParams, p: Params, obs: Observation) -> Calcu
         return Calculation(ceil_replicas(ratio * len(metrics)), usage, "", values)
     filled = dict(metrics)
     for name in missing:
-        filled[name] = policy.target if ratio < 1 else 0.0
+        filled[name] = policy.target_value if ratio < 1 else 0.0
     if rebalance:
         filled.update(dict.fromkeys(unready, 0.0))
-    new_ratio = _mean(filled) / policy.target
+    new_ratio = _mean(filled) / policy.target_value
     detail = f"{len(missing)} missing, {len(unready) if rebalance else 0} not-ready counted"
     if within_tolerance(new_ratio, p) or (ratio < 1 < new_ratio) or (ratio > 1 > new_ratio):
         return Calculation(obs.current, usage, f"{detail}: no change after recount", values)
@@ -154,13 +154,15 @@ def aggregate_replicas(policy: PolicyParams, p: Params, obs: Observation) -> Cal
     values = (MetricValue(policy.metric, usage, stamp),)
     if policy.aggregation == "total":
         if obs.current == 0:
-            return Calculation(ceil_replicas(usage / policy.target), usage, "from zero", values)
-        ratio = usage / (policy.target * obs.current)
+            return Calculation(
+                ceil_replicas(usage / policy.target_value), usage, "from zero", values
+            )
+        ratio = usage / (policy.target_value * obs.current)
         if within_tolerance(ratio, p):
             return Calculation(obs.current, usage, "within tolerance", values)
-        return Calculation(ceil_replicas(usage / policy.target), usage, "", values)
+        return Calculation(ceil_replicas(usage / policy.target_value), usage, "", values)
     pods = obs.ready if obs.ready > 0 else obs.current
-    ratio = usage / policy.target
+    ratio = usage / policy.target_value
     if within_tolerance(ratio, p):
         return Calculation(obs.current, usage, "within tolerance", values)
     return Calculation(ceil_replicas(ratio * pods), usage, "", values)
@@ -175,12 +177,12 @@ def calculate(policy: PolicyParams, p: Params, obs: Observation) -> Calculation:
 def describe(policy: PolicyParams, calc: Calculation) -> str:
     kind = "per replica" if policy.aggregation == "average" else "in total"
     word = "average" if policy.aggregation == "average" else "total"
-    relation = "over" if calc.usage > policy.target else "under"
-    if calc.usage == policy.target:
+    relation = "over" if calc.usage > policy.target_value else "under"
+    if calc.usage == policy.target_value:
         relation = "at"
     text = (
         f"{word} {policy.metric} {calc.usage:.3g} {kind} {relation} target "
-        f"{policy.target:g} → {replicas_text(calc.replicas)}"
+        f"{policy.target_value:g} → {replicas_text(calc.replicas)}"
     )
     return f"{text} ({calc.note})" if calc.note else text
 

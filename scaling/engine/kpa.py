@@ -106,7 +106,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     if policy.aggregation == "average" and obs.series and obs.ready == 0:
         why = "no ready replica to turn the per-replica average into a total"
         return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
-    target = policy.target * p["target_utilization"]
+    target = policy.target_value * p["target_utilization"]
     stable = pool_total(policy, obs, p["stable_window_s"])
     panic = pool_total(policy, obs, p["panic_window_s"])
     ready = max(obs.ready, 1)

@@ -177,10 +177,10 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         pool = totals(policy, obs)
         raw = tuple(sorted(x for x in pool if x[0] >= start)) or (latest(pool),)
         return tuple(
-            (t, v / policy.target) for t, v in raw
+            (t, v / policy.target_value) for t, v in raw
         ), f"{policy.metric} over target (fallback)"
     total = sum(s.value for s in obs.samples)
-    return ((obs.now, total / policy.target),), f"{policy.metric} over target (fallback)"
+    return ((obs.now, total / policy.target_value),), f"{policy.metric} over target (fallback)"
 
 
 def holt(raw: Series, horizon_s: float, now: float, p: Params) -> Forecast:
@@ -288,6 +288,8 @@ class Target:
 
 def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Target | str:
     """Steps 1-7, or why there is no target (a hold reason)."""
+    if not uses_offered_work(obs) and policy.target is None:
+        return "no offered work observed, and no target to size the metric against"
     if (
         not uses_offered_work(obs)
         and policy.aggregation == "average"

@@ -18,15 +18,19 @@ Series = tuple[Point, ...]
 # Effective parameter values after resolving the policy's None fields against DEFAULTS.
 Params = Mapping[str, float]
 _V = TypeVar("_V", int, float)
+# Algorithms that size from offered work and need no target: they read one only as a
+# fallback when no offered work is observed, and hold without it (``PolicyParams.target``).
+TARGET_OPTIONAL = frozenset({"predictive", "slo"})
 
 
 @dataclass(frozen=True)
 class PolicyParams:
-    """The stored ScalingPolicy, field for field. None means "the algorithm's default"."""
+    """The stored ScalingPolicy, field for field. None means "the algorithm's default"
+    (for ``target``: none; only the TARGET_OPTIONAL algorithms may go without one)."""
 
     algorithm: str
     metric: str
-    target: float
+    target: float | None
     min_replicas: int
     max_replicas: int
     aggregation: str = "average"  # "average" (per replica) | "total" (whole pool)
@@ -50,6 +54,14 @@ class PolicyParams:
     cold_start_s: float = 60.0
     max_metric_age_s: float = 60.0
     slo_ttft_p95_s: float | None = None
+
+    @property
+    def target_value(self) -> float:
+        """The target, for the algorithms that read one. The engine refuses a policy without
+        one before they run (``guards.policy_problem``), so None here is a bug."""
+        if self.target is None:
+            raise ValueError(f"the {self.algorithm} algorithm needs a target")
+        return self.target
 
 
 @dataclass(frozen=True)

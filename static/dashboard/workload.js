@@ -37,7 +37,7 @@
   }
 
   function thresholdShapes() {
-    if (!policy) return [];
+    if (!policy || policy.target === null) return [];  // predictive and slo may have no target
     const shape = (y, color, dash) => ({
       type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color: color, width: 2, dash: dash },
     });
@@ -46,7 +46,7 @@
   }
 
   function thresholdLegend() {
-    if (!policy) return [];
+    if (!policy || policy.target === null) return [];
     // Invisible traces so the legend names the three lines.
     const legend = (name, color, dash) => ({ type: "scatter", mode: "lines", x: [null], y: [null], name: name,
       line: { color: color, dash: dash } });

@@ -361,3 +361,39 @@ def test_decisions_are_read_only(fleet: Any, client_for: Any) -> None:
     assert staff.get(url).status_code == 200
     assert staff.delete(url).status_code == 405
     assert staff.post("/api/v1/decisions/", {}, format="json").status_code == 405
+
+
+@pytest.mark.parametrize("algorithm", ["predictive", "slo"])
+def test_a_policy_whose_algorithm_reads_no_target_needs_none(
+    fleet: Any, client_for: Any, algorithm: str
+) -> None:
+    operator = client_for(fleet.users["operator"])
+    workload = operator.post("/api/v1/workloads/", workload_body(), format="json").json()
+    body = {"workload": workload["id"], "algorithm": algorithm, "slo_ttft_p95_s": 2.0}
+    created = operator.post("/api/v1/policies/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["target"] is None
+    stored = ScalingPolicy.objects.get(pk=created.json()["id"])
+    assert stored.target is None and stored.engine_params().target is None
+    # Switching it to an algorithm that reads a target without giving one is refused.
+    url = f"/api/v1/policies/{stored.pk}/"
+    switched = operator.patch(url, {"algorithm": "hpa"}, format="json")
+    assert switched.status_code == 400
+    assert "required by the hpa algorithm" in switched.json()["errors"]["target"][0]
+
+
+@pytest.mark.parametrize("algorithm", ["hpa", "kpa", "apa"])
+def test_a_policy_whose_algorithm_reads_a_target_is_refused_without_one(
+    fleet: Any, client_for: Any, algorithm: str
+) -> None:
+    operator = client_for(fleet.users["operator"])
+    workload = operator.post("/api/v1/workloads/", workload_body(), format="json").json()
+    for body in (
+        {"workload": workload["id"], "algorithm": algorithm},
+        {"workload": workload["id"], "algorithm": algorithm, "target": None},
+    ):
+        refused = operator.post("/api/v1/policies/", body, format="json")
+        assert refused.status_code == 400, refused.json()
+        assert list(refused.json()["errors"]) == ["target"]
+        assert f"required by the {algorithm} algorithm" in refused.json()["errors"]["target"][0]
+    assert not ScalingPolicy.objects.filter(workload_id=workload["id"]).exists()

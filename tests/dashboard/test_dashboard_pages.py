@@ -324,3 +324,24 @@ def test_the_workload_page_shows_the_latest_evaluation_and_its_error_incident(cl
     assert "Not observed for 7 ticks since 2026-12-01 10:00:00 (timeout / list deployments)" in body
     assert "2 → 4" in body and "capped at max_replicas 4" in body
     assert "outage_since" not in body
+
+
+def test_a_predictive_policy_saves_without_a_target_and_draws_no_threshold_lines(client, setup):
+    client.force_login(setup["operator"])
+    policy = setup["a"].policy
+    url = f"/workloads/{setup['a'].pk}/"
+    data = form_data(policy, algorithm="predictive", target="")
+    response = client.post(url, data, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["policy"]["target"] is None
+    assert body["policy"]["upper"] is None and body["policy"]["lower"] is None
+    refused = client.post(
+        url,
+        form_data(policy, algorithm="hpa", target="", version=2),
+        HTTP_ACCEPT="application/json",
+    )
+    assert refused.status_code == 400
+    assert "required by the hpa algorithm" in json.dumps(refused.json()["errors"]["target"])
+    client.force_login(setup["viewer"])  # the read-only view names what it sizes from
+    assert "none (sized from offered work)" in client.get(url).content.decode()

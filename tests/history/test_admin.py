@@ -113,3 +113,18 @@ def test_policy_min_above_max_shows_a_plain_error(
     assert "Min replicas cannot be above max replicas." in response.content.decode()
     policy.refresh_from_db()
     assert (policy.min_replicas, policy.max_replicas, policy.version) == (1, 10, 1)
+
+
+def test_the_admin_takes_a_predictive_policy_without_a_target_but_not_an_hpa_one(
+    admin_client, team_a, cluster, gpu_type, make_workload, change_form
+):
+    policy = make_workload(team_a, cluster, gpu_type, "chat").policy
+    url = f"/admin/scaling/scalingpolicy/{policy.pk}/change/"
+    refused = admin_client.post(url, change_form(admin_client, url, target=""))
+    assert "required by the hpa algorithm" in refused.content.decode()
+    policy.refresh_from_db()
+    assert policy.target is not None and policy.version == 1
+    data = change_form(admin_client, url, algorithm="predictive", target="")
+    assert admin_client.post(url, data).status_code == 302
+    policy.refresh_from_db()
+    assert (policy.algorithm, policy.target, policy.version) == ("predictive", None, 2)

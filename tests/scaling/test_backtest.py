@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from scaling.backtest import Deployment, Slo, run_backtest, run_oracle
-from scaling.backtest.oracle import bridge
+from scaling.backtest.oracle import MissCurve, Plan, cheapest_schedule
 from scaling.backtest.slo import count_attainment
 from scaling.engine import PolicyParams
 from simulator.replica import Completion, Request
@@ -40,27 +40,58 @@ def test_a_prefill_bound_constant_load_needs_the_replicas_its_work_takes():
     assert three.peak_replicas == 3 and three.scale_events == 0
 
 
-def test_the_oracle_provisions_exactly_the_computed_need():
+def test_the_oracle_schedule_serves_steady_load_and_the_bound_stays_under_it():
     load = steady(30, 300)
     result = run_oracle(Deployment(), Slo(), load, 300.0)
-    assert result.schedule == (3, 3, 3, 3, 3)
-    assert result.gpu_hours == pytest.approx(3 * 300 / 3600)
+    # Alone, a 5 s window of this load fits on 2 replicas (its queue has no time to build):
+    # the bound counts that; carried over window to window it needs 3, which the replayed
+    # schedule holds (docs/backtest.md: how far apart the two can be).
+    assert set(result.schedule[2:]) == {3}
     assert result.slo_attainment == 1.0
+    assert result.replay_gpu_hours == pytest.approx(3 * 300 / 3600)
+    assert 2 * 290 / 3600 <= result.gpu_hours <= result.replay_gpu_hours
 
 
-def test_oracle_gpu_hours_add_one_cold_start_per_replica_started():
-    # 60 s at 1 request/s, then 60 s at 30/s: one replica, then three; two cold starts.
-    load = steady(1, 60) + [Request(60 + r.arrival_s, 800, 1) for r in steady(30, 60)]
-    result = run_oracle(Deployment(cold_start_s=60.0), Slo(), load, 120.0)
-    assert result.schedule == (1, 3)
-    assert result.gpu_hours == pytest.approx((60 * 1 + 60 * 3 + 2 * 60) / 3600)
-    assert result.slo_attainment == 1.0  # the two were started a cold start ahead
+def curves(*needs: int) -> list[MissCurve]:
+    """Windows of 10 feasible requests that all meet the SLO from ``need`` replicas on and
+    all miss below it."""
+    return [MissCurve(10, tuple([10] * need + [0])) for need in needs]
 
 
-def test_bridge_keeps_a_replica_through_a_dip_shorter_than_a_cold_start():
-    assert bridge([2, 1, 2], window_s=60, cold_start_s=60) == [2, 2, 2]
-    assert bridge([2, 1, 1, 2], window_s=60, cold_start_s=60) == [2, 1, 1, 2]
-    assert bridge([1, 0, 0, 1], window_s=60, cold_start_s=180) == [1, 1, 1, 1]
+def plan(needs: list[MissCurve], budget: int = 0, cold_start_s: float = 60.0) -> Plan:
+    top = max(len(c.misses) - 1 for c in needs)
+    return cheapest_schedule(
+        needs,
+        [10.0] * len(needs),
+        budget,
+        floor=1,
+        top=top,
+        gpus=1,
+        cold_start_s=cold_start_s,
+    )
+
+
+def test_the_oracle_bills_one_cold_start_per_replica_started_after_the_start():
+    chosen = plan(curves(1, 1, 1, 3, 3, 3), cold_start_s=15.0)
+    assert chosen.counts == (1, 1, 1, 3, 3, 3)
+    assert chosen.gpu_s == chosen.bound_s == (3 * 1 + 3 * 3) * 10 + 2 * 15
+
+
+def test_the_oracle_keeps_a_replica_through_a_dip_shorter_than_a_cold_start():
+    # Holding 2 spare replicas 10 s costs 20 GPU-s, restarting them 2 cold starts.
+    assert plan(curves(3, 1, 3), cold_start_s=60.0).counts == (3, 3, 3)
+    assert plan(curves(3, 1, 3), cold_start_s=5.0).counts == (3, 1, 3)
+
+
+def test_the_miss_budget_is_spent_where_replicas_are_dearest():
+    # One window needs 4 replicas for its 10 requests (3 miss them all), the others 1. With
+    # 10 misses allowed the oracle spends them all on that window (3 replicas saved), not
+    # on any other; with 9 it cannot, and pays for the 4.
+    needs = [*curves(1, 1, 4, 1, 1), MissCurve(10, (10, 0))]
+    chosen = plan(needs, budget=10, cold_start_s=0.0)
+    assert chosen.counts == (1, 1, 1, 1, 1, 1)
+    assert chosen.misses == 10
+    assert plan(needs, budget=9, cold_start_s=0.0).counts == (1, 1, 4, 1, 1, 1)
 
 
 def _completion(arrival, ttft, itl, output=11, input_tokens=500):
@@ -109,12 +140,9 @@ def test_no_policy_that_attains_as_much_as_the_oracle_uses_fewer_gpu_hours():
     assert oracle.slo_attainment is not None
     for result in [first, *others]:
         assert result.slo_attainment is not None
-        # The oracle is a reference, not a proof (docs/backtest.md): it changes replicas
-        # only at minute boundaries, so a policy that starts a replica a tick later than the
-        # oracle's exact cold-start lead can come in a few GPU-seconds under it.
-        if result.slo_attainment >= oracle.slo_attainment:
-            assert result.gpu_hours >= 0.98 * oracle.gpu_hours
-        assert result.gpu_hours >= 0.95 * oracle.gpu_hours
+        # The oracle is a lower bound (docs/backtest.md): no policy meeting the goal beats it.
+        if result.slo_attainment >= oracle.target_attainment:
+            assert result.gpu_hours >= oracle.gpu_hours
         assert result.gpu_hours_vs_oracle == pytest.approx(result.gpu_hours / oracle.gpu_hours)
 
 

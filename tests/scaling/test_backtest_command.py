@@ -66,8 +66,13 @@ def test_compare_as_json_shares_one_oracle(db, policy_file):
     data = json.loads(run("--policy", path, *SHORT, "--compare", "kpa,hpa", "--json"))
     assert [r["algorithm"] for r in data["results"]] == ["hpa", "kpa"]
     oracle_hours = data["oracle"]["gpu_hours"]
+    schedule_hours = data["oracle"]["replay_gpu_hours"]
+    assert 0 < oracle_hours <= schedule_hours
     for r in data["results"]:
         assert r["gpu_hours_vs_oracle"] == pytest.approx(r["gpu_hours"] / oracle_hours, rel=1e-3)
+        assert r["gpu_hours_vs_oracle_schedule"] == pytest.approx(
+            r["gpu_hours"] / schedule_hours, rel=1e-3
+        )
 
 
 @pytest.mark.parametrize(
@@ -141,3 +146,71 @@ def test_a_jsonl_trace_replays(db, policy_file, tmp_path):
 def test_bad_options_are_errors(db, policy_file, args, message):
     with pytest.raises(CommandError, match=message):
         run("--policy", policy_file({"target": 4}), *SHORT, *args)
+
+
+def long_prompt_trace(tmp_path) -> str:
+    """A JSON-lines trace where every fifth prompt is too long for a 2 s TTFT on an A100."""
+    lines = [
+        json.dumps(
+            {
+                "timestamp": 250 * i,
+                "input_length": 40_000 if i % 5 == 0 else 600,
+                "output_length": 20,
+            }
+        )
+        for i in range(400)
+    ]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_the_infeasible_requests_and_the_cap_are_shown_in_the_table_and_the_json(
+    db, policy_file, tmp_path
+):
+    trace = long_prompt_trace(tmp_path)
+    path = policy_file({"algorithm": "hpa", "target": 1, "max_replicas": 2})
+    data = json.loads(run("--policy", path, "--trace", trace, "--json"))
+    sentence = "80 requests (20 %) were too long to meet a 2 s TTFT on A100-80GB"
+    assert data["infeasible"] == sentence
+    [result] = data["results"]
+    assert result["infeasible"] == 80 and result["infeasible_text"] == sentence
+    assert result["max_replicas"] == 2 and result["at_max_share"] > 0
+    assert any(w.startswith("hpa: at max_replicas (2)") for w in data["warnings"])
+    assert data["oracle"]["ceiling"] is None  # not the policy's max
+    assert data["oracle"]["slo_attainment"] is not None
+    text = run("--policy", path, "--trace", trace)
+    assert f"Infeasible: {sentence}" in text
+    assert "Warnings:" in text and "! hpa: at max_replicas (2)" in text
+    assert "oracle bound" in text and "oracle sched." in text
+
+
+def test_the_oracle_is_capped_only_when_asked_and_then_says_so(db, policy_file):
+    path = policy_file({"algorithm": "hpa", "target": 32, "max_replicas": 10})
+    data = json.loads(run("--policy", path, *SHORT, "--json", "--oracle-max-replicas", "1"))
+    oracle = data["oracle"]
+    assert oracle["ceiling"] == 1 and oracle["capped_share"] > 0
+    assert any(w.startswith("oracle: at its cap of 1 replicas") for w in data["warnings"])
+    with pytest.raises(CommandError, match="--oracle-max-replicas must be at least 1"):
+        run("--policy", path, *SHORT, "--oracle-max-replicas", "0")
+
+
+def test_progress_is_drawn_on_stderr_when_asked_and_not_otherwise(db, policy_file):
+    path = policy_file({"algorithm": "hpa", "target": 32})
+    for flags, drawn in (([], False), (["--progress"], True)):
+        out, err = StringIO(), StringIO()
+        call_command("backtest", "--policy", path, *SHORT, "--json", *flags, stdout=out, stderr=err)
+        assert ("100 %" in err.getvalue()) is drawn
+        assert ("[" in err.getvalue()) is drawn
+        json.loads(out.getvalue())  # stdout stays pure JSON
+
+
+def test_a_predictive_policy_file_needs_no_target_unless_compared_with_one_that_reads_it(
+    db, policy_file
+):
+    path = policy_file({"algorithm": "predictive", "max_replicas": 8})
+    data = json.loads(run("--policy", path, *SHORT, "--json"))
+    [result] = data["results"]
+    assert result["algorithm"] == "predictive" and result["slo_attainment"] is not None
+    with pytest.raises(CommandError, match="the hpa algorithm needs a target"):
+        run("--policy", path, *SHORT, "--compare", "hpa")

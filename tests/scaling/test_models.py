@@ -70,6 +70,7 @@ def test_version_increments_on_every_change(workload):
 def test_a_save_that_changes_nothing_writes_nothing(workload):
     policy = ScalingPolicy.objects.get(pk=workload.policy.pk)
     updated_at = policy.updated_at
+    assert policy.target is not None
     policy.target = float(policy.target)  # the same value
     policy.save()
     stored = ScalingPolicy.objects.get(pk=policy.pk)

@@ -3,7 +3,7 @@
     python manage.py backtest --policy <id | file.json> --trace <file | conv | code>
         [--gpu-type A100-80GB] [--model NAME] [--gpus-per-replica N] [--cold-start S]
         [--slo-ttft S] [--slo-tpot S] [--tick S] [--start S] [--duration S]
-        [--compare hpa,kpa,oracle] [--json]
+        [--compare hpa,kpa,oracle] [--oracle-max-replicas N] [--progress] [--json]
 
 A policy id loads the stored ScalingPolicy; its workload's GPU type, model and GPUs per
 replica (and the policy's pool settings) are the defaults. A policy file is a JSON object with
@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from scaling.backtest import DEFAULT_GPU_TYPE, DEFAULT_MODEL, BacktestResult, jobs
+from scaling.backtest import DEFAULT_GPU_TYPE, DEFAULT_MODEL, BacktestResult, OracleResult, jobs
 from scaling.backtest.replay import DEFAULT_TICK_S
 from scaling.backtest.slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
 from scaling.engine import ALGORITHMS, PolicyParams
@@ -66,6 +65,16 @@ class Command(BaseCommand):
         parser.add_argument("--start", type=float, default=0.0, help="trace offset s")
         parser.add_argument("--duration", type=float, help="seconds of trace (default all)")
         parser.add_argument("--compare", default="", help="e.g. hpa,kpa,oracle")
+        parser.add_argument(
+            "--oracle-max-replicas",
+            type=int,
+            help="cap the oracle's replicas (default: none; the policy's max is not the oracle's)",
+        )
+        parser.add_argument(
+            "--progress",
+            action="store_true",
+            help="draw a progress bar on stderr even when it is not a terminal",
+        )
         parser.add_argument("--json", action="store_true", help="machine-readable output only")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -89,17 +98,25 @@ class Command(BaseCommand):
             start_s=options["start"],
             duration_s=options["duration"],
         )
+        if options["oracle_max_replicas"] is not None:
+            if options["oracle_max_replicas"] < 1:
+                raise CommandError("--oracle-max-replicas must be at least 1")
+            settings["oracle_ceiling"] = options["oracle_max_replicas"]
         runs = jobs.compared_runs(policy, parse_compare(options["compare"]), settings["slo_ttft_s"])
-        results = _run(runs, options["trace"], settings)
+        show_bar = options["progress"] or self.stderr.isatty()
+        results = _run(
+            runs, options["trace"], settings, ProgressBar(self.stderr) if show_bar else None
+        )
         if options["json"]:
             self.stdout.write(json.dumps(jobs.job_result(results), indent=2))
         else:
             self.stdout.write(render(results, options["trace"], show_oracle=True))
 
 
-def _run(runs: list[PolicyParams], trace: str, settings: dict[str, Any]) -> list[BacktestResult]:
-    """The job (``scaling.backtest.jobs``), with a progress bar on a terminal."""
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+def _run(
+    runs: list[PolicyParams], trace: str, settings: dict[str, Any], bar: ProgressBar | None
+) -> list[BacktestResult]:
+    """The job (``scaling.backtest.jobs``), with a progress bar when given one."""
     try:
         results = jobs.run_job(runs, trace, settings, progress=bar)
     except TraceError as exc:
@@ -171,8 +188,6 @@ def _describe(exc: Exception) -> str:
         for name, messages in sorted(exc.message_dict.items()):
             text = " ".join(messages)
             name = "policy" if name == "__all__" else name
-            if name == "target" and "null" in text:
-                text = "required: a positive number"
             parts.append(f"{name}: {text}")
         return "; ".join(parts)
     if isinstance(exc, ValidationError):
@@ -213,21 +228,27 @@ def _bad_csv_line(path: Path) -> int | None:
 
 
 class ProgressBar:
-    """A one-line bar on a terminal: one segment per run."""
+    """A one-line bar (on stderr): the share done over all runs and the run in progress,
+    redrawn only when a whole percent more is done."""
 
     WIDTH = 30
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: OutputWrapper) -> None:
         self.stream = stream
+        self.shown = (-1, "")
 
     def __call__(self, overall: float, label: str) -> None:
+        percent = int(overall * 100)
+        if (percent, label) == self.shown:
+            return
+        self.shown = (percent, label)
         filled = round(overall * self.WIDTH)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self.stream.write(f"\r{label:<11} [{bar}] {overall:4.0%}")
+        self.stream.write(f"\r{label:<11} [{bar}] {percent:3d} %", ending="")
         self.stream.flush()
 
     def done(self) -> None:
-        self.stream.write("\r" + " " * (self.WIDTH + 20) + "\r")
+        self.stream.write("\r" + " " * (self.WIDTH + 20) + "\r", ending="")
         self.stream.flush()
 
 
@@ -240,43 +261,63 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
 
 
 def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> str:
-    """The human-readable report: a header and one row per algorithm (and the oracle)."""
+    """The human-readable report: a header, one row per algorithm, the oracle's bound and
+    its schedule, then the warnings."""
     first = results[0]
     lines = [
         f"Back-test of {trace}: {first.requests:,} requests over {first.duration_s / 60:.1f} min "
         f"on {first.gpu_type} x{first.gpus_per_replica}, {first.model}, "
         f"cold start {first.cold_start_s:g} s, tick {first.tick_s:g} s",
         f"SLO: TTFT <= {first.slo_ttft_s:g} s and mean inter-token latency <= "
-        f"{first.slo_tpot_s * 1000:g} ms; infeasible share {_pct(first.infeasible_share)} "
-        "(could not meet it even on an idle replica; left out of the attainment)",
+        f"{first.slo_tpot_s * 1000:g} ms; attainment is over feasible requests",
+        (
+            f"Infeasible: {first.infeasible_text} even on an idle replica; left out of the "
+            "attainment"
+            if first.infeasible_text
+            else "Infeasible: none (every request could meet the SLO on an idle replica)"
+        ),
         "",
     ]
     header = (
-        f"{'policy':<11} {'SLO att.':>9} {'TTFT p50/p95/p99 s':>20} {'GPU-h':>8} "
-        f"{'x oracle':>8} {'mean/peak':>10} {'scale ev.':>9} {'GPU util':>8}"
+        f"{'policy':<13} {'SLO att.':>9} {'TTFT p50/p95/p99 s':>20} {'GPU-h':>8} "
+        f"{'x oracle':>8} {'x sched.':>8} {'mean/peak':>10} {'scale ev.':>9} {'GPU util':>8}"
     )
     lines += [header, "-" * len(header)]
     for r in results:
         ttft = f"{_num(r.ttft_p50_s)}/{_num(r.ttft_p95_s)}/{_num(r.ttft_p99_s)}"
         lines.append(
-            f"{r.algorithm:<11} {_pct(r.slo_attainment):>9} {ttft:>20} {r.gpu_hours:>8.2f} "
-            f"{_num(r.gpu_hours_vs_oracle):>8} {f'{r.mean_replicas:.1f}/{r.peak_replicas}':>10} "
+            f"{r.algorithm:<13} {_pct(r.slo_attainment):>9} {ttft:>20} {r.gpu_hours:>8.2f} "
+            f"{_num(r.gpu_hours_vs_oracle):>8} {_num(r.gpu_hours_vs_oracle_schedule):>8} "
+            f"{f'{r.mean_replicas:.1f}/{r.peak_replicas}':>10} "
             f"{r.scale_events:>9} {r.mean_gpu_util * 100:>7.0f}%"
         )
     oracle = first.oracle
     if show_oracle and oracle is not None:
-        peak = f"{oracle.mean_replicas:.1f}/{oracle.peak_replicas}"
-        lines.append(
-            f"{'oracle':<11} {_pct(oracle.slo_attainment):>9} {'-':>20} {oracle.gpu_hours:>8.2f} "
-            f"{'1.00':>8} {peak:>10} {oracle.scale_events:>9} {'-':>8}"
-        )
-        lines += [
-            "",
-            f"oracle: clairvoyant, per {oracle.window_s:g} s window the fewest replicas meeting "
-            f"the SLO for {oracle.target_attainment:.0%} of its feasible requests, started one "
-            "cold start ahead; no drain (docs/backtest.md)",
-        ]
+        lines += _oracle_rows(oracle)
+    warnings = jobs.job_warnings(results)
+    if warnings:
+        lines += ["", "Warnings:", *(f"  ! {w}" for w in warnings)]
     credit = jobs.attribution(first.trace)
     if credit is not None:
         lines.append(f"trace: {credit}")
     return "\n".join(lines)
+
+
+def _oracle_rows(oracle: OracleResult) -> list[str]:
+    """The bound (what ``x oracle`` divides by) and the schedule that realises it."""
+    peak = f"{oracle.mean_replicas:.1f}/{oracle.peak_replicas}"
+    ratio = oracle.replay_gpu_hours / oracle.gpu_hours if oracle.gpu_hours > 0 else None
+    goal = oracle.target_attainment if oracle.goal_met else oracle.bound_attainment
+    return [
+        f"{'oracle bound':<13} {_pct(goal):>9} {'-':>20} {oracle.gpu_hours:>8.2f} "
+        f"{'1.00':>8} {_num(1 / ratio if ratio else None):>8} {'-':>10} {'-':>9} {'-':>8}",
+        f"{'oracle sched.':<13} {_pct(oracle.slo_attainment):>9} {'-':>20} "
+        f"{oracle.replay_gpu_hours:>8.2f} {_num(ratio):>8} {'1.00':>8} {peak:>10} "
+        f"{oracle.scale_events:>9} {'-':>8}",
+        "",
+        f"oracle: clairvoyant lower bound over {oracle.window_s:g} s windows with one "
+        f"{1 - oracle.target_attainment:.0%} miss budget over the trace; no schedule meeting "
+        f"{oracle.target_attainment:.0%} spends less. Its schedule, replayed with work "
+        "carried over, is what a clairvoyant controller achieves: the optimum lies between "
+        "the two (docs/backtest.md)",
+    ]
