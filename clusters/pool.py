@@ -14,6 +14,10 @@ from typing import Any
 
 from django.conf import settings
 
+# The router strategies the protocol defines (docs/pool-protocol.md, "Routing strategies");
+# a pool answers any other name with a 422.
+ROUTING_STRATEGIES = ("round-robin", "least-outstanding", "shortest-expected-delay", "prefix-aware")
+
 
 class PoolError(Exception):
     def __init__(self, message: str, *, transient: bool) -> None:

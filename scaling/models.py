@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from clusters.metrics import KNOWN_METRICS, METRIC_NAME, unknown_metric_warning
 from clusters.models import Cluster
+from clusters.pool import ROUTING_STRATEGIES
 from quotas.models import GpuType
 from scaling.backtest import jobs as backtest_jobs
 from scaling.engine import PolicyParams
@@ -421,6 +422,11 @@ class ScalingPolicy(models.Model):
                 errors[field.name] = "Must be a finite number."
         if self.algorithm == self.Algorithm.SLO and self.slo_ttft_p95_s is None:
             errors["slo_ttft_p95_s"] = "The slo algorithm needs a TTFT p95 target."
+        if self.routing and self.routing not in ROUTING_STRATEGIES:
+            errors["routing"] = (
+                f"Unknown routing strategy {self.routing!r}: one of {', '.join(ROUTING_STRATEGIES)}"
+                " (empty: the pool's own default)."
+            )
         if self.target is None and self.algorithm not in TARGET_OPTIONAL:
             errors["target"] = (
                 f"required by the {self.algorithm} algorithm: a positive number "

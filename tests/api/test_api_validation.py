@@ -181,6 +181,8 @@ def policy_patch(staff: Any, fleet: Any, body: dict[str, Any]) -> Any:
         {"scale_down_max_percent": 250},
         {"scale_up_period_s": 0},
         {"target": 1e12},
+        {"routing": "fastest"},
+        {"routing": "Round-Robin"},
     ],
 )
 def test_meaningless_policy_values_are_400_naming_the_field(
@@ -297,3 +299,16 @@ def test_a_max_metric_age_under_the_loop_interval_is_saved_with_a_warning(
     (warning,) = policy_patch(staff, fleet, {"max_metric_age_s": 3}).json()["warnings"]
     assert "shorter than the control loop's interval (5 s)" in warning
     assert policy_patch(staff, fleet, {"max_metric_age_s": 5}).json()["warnings"] == []
+
+
+def test_routing_takes_the_protocols_strategies_which_the_simulator_serves(
+    fleet: Any, staff: Any
+) -> None:
+    from clusters.pool import ROUTING_STRATEGIES
+    from simulator.pool import ROUTING_STRATEGIES as SIMULATED
+
+    assert set(SIMULATED) == set(ROUTING_STRATEGIES)
+    for routing in (*ROUTING_STRATEGIES, ""):
+        response = policy_patch(staff, fleet, {"routing": routing})
+        assert response.status_code == 200, response.content
+        assert response.json()["routing"] == routing
