@@ -387,12 +387,13 @@ def test_pods_say_what_gpus_they_hold_and_why_they_cannot_be_placed(
     backend: Backend, cluster: Cluster
 ) -> None:
     # No node has 8 GPUs: the scheduler (kube-scheduler, or the simulator's) leaves it Pending.
+    # (In team-a, whose ResourceQuota, if an earlier test left one, allows 64 GPUs.)
     apps = k8s.AppsV1Api(backend.admin)
-    apps.create_namespaced_deployment("team-c", deployment_body("too-big", 1, gpus=8))
+    apps.create_namespaced_deployment("team-a", deployment_body("too-big", 1, gpus=8))
     try:
         pending = wait_for(
             lambda: next(
-                (p for p in kubernetes.list_pods(cluster, "team-c") if p.unschedulable), None
+                (p for p in kubernetes.list_pods(cluster, "team-a") if p.unschedulable), None
             )
         )
         assert (pending.gpus, pending.node, pending.phase) == (8, None, "Pending")
@@ -414,4 +415,4 @@ def test_pods_say_what_gpus_they_hold_and_why_they_cannot_be_placed(
 
         wait_for(inventory_matches_pods)
     finally:
-        apps.delete_namespaced_deployment("too-big", "team-c")
+        apps.delete_namespaced_deployment("too-big", "team-a")
