@@ -22,6 +22,7 @@ Variables (all optional in development; see README "Configuration"):
 - ``LOGIN_FAILURE_LIMIT``, ``LOGIN_IP_FAILURE_LIMIT``, ``LOGIN_COOLOFF_S``: browser login lockout.
 - ``API_AUTH_FAILURE_LIMIT``, ``API_AUTH_FAILURE_WINDOW_S``: bad API tokens per client IP.
 - ``CONTROL_LOOP_INTERVAL``: seconds between control-loop ticks (default 5).
+- ``LOOP_LEASE_S``: how long a tick's lease on its cluster lasts unless renewed (default 10).
 - ``VAR_DIR``: where local state lives (default ``./var``).
 
 Problems found while reading variables are not raised here (that would hide them behind a
@@ -261,6 +262,9 @@ else:
 
 CONTROL_LOOP_INTERVAL = _env_number("CONTROL_LOOP_INTERVAL", 5.0, minimum=0.5)
 INVENTORY_SYNC_INTERVAL = _env_number("INVENTORY_SYNC_INTERVAL", 60.0, minimum=1)
+# How long a tick's lease on its cluster lasts unless renewed (scaling.loop.Lease): a worker
+# killed mid-tick delays its cluster's next tick by at most this much.
+LOOP_LEASE_S = _env_number("LOOP_LEASE_S", 10.0, minimum=1)
 DECISION_RETENTION_DAYS = _env_number("DECISION_RETENTION_DAYS", 14.0, minimum=0.01)
 # Every call to an outside system has a timeout (seconds).
 KUBERNETES_CONNECT_TIMEOUT_S = 3.0

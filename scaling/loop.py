@@ -108,20 +108,23 @@ def tick_cluster(cluster_id: int, now: float | None = None) -> TickReport | None
     None when another worker holds its lease."""
     if now is None:
         now = time.time()
-    owner = uuid.uuid4().hex
-    if not claim(cluster_id, owner):
+    lease = Lease(cluster_id, uuid.uuid4().hex)
+    if not lease.claim():
         return None
     started = time.perf_counter()
     cluster = Cluster.objects.get(pk=cluster_id)
     report = TickReport(cluster=cluster.name)
     try:
         with _cyclic_gc_paused():
-            _tick(cluster, report, now)
+            _tick(cluster, report, now, lease)
+    except LeaseLost as exc:  # another worker ticks this cluster now: write nothing more
+        log.warning("tick of cluster %s stopped: %s", cluster, exc)
+        report.error = str(exc)
     except Exception as exc:  # a tick must never take the worker down; the next one retries
         log.exception("tick of cluster %s failed", cluster)
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
-        _release(cluster_id, owner, report, time.perf_counter() - started, now)
+        _release(cluster_id, lease.owner, report, time.perf_counter() - started, now)
     return report
 
 
@@ -141,14 +144,45 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class LeaseLost(Exception):
+    """The tick's lease expired and another worker claimed the cluster."""
+
+
+class Lease:
+    """One writer per cluster: a worker ticks a cluster only while it holds the cluster's
+    lease (``ControlLoopState.lease_owner``/``lease_until``), claimed by a conditional UPDATE
+    and renewed during the tick, so a worker killed mid-tick blocks its cluster for at most
+    ``LOOP_LEASE_S`` (not the tick's time limit). Before each write to the cluster and the
+    database the tick calls ``keep``: it renews the lease once a third of it has passed, and
+    raises LeaseLost if someone else holds it now, so two workers never write one cluster."""
+
+    def __init__(self, cluster_id: int, owner: str) -> None:
+        self.cluster_id, self.owner = cluster_id, owner
+        self.duration = timedelta(seconds=float(settings.LOOP_LEASE_S))
+        self.renewed = 0.0  # time.monotonic() of the last claim or renewal
+
+    def claim(self) -> bool:
+        ControlLoopState.objects.get_or_create(cluster_id=self.cluster_id)
+        return self._take(Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now()))
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < self.duration.total_seconds() / 3:
+            return
+        if not self._take(Q(lease_owner=self.owner)):
+            raise LeaseLost(f"lease of cluster {self.cluster_id} lost: another worker holds it")
+
+    def _take(self, condition: Q) -> bool:
+        taken = ControlLoopState.objects.filter(condition, cluster_id=self.cluster_id).update(
+            lease_owner=self.owner, lease_until=timezone.now() + self.duration
+        )
+        if taken:
+            self.renewed = time.monotonic()
+        return taken == 1
+
+
 def claim(cluster_id: int, owner: str) -> bool:
-    now = timezone.now()
-    ControlLoopState.objects.get_or_create(cluster_id=cluster_id)
-    lease = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    claimed = ControlLoopState.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now), cluster_id=cluster_id
-    ).update(lease_owner=owner, lease_until=now + lease)
-    return claimed == 1
+    """Claim ``cluster_id``'s lease for ``owner`` (what a tick does first)."""
+    return Lease(cluster_id, owner).claim()
 
 
 def _release(cluster_id: int, owner: str, report: TickReport, seconds: float, now: float) -> None:
@@ -180,7 +214,7 @@ def _at(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
-def _tick(cluster: Cluster, report: TickReport, now: float) -> None:
+def _tick(cluster: Cluster, report: TickReport, now: float, lease: Lease) -> None:
     workloads = list(
         Workload.objects.filter(cluster=cluster)
         .select_related("policy", "tenant", "gpu_type", "cluster")
@@ -198,6 +232,7 @@ def _tick(cluster: Cluster, report: TickReport, now: float) -> None:
     except ClusterError as exc:
         report.error, report.error_cause = exc.sentence(cluster.name), exc.cause
         unobservable = [_unobservable(w, report.error, now, exc.cause) for w in workloads]
+        lease.keep()
         _record(workloads, unobservable, report, now)
         return
     proposals = [
@@ -211,14 +246,17 @@ def _tick(cluster: Cluster, report: TickReport, now: float) -> None:
     ]
     rows = quota_rows(workloads)
     grants = grant_all(cluster, wishes, observed.now, rows)
-    evaluations = [
-        _finish(cluster, p, grants.get(p.workload.pk), observed, report)
-        if isinstance(p, Proposal)
-        else p
-        for p in proposals
-    ]
+    evaluations: list[Evaluation] = []
+    for p in proposals:
+        if isinstance(p, Proposal):
+            lease.keep()  # before each write to the cluster
+            evaluations.append(_finish(cluster, p, grants.get(p.workload.pk), observed, report))
+        else:
+            evaluations.append(p)
     _apply_pool_settings(cluster, owned)
+    lease.keep()
     _record(workloads, evaluations, report, now)
+    lease.keep()
     sync_quotas(cluster, namespace_limits(cluster, owned, rows), now)
 
 

@@ -14,6 +14,7 @@ from kubernetes import client as k8s
 
 from clusters.models import Cluster
 from quotas.models import Quota
+from scaling import loop
 from scaling.loop import claim, tick_cluster
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 
@@ -314,6 +315,45 @@ def test_one_writer_per_cluster(start_simulator, gpu_type, team_a):
     ControlLoopState.objects.filter(cluster=cluster).update(lease_until=None)
     report = tick_cluster(cluster.pk)
     assert report is not None and report.error == ""
+
+
+def test_a_dead_workers_lease_blocks_its_cluster_for_loop_lease_s_only(
+    start_simulator, gpu_type, team_a, settings
+):
+    settings.LOOP_LEASE_S = 0.5
+    url = start_simulator(fleet(CHAT | {"load": {"kind": "constant"}}), speed=4.0)
+    cluster, _ = register(url, gpu_type, team_a)
+    assert claim(cluster.pk, "killed-mid-tick")  # and never renewed nor released
+    assert tick_cluster(cluster.pk) is None
+    time.sleep(0.6)
+    report = tick_cluster(cluster.pk)
+    assert report is not None and report.error == ""
+
+
+def test_a_tick_that_lost_its_lease_writes_nothing_more(
+    start_simulator, gpu_type, team_a, settings, monkeypatch
+):
+    busy = {"kind": "constant", "rate_rps": 30.0, "output_mean": 200, "input_mean": 300}
+    url = start_simulator(fleet(CHAT | {"load": busy}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a)
+    ticks_until(cluster, lambda: Decision.objects.exists())  # busy: it has scaled
+    before = (spec_replicas(url), Decision.objects.count())
+    settings.LOOP_LEASE_S = 0.01  # every keep() renews
+    original = loop.kubernetes.list_pods
+
+    def observed_while_another_worker_takes_over(*args, **kwargs):
+        pods = original(*args, **kwargs)
+        ControlLoopState.objects.filter(cluster=cluster).update(lease_owner="the-other-worker")
+        return pods
+
+    monkeypatch.setattr(loop.kubernetes, "list_pods", observed_while_another_worker_takes_over)
+    status = Workload.objects.get(pk=workload.pk).status
+    report = tick_cluster(cluster.pk, now=time.time() + 600)  # would scale down, long after
+    assert report is not None and "lease of cluster" in report.error
+    assert (spec_replicas(url), Decision.objects.count()) == before
+    assert Workload.objects.get(pk=workload.pk).status == status
+    state = ControlLoopState.objects.get(cluster=cluster)
+    assert state.lease_owner == "the-other-worker"  # its lease, untouched
 
 
 def test_a_tick_uses_a_constant_number_of_queries(start_simulator, gpu_type, team_a, team_b):
