@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +52,15 @@ class Deployment:
             GPU_PROFILES[self.gpu_type], model_spec(self.model), self.gpus_per_replica
         )
 
-    def new_pool(self, replicas: int, now: float = 0.0) -> ServingPool:
-        """A pool of ``replicas`` warm replicas at ``now``."""
-        return ServingPool(
+    def new_pool(
+        self, replicas: int, now: float = 0.0, others: Mapping[str, int] | None = None
+    ) -> ServingPool:
+        """A pool of ``replicas`` warm replicas at ``now`` on ``gpu_type``, plus, for a mixed
+        pool, ``others``: warm replicas per other catalogue GPU type (each with that type's
+        speed and KV cache; ``ServingPool.set_replicas(n, now, gpu_type=...)`` scales one
+        type later). Raises ValueError for an unknown type, ``ModelDoesNotFit`` for one the
+        model does not fit."""
+        pool = ServingPool(
             GPU_PROFILES[self.gpu_type],
             model_spec(self.model),
             gpus_per_replica=self.gpus_per_replica,
@@ -65,6 +71,9 @@ class Deployment:
             now=now,
             warm=True,
         )
+        for gpu_type, count in (others or {}).items():
+            pool.set_replicas(count, now, cold_start_s=0.0, gpu_type=gpu_type)
+        return pool
 
 
 def trace_requests(
