@@ -29,7 +29,9 @@ moderate, and saturated, past what the pool can serve), and a control, four iden
 at the same share of their capacity. Per strategy (round-robin, least-outstanding,
 shortest-expected-delay): TTFT p50/p95, end-to-end p50 and mean, throughput (completed
 requests per second of makespan), GPU busy share (mean over replicas) and the share of
-requests the A100s served. ``--mixed-only`` runs just this part.
+requests the A100s served, and USD per thousand requests (the pool held for the makespan at
+the assumed prices of ``ASSUMED_PRICE_USD_PER_GPU_HOUR``). ``--mixed-only`` runs just this
+part.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scaling.backtest import Deployment, run_backtest, trace_requests  # noqa: E402
+from scaling.backtest.deployment import ASSUMED_PRICE_USD_PER_GPU_HOUR  # noqa: E402
 from scaling.engine import PolicyParams  # noqa: E402
 from simulator.pool import ROUTING_STRATEGIES  # noqa: E402
 from simulator.replica import BLOCK_TOKENS, Request  # noqa: E402
@@ -161,8 +164,11 @@ def mixed_pool(requests: list[Request], a100: int, a40: int, routing: str) -> di
     e2e = sorted(c.e2e_s for c in done)
     makespan = max(c.finish_s for c in done)
     busy = sum(r.busy_s for r in pool.replicas.values())
+    # The fixed pool held for the makespan, each GPU at its type's assumed price.
+    per_hour = sum(ASSUMED_PRICE_USD_PER_GPU_HOUR[r.perf.gpu.name] for r in pool.replicas.values())
     return {
         "completed": len(done),
+        "usd_per_1k_requests": round(per_hour * makespan / 3600 / len(done) * 1000, 3),
         "ttft_p50_s": round(ttft[len(ttft) // 2], 3),
         "ttft_p95_s": round(ttft[int(0.95 * len(ttft))], 3),
         "e2e_p50_s": round(e2e[len(e2e) // 2], 2),
@@ -179,9 +185,9 @@ def mixed_main() -> dict[str, Any]:
     out: dict[str, Any] = {}
     print(
         "| pool | load | routing | TTFT p50 / p95 (s) | e2e p50 / mean (s) | req/s | GPU busy "
-        "| A100 share |"
+        "| A100 share | $/1k req |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for pool_name, load, speed in MIXED_LOADS:
         requests = [Request(r.arrival_s / speed, r.input_tokens, r.output_tokens) for r in conv]
         offered = round(len(requests) / requests[-1].arrival_s, 2)
@@ -192,7 +198,8 @@ def mixed_main() -> dict[str, Any]:
                 f"| {pool_name} | {load} ({offered} req/s offered) | {routing} "
                 f"| {run['ttft_p50_s']} / {run['ttft_p95_s']} "
                 f"| {run['e2e_p50_s']} / {run['e2e_mean_s']} | {run['requests_per_s']} "
-                f"| {run['gpu_busy']:.0%} | {run['a100_share']:.0%} |"
+                f"| {run['gpu_busy']:.0%} | {run['a100_share']:.0%} "
+                f"| {run['usd_per_1k_requests']} |"
             )
         out[f"{pool_name}, {load}"] = {"offered_per_s": offered, **runs}
     print("\n| pool, load | routing vs round robin | e2e mean | TTFT p95 | req/s | GPU busy |")
