@@ -84,3 +84,16 @@ def test_capacity_aware_routing_favours_the_fast_replica_and_beats_round_robin()
     assert results["round-robin"][0] == pytest.approx(0.5, abs=0.01)
     assert results["shortest-expected-delay"][0] > 0.65
     assert results["shortest-expected-delay"][1] < results["round-robin"][1] / 5
+
+
+def test_expected_delay_prices_each_replica_at_its_own_speed() -> None:
+    # The A40 is the pool's first replica: with one speed for all (or counting requests) the
+    # tie between two idle replicas goes to it; priced per replica, the A100 wins.
+    def first_choice(routing: str) -> str:
+        pool = Deployment(gpu_type=A40, routing=routing).new_pool(1, others={A100: 1})
+        types = {r.name: r.perf.gpu.name for r in pool.replicas.values()}
+        [done] = serve(pool, [Request(0.0, 1_000, 100)])
+        return types[done.replica]
+
+    assert first_choice("least-outstanding") == A40
+    assert first_choice("shortest-expected-delay") == A100
