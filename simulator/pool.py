@@ -22,6 +22,13 @@ Example::
     pool.completed                      # Completion(ttft_s, itl_s, e2e_s, ...) per request
     pool.gpu_seconds                    # GPU-seconds burnt so far, warming and draining too
 
+A mixed pool: the constructor's profile is the default type; ``set_replicas(n, now,
+gpu_type="A40-48GB")`` converges on ``n`` replicas of another catalogue type beside it, each
+replica with that type's :class:`ReplicaPerf` (so its own speed and KV cache)::
+
+    pool.set_replicas(2, now=0.0, gpu_type="A40-48GB", cold_start_s=0.0)
+    pool.replicas_by_type()             # {"A100-80GB": 2, "A40-48GB": 2}
+
 Routing strategies (``ROUTING_STRATEGIES``): ``round-robin``, ``least-outstanding``,
 ``shortest-expected-delay`` (the default, ``DEFAULT_ROUTING``: see
 :meth:`ServingPool._expected_delay`) and ``prefix-aware`` (see
@@ -37,7 +44,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from performance import GpuProfile, ModelSpec, ReplicaPerf, replica_perf
+from performance import GPU_PROFILES, GpuProfile, ModelSpec, ReplicaPerf, replica_perf
 from performance.replica import ITERATION_OVERHEAD_S
 from simulator.replica import Completion, Replica, ReplicaState, Request
 
@@ -76,7 +83,8 @@ class PoolSnapshot:
 
 
 class ServingPool:
-    """Replicas of one model on one GPU type behind one router."""
+    """Replicas of one model behind one router, on ``profile`` unless a replica is started
+    with another catalogue GPU type (a mixed pool)."""
 
     def __init__(
         self,
@@ -96,13 +104,12 @@ class ServingPool:
     ) -> None:
         if routing not in ROUTING_STRATEGIES:
             raise ValueError(f"unknown routing strategy {routing!r}")
-        self.perf: ReplicaPerf = replica_perf(
-            profile,
-            model,
-            gpus_per_replica,
-            chunked_prefill=chunked_prefill,
-            token_budget=token_budget,
-        )
+        self.model = model
+        self.gpus_per_replica = gpus_per_replica
+        self.chunked_prefill = chunked_prefill
+        self.token_budget = token_budget
+        self.perf: ReplicaPerf = self.perf_of(profile)
+        self._perfs: dict[str, ReplicaPerf] = {profile.name: self.perf}
         self.cold_start_s = cold_start_s
         self.max_concurrency = max_concurrency
         self.routing = routing
@@ -118,7 +125,7 @@ class ServingPool:
         self._ids = itertools.count()
         self._names = itertools.count()
         self._rr = 0
-        self._gone_gpu_s = 0.0
+        self._gone_gpu_s: dict[str, float] = {}  # per GPU type, replicas retired
         self._expected_output = 128.0
         self._snap_at = now
         self._snap_totals = self._totals()
@@ -128,13 +135,39 @@ class ServingPool:
 
     # --- replica lifecycle ---------------------------------------------------------------
 
+    def perf_of(self, profile: GpuProfile) -> ReplicaPerf:
+        """The pool's model on ``gpus_per_replica`` GPUs of ``profile`` (raises
+        ``ModelDoesNotFit``)."""
+        return replica_perf(
+            profile,
+            self.model,
+            self.gpus_per_replica,
+            chunked_prefill=self.chunked_prefill,
+            token_budget=self.token_budget,
+        )
+
+    def _type_perf(self, gpu_type: str | None) -> ReplicaPerf:
+        if gpu_type is None:
+            return self.perf
+        if gpu_type not in self._perfs:
+            if gpu_type not in GPU_PROFILES:
+                raise ValueError(f"unknown GPU type {gpu_type!r}")
+            self._perfs[gpu_type] = self.perf_of(GPU_PROFILES[gpu_type])
+        return self._perfs[gpu_type]
+
     def add_replica(
-        self, now: float, name: str | None = None, cold_start_s: float | None = None
+        self,
+        now: float,
+        name: str | None = None,
+        cold_start_s: float | None = None,
+        gpu_type: str | None = None,
     ) -> str:
-        """Start a replica at ``now``; it takes requests after its cold start."""
+        """Start a replica at ``now`` on ``gpu_type`` (default: the pool's profile); it
+        takes requests after its cold start."""
+        perf = self._type_perf(gpu_type)
         name = name or f"replica-{next(self._names)}"
         delay = self.cold_start_s if cold_start_s is None else cold_start_s
-        self.replicas[name] = Replica(name, self.perf, self.max_concurrency, now, now + delay)
+        self.replicas[name] = Replica(name, perf, self.max_concurrency, now, now + delay)
         if delay <= 0:
             self._mark_ready(self.replicas[name])
         return name
@@ -161,11 +194,22 @@ class ServingPool:
         self._retire(replica, now)
         return lost
 
-    def set_replicas(self, n: int, now: float, cold_start_s: float | None = None) -> None:
-        """Converge on ``n`` serving replicas: start new ones or drain the newest."""
-        live = [r for r in self.replicas.values() if r.state in _SERVING]
+    def set_replicas(
+        self, n: int, now: float, cold_start_s: float | None = None, gpu_type: str | None = None
+    ) -> None:
+        """Converge on ``n`` serving replicas: start new ones or drain the newest.
+
+        With ``gpu_type`` only that type's replicas count, and new ones are of that type;
+        without it every replica counts and new ones are of the pool's default type.
+        """
+        perf = self._type_perf(gpu_type)
+        live = [
+            r
+            for r in self.replicas.values()
+            if r.state in _SERVING and (gpu_type is None or r.perf is perf)
+        ]
         for _ in range(n - len(live)):
-            self.add_replica(now, cold_start_s=cold_start_s)
+            self.add_replica(now, cold_start_s=cold_start_s, gpu_type=gpu_type)
         # Kubernetes-like victim order: not-ready before ready, then newest first.
         victims = sorted(live, key=lambda r: (r.state is ReplicaState.READY, r.created_s))
         for replica in victims[: max(0, len(live) - n)]:
@@ -223,8 +267,24 @@ class ServingPool:
     @property
     def gpu_seconds(self) -> float:
         """GPU-seconds held so far: every replica from creation to exit, at ``self.now``."""
-        live = sum(self.now - r.created_s for r in self.replicas.values() if r.state is not _GONE)
-        return self._gone_gpu_s + live * self.perf.gpus
+        return sum(self.gpu_seconds_by_type().values())
+
+    def gpu_seconds_by_type(self) -> dict[str, float]:
+        """GPU-seconds held so far per GPU type (a mixed pool bills each at its price)."""
+        out = dict(self._gone_gpu_s)
+        for r in self.replicas.values():
+            if r.state is not _GONE:
+                name = r.perf.gpu.name
+                out[name] = out.get(name, 0.0) + (self.now - r.created_s) * r.perf.gpus
+        return out
+
+    def replicas_by_type(self) -> dict[str, int]:
+        """Serving replicas (warming, ready or draining) per GPU type."""
+        out: dict[str, int] = {}
+        for r in self.replicas.values():
+            if r.state in _SERVING:
+                out[r.perf.gpu.name] = out.get(r.perf.gpu.name, 0) + 1
+        return out
 
     def count(self, state: ReplicaState) -> int:
         return sum(1 for r in self.replicas.values() if r.state is state)
@@ -313,7 +373,10 @@ class ServingPool:
     def _retire(self, replica: Replica, at: float) -> None:
         replica.state = _GONE
         replica.gone_s = at
-        self._gone_gpu_s += (at - replica.created_s) * self.perf.gpus
+        name = replica.perf.gpu.name
+        self._gone_gpu_s[name] = (
+            self._gone_gpu_s.get(name, 0.0) + (at - replica.created_s) * replica.perf.gpus
+        )
         del self.replicas[replica.name]
 
     def _route(self, seq_id: int, request: Request) -> None:

@@ -118,6 +118,17 @@ class BacktestJobSerializer(StrictModelSerializer):
 
 
 class BacktestJobDetailSerializer(BacktestJobSerializer):
+    result = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text=(
+            "Per run: SLO attainment, TTFT, GPU-hours and their cost (cost_usd, cost_per_hour "
+            "of trace, cost_per_1k_requests) at price_per_gpu_hour, the GPU type's hourly "
+            'cost (price_source "given") or, when that is 0, an assumed price ("assumed"); '
+            "the oracle's cost_usd and replay_cost_usd likewise. docs/backtest.md."
+        ),
+    )
+
     class Meta(BacktestJobSerializer.Meta):
         fields = [*BacktestJobSerializer.Meta.fields, "params", "replay", "result"]
         read_only_fields = fields

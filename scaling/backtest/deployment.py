@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,30 @@ DEFAULT_GPU_TYPE = "A100-80GB"
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 TraceInput = Trace | str | Path | Sequence[Request]
+
+# USD per GPU-hour a back-test prices a type at when nobody gave a price (the workload's
+# GpuType.hourly_cost is 0, no --price). ASSUMPTIONS, not quotes: the demo's GpuType prices
+# (controlplane/management/commands/load_demo.py), round figures of the order of 2024-25
+# on-demand cloud rates per GPU; set GpuType.hourly_cost to what you pay.
+ASSUMED_PRICE_USD_PER_GPU_HOUR: dict[str, float] = {
+    "H100-80GB": 4.50,
+    "A100-80GB": 2.20,
+    "A40-48GB": 0.90,
+    "L4-24GB": 0.60,
+}
+PRICE_GIVEN = "given"  # price_source: the caller's (GpuType.hourly_cost or --price)
+PRICE_ASSUMED = "assumed"  # price_source: ASSUMED_PRICE_USD_PER_GPU_HOUR
+
+
+def gpu_price(gpu_type: str, given: float | None) -> tuple[float, str]:
+    """(USD per GPU-hour, where it came from): ``given`` when it is a positive price, else
+    the assumed catalogue price. Raises ValueError for a negative or non-finite one."""
+    if given is not None:
+        if not 0 <= given < float("inf"):
+            raise ValueError("the price must be a number of USD per GPU-hour >= 0")
+        if given > 0:
+            return given, PRICE_GIVEN
+    return ASSUMED_PRICE_USD_PER_GPU_HOUR.get(gpu_type, 0.0), PRICE_ASSUMED
 
 
 @dataclass(frozen=True)
@@ -52,9 +76,15 @@ class Deployment:
             GPU_PROFILES[self.gpu_type], model_spec(self.model), self.gpus_per_replica
         )
 
-    def new_pool(self, replicas: int, now: float = 0.0) -> ServingPool:
-        """A pool of ``replicas`` warm replicas at ``now``."""
-        return ServingPool(
+    def new_pool(
+        self, replicas: int, now: float = 0.0, others: Mapping[str, int] | None = None
+    ) -> ServingPool:
+        """A pool of ``replicas`` warm replicas at ``now`` on ``gpu_type``, plus, for a mixed
+        pool, ``others``: warm replicas per other catalogue GPU type (each with that type's
+        speed and KV cache; ``ServingPool.set_replicas(n, now, gpu_type=...)`` scales one
+        type later). Raises ValueError for an unknown type, ``ModelDoesNotFit`` for one the
+        model does not fit."""
+        pool = ServingPool(
             GPU_PROFILES[self.gpu_type],
             model_spec(self.model),
             gpus_per_replica=self.gpus_per_replica,
@@ -65,6 +95,9 @@ class Deployment:
             now=now,
             warm=True,
         )
+        for gpu_type, count in (others or {}).items():
+            pool.set_replicas(count, now, cold_start_s=0.0, gpu_type=gpu_type)
+        return pool
 
 
 def trace_requests(

@@ -23,7 +23,7 @@ from scaling.engine import PolicyParams
 from scaling.engine.types import TARGET_OPTIONAL
 from simulator.traces import NAMED_TRACES, RECORDED_TRACES
 
-from .deployment import Deployment, TraceInput
+from .deployment import Deployment, TraceInput, gpu_price
 from .replay import run_backtest
 from .result import BacktestResult, OracleResult
 from .signals import check_metric
@@ -39,6 +39,9 @@ AZURE_ATTRIBUTION = (
     "(https://creativecommons.org/licenses/by/4.0/); see simulator/traces/README.md"
 )
 ORACLE = "oracle"  # in a compare list: the oracle, which every job with an oracle computes
+# A replay setting that is not run_backtest's: USD per GPU-hour to price the result at (None
+# or 0: the assumed catalogue price, deployment.ASSUMED_PRICE_USD_PER_GPU_HOUR).
+PRICE_KEY = "price_per_gpu_hour"
 # The replay settings that describe the deployment (the rest are the SLO, tick and window).
 DEPLOYMENT_KEYS = ("gpu_type", "model", "gpus_per_replica", "max_concurrency", "routing")
 
@@ -60,7 +63,8 @@ def replay_settings(
     workload: Workload, policy: ScalingPolicy, duration_s: float | None
 ) -> dict[str, Any]:
     """What the trace is replayed on (JSON-safe, stored on a job): the workload's model and
-    GPU type (its catalogue profile, ``GpuType.profile``), the policy's pool."""
+    GPU type (its catalogue profile, ``GpuType.profile``) and its price (``hourly_cost``;
+    0, the field's default, means unknown), the policy's pool."""
     gpu = workload.gpu_type
     profile = gpu.profile
     replay: dict[str, Any] = {
@@ -70,6 +74,7 @@ def replay_settings(
         "model": workload.model_name,
         "gpus_per_replica": workload.gpus_per_replica,
         "duration_s": duration_s,
+        PRICE_KEY: float(gpu.hourly_cost) or None,
     }
     return replay | pool_settings(policy)
 
@@ -102,6 +107,7 @@ def check_replay(runs: Sequence[PolicyParams], replay: dict[str, Any]) -> None:
     if cold_start_s is None:  # as run_backtest: the policy's
         cold_start_s = runs[0].cold_start_s
     Deployment(cold_start_s=cold_start_s, **deployment)
+    gpu_price(replay.get("gpu_type", ""), replay.get(PRICE_KEY))
     for params in runs:
         check_metric(params)
     check_targets(runs)
@@ -134,10 +140,11 @@ def run_job(
     ``run_backtest`` raises: ValueError (also for a run whose algorithm needs a target the
     policy lacks), and ``TraceError`` for a bad trace."""
     check_targets(runs)
+    settings = dict(replay)
+    price = settings.pop(PRICE_KEY, None)
     results: list[BacktestResult] = []
     reuse: bool | OracleResult = oracle
     for index, params in enumerate(runs):
-        settings = dict(replay)
         if initial_replicas is not None:
             settings["initial_replicas"] = min(
                 max(initial_replicas, params.min_replicas), params.max_replicas
@@ -150,8 +157,18 @@ def run_job(
             **settings,
         )
         reuse = result.oracle or False
-        results.append(result)
+        results.append(priced(result, price))
     return results
+
+
+def priced(result: BacktestResult, given: float | None) -> BacktestResult:
+    """``result`` (and its oracle) priced per GPU-hour at ``given`` USD, or at the assumed
+    catalogue price of its GPU type when ``given`` is None or 0 (``deployment.gpu_price``)."""
+    price, source = gpu_price(result.gpu_type, given)
+    oracle = result.oracle
+    if oracle is not None:
+        oracle = replace(oracle, price_per_gpu_hour=price)
+    return replace(result, price_per_gpu_hour=price, price_source=source, oracle=oracle)
 
 
 def _share_of(

@@ -67,6 +67,17 @@ class OracleResult:
     capped_share: float = 0.0
     goal_met: bool = True
     bound_attainment: float | None = None
+    price_per_gpu_hour: float | None = None  # USD; None: not priced (see BacktestResult)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The bound in money: no schedule meeting the goal costs less at this price."""
+        return _cost(self.gpu_hours, self.price_per_gpu_hour)
+
+    @property
+    def replay_cost_usd(self) -> float | None:
+        """What the oracle's schedule cost replayed (drains billed)."""
+        return _cost(self.replay_gpu_hours, self.price_per_gpu_hour)
 
     @property
     def warnings(self) -> list[str]:
@@ -101,6 +112,9 @@ class OracleResult:
             "scale_events": self.scale_events,
             "slo_attainment": _round(self.slo_attainment),
             "replay_gpu_hours": _round(self.replay_gpu_hours),
+            "price_per_gpu_hour": self.price_per_gpu_hour,
+            "cost_usd": _round(self.cost_usd),
+            "replay_cost_usd": _round(self.replay_cost_usd),
             "ceiling": self.ceiling,
             "capped_share": _round(self.capped_share),
             "goal_met": self.goal_met,
@@ -145,6 +159,29 @@ class BacktestResult:
     oracle: OracleResult | None = None
     max_replicas: int | None = None  # the policy's cap
     at_max_share: float = 0.0  # share of ticks whose decision sat at max_replicas
+    # USD per GPU-hour of ``gpu_type`` and where it came from ("given": GpuType.hourly_cost
+    # or --price; "assumed": deployment.ASSUMED_PRICE_USD_PER_GPU_HOUR); None: not priced.
+    price_per_gpu_hour: float | None = None
+    price_source: str | None = None
+
+    @property
+    def cost_usd(self) -> float | None:
+        """GPU-hours x price: what the replayed pool cost (warming and draining billed)."""
+        return _cost(self.gpu_hours, self.price_per_gpu_hour)
+
+    @property
+    def cost_per_hour(self) -> float | None:
+        """USD per hour of trace (the mean spend rate, comparable across trace lengths)."""
+        if self.cost_usd is None or self.duration_s <= 0:
+            return None
+        return self.cost_usd / (self.duration_s / 3600.0)
+
+    @property
+    def cost_per_1k_requests(self) -> float | None:
+        """USD per thousand requests of the trace (every policy replays the same ones)."""
+        if self.cost_usd is None or self.requests <= 0:
+            return None
+        return self.cost_usd / self.requests * 1000.0
 
     @property
     def infeasible(self) -> int:
@@ -214,6 +251,11 @@ class BacktestResult:
                 "p99": _round(self.ttft_p99_s),
             },
             "gpu_hours": _round(self.gpu_hours),
+            "price_per_gpu_hour": self.price_per_gpu_hour,
+            "price_source": self.price_source,
+            "cost_usd": _round(self.cost_usd),
+            "cost_per_hour": _round(self.cost_per_hour),
+            "cost_per_1k_requests": _round(self.cost_per_1k_requests),
             "mean_replicas": _round(self.mean_replicas),
             "peak_replicas": self.peak_replicas,
             "scale_events": self.scale_events,
@@ -227,6 +269,10 @@ class BacktestResult:
             "timeline": [p.to_dict() for p in self.timeline],
             "oracle": self.oracle.to_dict() if self.oracle is not None else None,
         }
+
+
+def _cost(gpu_hours: float, price: float | None) -> float | None:
+    return None if price is None else gpu_hours * price
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

@@ -205,8 +205,12 @@
   // --- What-if preview: progress lines, then both replica curves ---------------------------
   function summary(name, r) {
     const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %");
+    // Money beside GPU-hours; "assumed" when the GPU type has no hourly cost set.
+    const cost = r.cost_per_hour === null || r.cost_per_hour === undefined ? "" :
+      " ($" + fmt(r.cost_per_hour, 2) + "/h, $" + fmt(r.cost_per_1k_requests, 3) + " per 1k requests" +
+      (r.price_source === "assumed" ? " at an assumed $" + fmt(r.price_per_gpu_hour, 2) + "/GPU-h" : "") + ")";
     return name + ": SLO attainment " + pct(r.slo_attainment) + ", " + fmt(r.gpu_hours, 2) +
-      " GPU-hours, mean " + fmt(r.mean_replicas, 2) + " replicas, " + r.scale_events + " scale events";
+      " GPU-hours" + cost + ", mean " + fmt(r.mean_replicas, 2) + " replicas, " + r.scale_events + " scale events";
   }
 
   function drawPreview(result) {

@@ -275,3 +275,29 @@ def test_the_admin_shows_jobs_read_only(fleet: Any, client: Any) -> None:
     assert client.get(f"/admin/scaling/backtestjob/{job.pk}/change/").status_code == 200
     assert client.get("/admin/scaling/backtestjob/add/").status_code == 403
     assert ScalingPolicy.objects.count() == 3
+
+
+def test_a_jobs_result_is_priced_at_the_workloads_gpu_type_hourly_cost(
+    fleet: Any,
+    client_for: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    gpu_type = fleet.workloads["a"].gpu_type
+    gpu_type.hourly_cost = "3.10"
+    gpu_type.save()
+    monkeypatch.setattr(celery_app.conf, "task_always_eager", True)
+    operator = client_for(fleet.users["operator"])
+    response = start(
+        operator, fleet.workloads["a"].policy.pk, SHORT, django_capture_on_commit_callbacks
+    )
+    job = operator.get(response["Location"]).json()
+    assert job["status"] == "succeeded", job["error"]
+    [run] = job["result"]["results"]
+    cost = run["gpu_hours"] * 3.10
+    assert run["price_per_gpu_hour"] == 3.10 and run["price_source"] == "given"
+    assert run["cost_usd"] == pytest.approx(cost, rel=1e-5)
+    assert run["cost_per_hour"] == pytest.approx(cost / (120 / 3600), rel=1e-5)
+    assert run["cost_per_1k_requests"] == pytest.approx(cost / run["requests"] * 1000, rel=1e-5)
+    oracle = job["result"]["oracle"]
+    assert oracle["cost_usd"] == pytest.approx(oracle["gpu_hours"] * 3.10, rel=1e-5)

@@ -221,6 +221,9 @@ def test_preview_streams_progress_then_both_replica_curves(client, setup):
     result = lines[-1]["result"]
     assert result["edited"]["timeline"] and result["stored"]["timeline"]
     assert result["edited"]["mean_replicas"] >= result["stored"]["mean_replicas"]  # lower target
+    for run in (result["edited"], result["stored"]):  # priced at the GPU type's 2.20 USD/h
+        assert run["price_per_gpu_hour"] == 2.20 and run["price_source"] == "given"
+        assert run["cost_per_hour"] == pytest.approx(run["gpu_hours"] * 2.20 / (600 / 3600))
     setup["a"].policy.refresh_from_db()
     assert setup["a"].policy.target == 8  # a preview saves nothing
 

@@ -214,3 +214,42 @@ def test_a_predictive_policy_file_needs_no_target_unless_compared_with_one_that_
     assert result["algorithm"] == "predictive" and result["slo_attainment"] is not None
     with pytest.raises(CommandError, match="the hpa algorithm needs a target"):
         run("--policy", path, *SHORT, "--compare", "hpa")
+
+
+def test_costs_are_gpu_hours_times_the_gpu_types_hourly_cost(
+    team_a, cluster, gpu_type, make_workload
+):
+    gpu_type.hourly_cost = "3.10"
+    gpu_type.save()
+    workload = make_workload(team_a, cluster, gpu_type, "chat")
+    data = json.loads(run("--policy", str(workload.policy.pk), *SHORT, "--json"))
+    [result] = data["results"]
+    assert result["price_per_gpu_hour"] == 3.10 and result["price_source"] == "given"
+    cost = result["gpu_hours"] * 3.10
+    assert result["cost_usd"] == pytest.approx(cost, rel=1e-5)
+    assert result["cost_per_hour"] == pytest.approx(cost / (300 / 3600), rel=1e-5)
+    assert result["cost_per_1k_requests"] == pytest.approx(
+        cost / result["requests"] * 1000, rel=1e-5
+    )
+    oracle = data["oracle"]
+    assert oracle["cost_usd"] == pytest.approx(oracle["gpu_hours"] * 3.10, rel=1e-5)
+    assert oracle["replay_cost_usd"] == pytest.approx(oracle["replay_gpu_hours"] * 3.10, rel=1e-5)
+
+
+def test_price_option_wins_and_without_any_price_an_assumed_one_is_labelled(db, policy_file):
+    path = policy_file({"algorithm": "predictive", "target": 32})
+    given = json.loads(run("--policy", path, *SHORT, "--json", "--price", "5"))["results"][0]
+    assert given["price_per_gpu_hour"] == 5.0 and given["price_source"] == "given"
+    assert given["cost_usd"] == pytest.approx(given["gpu_hours"] * 5.0, rel=1e-5)
+    a40 = [*SHORT, "--gpu-type", "A40-48GB"]
+    assumed = json.loads(run("--policy", path, *a40, "--json"))["results"][0]
+    assert assumed["price_per_gpu_hour"] == 0.90 and assumed["price_source"] == "assumed"
+    text = run("--policy", path, *a40)
+    assert "Price: $0.90 per GPU-hour (an assumed price" in text
+    header = next(line for line in text.splitlines() if line.startswith("policy"))
+    row = next(line for line in text.splitlines() if line.startswith("predictive"))
+    assert "$/h" in header and "$/1k req" in header
+    money = f"{assumed['cost_per_hour']:.2f} {assumed['cost_per_1k_requests']:.3f}"
+    assert f"{assumed['gpu_hours']:.2f}" in row.split() and money in " ".join(row.split())
+    with pytest.raises(CommandError, match="--price"):
+        run("--policy", path, *SHORT, "--price", "-1")

@@ -163,3 +163,22 @@ def test_an_admin_named_gpu_type_has_the_same_capacity_live_as_in_a_back_test(
     replayed = capacity_of(deployment.perf, Slo().tpot_s, DEFAULT_MAX_CONCURRENCY)
     assert proposal.obs.capacity is not None
     assert proposal.obs.capacity == replayed
+
+
+def test_a_gpu_type_without_an_hourly_cost_is_priced_at_the_labelled_assumption(
+    workload: Any, big_a100: Any
+) -> None:
+    big_a100.hourly_cost = 0  # the field's default: nobody set a price
+    big_a100.save()
+    replay = jobs.replay_settings(workload, workload.policy, DURATION_S)
+    assert replay[jobs.PRICE_KEY] is None
+    [result] = jobs.run_job([workload.policy.engine_params()], "conv", replay, oracle=False)
+    assert result.price_source == "assumed" and result.price_per_gpu_hour == 2.20
+    assert result.cost_usd == pytest.approx(result.gpu_hours * 2.20)
+    priced_at_five = jobs.run_job(
+        [workload.policy.engine_params()], "conv", {**replay, jobs.PRICE_KEY: 5.0}, oracle=False
+    )[0]
+    assert priced_at_five.price_source == "given"
+    assert priced_at_five.cost_usd == pytest.approx(result.gpu_hours * 5.0)
+    with pytest.raises(ValueError, match="price"):
+        jobs.check_replay([workload.policy.engine_params()], {**replay, jobs.PRICE_KEY: -1.0})

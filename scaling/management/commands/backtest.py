@@ -3,10 +3,13 @@
     python manage.py backtest --policy <id | file.json> --trace <file | conv | code>
         [--gpu-type A100-80GB] [--model NAME] [--gpus-per-replica N] [--cold-start S]
         [--slo-ttft S] [--slo-tpot S] [--tick S] [--start S] [--duration S]
-        [--compare hpa,kpa,oracle] [--oracle-max-replicas N] [--progress] [--json]
+        [--compare hpa,kpa,oracle] [--oracle-max-replicas N] [--price USD] [--progress]
+        [--json]
 
 A policy id loads the stored ScalingPolicy; its workload's GPU type, model and GPUs per
-replica (and the policy's pool settings) are the defaults. A policy file is a JSON object with
+replica (and the policy's pool settings) are the defaults, and the GPU type's hourly cost
+prices the result unless ``--price`` does (with neither, an assumed price per GPU type:
+``scaling.backtest.deployment.ASSUMED_PRICE_USD_PER_GPU_HOUR``). A policy file is a JSON object with
 the ScalingPolicy field names; omitted fields take the model's defaults, and it is validated
 like the admin and API validate a policy. docs/backtest.md has the details.
 """
@@ -71,6 +74,11 @@ class Command(BaseCommand):
             help="cap the oracle's replicas (default: none; the policy's max is not the oracle's)",
         )
         parser.add_argument(
+            "--price",
+            type=float,
+            help="USD per GPU-hour (default: the GPU type's hourly cost, else an assumed price)",
+        )
+        parser.add_argument(
             "--progress",
             action="store_true",
             help="draw a progress bar on stderr even when it is not a terminal",
@@ -102,6 +110,10 @@ class Command(BaseCommand):
             if options["oracle_max_replicas"] < 1:
                 raise CommandError("--oracle-max-replicas must be at least 1")
             settings["oracle_ceiling"] = options["oracle_max_replicas"]
+        if options["price"] is not None:
+            if not 0 < options["price"] < float("inf"):
+                raise CommandError("--price must be a positive number of USD per GPU-hour")
+            settings[jobs.PRICE_KEY] = options["price"]
         runs = jobs.compared_runs(policy, parse_compare(options["compare"]), settings["slo_ttft_s"])
         show_bar = options["progress"] or self.stderr.isatty()
         results = _run(
@@ -270,6 +282,7 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
         f"cold start {first.cold_start_s:g} s, tick {first.tick_s:g} s",
         f"SLO: TTFT <= {first.slo_ttft_s:g} s and mean inter-token latency <= "
         f"{first.slo_tpot_s * 1000:g} ms; attainment is over feasible requests",
+        _price_line(first),
         (
             f"Infeasible: {first.infeasible_text} even on an idle replica; left out of the "
             "attainment"
@@ -280,7 +293,8 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
     ]
     header = (
         f"{'policy':<13} {'SLO att.':>9} {'TTFT p50/p95/p99 s':>20} {'GPU-h':>8} "
-        f"{'x oracle':>8} {'x sched.':>8} {'mean/peak':>10} {'scale ev.':>9} {'GPU util':>8}"
+        f"{'x oracle':>8} {'x sched.':>8} {'$/h':>8} {'$/1k req':>8} {'mean/peak':>10} "
+        f"{'scale ev.':>9} {'GPU util':>8}"
     )
     lines += [header, "-" * len(header)]
     for r in results:
@@ -288,12 +302,13 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
         lines.append(
             f"{r.algorithm:<13} {_pct(r.slo_attainment):>9} {ttft:>20} {r.gpu_hours:>8.2f} "
             f"{_num(r.gpu_hours_vs_oracle):>8} {_num(r.gpu_hours_vs_oracle_schedule):>8} "
+            f"{_num(r.cost_per_hour):>8} {_num(r.cost_per_1k_requests, '.3f'):>8} "
             f"{f'{r.mean_replicas:.1f}/{r.peak_replicas}':>10} "
             f"{r.scale_events:>9} {r.mean_gpu_util * 100:>7.0f}%"
         )
     oracle = first.oracle
     if show_oracle and oracle is not None:
-        lines += _oracle_rows(oracle)
+        lines += _oracle_rows(oracle, first.duration_s, first.requests)
     warnings = jobs.job_warnings(results)
     if warnings:
         lines += ["", "Warnings:", *(f"  ! {w}" for w in warnings)]
@@ -303,17 +318,38 @@ def render(results: list[BacktestResult], trace: str, *, show_oracle: bool) -> s
     return "\n".join(lines)
 
 
-def _oracle_rows(oracle: OracleResult) -> list[str]:
+def _price_line(result: BacktestResult) -> str:
+    if result.price_per_gpu_hour is None:
+        return "Price: none (costs not computed)"
+    where = {
+        "given": "the GPU type's hourly cost or --price",
+        "assumed": "an assumed price for the type, not a quote: set the GPU type's hourly "
+        "cost or pass --price",
+    }.get(result.price_source or "", result.price_source or "")
+    return (
+        f"Price: ${result.price_per_gpu_hour:.2f} per GPU-hour ({where}); $/h is per hour of "
+        "trace, $/1k req per thousand requests of the trace"
+    )
+
+
+def _oracle_rows(oracle: OracleResult, duration_s: float, requests: int) -> list[str]:
     """The bound (what ``x oracle`` divides by) and the schedule that realises it."""
     peak = f"{oracle.mean_replicas:.1f}/{oracle.peak_replicas}"
     ratio = oracle.replay_gpu_hours / oracle.gpu_hours if oracle.gpu_hours > 0 else None
     goal = oracle.target_attainment if oracle.goal_met else oracle.bound_attainment
+
+    def money(cost: float | None) -> str:
+        per_hour = None if cost is None else cost / (duration_s / 3600.0)
+        per_1k = None if cost is None or not requests else cost / requests * 1000.0
+        return f"{_num(per_hour):>8} {_num(per_1k, '.3f'):>8}"
+
     return [
         f"{'oracle bound':<13} {_pct(goal):>9} {'-':>20} {oracle.gpu_hours:>8.2f} "
-        f"{'1.00':>8} {_num(1 / ratio if ratio else None):>8} {'-':>10} {'-':>9} {'-':>8}",
+        f"{'1.00':>8} {_num(1 / ratio if ratio else None):>8} {money(oracle.cost_usd)} "
+        f"{'-':>10} {'-':>9} {'-':>8}",
         f"{'oracle sched.':<13} {_pct(oracle.slo_attainment):>9} {'-':>20} "
-        f"{oracle.replay_gpu_hours:>8.2f} {_num(ratio):>8} {'1.00':>8} {peak:>10} "
-        f"{oracle.scale_events:>9} {'-':>8}",
+        f"{oracle.replay_gpu_hours:>8.2f} {_num(ratio):>8} {'1.00':>8} "
+        f"{money(oracle.replay_cost_usd)} {peak:>10} {oracle.scale_events:>9} {'-':>8}",
         "",
         f"oracle: clairvoyant lower bound over {oracle.window_s:g} s windows with one "
         f"{1 - oracle.target_attainment:.0%} miss budget over the trace; no schedule meeting "
