@@ -204,7 +204,7 @@ const Charts = (function () {
     }));
     const annotations = LINES.map(([key, label, color, , shift]) => ({
       xref: "paper", x: 1, xanchor: "left", y: policy[key], yanchor: "middle", yshift: shift,
-      text: label + " " + fmt(policy[key], 3), showarrow: false, font: { color: color, size: 11 },
+      text: label + " " + String(Number(Number(policy[key]).toFixed(3))), showarrow: false, font: { color: color, size: 11 },
       name: key,
     }));
     return { shapes: shapes, annotations: annotations, range: thresholdRange(policy, values) };
