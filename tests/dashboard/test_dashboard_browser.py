@@ -226,10 +226,14 @@ def screenshot_for_docs(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-CHART_IDS = ["chart-replicas", "chart-metric", "chart-ttft", "chart-queue", "chart-gpu-util"]
+CHART_IDS = [
+    *("chart-replicas", "chart-metric", "chart-ttft"),
+    *("chart-queue", "chart-gpu-util", "chart-gpu-mem"),
+]
 SPAN_OF = """ids => ids.map(id => {
     const r = document.getElementById(id).layout.xaxis.range;
-    return (Date.parse(r[1].replace(' ', 'T') + 'Z') - Date.parse(r[0].replace(' ', 'T') + 'Z')) / 1000;
+    const t = (text) => Date.parse(text.replace(' ', 'T') + 'Z');
+    return (t(r[1]) - t(r[0])) / 1000;
 })"""
 
 
@@ -300,7 +304,7 @@ def test_tenant_page_streams_and_only_streaming_pages_show_the_live_badge(app_ur
     )
     alice.wait_for_function(
         """() => [...document.querySelectorAll('#workloads [data-field=metric]')]
-              .some(td => td.textContent !== '–')""",
+              .some(td => td.textContent !== '\\u2013')""",  # not the page's placeholder
         timeout=30000,
     )
     assert alice.get_attribute("link[rel=icon]", "href").endswith(".svg")
