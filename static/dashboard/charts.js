@@ -207,7 +207,20 @@ const Charts = (function () {
       text: label + " " + String(Number(Number(policy[key]).toFixed(3))), showarrow: false, font: { color: color, size: 11 },
       name: key,
     }));
-    return { shapes: shapes, annotations: annotations, range: thresholdRange(policy, values) };
+    const range = thresholdRange(policy, values);
+    return { shapes: shapes, annotations: annotations.concat(offScale(values, range)), range: range };
+  }
+
+  // The latest value when the clipped range cannot show it: said at the chart's edge, so a
+  // metric far above (or below) its target is never mistaken for one near it.
+  function offScale(values, range) {
+    const last = [...values].reverse().find((v) => v !== null && Number.isFinite(v));
+    if (last === undefined || (last >= range[0] && last <= range[1])) return [];
+    const above = last > range[1];
+    return [{ xref: "paper", x: 0.98, xanchor: "right", yref: "paper", y: above ? 1 : 0,
+      yanchor: above ? "top" : "bottom", showarrow: false, name: "off-scale",
+      text: (above ? "▲ " : "▼ ") + "now " + String(Number(last.toFixed(3))) + ", off the scale",
+      font: { color: "#101828", size: 11 }, bgcolor: "rgba(255,255,255,0.85)" }];
   }
 
   function thresholdRange(policy, values) {

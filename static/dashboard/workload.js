@@ -94,6 +94,7 @@
     if (policy) {
       metricDiv.dataset.target = policy.target;
       metricDiv.dataset.upper = policy.upper;
+      metricDiv.dataset.lower = policy.lower;
       metricDiv.dataset.version = policy.version;
     }
     const stale = new Set(points.length ? points[points.length - 1].stale : []);

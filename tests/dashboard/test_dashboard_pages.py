@@ -324,3 +324,36 @@ def test_the_workload_page_shows_the_latest_evaluation_and_its_error_incident(cl
     assert "Not observed for 7 ticks since 2026-12-01 10:00:00 (timeout / list deployments)" in body
     assert "2 → 4" in body and "capped at max_replicas 4" in body
     assert "outage_since" not in body
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [("UTC", "2026-01-02 03:04:05 UTC"), ("Europe/Berlin", "2026-01-02 04:04:05 CET")],
+)
+def test_times_read_in_one_format_naming_the_settings_time_zone(
+    client, setup, settings, make_user, zone, shown
+):
+    settings.TIME_ZONE = zone
+    decision = record(setup["a"])
+    Decision.objects.filter(pk=decision.pk).update(at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    client.force_login(setup["operator"])
+    page = client.get("/decisions/").content.decode()
+    assert f">{shown}</time>" in page
+    assert f'data-time-zone="{zone}"' in page  # what the browser's Charts.formatTime uses
+    client.force_login(make_user("staff", staff=True))
+    assert f">{shown}</a></th>" in client.get("/admin/scaling/decision/").content.decode()
+
+
+def test_only_streaming_pages_carry_the_live_badge_and_every_page_a_favicon(client, setup):
+    client.force_login(setup["operator"])
+    for url, streams in (
+        ("/", True),
+        (f"/tenants/{setup['a'].tenant.slug}/", True),
+        (f"/workloads/{setup['a'].pk}/", True),
+        ("/decisions/", False),
+    ):
+        page = client.get(url).content.decode()
+        assert ('id="live-status"' in page) is streams, url
+        assert 'rel="icon"' in page
+    tenant_page = client.get(f"/tenants/{setup['a'].tenant.slug}/").content.decode()
+    assert f'data-stream="/ws/tenants/{setup["a"].tenant.slug}/"' in tenant_page
