@@ -17,23 +17,31 @@ const Charts = (function () {
     timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
     minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short",
   });
-  const wallCache = new Map();
+  const offsets = new Map();  // quarter hour -> the zone's offset from UTC, seconds
 
   function pieces(t) {
     const p = {};
     for (const part of parts.formatToParts(new Date(t * 1000))) p[part.type] = part.value;
     return p;
   }
-  function wall(t) {  // epoch seconds -> "YYYY-MM-DD HH:MM:SS" in TIME_ZONE, for Plotly
-    const key = Math.floor(t);
-    let text = wallCache.get(key);
-    if (text === undefined) {
-      const p = pieces(key);
-      text = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
-      if (wallCache.size > 5000) wallCache.clear();
-      wallCache.set(key, text);
+  // Intl is slow (tens of microseconds a call): it is asked once per quarter hour (offsets
+  // change on quarter hours at most) and each timestamp is shifted by that offset.
+  function offsetAt(t) {
+    const quarter = Math.floor(t / 900);
+    let offset = offsets.get(quarter);
+    if (offset === undefined) {
+      const at = quarter * 900;
+      const p = pieces(at);
+      const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) / 1000;
+      offset = asUtc - at;
+      if (offsets.size > 1000) offsets.clear();
+      offsets.set(quarter, offset);
     }
-    return text;
+    return offset;
+  }
+  function wall(t) {  // epoch seconds -> "YYYY-MM-DD HH:MM:SS" in TIME_ZONE, for Plotly
+    const s = Math.floor(t);
+    return new Date((s + offsetAt(s)) * 1000).toISOString().slice(0, 19).replace("T", " ");
   }
   function formatTime(t) {  // the one format shown to people: "2026-12-03 13:50:02 UTC"
     return wall(t) + " " + pieces(t).timeZoneName;
@@ -137,6 +145,18 @@ const Charts = (function () {
     note.textContent = first !== null && from < first - 5
       ? "Drawn from " + formatTime(first) + ": this page holds the points streamed since it opened."
       : "";
+  }
+
+  // At most MAX_DRAWN points per chart: a day at 1 Hz would take seconds to draw each tick.
+  // A point is kept when its second is a multiple of ``step`` (so the kept points stay put as
+  // the live edge moves on, no shimmer), and the newest always. Peaks between kept points are
+  // not drawn: a longer range reads as a trend.
+  const MAX_DRAWN = 900;
+  function thin(points) {
+    if (points.length <= MAX_DRAWN) return points;
+    const step = Math.ceil((points[points.length - 1].t - points[0].t) / MAX_DRAWN) || 1;
+    const last = points.length - 1;
+    return points.filter((p, i) => i === last || Math.floor(p.t) % step === 0);
   }
 
   // --- Per-pod series -------------------------------------------------------------------
@@ -243,6 +263,6 @@ const Charts = (function () {
       ticksuffix: " GiB", autorange: top ? false : true };
   }
 
-  return { wall, formatTime, zoneName, xaxis, windowAt, sync, picker, olderPoints, perPod, thresholds,
+  return { wall, thin, formatTime, zoneName, xaxis, windowAt, sync, picker, olderPoints, perPod, thresholds,
     memoryAxis, state, BAND_ABOVE };
 })();

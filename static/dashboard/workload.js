@@ -66,10 +66,10 @@
     return merged;
   }
 
-  // Only the points inside the window are drawn: a page open for hours keeps up to a day.
+  // Only the points inside the window are drawn, thinned: a page open for hours keeps a day.
   function shown(now) {
     const [t0, t1] = Charts.windowAt(now);
-    return points.filter((p) => p.t >= t0 - 1 && p.t <= t1 + 1);
+    return Charts.thin(points.filter((p) => p.t >= t0 - 1 && p.t <= t1 + 1));
   }
 
   function draw() {

@@ -262,6 +262,22 @@ def test_one_time_range_for_every_chart_labelled_lines_and_pod_bands(app_url, br
     assert alice.is_visible("#range-live")
     alice.click("#range-live")  # back to the live edge, the window sliding on with each delta
     alice.wait_for_function(f"() => ({SPAN_OF})({CHART_IDS}).every(s => s === 3600)")
+    # ◀ pans every chart half a window back, off the live edge.
+    ends = """ids => ids.map(id => document.getElementById(id).layout.xaxis.range[1])"""
+    live_end = max(alice.evaluate(ends, CHART_IDS))
+    alice.click("#range-back")
+    alice.wait_for_function(f"() => new Set(({ends})({CHART_IDS})).size === 1")
+    panned = alice.evaluate(ends, CHART_IDS)[0]
+    assert panned < live_end and alice.is_visible("#range-live")
+    assert alice.evaluate(SPAN_OF, CHART_IDS) == [3600] * len(CHART_IDS)
+    alice.click("#range-live")
+    # A day of 1 Hz points is thinned to at most 900 drawn, the newest kept.
+    thinned = alice.evaluate(
+        """() => { const pts = Array.from({length: 86400}, (_, i) => ({t: 1.7e9 + i}));
+                   const kept = Charts.thin(pts);
+                   return [kept.length, kept[kept.length - 1].t - pts[pts.length - 1].t]; }"""
+    )
+    assert thinned[0] <= 901 and thinned[1] == 0
 
     labels = alice.evaluate(
         "() => document.getElementById('chart-metric').layout.annotations.map(a => a.text)"
