@@ -82,7 +82,9 @@ def test_fleet_page_says_when_a_lowered_quota_is_exceeded_and_when_it_is_reclaim
     quota.reclaim_grace_s = 600
     quota.over_since = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
     quota.save()
-    assert "1 over quota, reclaimed from 14:10:00 UTC" in client.get("/").content.decode()
+    assert (
+        "1 over quota, reclaimed from 2026-11-22 14:10:00 UTC" in client.get("/").content.decode()
+    )
 
 
 def test_fleet_page_reserves_the_heatmap_and_table_rows_of_the_synced_nodes(client, setup):
@@ -321,7 +323,10 @@ def test_the_workload_page_shows_the_latest_evaluation_and_its_error_incident(cl
     setup["a"].save()
     body = client.get(url).content.decode()
     assert "did not answer within 0.5 s" in body and "hpa v3" in body
-    assert "Not observed for 7 ticks since 2026-12-01 10:00:00 (timeout / list deployments)" in body
+    assert (
+        "Not observed for 7 ticks since 2026-12-01 10:00:00 UTC (timeout / list deployments)"
+        in body
+    )
     assert "2 → 4" in body and "capped at max_replicas 4" in body
     assert "outage_since" not in body
 
