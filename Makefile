@@ -24,6 +24,8 @@ run: $(STAMP)
 	$(PY) manage.py load_demo
 	@echo "Control plane: http://127.0.0.1:$(PORT)/   admin: http://127.0.0.1:$(PORT)/admin/"
 	@echo "A worker or beat that dies is restarted (bin/supervise says why); Ctrl-C stops all."
+	@# Celery warns about superuser privileges under root; harmless with JSON-only messages (README).
+	@if [ "$$(id -u)" = 0 ]; then echo "note: running as root: Celery's superuser warning is expected (README, 'The first ten minutes')."; fi
 	@# honcho rewrites PORT per process (Foreman style), so the web port travels as WEB_PORT.
 	WEB_PORT=$(PORT) $(VENV)/bin/honcho --procfile Procfile start
 

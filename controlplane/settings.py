@@ -419,6 +419,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times in one format across pages and admin (controlplane/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["controlplane.formats"]
 
 # --- Production hardening (DEBUG off) -----------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The live streams: ``/ws/fleet/`` (everything the user may see) and
-``/ws/workloads/<id>/`` (one workload).
+"""The live streams: ``/ws/fleet/`` (everything the user may see), ``/ws/tenants/<slug>/``
+(one tenant and its teams) and ``/ws/workloads/<id>/`` (one workload).
 
 Thin on purpose: authenticate (session), check tenant access through the choke points, join
 the process's poller, push. The Origin is checked before we get here
@@ -32,6 +32,17 @@ def visible_tenants(user: Any) -> frozenset[int] | None:
     if user.is_staff and user.is_active:
         return None
     return frozenset(Tenant.objects.for_user(user).values_list("pk", flat=True))
+
+
+def tenant_scope(user: Any, slug: str) -> frozenset[int] | None:
+    """The tenant and its teams, as far as the user may see them (the tenant page's scope);
+    None when the tenant is not there or not the user's."""
+    visible = Tenant.objects.for_user(user)
+    found = visible.filter(slug=slug).values_list("pk", flat=True).first()
+    if found is None:
+        return None
+    teams = visible.filter(parent_id=found).values_list("pk", flat=True)
+    return frozenset({found, *teams})
 
 
 def workload_tenant(user: Any, workload_id: int) -> int | None:
@@ -110,6 +121,20 @@ class FleetConsumer(LiveConsumer):
     async def subscription(self, user: Any) -> Subscription | None:
         visible = await database_sync_to_async(visible_tenants)(user)
         return Subscription(workload_id=None, visible=visible)
+
+
+class TenantConsumer(LiveConsumer):
+    """The fleet stream narrowed to one tenant's scope: its frames carry that scope's
+    workloads, usage and decisions, the same audience key as a fleet page seeing just those."""
+
+    stream = "tenant"
+
+    async def subscription(self, user: Any) -> Subscription | None:
+        slug = str(self.scope["url_route"]["kwargs"]["slug"])
+        scope = await database_sync_to_async(tenant_scope)(user, slug)
+        if scope is None:
+            return None
+        return Subscription(workload_id=None, visible=scope)
 
 
 class WorkloadConsumer(LiveConsumer):

@@ -60,24 +60,13 @@
     note.textContent = body.stale.length ? "stale: " + body.stale.join(", ") : "";
   }
 
-  function workloads(list) {
-    for (const w of list) {
-      const row = document.querySelector('tr[data-workload="' + w.id + '"]');
-      if (!row) continue;
-      for (const key of ["ready", "warming", "metric"]) {
-        const cell = row.querySelector('[data-field="' + key + '"]');
-        if (cell) { cell.textContent = fmt(w[key], 2); cell.classList.toggle("stale", w[key] === null); }
-      }
-    }
-  }
-
   function onFrame(frame) {
     if (frame.type === "snapshot" || frame.type === "delta") {
       if (frame.layout) { layout = frame.layout; layoutId = frame.layout_id; }
       if (frame.layout_id !== layoutId) { window.liveStream.drop(); return; }  // missed a layout: resync
       heatmap(cellsOf(frame));
       totals(frame);
-      workloads(frame.workloads);
+      updateWorkloadRows(frame.workloads);
       if (frame.type === "snapshot") (frame.decisions || []).forEach((d) => addDecision("decisions", d));
       document.body.dataset.lastFrame = frame.t;
     } else if (frame.type === "decision") {

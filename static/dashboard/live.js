@@ -51,7 +51,7 @@ function decisionItem(d) {
   const head = document.createElement("div");
   head.className = "decision-head";
   const parts = [
-    ["time", new Date(d.at * 1000).toISOString().replace("T", " ").slice(0, 19)],
+    ["time", Charts.formatTime(d.at)],
     ["a", d.workload_name],
     ["span", d.outcome, "badge"],
     ["span", d.current + " → " + d.final, "replicas"],
@@ -94,4 +94,17 @@ function addDecision(listId, d) {
   if (empty) empty.remove();
   list.prepend(decisionItem(d));
   while (list.children.length > 50) list.lastElementChild.remove();
+}
+
+// The live columns of a workloads table (fleet and tenant pages): ready, warming and the
+// policy metric of each row the frame carries; a missing value is shown stale, never zero.
+function updateWorkloadRows(list) {
+  for (const w of list) {
+    const row = document.querySelector('tr[data-workload="' + w.id + '"]');
+    if (!row) continue;
+    for (const key of ["ready", "warming", "metric"]) {
+      const cell = row.querySelector('[data-field="' + key + '"]');
+      if (cell) { cell.textContent = fmt(w[key], 2); cell.classList.toggle("stale", w[key] === null); }
+    }
+  }
 }

@@ -5,7 +5,7 @@
 
 (function () {
   const page = document.getElementById("workload-page");
-  const MAX_POINTS = 300;
+  const MAX_POINTS = 86400;  // 24 h at 1 Hz: the picker's longest range
   const policyData = document.getElementById("policy-data");
   let policy = policyData ? JSON.parse(policyData.textContent) : null;
   let points = [];  // [{t, values, stale}]
@@ -16,43 +16,14 @@
   };
   const CONFIG = { displayModeBar: false, responsive: true };
 
+  let drawn = [];  // the points inside the page's time range, set by draw()
   function series(key) {
-    return { x: points.map((p) => new Date(p.t * 1000)), y: points.map((p) => num(p.values[key])) };
+    return { x: drawn.map((p) => Charts.wall(p.t)), y: drawn.map((p) => num(p.values[key])) };
   }
   function num(v) { return v === undefined || v === null ? null : v; }
 
   function line(key, name, extra) {
     return Object.assign({ type: "scatter", mode: "lines", name: name, connectgaps: false }, series(key), extra || {});
-  }
-
-  function perReplica(key) {
-    const pods = new Set();
-    for (const p of points) for (const pod of Object.keys(p.values[key] || {})) pods.add(pod);
-    const x = points.map((p) => new Date(p.t * 1000));
-    return [...pods].sort().map((pod) => ({
-      type: "scatter", mode: "lines", name: pod.split("-").slice(-1)[0], connectgaps: false, x: x,
-      y: points.map((p) => (p.values[key] && pod in p.values[key] ? p.values[key][pod] : null)),
-      hovertemplate: pod + ": %{y:.1f}<extra></extra>",
-    }));
-  }
-
-  function thresholdShapes() {
-    if (!policy || policy.target === null) return [];  // predictive and slo may have no target
-    const shape = (y, color, dash) => ({
-      type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color: color, width: 2, dash: dash },
-    });
-    return [shape(policy.target, "#3156d3", "solid"), shape(policy.upper, "#d92d20", "dash"),
-      shape(policy.lower, "#12b76a", "dash")];
-  }
-
-  function thresholdLegend() {
-    if (!policy || policy.target === null) return [];
-    // Invisible traces so the legend names the three lines.
-    const legend = (name, color, dash) => ({ type: "scatter", mode: "lines", x: [null], y: [null], name: name,
-      line: { color: color, dash: dash } });
-    return [legend("target " + fmt(policy.target, 3), "#3156d3", "solid"),
-      legend("scale up above " + fmt(policy.upper, 3), "#d92d20", "dash"),
-      legend("scale down below " + fmt(policy.lower, 3), "#12b76a", "dash")];
   }
 
   // Decisions drawn on the replica chart, as Grafana annotates deploys: a marker at each
@@ -74,28 +45,56 @@
       const these = shown.filter((d) => d.outcome === outcome);
       return {
         type: "scatter", mode: "markers", name: look.name, showlegend: these.length > 0,
-        x: these.map((d) => new Date(d.at * 1000)), y: these.map((d) => d.final),
+        x: these.map((d) => Charts.wall(d.at)), y: these.map((d) => d.final),
         marker: { color: look.color, size: 10, line: { color: "#fff", width: 1 },
           symbol: these.map((d) => (d.final > d.current ? "triangle-up" : d.final < d.current ? "triangle-down" : "x")) },
-        hovertext: these.map((d) => d.current + " → " + d.final + " (policy v" + d.policy_version + "): " + d.reason),
+        hovertext: these.map((d) => Charts.formatTime(d.at) + ": " + d.current + " → " + d.final +
+          " (policy v" + d.policy_version + "): " + d.reason),
         hoverinfo: "text",
       };
     });
   }
 
+  // Every chart shares the page's time range (Charts.xaxis): the picker, a drag-zoom or a pan
+  // on any of them moves them all, and at the live edge each delta slides the window on.
+  const CHARTS = ["chart-replicas", "chart-metric", "chart-ttft", "chart-queue", "chart-gpu-util", "chart-gpu-mem"];
+
+  // Zoom and pan act on time only (the y ranges are chosen per chart), as in Grafana.
+  function layout(now, extra) {
+    const merged = Object.assign({}, LAYOUT, { xaxis: Charts.xaxis(now) }, extra || {});
+    merged.yaxis = Object.assign({ fixedrange: true }, merged.yaxis || {});
+    return merged;
+  }
+
+  // Only the points inside the window are drawn, thinned: a page open for hours keeps a day.
+  function shown(now) {
+    const [t0, t1] = Charts.windowAt(now);
+    return Charts.thin(points.filter((p) => p.t >= t0 - 1 && p.t <= t1 + 1));
+  }
+
   function draw() {
     const metricDiv = document.getElementById("chart-metric");
+    const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
+    drawn = shown(now);
+    const lines = Charts.thresholds(policy, drawn.map((p) => num(p.values.metric)));
+    const memory = Number(document.getElementById("chart-gpu-mem").dataset.capacityGib || 0);
     Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], LAYOUT, CONFIG);
-    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
-      ...thresholdLegend()], Object.assign({}, LAYOUT, { shapes: thresholdShapes() }), CONFIG);
-    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], LAYOUT, CONFIG);
-    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")], LAYOUT, CONFIG);
-    Plotly.react("chart-gpu-util", perReplica("gpu_util"), Object.assign({}, LAYOUT, { yaxis: { range: [0, 100] } }), CONFIG);
-    Plotly.react("chart-gpu-mem", perReplica("gpu_mem"), LAYOUT, CONFIG);
+      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], layout(now), CONFIG);
+    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } })],
+      layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
+        yaxis: lines.range ? { range: lines.range } : {} }), CONFIG);
+    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], layout(now), CONFIG);
+    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")], layout(now), CONFIG);
+    Plotly.react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
+      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" } }), CONFIG);
+    Plotly.react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
+      layout(now, { yaxis: Charts.memoryAxis(memory) }), CONFIG);
+    CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
+    Charts.olderPoints(points);
     if (policy) {
       metricDiv.dataset.target = policy.target;
       metricDiv.dataset.upper = policy.upper;
+      metricDiv.dataset.lower = policy.lower;
       metricDiv.dataset.version = policy.version;
     }
     const stale = new Set(points.length ? points[points.length - 1].stale : []);
@@ -275,6 +274,7 @@
     form.addEventListener("submit", save);
     form.addEventListener("input", hints);
   }
+  Charts.picker(draw);
   draw();
   openLiveStream(page.dataset.stream, onFrame);
 })();

@@ -215,3 +215,138 @@ def test_viewer_gets_no_editor_and_reconnects_after_a_dropped_socket(app_url, br
         timeout=30000,
     )
     shoot(bob, "workload-viewer")
+
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def screenshot_for_docs(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+CHART_IDS = [
+    *("chart-replicas", "chart-metric", "chart-ttft"),
+    *("chart-queue", "chart-gpu-util", "chart-gpu-mem"),
+]
+SPAN_OF = """ids => ids.map(id => {
+    const r = document.getElementById(id).layout.xaxis.range;
+    const t = (text) => Date.parse(text.replace(' ', 'T') + 'Z');
+    return (t(r[1]) - t(r[0])) / 1000;
+})"""
+
+
+def test_one_time_range_for_every_chart_labelled_lines_and_pod_bands(app_url, browser):
+    alice = log_in(browser, app_url, "alice")
+    wait_until_fleet_is_live(alice)
+    screenshot_for_docs(alice, "fleet")
+    alice.click("#workloads >> text=acme-chat/chat-llama-8b")
+    alice.wait_for_url("**/workloads/*/", timeout=10000)
+    alice.wait_for_function(
+        "() => (document.getElementById('chart-metric').data[0].y || []).some(v => v !== null)",
+        timeout=30000,
+    )
+    assert alice.evaluate(SPAN_OF, CHART_IDS) == [300] * len(CHART_IDS)  # 5 min by default
+    alice.click("#range-picker >> text=1 h")
+    alice.wait_for_function(f"() => ({SPAN_OF})({CHART_IDS}).every(s => s === 3600)")
+    # A drag-zoom on one chart (Plotly's relayout) moves every other chart to the same window.
+    alice.evaluate(
+        """() => { const r = document.getElementById('chart-ttft').layout.xaxis.range;
+                   const end = Date.parse(r[1].replace(' ', 'T') + 'Z');
+                   const iso = t => new Date(t).toISOString().replace('T', ' ').slice(0, 19);
+                   Plotly.relayout('chart-ttft', {'xaxis.range[0]': iso(end - 120000),
+                                                  'xaxis.range[1]': iso(end - 60000)}); }"""
+    )
+    alice.wait_for_function(f"() => ({SPAN_OF})({CHART_IDS}).every(s => Math.abs(s - 60) < 2)")
+    assert alice.is_visible("#range-live")
+    alice.click("#range-live")  # back to the live edge, the window sliding on with each delta
+    alice.wait_for_function(f"() => ({SPAN_OF})({CHART_IDS}).every(s => s === 3600)")
+    # ◀ pans every chart half a window back, off the live edge.
+    ends = """ids => ids.map(id => document.getElementById(id).layout.xaxis.range[1])"""
+    live_end = max(alice.evaluate(ends, CHART_IDS))
+    alice.click("#range-back")
+    alice.wait_for_function(f"() => new Set(({ends})({CHART_IDS})).size === 1")
+    panned = alice.evaluate(ends, CHART_IDS)[0]
+    assert panned < live_end and alice.is_visible("#range-live")
+    assert alice.evaluate(SPAN_OF, CHART_IDS) == [3600] * len(CHART_IDS)
+    alice.click("#range-live")
+    # A day of 1 Hz points is thinned to at most 900 drawn, the newest kept.
+    thinned = alice.evaluate(
+        """() => { const pts = Array.from({length: 86400}, (_, i) => ({t: 1.7e9 + i}));
+                   const kept = Charts.thin(pts);
+                   return [kept.length, kept[kept.length - 1].t - pts[pts.length - 1].t]; }"""
+    )
+    assert thinned[0] <= 901 and thinned[1] == 0
+
+    labels = alice.evaluate(
+        "() => document.getElementById('chart-metric').layout.annotations.map(a => a.text)"
+    )
+    # The page's policy (another test may have edited it: the module shares one app).
+    target, upper, lower = (
+        float(alice.get_attribute("#chart-metric", f"data-{name}"))
+        for name in ("target", "upper", "lower")
+    )
+    assert lower < target < upper
+
+    def short(value: float) -> str:
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+
+    assert labels[:3] == [
+        f"target {short(target)}",
+        f"scale up above {short(upper)}",
+        f"scale down below {short(lower)}",
+    ]
+    y_range = alice.evaluate("() => document.getElementById('chart-metric').layout.yaxis.range")
+    assert y_range[1] - y_range[0] <= 7 * (upper - lower) + 1e-6  # the band fills >= 1/7
+    assert "GiB" in alice.evaluate(
+        "() => document.getElementById('chart-gpu-mem').layout.yaxis.ticksuffix"
+    )
+    alice.click("#range-picker >> text=5 min")
+    screenshot_for_docs(alice, "workload")
+
+    # Eight pods: a lower target scales to the policy's max of 8; their utilisation is then
+    # drawn as a min / median / max band with every pod listed on hover, not eight lines.
+    alice.fill("#id_target", "1")
+    alice.fill("#id_reason", "browser test: bands")
+    alice.click("#policy-save")
+    saved = alice.wait_for_selector("text=/Saved version \\d+/", timeout=10000).inner_text()
+    version = saved.split("Saved version ")[1].split(";")[0]
+    # Target 1 under a load of about 10 per replica: the lines keep their room and the value
+    # the clipped axis cannot show is written at its edge.
+    alice.wait_for_function(
+        """() => document.getElementById('chart-metric').layout.annotations
+              .some(a => a.name === 'off-scale' && a.text.startsWith('▲ now '))""",
+        timeout=15000,
+    )
+    # The decision the save triggers arrives live, its time in the one format with its zone.
+    alice.wait_for_selector(f"#decisions li.decision >> text=policy v{version}", timeout=30000)
+    assert alice.inner_text("#decisions li.decision time").endswith(" UTC")
+    alice.wait_for_function(
+        """() => document.getElementById('chart-gpu-util').data.some(t => t.band === 'median'
+              && (t.text || []).some(s => s.split('<br>').length > 4))""",
+        timeout=90000,
+    )
+    traces = alice.evaluate("() => document.getElementById('chart-gpu-util').data.length")
+    assert traces == 3
+    screenshot_for_docs(alice, "workload-bands")
+
+
+def test_tenant_page_streams_and_only_streaming_pages_show_the_live_badge(app_url, browser):
+    alice = log_in(browser, app_url, "alice")
+    alice.goto(f"{app_url}/tenants/acme-chat/")
+    alice.wait_for_selector("#live-status.live", timeout=30000)
+    alice.wait_for_function(
+        "() => Number(document.getElementById('tenant-page').dataset.frames || 0) >= 3",
+        timeout=20000,
+    )
+    alice.wait_for_function(
+        """() => [...document.querySelectorAll('#workloads [data-field=metric]')]
+              .some(td => td.textContent !== '\\u2013')""",  # not the page's placeholder
+        timeout=30000,
+    )
+    assert alice.get_attribute("link[rel=icon]", "href").endswith(".svg")
+    screenshot_for_docs(alice, "tenant")
+    alice.goto(f"{app_url}/decisions/")
+    assert alice.locator("#live-status").count() == 0  # no stream, no badge
+    screenshot_for_docs(alice, "decisions")

@@ -304,3 +304,22 @@ def test_a_slow_socket_keeps_only_its_newest_frames(settings):
     for i in range(10):
         sub.offer(f"frame {i}")
     assert list(sub.queue) == ["frame 7", "frame 8", "frame 9"] and sub.dropped == 7
+
+
+async def test_tenant_stream_carries_that_tenants_workloads_live(fleet):
+    slug = fleet["a"].tenant.slug
+    communicator, _ = await open_stream(f"/ws/tenants/{slug}/", fleet["alice"])
+    assert json.loads(await communicator.receive_from(timeout=10))["type"] == "snapshot"
+    frames = await frames_until(
+        communicator,
+        lambda f: f["type"] == "delta" and any(w["ready"] is not None for w in f["workloads"]),
+    )
+    assert [w["id"] for w in frames[-1]["workloads"]] == [fleet["a"].pk]
+    await communicator.disconnect()
+
+
+async def test_another_tenants_stream_looks_like_a_missing_one(fleet):
+    for slug in (fleet["b"].tenant.slug, "no-such-tenant"):
+        communicator, connected = await open_stream(f"/ws/tenants/{slug}/", fleet["alice"])
+        assert connected
+        assert await close_code(communicator) == 4404

@@ -82,7 +82,9 @@ def test_fleet_page_says_when_a_lowered_quota_is_exceeded_and_when_it_is_reclaim
     quota.reclaim_grace_s = 600
     quota.over_since = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
     quota.save()
-    assert "1 over quota, reclaimed from 14:10:00 UTC" in client.get("/").content.decode()
+    assert (
+        "1 over quota, reclaimed from 2026-11-22 14:10:00 UTC" in client.get("/").content.decode()
+    )
 
 
 def test_fleet_page_reserves_the_heatmap_and_table_rows_of_the_synced_nodes(client, setup):
@@ -324,7 +326,10 @@ def test_the_workload_page_shows_the_latest_evaluation_and_its_error_incident(cl
     setup["a"].save()
     body = client.get(url).content.decode()
     assert "did not answer within 0.5 s" in body and "hpa v3" in body
-    assert "Not observed for 7 ticks since 2026-12-01 10:00:00 (timeout / list deployments)" in body
+    assert (
+        "Not observed for 7 ticks since 2026-12-01 10:00:00 UTC (timeout / list deployments)"
+        in body
+    )
     assert "2 → 4" in body and "capped at max_replicas 4" in body
     assert "outage_since" not in body
 
@@ -348,3 +353,36 @@ def test_a_predictive_policy_saves_without_a_target_and_draws_no_threshold_lines
     assert "required by the hpa algorithm" in json.dumps(refused.json()["errors"]["target"])
     client.force_login(setup["viewer"])  # the read-only view names what it sizes from
     assert "none (sized from offered work)" in client.get(url).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [("UTC", "2026-01-02 03:04:05 UTC"), ("Europe/Berlin", "2026-01-02 04:04:05 CET")],
+)
+def test_times_read_in_one_format_naming_the_settings_time_zone(
+    client, setup, settings, make_user, zone, shown
+):
+    settings.TIME_ZONE = zone
+    decision = record(setup["a"])
+    Decision.objects.filter(pk=decision.pk).update(at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    client.force_login(setup["operator"])
+    page = client.get("/decisions/").content.decode()
+    assert f">{shown}</time>" in page
+    assert f'data-time-zone="{zone}"' in page  # what the browser's Charts.formatTime uses
+    client.force_login(make_user("staff", staff=True))
+    assert f">{shown}</a></th>" in client.get("/admin/scaling/decision/").content.decode()
+
+
+def test_only_streaming_pages_carry_the_live_badge_and_every_page_a_favicon(client, setup):
+    client.force_login(setup["operator"])
+    for url, streams in (
+        ("/", True),
+        (f"/tenants/{setup['a'].tenant.slug}/", True),
+        (f"/workloads/{setup['a'].pk}/", True),
+        ("/decisions/", False),
+    ):
+        page = client.get(url).content.decode()
+        assert ('id="live-status"' in page) is streams, url
+        assert 'rel="icon"' in page
+    tenant_page = client.get(f"/tenants/{setup['a'].tenant.slug}/").content.decode()
+    assert f'data-stream="/ws/tenants/{setup["a"].tenant.slug}/"' in tenant_page

@@ -1,13 +1,16 @@
 """Load the demo fleet: 2 clusters, 4 GPU types, 2 organisations with 6 teams, quotas,
 12 workloads with policies, and demo users. Idempotent: running it again changes nothing that
-is already there. Refuses to run in production mode (DEBUG off)."""
+is already there. ``--reset`` first deletes the demo's own objects (its clusters with their
+workloads, policies and decisions, its tenants with their quotas, memberships and namespaces,
+its users) and loads them afresh, undoing every edit; the history of changes is kept, as an
+audit trail should be. Refuses to run in production mode (DEBUG off)."""
 
 import os
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from clusters.models import Cluster
@@ -69,12 +72,21 @@ USERS: dict[str, tuple[bool, dict[str, str]]] = {
 
 
 class Command(BaseCommand):
-    help = "Load the demo fleet (idempotent; refused in production mode)."
+    help = "Load the demo fleet (idempotent; --reset undoes edits; refused in production mode)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="delete the demo's clusters, tenants, users and what hangs off them, then load",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("load_demo refuses to run in production mode (DEBUG is off).")
         with transaction.atomic():
+            if options["reset"]:
+                self.stdout.write(f"Deleted the demo's objects ({self.reset()} rows).")
             created = self.load()
         self.stdout.write(f"Demo fleet loaded ({created} new objects).")
         self.stdout.write(
@@ -82,11 +94,25 @@ class Command(BaseCommand):
             f"acme), bob / {DEMO_PASSWORD} (viewer of globex-support, operator of globex-ml)."
         )
 
+    def reset(self) -> int:
+        """Delete what ``load`` creates (GPU types stay: other workloads may use them; ``load``
+        puts their demo values back). Order matters: workloads protect their tenant, cluster
+        and GPU type, and organisations protect their teams."""
+        slugs = [slug for org, (_, teams) in ORGANISATIONS.items() for slug in (org, *teams)]
+        clusters = Cluster.objects.filter(name__in=[c.name for c in load_config(None).clusters])
+        deleted = Workload.objects.filter(cluster__in=clusters).delete()[0]
+        deleted += Workload.objects.filter(tenant__slug__in=slugs).delete()[0]
+        deleted += clusters.delete()[0]
+        deleted += Tenant.objects.filter(slug__in=slugs, parent__isnull=False).delete()[0]
+        deleted += Tenant.objects.filter(slug__in=slugs).delete()[0]
+        deleted += get_user_model().objects.filter(username__in=USERS).delete()[0]
+        return int(deleted)
+
     def load(self) -> int:
         created = 0
         gpu_types = {}
         for name, memory, throughput, cost, label in GPU_TYPES:
-            gpu_types[name], new = GpuType.objects.get_or_create(
+            gpu_types[name], new = GpuType.objects.update_or_create(
                 name=name,
                 defaults={
                     "memory_gib": memory,
