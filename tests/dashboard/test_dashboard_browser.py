@@ -221,9 +221,13 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 def screenshot_for_docs(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
+    """Into tests/artifacts/ like every screenshot; into docs/screenshots/ (the ones the docs
+    show, kept in git) only with UPDATE_SCREENSHOTS=1, so a test run leaves the tree clean."""
     page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    shoot(page, f"docs-{name}")
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 CHART_IDS = [
