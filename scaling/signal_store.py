@@ -1,0 +1,289 @@
+"""The control plane's own history of the signals its policies read, per workload.
+
+Exporters keep no history and Prometheus is optional, so the loop records what it observed
+of each workload every tick (the series ``scaling.signals.SignalHistory`` holds: the policy
+metric and the pods it averaged over, prompt and generation tokens/s, TTFT p95, and the
+replica counts), for the what-if replay (``dashboard.whatif``) of a workload's own load.
+
+Storage, designed for 1,000 workloads on a 5 s loop:
+
+1. One row (``SignalChunk``) per workload per chunk of up to ``CHUNK_S`` seconds (at most
+   ``MAX_TICKS_PER_CHUNK`` ticks). Its ``data`` is text: one compact JSON array per tick
+   (``FIELDS``), each followed by a comma, so a tick is appended in SQL (``data || line``,
+   standard on PostgreSQL and SQLite) by one ``UPDATE ... FROM (VALUES ...)`` for the whole
+   tick, inside the loop's existing bulk write: no read, no row per tick.
+2. A workload's chunk boundaries are offset by a phase from its id, so the ~1/120 of
+   workloads that open a new row on a given tick are spread over the chunk, not all at once.
+3. Beyond ``FINE_S`` (an hour) ``downsample`` folds tick rows into one row per workload and
+   hour of 1-minute means; ``prune`` deletes rows older than the retention
+   (``SIGNAL_HISTORY_RETENTION_S``, default a day). Both run in the periodic Celery task
+   ``scaling.tasks.compact_signal_history``. A workload keeps at most ~7 tick rows and one
+   minute row per retained hour.
+
+The open chunk (row id, phase slot, tick count) is kept in ``Workload.loop_state["signals"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, models, transaction
+
+from scaling.signals import SignalTick
+
+CHUNK_S = 600
+MAX_TICKS_PER_CHUNK = 240  # a 2.5 s loop fills a chunk; a faster one opens rows sooner
+FINE_S = 3600.0
+COARSE_STEP_S = 60.0
+# One tick, in this order. Replica counts are step functions: downsampled, they keep the
+# last value of the minute; every other field is the minute's mean (None when all None).
+FIELDS = (
+    "t",
+    "current",
+    "ready",
+    "warming",
+    "metric_t",
+    "metric",
+    "pods",
+    "prompt",
+    "generation",
+    "ttft",
+)
+COUNTS = {"current", "ready", "warming"}
+LAST_IN_MINUTE = COUNTS | {"t", "metric_t"}
+
+
+class SignalChunk(models.Model):
+    """Some minutes of one workload's signals: ``ticks`` lines of ``data`` (see module doc)."""
+
+    class Resolution(models.TextChoices):
+        TICK = "tick", "every tick"
+        MINUTE = "minute", "1-minute means"
+
+    workload = models.ForeignKey(
+        "scaling.Workload", on_delete=models.CASCADE, related_name="signal_chunks"
+    )
+    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    start_s = models.FloatField(help_text="Unix time of the first tick")
+    end_s = models.FloatField(help_text="Unix time of the last tick")
+    ticks = models.PositiveIntegerField(default=0)
+    data = models.TextField(default="", help_text="One JSON array per tick, each ending in ','")
+
+    class Meta:
+        app_label = "scaling"
+        indexes = [models.Index(fields=["workload", "end_s"]), models.Index(fields=["end_s"])]
+
+    def __str__(self) -> str:
+        return f"{self.workload_id} {self.resolution} {self.start_s:.0f}+{self.ticks}"
+
+    def rows(self) -> list[list[Any]]:
+        return json.loads("[" + self.data.rstrip(",") + "]") if self.data else []
+
+
+@dataclass(frozen=True)
+class StoredTick:
+    """One stored tick: the engine's inputs that a replay needs (no per-pod samples)."""
+
+    row: tuple[Any, ...]
+
+    def signal_tick(self) -> SignalTick:
+        t, current, ready, warming, metric_t, metric, pods, prompt, gen, ttft = self.row
+        return SignalTick(
+            now=t,
+            current=int(current),
+            ready=int(ready),
+            warming=int(warming),
+            metric=None if metric is None else (metric_t, metric),
+            metric_pods=pods,
+            prompt_tokens_per_s=prompt,
+            generation_tokens_per_s=gen,
+            ttft_p95_s=ttft,
+        )
+
+
+def line(tick: SignalTick) -> str:
+    """The stored text of one tick (``FIELDS``), with its trailing comma."""
+    metric_t, metric = tick.metric if tick.metric is not None else (None, None)
+    row = [
+        tick.now,
+        tick.current,
+        tick.ready,
+        tick.warming,
+        metric_t,
+        metric,
+        tick.metric_pods,
+        tick.prompt_tokens_per_s,
+        tick.generation_tokens_per_s,
+        tick.ttft_p95_s,
+    ]
+    return json.dumps([_finite(v) for v in row], separators=(",", ":")) + ","
+
+
+def _finite(value: float | int | None) -> float | int | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _slot(workload_id: int, now: float) -> int:
+    phase = (workload_id * 7919) % CHUNK_S
+    return math.floor((now + phase) / CHUNK_S)
+
+
+def append_ticks(observed: Sequence[tuple[Any, dict[str, Any] | None, SignalTick]]) -> None:
+    """Append each (workload, its open chunk from the previous loop_state, tick) and keep the
+    open chunk in the workload's in-memory ``loop_state["signals"]`` (the caller writes it).
+
+    1. A workload whose open chunk is of another slot, full, or unknown opens a new row
+       (one ``bulk_create`` for all of them, the tick as its first line).
+    2. The others get the line appended by one ``UPDATE ... FROM (VALUES ...)``.
+    """
+    opening: list[tuple[Any, SignalTick, SignalChunk]] = []
+    appending: list[tuple[Any, dict[str, Any], SignalTick]] = []
+    for workload, chunk, tick in observed:
+        slot = _slot(workload.pk, tick.now)
+        if (
+            isinstance(chunk, dict)
+            and chunk.get("slot") == slot
+            and isinstance(chunk.get("id"), int)
+            and int(chunk.get("n", 0)) < MAX_TICKS_PER_CHUNK
+        ):
+            appending.append((workload, {**chunk, "n": int(chunk["n"]) + 1}, tick))
+        else:
+            row = SignalChunk(
+                workload_id=workload.pk,
+                resolution=SignalChunk.Resolution.TICK,
+                start_s=tick.now,
+                end_s=tick.now,
+                ticks=1,
+                data=line(tick),
+            )
+            opening.append((workload, tick, row))
+    SignalChunk.objects.bulk_create([row for _, _, row in opening])
+    for workload, tick, row in opening:
+        workload.loop_state["signals"] = {
+            "id": row.pk,
+            "slot": _slot(workload.pk, tick.now),
+            "n": 1,
+        }
+    _append_lines([(chunk["id"], tick) for _, chunk, tick in appending])
+    for workload, chunk, _ in appending:
+        workload.loop_state["signals"] = chunk
+
+
+def _append_lines(lines: list[tuple[int, SignalTick]]) -> None:
+    if not lines:
+        return
+    typed = connection.vendor == "postgresql"
+    row = (
+        "(CAST(%s AS integer), CAST(%s AS text), CAST(%s AS double precision))"
+        if typed
+        else "(%s, %s, %s)"
+    )
+    table = connection.ops.quote_name(SignalChunk._meta.db_table)
+    for start in range(0, len(lines), 1000):
+        batch = lines[start : start + 1000]
+        params: list[Any] = []
+        for chunk_id, tick in batch:
+            params.extend((chunk_id, line(tick), tick.now))
+        values = ", ".join([row] * len(batch))
+        sql = (
+            f"UPDATE {table} SET data = {table}.data || v.column2, end_s = v.column3, "
+            f"ticks = {table}.ticks + 1 FROM (VALUES {values}) AS v WHERE {table}.id = v.column1"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def load_ticks(workload_id: int, since: float, until: float) -> list[SignalTick]:
+    """The stored ticks of one workload from ``since`` to ``until``, in time order: minute
+    means where the history was downsampled, then every tick."""
+    chunks = SignalChunk.objects.filter(
+        workload_id=workload_id, end_s__gte=since, start_s__lte=until
+    ).only("data")
+    rows = sorted(
+        (r for chunk in chunks for r in chunk.rows() if since <= r[0] <= until),
+        key=lambda r: r[0],
+    )
+    ticks: list[SignalTick] = []
+    for r in rows:
+        if len(r) == len(FIELDS) and (not ticks or r[0] > ticks[-1].now):
+            ticks.append(StoredTick(tuple(r)).signal_tick())
+    return ticks
+
+
+# --- compaction ----------------------------------------------------------------------------------
+
+
+def minute_means(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of ``FIELDS`` folded into one per minute: the last replica counts and times, the
+    mean of every other known value."""
+    minutes: dict[int, list[Sequence[Any]]] = defaultdict(list)
+    for r in rows:
+        minutes[math.floor(r[0] / COARSE_STEP_S)].append(r)
+    folded = []
+    for key in sorted(minutes):
+        group = sorted(minutes[key], key=lambda r: r[0])
+        out: list[Any] = []
+        for i, name in enumerate(FIELDS):
+            known = [r[i] for r in group if r[i] is not None]
+            if name in LAST_IN_MINUTE:
+                out.append(known[-1] if known else None)
+            else:
+                out.append(sum(known) / len(known) if known else None)
+        folded.append(out)
+    return folded
+
+
+def downsample(now: float) -> int:
+    """Fold tick rows that ended more than ``FINE_S`` ago into per-hour rows of minute
+    means (merged into that hour's row when there is one); returns the tick rows folded."""
+    old = list(
+        SignalChunk.objects.filter(resolution=SignalChunk.Resolution.TICK, end_s__lt=now - FINE_S)
+    )
+    if not old:
+        return 0
+    by_workload: dict[int, list[SignalChunk]] = defaultdict(list)
+    for chunk in old:
+        by_workload[chunk.workload_id].append(chunk)
+    with transaction.atomic():
+        for workload_id, chunks in by_workload.items():
+            by_hour: dict[int, list[list[Any]]] = defaultdict(list)
+            for r in (r for c in chunks for r in c.rows()):
+                by_hour[math.floor(r[0] / 3600.0)].append(r)
+            for hour, rows in by_hour.items():
+                _fold(workload_id, hour, rows)
+        SignalChunk.objects.filter(pk__in=[c.pk for c in old]).delete()
+    return len(old)
+
+
+def _fold(workload_id: int, hour: int, rows: list[list[Any]]) -> None:
+    """Merge ``rows`` (ticks of one hour) into that hour's row of minute means."""
+    start, end = hour * 3600.0, (hour + 1) * 3600.0
+    target = SignalChunk.objects.filter(
+        workload_id=workload_id,
+        resolution=SignalChunk.Resolution.MINUTE,
+        start_s__gte=start,
+        start_s__lt=end,
+    ).first()
+    if target is not None:
+        rows = rows + target.rows()
+    means = minute_means(rows)
+    data = "".join(json.dumps(r, separators=(",", ":")) + "," for r in means)
+    target = target or SignalChunk(
+        workload_id=workload_id, resolution=SignalChunk.Resolution.MINUTE
+    )
+    target.start_s, target.end_s = means[0][0], means[-1][0]
+    target.ticks, target.data = len(means), data
+    target.save()
+
+
+def prune(now: float) -> int:
+    """Delete rows whose last tick is older than the retention; returns how many."""
+    cutoff = now - float(settings.SIGNAL_HISTORY_RETENTION_S)
+    deleted, _ = SignalChunk.objects.filter(end_s__lt=cutoff).delete()
+    return deleted
