@@ -17,7 +17,7 @@ Storage, designed for 1,000 workloads on a 5 s loop:
 3. Beyond ``FINE_S`` (an hour) ``downsample`` folds tick rows into one row per workload and
    hour of 1-minute means; ``prune`` deletes rows older than the retention
    (``SIGNAL_HISTORY_RETENTION_S``, default a day). Both run in the periodic Celery task
-   ``scaling.tasks.compact_signal_history``. A workload keeps at most ~7 tick rows and one
+   ``scaling.tasks.compact_signal_history``. A workload keeps at most ~13 tick rows and one
    minute row per retained hour.
 
 The open chunk (row id, phase slot, tick count) is kept in ``Workload.loop_state["signals"]``.
@@ -37,8 +37,8 @@ from django.db import connection, models, transaction
 
 from scaling.signals import SignalTick
 
-CHUNK_S = 600
-MAX_TICKS_PER_CHUNK = 240  # a 2.5 s loop fills a chunk; a faster one opens rows sooner
+CHUNK_S = 300
+MAX_TICKS_PER_CHUNK = 120  # a 2.5 s loop fills a chunk; a faster one opens rows sooner
 FINE_S = 3600.0
 COARSE_STEP_S = 60.0
 # One tick, in this order. Replica counts are step functions: downsampled, they keep the
