@@ -177,6 +177,7 @@ def _workload_page(
         "decisions": found.decisions.all()[:RECENT_DECISIONS],
         "traces": what_if.TRACES,
         "whatif_windows": {"900": "15 min", "3600": "1 hour", "21600": "6 hours"},
+        "tolerance_defaults": policies.tolerance_defaults(),
         "observed_unavailable": what_if.observed_unavailable(found),
         **_loop_health(),
     }
