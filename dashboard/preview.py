@@ -56,7 +56,7 @@ def signal_whatif(
     observed replica count, with scale events and GPU-hours of both. The replica capacity the
     offered-work algorithms read is the edited policy's, as the loop would compute it."""
     params = edited.engine_params()
-    ticks = signal_store.load_ticks(workload.pk, now - window_s, now)
+    ticks = signal_store.load_ticks(workload, now - window_s, now)
     if OFFERED_WORK in reads(params):
         capacity = replica_capacity(
             workload.gpu_type.profile,

@@ -41,6 +41,7 @@ def store_load(workload, seconds: float, every: float = 5.0) -> list[SignalTick]
     for tick in ticks:
         previous = workload.loop_state.get("signals")
         signal_store.append_ticks([(workload, previous, tick)])
+    workload.save(update_fields=["loop_state"])  # the last minute is in the loop state
     return ticks
 
 
