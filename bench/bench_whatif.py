@@ -114,6 +114,7 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
         t = now - 6 * 3600 + 5 * k
         rows = [(workload, workload.loop_state.get("signals"), tick(t, k))]
         signal_store.append_ticks(rows)
+    workload.save(update_fields=["loop_state"])
     signal_store.downsample(now)
     client = Client()
     client.force_login(user)
@@ -129,6 +130,8 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
                 "target": 5,
                 "min_replicas": 1,
                 "max_replicas": 10,
+                "cold_start_s": policy.cold_start_s,
+                "max_metric_age_s": policy.max_metric_age_s,
                 "version": policy.version,
                 "window": window,
             }

@@ -108,12 +108,18 @@ def observed_unavailable(workload: Workload) -> str:
     """Why the workload has no observed history to replay ("" when it may have one)."""
     cluster = workload.cluster
     if cluster.metrics_source != Cluster.MetricsSource.PROMETHEUS:
-        why = f"cluster {cluster.name} is read from its exporters directly, which keep no history"
+        why = (
+            f"cluster {cluster.name} is read from its exporters directly, which keep no "
+            "request history"
+        )
     elif not cluster.metrics_url:
         why = f"cluster {cluster.name} has no Prometheus URL"
     else:
         return ""
-    return f"No observed load to replay: {why}. Pick a recorded trace."
+    return (
+        f"No observed load to replay: {why}. Pick a recorded trace (the live what-if "
+        "above replays the control plane's own signal history)."
+    )
 
 
 def trace_source(workload: Workload, trace: str, now: float) -> str | observed.ObservedQuery:
