@@ -131,3 +131,19 @@ def test_the_loop_records_each_observed_tick(start_simulator, gpu_type, team_a):
     assert len(load_ticks(workload, 0, clock.now() + 1)) == count
     workload.refresh_from_db()
     assert "signals" in workload.loop_state
+
+
+def test_the_periodic_task_folds_and_prunes_by_the_clock(workload, settings):
+    import time
+
+    from scaling.tasks import compact_signal_history
+
+    assert "compact-signal-history" in settings.CELERY_BEAT_SCHEDULE
+    now = time.time()
+    record([workload], [tick(now - 3 * 3600 + 5 * k) for k in range(720)])  # 3 h to 2 h ago
+    done = compact_signal_history()
+    assert done["folded"] >= 12 and done["pruned"] == 0  # an hour of 5-minute rows
+    assert set(SignalChunk.objects.values_list("resolution", flat=True)) == {"minute"}
+    settings.SIGNAL_HISTORY_RETENTION_S = 3600
+    assert compact_signal_history()["pruned"] >= 1
+    assert not SignalChunk.objects.exists()
