@@ -9,18 +9,18 @@ Storage, designed for 1,000 workloads on a 5 s loop:
 
 1. One row (``SignalChunk``) per workload per chunk of up to ``CHUNK_S`` seconds (at most
    ``MAX_TICKS_PER_CHUNK`` ticks). Its ``data`` is text: one compact JSON array per tick
-   (``FIELDS``), each followed by a comma, so a tick is appended in SQL (``data || line``,
-   standard on PostgreSQL and SQLite) by one ``UPDATE ... FROM (VALUES ...)`` for the whole
-   tick, inside the loop's existing bulk write: no read, no row per tick.
-2. A workload's chunk boundaries are offset by a phase from its id, so the ~1/120 of
-   workloads that open a new row on a given tick are spread over the chunk, not all at once.
+   (``FIELDS``), each followed by a comma, so ticks are appended in SQL (``data || text``,
+   standard on PostgreSQL and SQLite): no read, no row per tick.
+2. A workload's ticks are buffered for up to a minute in its ``loop_state["signals"]``
+   (written each tick anyway, by the loop's bulk ``update_columns``), then flushed to its
+   chunk row by one ``UPDATE ... FROM (VALUES ...)`` for all workloads flushing that tick,
+   or one ``bulk_create`` where a new row opens. A per-workload phase staggers the minutes
+   and the chunks, so a tick touches ~1/12 of the rows. The what-if reads rows and buffer.
 3. Beyond ``FINE_S`` (an hour) ``downsample`` folds tick rows into one row per workload and
    hour of 1-minute means; ``prune`` deletes rows older than the retention
    (``SIGNAL_HISTORY_RETENTION_S``, default a day). Both run in the periodic Celery task
-   ``scaling.tasks.compact_signal_history``. A workload keeps at most ~13 tick rows and one
-   minute row per retained hour.
-
-The open chunk (row id, phase slot, tick count) is kept in ``Workload.loop_state["signals"]``.
+   ``scaling.tasks.compact_signal_history`` (every 10 minutes). A workload keeps at most
+   ~14 tick rows and one minute row per retained hour.
 """
 
 from __future__ import annotations
