@@ -266,6 +266,9 @@ INVENTORY_SYNC_INTERVAL = _env_number("INVENTORY_SYNC_INTERVAL", 60.0, minimum=1
 # killed mid-tick delays its cluster's next tick by at most this much.
 LOOP_LEASE_S = _env_number("LOOP_LEASE_S", 10.0, minimum=1)
 DECISION_RETENTION_DAYS = _env_number("DECISION_RETENTION_DAYS", 14.0, minimum=0.01)
+# How long the signal history (scaling.signal_store) is kept: at tick resolution for the last
+# hour, as 1-minute means before that. A day covers the dashboard's longest what-if window.
+SIGNAL_HISTORY_RETENTION_S = _env_number("SIGNAL_HISTORY_RETENTION_S", 86400.0, minimum=3600)
 # Every call to an outside system has a timeout (seconds).
 KUBERNETES_CONNECT_TIMEOUT_S = 3.0
 KUBERNETES_TIMEOUT_S = _env_number("KUBERNETES_TIMEOUT_S", 10.0, minimum=0.1)
@@ -295,6 +298,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "scaling.tasks.prune_decisions",
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
+    },
+    "compact-signal-history": {
+        "task": "scaling.tasks.compact_signal_history",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
     },
     "prune-login-records": {
         "task": "controlplane.tasks.prune_login_records",

@@ -45,6 +45,18 @@ def policy_view(policy: ScalingPolicy) -> PolicyView:
     )
 
 
+def tolerance_defaults() -> dict[str, dict[str, float]]:
+    """Each algorithm's default tolerances, for the editor to move the lines as it types
+    (the same defaults ``policy_view`` fills an empty tolerance with)."""
+    return {
+        name: {
+            "up": float(algorithm.defaults.get("scale_up_tolerance", 0.0)),
+            "down": float(algorithm.defaults.get("scale_down_tolerance", 0.0)),
+        }
+        for name, algorithm in ALGORITHMS.items()
+    }
+
+
 def workload_ref(workload: Workload) -> WorkloadRef:
     policy = workload.policy_or_none
     return WorkloadRef(

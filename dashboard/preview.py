@@ -1,6 +1,12 @@
-"""What-if preview: back-test the edited (unsaved) policy and the stored one over the same
-trace, streaming progress, so the editor shows both replica curves and SLO attainments before
-saving.
+"""What-if previews of an edited (unsaved) policy.
+
+The live what-if (``signal_whatif``): the engine replayed on this workload's own stored
+signals (``scaling.signal_store``) over the last 15 minutes to 6 hours, beside the replica
+count that was observed; fast enough to redraw while the operator types.
+
+The recorded-trace preview, the second choice: back-test the edited policy and the stored one
+over the same trace, streaming progress, so the editor shows both replica curves and SLO
+attainments before saving.
 
 The trace is the workload's own last hour as its cluster's Prometheus recorded it
 (``dashboard.observed``; the result then carries ``actual``, the replicas that really served)
@@ -16,13 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 from clusters.models import Cluster
 from dashboard import observed
-from scaling.backtest import jobs
-from scaling.engine import PolicyParams
+from scaling import signal_store
+from scaling.backtest import jobs, replay_signals
+from scaling.capacity import replica_capacity
+from scaling.engine import OFFERED_WORK, PolicyParams, reads
 from scaling.models import ScalingPolicy, Workload
 
 OBSERVED = "observed"
@@ -31,16 +41,85 @@ TRACES = {OBSERVED: "This workload's last hour (observed)", **jobs.TRACES}
 PREVIEW_DURATION_S = 600.0
 
 
+# The live what-if's windows (seconds), as the page offers them.
+WINDOWS = {"900": 900.0, "3600": 3600.0, "21600": 21600.0}
+# Past this a gap between two stored ticks is no observation (the loop was not running, the
+# workload unobservable): the GPUs of the gap are not counted. Minute means are 60 s apart.
+MAX_STEP_S = 120.0
+
+
+def signal_whatif(
+    workload: Workload, edited: ScalingPolicy, window_s: float, now: float
+) -> dict[str, Any]:
+    """What ``edited`` would have wanted at each stored tick of the last ``window_s``
+    (``replay_signals``, open loop: the ticks keep the replicas that really ran), beside the
+    observed replica count, with scale events and GPU-hours of both. The replica capacity the
+    offered-work algorithms read is the edited policy's, as the loop would compute it."""
+    params = edited.engine_params()
+    ticks = signal_store.load_ticks(workload, now - window_s, now)
+    if OFFERED_WORK in reads(params):
+        capacity = replica_capacity(
+            workload.gpu_type.profile,
+            workload.model_name,
+            workload.gpus_per_replica,
+            edited.max_concurrency,
+        )
+        ticks = [replace(t, capacity=capacity) for t in ticks]
+    decisions = replay_signals(params, ticks)
+    times = [t.now for t in ticks]
+    observed_replicas = [t.current for t in ticks]
+    wanted = [d.desired for d in decisions]
+    gpus = workload.gpus_per_replica
+    return {
+        "window_s": window_s,
+        "t": times,
+        "observed": observed_replicas,
+        "whatif": wanted,
+        "reasons": [d.reason for d in decisions],
+        "summary": {
+            "observed": _summary(times, observed_replicas, gpus),
+            "whatif": _summary(times, wanted, gpus),
+        },
+    }
+
+
+def _summary(times: Sequence[float], replicas: Sequence[int], gpus: int) -> dict[str, Any]:
+    changes = sum(1 for a, b in pairwise(replicas) if a != b)
+    steps = [min(b - a, MAX_STEP_S) for a, b in pairwise(times)]
+    gpu_s = sum(r * gpus * dt for r, dt in zip(replicas, steps, strict=False))
+    return {"scale_events": changes, "gpu_hours": round(gpu_s / 3600.0, 3)}
+
+
+def history_mismatch(stored: ScalingPolicy, edited: ScalingPolicy) -> dict[str, str]:
+    """Fields the stored signals cannot answer for: the history is of the stored metric as
+    the stored policy aggregated it."""
+    errors = {}
+    for name in ("metric", "aggregation"):
+        if getattr(stored, name) != getattr(edited, name):
+            errors[name] = (
+                f"The stored signal history is of {stored.metric} ({stored.aggregation}); the "
+                "what-if replays it, so it cannot show another metric or aggregation. Save, and "
+                "the history of the new one starts, or preview on a recorded trace."
+            )
+    return errors
+
+
 def observed_unavailable(workload: Workload) -> str:
     """Why the workload has no observed history to replay ("" when it may have one)."""
     cluster = workload.cluster
     if cluster.metrics_source != Cluster.MetricsSource.PROMETHEUS:
-        why = f"cluster {cluster.name} is read from its exporters directly, which keep no history"
+        why = (
+            f"cluster {cluster.name} is read from its exporters directly, which keep no "
+            "request history"
+        )
     elif not cluster.metrics_url:
         why = f"cluster {cluster.name} has no Prometheus URL"
     else:
         return ""
-    return f"No observed load to replay: {why}. Pick a recorded trace."
+    return (
+        f"No observed load to replay: {why}. Pick a recorded trace (the live what-if "
+        "above replays the control plane's own signal history)."
+    )
 
 
 def trace_source(workload: Workload, trace: str, now: float) -> str | observed.ObservedQuery:

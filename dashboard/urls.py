@@ -7,5 +7,6 @@ urlpatterns = [
     path("tenants/<slug:slug>/", views.tenant, name="tenant"),
     path("workloads/<int:pk>/", views.workload, name="workload"),
     path("workloads/<int:pk>/preview/", views.preview, name="preview"),
+    path("workloads/<int:pk>/whatif/", views.whatif, name="whatif"),
     path("decisions/", views.decisions, name="decisions"),
 ]

@@ -176,6 +176,8 @@ def _workload_page(
         "conflict": conflict,
         "decisions": found.decisions.all()[:RECENT_DECISIONS],
         "traces": what_if.TRACES,
+        "whatif_windows": {"900": "15 min", "3600": "1 hour", "21600": "6 hours"},
+        "tolerance_defaults": policies.tolerance_defaults(),
         "observed_unavailable": what_if.observed_unavailable(found),
         **_loop_health(),
     }
@@ -265,6 +267,33 @@ def preview(request: HttpRequest, pk: int) -> HttpResponseBase:
         what_if.replay_settings(found, stored),
     )
     return StreamingHttpResponse(body, content_type="application/x-ndjson")
+
+
+@login_required
+@require_http_methods(["POST"])
+def whatif(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live what-if: the edited policy (not saved; the save's validation, 400 naming the
+    fields) replayed on this workload's stored signals over ``window`` seconds. JSON."""
+    started = time.perf_counter()
+    found = get_object_or_404(
+        Workload.objects.for_user(request.user).select_related("gpu_type", "policy"), pk=pk
+    )
+    if not Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists():
+        return HttpResponse("Previews are for operators of this tenant.", status=403)
+    stored = get_object_or_404(ScalingPolicy, workload=found)
+    form = PolicyForm(request.POST, instance=ScalingPolicy.objects.get(pk=stored.pk))
+    window = request.POST.get("window", "3600")
+    errors = form.errors.get_json_data() if not form.is_valid() else {}
+    if not errors:
+        mismatch = what_if.history_mismatch(stored, form.instance)
+        errors = {k: [{"message": v, "code": "invalid"}] for k, v in mismatch.items()}
+    if window not in what_if.WINDOWS:
+        errors["window"] = [{"message": "Pick 15 minutes, 1 hour or 6 hours.", "code": "invalid"}]
+    if errors:
+        return JsonResponse({"errors": errors}, status=400)
+    body = what_if.signal_whatif(found, form.instance, what_if.WINDOWS[window], time.time())
+    body["server_ms"] = round(1000 * (time.perf_counter() - started), 1)
+    return JsonResponse(body)
 
 
 @login_required

@@ -54,7 +54,7 @@ from clusters.metrics import MetricsError
 from clusters.models import Cluster
 from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
-from scaling import observe
+from scaling import observe, signal_store
 from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
@@ -311,6 +311,7 @@ class Evaluation:
     loop_state: dict[str, Any]
     decision: Decision | None
     observed: DeploymentState | None
+    signals: SignalTick | None = None  # what was observed, for the signal history
 
 
 @dataclass
@@ -328,6 +329,7 @@ class Proposal:
     metrics_missing: bool
     failure: str  # what keeps the Deployment from its replicas (observe.failure_of), or ""
     unplaced: str  # the part of it that is pods the scheduler cannot place, or ""
+    tick: SignalTick
 
 
 def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
@@ -369,6 +371,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         metrics_missing,
         observe.failure_of(deployment, pods),
         observe.unplaced(pods),
+        tick,
     )
 
 
@@ -403,6 +406,7 @@ def _finish(
     evaluation.loop_state.update(
         memory=engine.memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )
+    evaluation.signals = p.tick
     return evaluation
 
 
@@ -649,9 +653,15 @@ def _record(
     workloads: list[Workload], evaluations: list[Evaluation], report: TickReport, now: float
 ) -> None:
     at = _at(now)
+    observed: list[tuple[Workload, Any, SignalTick]] = []
     for workload, evaluation in zip(workloads, evaluations, strict=True):
         workload.status = evaluation.status.to_dict()
+        open_chunk = (workload.loop_state or {}).get("signals")
         workload.loop_state = evaluation.loop_state
+        if evaluation.signals is not None:
+            observed.append((workload, open_chunk, evaluation.signals))
+        elif open_chunk is not None:
+            workload.loop_state["signals"] = open_chunk
         deployment = evaluation.observed
         if deployment is not None:
             workload.ready_replicas = deployment.ready_replicas
@@ -667,6 +677,7 @@ def _record(
         report.outcomes[decision.outcome] = report.outcomes.get(decision.outcome, 0) + 1
     report.decisions = len(decisions)
     with transaction.atomic():
+        signal_store.append_ticks(observed)  # sets loop_state["signals"]: before it is written
         update_columns(workloads, OBSERVED_FIELDS)
         Decision.objects.bulk_create(decisions, batch_size=500)
 

@@ -690,3 +690,7 @@ class BacktestJob(models.Model):
         else:
             fields = {"status": self.Status.SUCCEEDED, "result": result, "progress": 1.0, **done}
         return bool(self._mine(token).update(**fields))
+
+
+# The signal history's rows live with the loop that writes them (a model of this app).
+from scaling.signal_store import SignalChunk  # noqa: E402, F401

@@ -14,7 +14,16 @@ from datetime import datetime
 from typing import Any
 
 # The keys of Workload.loop_state. Kept here, next to what is public, so the two stay apart.
-LOOP_STATE_KEYS = ("memory", "history", "counters", "key", "wanted", "grown_at", "waiting_since")
+LOOP_STATE_KEYS = (
+    "memory",
+    "history",
+    "counters",
+    "key",
+    "wanted",
+    "grown_at",
+    "waiting_since",
+    "signals",  # the open chunk of the signal history (scaling.signal_store)
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.models import Cluster
+from scaling import signal_store
 from scaling.backtest import jobs
 from scaling.engine import PolicyParams
 from scaling.loop import tick_cluster
@@ -60,6 +61,14 @@ def prune_decisions() -> int:
     cutoff = timezone.now() - timedelta(days=settings.DECISION_RETENTION_DAYS)
     deleted, _ = Decision.objects.filter(at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(ignore_result=True)
+def compact_signal_history() -> dict[str, int]:
+    """Fold the signal history older than an hour into minute means and delete what is past
+    SIGNAL_HISTORY_RETENTION_S (scaling.signal_store)."""
+    now = time.time()
+    return {"folded": signal_store.downsample(now), "pruned": signal_store.prune(now)}
 
 
 # --- back-test jobs ------------------------------------------------------------------------------

@@ -76,7 +76,8 @@
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     drawn = shown(now);
-    const lines = Charts.thresholds(policy, drawn.map((p) => num(p.values.metric)));
+    // The edited values' lines while the operator types (linesShown), else the saved policy's.
+    const lines = Charts.thresholds(linesShown(), drawn.map((p) => num(p.values.metric)));
     const memory = Number(document.getElementById("chart-gpu-mem").dataset.capacityGib || 0);
     Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
       line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], layout(now), CONFIG);
@@ -198,7 +199,81 @@
     form.elements.loaded.value = JSON.stringify(body.loaded);
     saved.textContent = "Saved version " + body.version + "; it takes effect at the next tick.";
     setPolicy(body.policy);
+    draft = null;  // the saved policy is what the lines show now
     draw();
+  }
+
+  // --- Live what-if: lines and the replay follow the editor, before any Save ---------------
+  // The threshold lines move at once (computed here, as dashboard.policies.policy_view does);
+  // the replica curve of the edited policy on this workload's stored signals follows,
+  // debounced, from the server (dashboard.preview.signal_whatif).
+  const WHATIF_DEBOUNCE_MS = 250;
+  let draft = null;  // {target, upper, lower, metric} while the editor differs from the saved policy
+  let whatifTimer = null;
+  let whatifAbort = null;
+
+  function linesShown() { return draft || policy; }
+
+  function draftLines() {
+    const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+    const target = Number(value("target"));
+    if (value("target") === "" || !(target > 0) || !Number.isFinite(target)) return null;
+    const defaults = JSON.parse(document.getElementById("tolerance-defaults").textContent)[value("algorithm")] || { up: 0, down: 0 };
+    const tolerance = (name, fallback) => (value(name) === "" ? fallback : Number(value(name)));
+    const up = tolerance("scale_up_tolerance", defaults.up);
+    const down = tolerance("scale_down_tolerance", defaults.down);
+    if (!Number.isFinite(up) || !Number.isFinite(down)) return null;
+    return Object.assign({}, policy, { target: target, upper: target * (1 + up), lower: target * (1 - down) });
+  }
+
+  function onEdit() {
+    hints();
+    draft = draftLines();
+    draw();
+    const metricDiv = document.getElementById("chart-metric");
+    metricDiv.dataset.shownTarget = draft ? draft.target : (policy ? policy.target : "");
+    clearTimeout(whatifTimer);
+    whatifTimer = setTimeout(runWhatif, WHATIF_DEBOUNCE_MS);
+  }
+
+  async function runWhatif() {
+    if (whatifAbort) whatifAbort.abort();  // only the latest edit's answer is drawn
+    whatifAbort = new AbortController();
+    const section = document.getElementById("whatif-section");
+    const data = new FormData(form);
+    data.set("window", document.getElementById("whatif-window").value);
+    const started = performance.now();
+    let response;
+    try {
+      response = await fetch(section.dataset.url, { method: "POST", body: data, credentials: "same-origin",
+        headers: { Accept: "application/json" }, signal: whatifAbort.signal });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      throw err;
+    }
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 400) { showErrors(body.errors); return; }
+    if (!response.ok) return;
+    drawWhatif(body, performance.now() - started);
+  }
+
+  function drawWhatif(body, roundTripMs) {
+    const x = body.t.map((t) => new Date(t * 1000));
+    const curve = (y, name, look) => ({ type: "scatter", mode: "lines", name: name, x: x, y: y, line: look });
+    Plotly.react("chart-whatif", [curve(body.observed, "observed replicas", { shape: "hv", color: "#111827", dash: "dot" }),
+      curve(body.whatif, "edited policy (what-if)", { shape: "hv", color: "#3156d3" })],
+    Object.assign({}, LAYOUT, { xaxis: { type: "date" } }), CONFIG);
+    const chart = document.getElementById("chart-whatif");
+    chart.dataset.redraws = String(Number(chart.dataset.redraws || 0) + 1);
+    chart.dataset.whatif = JSON.stringify(body.whatif);
+    const s = body.summary;
+    const text = body.t.length === 0
+      ? "No stored signals in this window yet: the control loop records them every tick."
+      : "Observed: " + s.observed.scale_events + " scale events, " + fmt(s.observed.gpu_hours, 2) + " GPU-hours. " +
+        "Edited policy: " + s.whatif.scale_events + " scale events, " + fmt(s.whatif.gpu_hours, 2) + " GPU-hours (" +
+        body.t.length + " ticks replayed).";
+    document.getElementById("whatif-summary").textContent = text;
+    document.getElementById("whatif-timing").textContent = "server " + fmt(body.server_ms, 0) + " ms, round trip " + fmt(roundTripMs, 0) + " ms";
   }
 
   // --- What-if preview: progress lines, then both replica curves ---------------------------
@@ -272,7 +347,9 @@
   if (form) {
     document.getElementById("preview-run").addEventListener("click", runPreview);
     form.addEventListener("submit", save);
-    form.addEventListener("input", hints);
+    form.addEventListener("input", onEdit);
+    document.getElementById("whatif-window").addEventListener("change", runWhatif);
+    runWhatif();
   }
   Charts.picker(draw);
   draw();

@@ -65,4 +65,5 @@ def test_the_frozen_key_list_is_the_loops():
     from scaling.status import LOOP_STATE_KEYS
 
     # A key the loop adds later needs a migration of its own, not an edit of this one.
-    assert set(migration.PRIVATE_KEYS) == set(LOOP_STATE_KEYS)
+    # "signals" (0009, the signal history's open chunk) was never in a status: nothing to move.
+    assert set(migration.PRIVATE_KEYS) | {"signals"} == set(LOOP_STATE_KEYS)

@@ -1,0 +1,110 @@
+"""The live what-if in a real browser: typing a new target moves the threshold lines and the
+what-if replica curve before any Save. Chromium (Debian's) driven by Playwright, against uvicorn
+and a Celery worker with its beat running the control loop every second, so the signal history
+the what-if replays is the one the loop recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.servers import wait_http
+from tests.dashboard.test_dashboard_browser import browser, log_in, shoot  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def looping_app(
+    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+) -> Iterator[str]:
+    sim = start_module_simulator(None, speed=10.0)
+    var = tmp_path_factory.mktemp("var")
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        VAR_DIR=str(var),
+        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
+        DJANGO_SETTINGS_MODULE="controlplane.settings",
+        LOG_LEVEL="WARNING",
+        CONTROL_LOOP_INTERVAL="1",
+    )
+    manage = [sys.executable, "manage.py"]
+    for command in (["migrate", "--noinput"], ["load_demo"]):
+        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
+    worker = [str(bin_dir / "celery"), "-A", "controlplane", "worker", "-B", "--pool", "solo"]
+    commands = [
+        [str(bin_dir / "uvicorn"), "controlplane.asgi:application", "--port", str(port)],
+        [*worker, "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+    ]
+    processes = [
+        subprocess.Popen(c, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for c in commands
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", processes[0])
+        yield url
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+        log.close()
+
+
+def whatif_curve(page: Any) -> list[int]:
+    return json.loads(page.get_attribute("#chart-whatif", "data-whatif") or "[]")
+
+
+def test_typing_a_target_moves_the_lines_and_the_whatif_curve_before_any_save(
+    looping_app,
+    browser,  # noqa: F811 (the imported fixture)
+):
+    alice = log_in(browser, looping_app, "alice")
+    alice.click("#workloads >> text=acme-chat/chat-llama-8b")
+    alice.wait_for_url("**/workloads/*/", timeout=10000)
+    alice.wait_for_selector("#chart-metric .main-svg", timeout=30000)
+    # The loop (every second) records signals; reload the what-if until it replays 10 ticks
+    # of them, with load on the metric.
+    alice.wait_for_function(
+        """() => {
+          document.getElementById('whatif-window').dispatchEvent(new Event('change'));
+          const curve = document.getElementById('chart-whatif').dataset.whatif || '[]';
+          return JSON.parse(curve).length >= 10
+            && (document.getElementById('chart-metric').data[0].y || []).some(v => v > 1);
+        }""",
+        timeout=60000,
+        polling=1000,
+    )
+    before = whatif_curve(alice)
+    redraws = int(alice.get_attribute("#chart-whatif", "data-redraws"))
+    assert alice.get_attribute("#chart-metric", "data-target") == "16"
+
+    alice.fill("#id_target", "0.5")
+    # The lines move at once, client side ...
+    shapes = alice.evaluate("() => document.getElementById('chart-metric').layout.shapes")
+    assert shapes[0]["y0"] == 0.5
+    # ... and the what-if curve follows (debounced), wanting more replicas at a far lower target.
+    alice.wait_for_function(
+        f"() => Number(document.getElementById('chart-whatif').dataset.redraws) > {redraws}",
+        timeout=10000,
+    )
+    after = whatif_curve(alice)
+    assert max(after) > max(before)
+    assert "Edited policy:" in alice.inner_text("#whatif-summary")
+    # Nothing was saved.
+    assert alice.get_attribute("#chart-metric", "data-target") == "16"
+    assert alice.locator("#policy-saved").inner_text() == ""
+    shoot(alice, "workload-whatif")
