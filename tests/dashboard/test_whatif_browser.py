@@ -97,8 +97,11 @@ def test_typing_a_target_moves_the_lines_and_the_whatif_curve_before_any_save(
     shapes = alice.evaluate("() => document.getElementById('chart-metric').layout.shapes")
     assert shapes[0]["y0"] == 0.5
     # ... and the what-if curve follows (debounced), wanting more replicas at a far lower target.
+    # (Waiting for the curve itself: an answer to the window reloads above may land first.)
     alice.wait_for_function(
-        f"() => Number(document.getElementById('chart-whatif').dataset.redraws) > {redraws}",
+        f"""() => Number(document.getElementById('chart-whatif').dataset.redraws) > {redraws}
+              && Math.max(...JSON.parse(document.getElementById('chart-whatif').dataset.whatif))
+                 > {max(before)}""",
         timeout=10000,
     )
     after = whatif_curve(alice)
