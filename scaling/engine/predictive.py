@@ -272,9 +272,9 @@ def hold_bursts(
 
     Entries older than the horizon go; so do earlier entries no higher than the new value
     (they can never be the maximum again), so values strictly decrease with time and the
-    first entry is the window's maximum. A new value within `spacing_s` of the last entry
-    merges into it (the higher value, stamped now: it errs on holding longer), so the list
-    holds at most horizon / spacing entries.
+    first entry is the window's maximum. A new value within `spacing_s` of a higher last
+    entry is dropped (that entry keeps its time, so a lower value may lapse up to one spacing
+    early, never late), so the list holds at most horizon / spacing entries.
     """
     kept = [(t, v) for t, v in bursts if now - horizon_s < t <= now and v > value]
     if kept and now - kept[-1][0] < spacing_s:
@@ -294,16 +294,27 @@ def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) ->
     differences (mean of squared steps / 2), which a slow trend barely moves. A wider spread
     of request sizes at the same mean makes it larger, and with it the queueing delay.
     """
+    # Steps between busy neighbours only: one from idle to a burst is a change of level.
     points = sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)
-    if len(points) < 3:
+    steps = [
+        (t1 - t0, v1 - v0)
+        for (t0, v0), (t1, v1) in pairwise(points)
+        if t1 > t0 and v0 > 0 and v1 > 0
+    ]
+    points = [x for x in points if x[1] > 0]
+    if not steps or not points:
         return 0.0
-    steps = [(t1 - t0, v1 - v0) for (t0, v0), (t1, v1) in pairwise(points) if t1 > t0]
     mean = sum(v for _, v in points) / len(points)
     if not steps or mean <= 0:
         return 0.0
     tick_s = sorted(dt for dt, _ in steps)[len(steps) // 2]
     variance = sum(dv * dv for _, dv in steps) / len(steps) / 2
     return variance * tick_s / mean / prefill_tokens_per_s
+
+
+# Past this many replicas of load, the wait is negligible at any realistic spread and the
+# search is not worth its time: sized at the load itself.
+MAX_QUEUE_MODEL_LOAD = 10_000.0
 
 
 def erlang_c(servers: int, load: float) -> float:
@@ -328,9 +339,18 @@ def mean_wait_s(servers: int, load: float, dispersion: float) -> float:
 
 def queue_sized(load: float, dispersion: float, budget_s: float) -> int:
     """The fewest replicas whose mean queueing delay at ``load`` is within ``budget_s``."""
-    servers = max(1, math.floor(load) + 1)
-    while mean_wait_s(servers, load, dispersion) > budget_s and servers < 10 * load + 100:
+    if not math.isfinite(load) or load > MAX_QUEUE_MODEL_LOAD:
+        return math.ceil(load) if math.isfinite(load) else 0  # the replica cap decides
+    servers = math.floor(load) + 1
+    b = 1.0  # Erlang B, kept by its recursion as servers grows: O(servers) in all
+    for k in range(1, servers + 1):
+        b = load * b / (k + load * b)
+    while servers < 2 * load + 100:
+        waits = b / (1 - (load / servers) * (1 - b))
+        if waits * dispersion / (2 * servers * (1 - load / servers)) <= budget_s:
+            break
         servers += 1
+        b = load * b / (servers + load * b)
     return servers
 
 
@@ -352,8 +372,8 @@ def corrected_headroom(
         factor = min(p["headroom_raise_max"], 1 + (wait / late - 1) / 2)
         h = min(p["headroom_max"], max(h * factor, h + 0.1))
         return h, obs.now, f"queueing p95 {wait:.3g} s > {late:.3g} s: raised"
-    if wait < early and memory.ticked_at is not None:
-        elapsed = max(obs.now - memory.ticked_at, 0.0)
+    if wait < early and memory.headroom_at is not None:
+        elapsed = max(obs.now - memory.headroom_at, 0.0)
         h = 1 + (h - 1) * math.exp(-elapsed / p["headroom_decay_s"])
     return (
         max(p["headroom_min"], min(h, p["headroom_max"])),
@@ -480,6 +500,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
             bursts=aim.bursts,
             headroom=aim.headroom,
             headroom_raised_at=aim.headroom_raised_at,
+            headroom_at=obs.now,
         ),
     )
 

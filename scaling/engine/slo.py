@@ -128,6 +128,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
             bursts=aim.bursts,
             headroom=aim.headroom,
             headroom_raised_at=aim.headroom_raised_at,
+            headroom_at=obs.now,
         )
         values += aim.values
         if aim.raw > raw:

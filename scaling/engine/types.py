@@ -158,7 +158,8 @@ class Memory:
         the highest within the horizon).
     headroom: predictive's correction of its queueing model (x replicas, 1.0-3.0), raised
         when feasible requests waited too long to be scheduled, decaying back when early;
-        headroom_raised_at: when it was last raised (one raise per cold start).
+        headroom_raised_at: when it was last raised (one raise per cold start);
+        headroom_at: when it was last corrected (the decay's clock).
     ticked_at: `now` of the last decision; seen_at: the newest data time it acted on.
     outage_since: when the loop first could not observe the workload (`note_outage`).
     recovered_at: when fresh observations resumed after an outage (a recovery window).
@@ -175,6 +176,7 @@ class Memory:
     bursts: tuple[tuple[float, float], ...] = ()
     headroom: float = 1.0
     headroom_raised_at: float | None = None
+    headroom_at: float | None = None
     ticked_at: float | None = None
     seen_at: float | None = None
     outage_since: float | None = None
@@ -192,6 +194,7 @@ class Memory:
             "bursts": [list(b) for b in self.bursts],
             "headroom": self.headroom,
             "headroom_raised_at": self.headroom_raised_at,
+            "headroom_at": self.headroom_at,
             "ticked_at": self.ticked_at,
             "seen_at": self.seen_at,
             "outage_since": self.outage_since,
@@ -214,6 +217,7 @@ class Memory:
             bursts=_pairs(data.get("bursts"), _finite),
             headroom=_optional_float(data.get("headroom")) or 1.0,
             headroom_raised_at=_optional_float(data.get("headroom_raised_at")),
+            headroom_at=_optional_float(data.get("headroom_at")),
             ticked_at=_optional_float(data.get("ticked_at")),
             seen_at=_optional_float(data.get("seen_at")),
             outage_since=_optional_float(data.get("outage_since")),
