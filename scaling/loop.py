@@ -457,6 +457,9 @@ def _signal_tick(
     buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, {}), ns, pod_names)
     p95 = observe.histogram_quantile(0.95, counters.get("ttft") or {}, buckets)
     counters["ttft"] = buckets
+    waits = observe.bucket_counts(observed.samples.get(observe.QUEUE_BUCKETS, {}), ns, pod_names)
+    queue_p95 = observe.histogram_quantile(0.95, counters.get("queue") or {}, waits)
+    counters["queue"] = waits
     capacity = replica_capacity(
         workload.gpu_type.profile,
         workload.model_name,
@@ -468,6 +471,7 @@ def _signal_tick(
         prompt_tokens_per_s=rates["prompt"],
         generation_tokens_per_s=rates["generation"],
         ttft_p95_s=p95,
+        queue_p95_s=queue_p95,
         capacity=capacity,
     )
     return tick, counters

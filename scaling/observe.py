@@ -17,7 +17,10 @@ from clusters.metrics import Sample
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 TTFT_BUCKETS = "vllm:time_to_first_token_seconds_bucket"
-OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS)
+# The wait before a request's first scheduled step: the part of TTFT capacity can remove (a
+# long prompt's own prefill is not; it is in TTFT, never here).
+QUEUE_BUCKETS = "vllm:request_queue_time_seconds_bucket"
+OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS, QUEUE_BUCKETS)
 # No inference replica processes ten million tokens (or requests) a second: eight H100s
 # prefill a small model at well under one million. A counter rising faster was corrupted or
 # wrapped (a 1.8e19 jump is a uint64 gone wrong), and a rate made of it must not drive scaling.

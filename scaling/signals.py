@@ -8,8 +8,8 @@ engine the same series for the same signals: a back-test says what the live loop
 
 The live loop keeps the history on the workload between ticks (``to_json``, in
 ``Workload.loop_state["history"]``): ``{"metric": [[t, v], ...], "pods": ..., "prompt": ...,
-"generation": ..., "ttft": ...}``, the format rows were written in before this type, so they
-are read as they are (no migration).
+"generation": ..., "ttft": ..., "queue": ...}``, the format rows were written in before this
+type, so they are read as they are (no migration; a row without "queue" has no such points).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from scaling.engine import (
 from scaling.engine.types import Point, Series
 
 # The stored series: the policy metric, the pods each "average" metric point averaged over,
-# prompt and generation tokens/s, TTFT p95 (s).
-SERIES = ("metric", "pods", "prompt", "generation", "ttft")
+# prompt and generation tokens/s, TTFT p95 (s), queueing delay p95 (s).
+SERIES = ("metric", "pods", "prompt", "generation", "ttft", "queue")
 # A bound on each stored series whatever the loop's interval: 600 s of predictive's history
 # at a 1 s tick, with room. Past it the oldest points go (the window shortens), on both sides.
 MAX_HISTORY_POINTS = 720
@@ -58,6 +58,7 @@ class SignalTick:
     prompt_tokens_per_s: float | None = None
     generation_tokens_per_s: float | None = None
     ttft_p95_s: float | None = None
+    queue_p95_s: float | None = None
     pods: tuple[PodState, ...] = ()
     samples: tuple[PodSample, ...] = ()
     capacity: ReplicaCapacity | None = None
@@ -86,6 +87,7 @@ class SignalHistory:
             points["generation"] = _at(now, tick.generation_tokens_per_s)
         if TTFT in self.reads:
             points["ttft"] = _at(now, tick.ttft_p95_s)
+            points["queue"] = _at(now, tick.queue_p95_s)
         for name, point in points.items():
             self._append(name, now, point)
 
@@ -103,6 +105,7 @@ class SignalHistory:
             prompt_tokens_per_s=self.series("prompt"),
             generation_tokens_per_s=self.series("generation"),
             ttft_p95_s=self.series("ttft"),
+            queue_p95_s=self.series("queue"),
             capacity=tick.capacity,
         )
 

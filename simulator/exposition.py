@@ -123,7 +123,12 @@ def _replica(cluster: Cluster, pod: PodInfo) -> Replica | None:
 def _vllm(cluster: Cluster, lines: list[str]) -> None:
     gauges: dict[str, list[Sample]] = {"running": [], "waiting": [], "kv": []}
     counters: dict[str, list[Sample]] = {"prompt": [], "generation": [], "success": []}
-    histograms: dict[str, list[tuple[Labels, Histogram]]] = {"ttft": [], "e2e": [], "itl": []}
+    histograms: dict[str, list[tuple[Labels, Histogram]]] = {
+        "ttft": [],
+        "queue": [],
+        "e2e": [],
+        "itl": [],
+    }
     for pod in sorted(cluster.pod_info.values(), key=lambda p: (p.namespace, p.name)):
         replica = _replica(cluster, pod)
         if replica is None or replica.state not in (ReplicaState.READY, ReplicaState.DRAINING):
@@ -143,6 +148,7 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
             (_labels({**labels, "finished_reason": "stop"}), float(replica.successes))
         )
         histograms["ttft"].append((labels, replica.ttft))
+        histograms["queue"].append((labels, replica.queue))
         histograms["e2e"].append((labels, replica.e2e))
         histograms["itl"].append((labels, replica.itl))
     _family(
@@ -192,6 +198,12 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
         "vllm:time_to_first_token_seconds",
         "Histogram of time to first token in seconds.",
         histograms["ttft"],
+    )
+    _histogram(
+        lines,
+        "vllm:request_queue_time_seconds",
+        "Histogram of time spent in WAITING phase for request.",
+        histograms["queue"],
     )
     _histogram(
         lines,

@@ -54,6 +54,10 @@ from enum import Enum
 from performance import ReplicaPerf
 from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
 
+# vLLM's request_queue_time_seconds uses its request-latency buckets; the TTFT ones cover the
+# same 1 ms .. 43 min range, and the live loop interpolates either the same way.
+QUEUE_BUCKETS = TTFT_BUCKETS
+
 BLOCK_TOKENS = 512  # tokens per hashed prefix block, as public traces publish hash_ids
 
 
@@ -81,6 +85,14 @@ class Completion:
     input_tokens: int
     output_tokens: int
     replica: str
+    scheduled_s: float | None = None  # admitted to the batch (None: not recorded)
+
+    @property
+    def queue_s(self) -> float:
+        """Waiting before the engine scheduled it (vLLM's request_queue_time_seconds): the
+        part of TTFT more capacity removes, unlike the prompt's own prefill."""
+        scheduled = self.first_token_s if self.scheduled_s is None else self.scheduled_s
+        return scheduled - self.arrival_s
 
     @property
     def ttft_s(self) -> float:
@@ -106,12 +118,13 @@ class ReplicaState(str, Enum):
 
 
 class _Seq:
-    __slots__ = ("cached", "first_token_s", "join", "request", "seq_id")
+    __slots__ = ("cached", "first_token_s", "join", "request", "scheduled_s", "seq_id")
 
     def __init__(self, request: Request, seq_id: int) -> None:
         self.request = request
         self.seq_id = seq_id
         self.first_token_s = 0.0
+        self.scheduled_s = 0.0
         self.join = 0
         self.cached = 0  # prompt tokens found in the prefix cache at admission
 
@@ -162,6 +175,7 @@ class Replica:
         self.generation_tokens = 0
         self.successes = 0
         self.ttft = Histogram(TTFT_BUCKETS)
+        self.queue = Histogram(QUEUE_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
         # Utilisation over the last sampling interval, for dcgm-exporter gauges.
@@ -282,6 +296,7 @@ class Replica:
 
     def _admit(self) -> _Seq:
         seq = self.waiting.popleft()
+        seq.scheduled_s = max(self.clock, seq.request.arrival_s)  # its iteration starts now
         request = seq.request
         self.kv_reserved += request.input_tokens + request.output_tokens
         seq.cached = self.cached_prefix_tokens(request)
@@ -413,6 +428,8 @@ class Replica:
         self.kv_reserved -= request.input_tokens + request.output_tokens
         self.successes += 1
         self.e2e.observe(self.clock - request.arrival_s)
+        # vLLM records queue time with the finished request's stats, so does the exporter.
+        self.queue.observe(seq.scheduled_s - request.arrival_s)
         sink(
             Completion(
                 arrival_s=request.arrival_s,
@@ -421,5 +438,6 @@ class Replica:
                 input_tokens=request.input_tokens,
                 output_tokens=request.output_tokens,
                 replica=self.name,
+                scheduled_s=seq.scheduled_s,
             )
         )

@@ -11,7 +11,9 @@ from ``ServingPool.snapshot()`` and the requests the replay submits:
   that arrived in the tick per second, and generation tokens per second = arrivals x the
   running mean output length of finished requests (output lengths are unknown on arrival,
   so the replay does not peek at them);
-- TTFT p95 of the requests that finished in the tick (no point when none did);
+- TTFT p95 of the requests that finished in the tick (no point when none did), and the p95
+  of their queueing delay (arrival to first scheduled step, vLLM's
+  ``request_queue_time_seconds``), which a prompt too long for the objective does not inflate;
 - ``ReplicaCapacity`` from the GPU performance model (:func:`scaling.capacity.capacity_of`).
 
 Each tick becomes a ``scaling.signals.SignalTick``, recorded in the same ``SignalHistory`` the
@@ -120,5 +122,6 @@ class Gateway:
             prompt_tokens_per_s=sum(r.input_tokens for r in arrived) / self.tick_s,
             generation_tokens_per_s=len(arrived) * self.expected_output / self.tick_s,
             ttft_p95_s=percentile(sorted(c.ttft_s for c in finished), 95),
+            queue_p95_s=percentile(sorted(c.queue_s for c in finished), 95),
             capacity=capacity,
         )

@@ -113,7 +113,16 @@ DEFAULTS: dict[str, float] = {
     "burst_share_late": 2.0,
     "burst_horizon_s": 1800.0,
     "late_ttft_s": 2.0,  # the TTFT p95 that counts as late when slo_ttft_p95_s is unset
-    "headroom": 1.1,
+    # The queueing model (step 6): the mean wait it allows, as a share of the TTFT objective.
+    "wait_share": 0.1,
+    # The correction (step 6): queueing delay p95 over late_wait_share x TTFT is late, under
+    # early_wait_share x TTFT comfortably early; bounds, raise cap and decay of the headroom.
+    "late_wait_share": 0.5,
+    "early_wait_share": 0.15,
+    "headroom_min": 1.0,
+    "headroom_max": 3.0,
+    "headroom_raise_max": 1.5,
+    "headroom_decay_s": 1800.0,
 }
 
 
@@ -263,14 +272,114 @@ def hold_bursts(
 
     Entries older than the horizon go; so do earlier entries no higher than the new value
     (they can never be the maximum again), so values strictly decrease with time and the
-    first entry is the window's maximum. A new value within `spacing_s` of the last entry
-    merges into it (the higher value, stamped now: it errs on holding longer), so the list
-    holds at most horizon / spacing entries.
+    first entry is the window's maximum. A new value within `spacing_s` of a higher last
+    entry is dropped (that entry keeps its time, so a lower value may lapse up to one spacing
+    early, never late), so the list holds at most horizon / spacing entries.
     """
     kept = [(t, v) for t, v in bursts if now - horizon_s < t <= now and v > value]
     if kept and now - kept[-1][0] < spacing_s:
-        return (*kept[:-1], (now, kept[-1][1]))
+        # Covered by a higher entry made moments ago: dropped, and that entry keeps its own
+        # time. Re-stamping it now (as this once did) renewed it on every tick of a loop
+        # faster than the spacing, so a hold never lapsed.
+        return tuple(kept)
     return (*kept, (now, value))
+
+
+def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) -> float:
+    """E[S^2] / E[S] of one request's prefill time S, from the prompt tokens/s series alone.
+
+    Prompt tokens arriving in a tick of T seconds are a compound Poisson sum: with request
+    rate l and prompt length X, the rate x = sum / T has mean l E[X] and variance
+    l E[X^2] / T, so Var(x) T / mean(x) = E[X^2] / E[X]. Var(x) is taken from successive
+    differences (mean of squared steps / 2), which a slow trend barely moves. A wider spread
+    of request sizes at the same mean makes it larger, and with it the queueing delay.
+    """
+    # Steps between busy neighbours only: one from idle to a burst is a change of level.
+    points = sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)
+    steps = [
+        (t1 - t0, v1 - v0)
+        for (t0, v0), (t1, v1) in pairwise(points)
+        if t1 > t0 and v0 > 0 and v1 > 0
+    ]
+    points = [x for x in points if x[1] > 0]
+    if not steps or not points:
+        return 0.0
+    mean = sum(v for _, v in points) / len(points)
+    if not steps or mean <= 0:
+        return 0.0
+    tick_s = sorted(dt for dt, _ in steps)[len(steps) // 2]
+    variance = sum(dv * dv for _, dv in steps) / len(steps) / 2
+    return variance * tick_s / mean / prefill_tokens_per_s
+
+
+# Past this many replicas of load, the wait is negligible at any realistic spread and the
+# search is not worth its time: sized at the load itself.
+MAX_QUEUE_MODEL_LOAD = 10_000.0
+
+
+def erlang_c(servers: int, load: float) -> float:
+    """Probability that an arrival waits in M/M/c (Erlang C), via the Erlang B recursion."""
+    if load >= servers:
+        return 1.0
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = load * b / (k + load * b)
+    return b / (1 - (load / servers) * (1 - b))
+
+
+def mean_wait_s(servers: int, load: float, dispersion: float) -> float:
+    """Mean queueing delay in M/G/c by the Allen-Cunneen approximation (Allen, Probability,
+    Statistics and Queueing Theory, 1990): Wq = C(c, a) / (c mu - l) x (ca^2 + cs^2) / 2,
+    with Poisson arrivals (ca^2 = 1) and E[S](1 + cs^2) = E[S^2] / E[S] = ``dispersion``:
+    Wq = C(c, a) x dispersion / (2 c (1 - a / c)). For c = 1 it is Pollaczek-Khinchine."""
+    if load >= servers:
+        return math.inf
+    return erlang_c(servers, load) * dispersion / (2 * servers * (1 - load / servers))
+
+
+def queue_sized(load: float, dispersion: float, budget_s: float) -> int:
+    """The fewest replicas whose mean queueing delay at ``load`` is within ``budget_s``."""
+    if not math.isfinite(load) or load > MAX_QUEUE_MODEL_LOAD:
+        return math.ceil(load) if math.isfinite(load) else 0  # the replica cap decides
+    servers = math.floor(load) + 1
+    b = 1.0  # Erlang B, kept by its recursion as servers grows: O(servers) in all
+    for k in range(1, servers + 1):
+        b = load * b / (k + load * b)
+    while servers < 2 * load + 100:
+        waits = b / (1 - (load / servers) * (1 - b))
+        if waits * dispersion / (2 * servers * (1 - load / servers)) <= budget_s:
+            break
+        servers += 1
+        b = load * b / (servers + load * b)
+    return servers
+
+
+def corrected_headroom(
+    policy: PolicyParams, p: Params, obs: Observation, memory: Memory
+) -> tuple[float, float | None, str]:
+    """Step 6's correction from the observed queueing delay (p95 over the last minute):
+    raise fast when late (at most once per cold start, the time a raise takes to show),
+    decay slowly towards 1 when comfortably early; bounded."""
+    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
+    h, raised_at = memory.headroom, memory.headroom_raised_at
+    recent = [v for t, v in obs.queue_p95_s if t > obs.now - p["smoothing_s"]]
+    if not recent:
+        return h, raised_at, "no queueing delay observed"
+    wait = sum(recent) / len(recent)
+    late, early = p["late_wait_share"] * slo, p["early_wait_share"] * slo
+    settled = raised_at is None or obs.now - raised_at >= policy.cold_start_s
+    if wait > late and settled:
+        factor = min(p["headroom_raise_max"], 1 + (wait / late - 1) / 2)
+        h = min(p["headroom_max"], max(h * factor, h + 0.1))
+        return h, obs.now, f"queueing p95 {wait:.3g} s > {late:.3g} s: raised"
+    if wait < early and memory.headroom_at is not None:
+        elapsed = max(obs.now - memory.headroom_at, 0.0)
+        h = 1 + (h - 1) * math.exp(-elapsed / p["headroom_decay_s"])
+    return (
+        max(p["headroom_min"], min(h, p["headroom_max"])),
+        raised_at,
+        f"queueing p95 {wait:.3g} s",
+    )
 
 
 @dataclass(frozen=True)
@@ -281,6 +390,8 @@ class Target:
     predicted: float
     forecast: Forecast
     bursts: tuple[tuple[float, float], ...]
+    headroom: float
+    headroom_raised_at: float | None
     source: str
     steps: tuple[Step, ...]
     values: tuple[MetricValue, ...]
@@ -313,7 +424,16 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
         p["smoothing_s"],
     )
     held = max(bursts[0][1], fc.peak * share)
-    raw = ceil_replicas(max(predicted * p["headroom"], held))
+    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
+    cap = obs.capacity
+    spread = (
+        dispersion_s(obs, cap.prefill_tokens_per_s, obs.now - p["history_s"])
+        if (cap is not None and cap.prefill_tokens_per_s > 0 and uses_offered_work(obs))
+        else 0.0
+    )
+    sized = queue_sized(predicted, spread, p["wait_share"] * slo) if predicted > 0 else 0
+    headroom, raised_at, why_headroom = corrected_headroom(policy, p, obs, memory)
+    raw = ceil_replicas(max(sized * headroom, held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
     steps = (
@@ -322,7 +442,9 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             raw,
             f"demand now {replicas_text(fc.latest)}, trend "
             f"{fc.trend_per_s * 60:+.3g}/min, at +{policy.cold_start_s:g} s "
-            f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}, headroom x{p['headroom']:g}; "
+            f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}; queueing model "
+            f"{sized} (E[S²]/E[S] {spread:.3g} s, mean wait ≤ {p['wait_share'] * slo:.3g} s), "
+            f"headroom x{headroom:.3g} ({why_headroom}); "
             f"burst hold {held:.3g}: highest remembered in {p['burst_horizon_s']:g} s, or "
             f"now peak {fc.peak:.3g} x{share:g} ({why_share})",
         ),
@@ -339,7 +461,7 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             "forecast at cold start (replicas)", fc.at_horizon, obs.now + policy.cold_start_s
         ),
     )
-    return Target(raw, predicted, fc, bursts, source, steps, values)
+    return Target(raw, predicted, fc, bursts, headroom, raised_at, source, steps, values)
 
 
 def first_recommendations(memory: Memory, obs: Observation) -> tuple[tuple[float, int], ...]:
@@ -372,7 +494,14 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         (*aim.steps, stab.step, limited),
         headline,
         aim.values,
-        replace(memory, recommendations=stab.recommendations, bursts=aim.bursts),
+        replace(
+            memory,
+            recommendations=stab.recommendations,
+            bursts=aim.bursts,
+            headroom=aim.headroom,
+            headroom_raised_at=aim.headroom_raised_at,
+            headroom_at=obs.now,
+        ),
     )
 
 

@@ -10,7 +10,9 @@ way.
 
 Rules, in order:
 1. p95 = mean of the TTFT p95 series over the stable window (60 s); ratio = p95 / SLO.
-2. Over the objective (ratio > 1 + up tolerance, default 0): wanted =
+2. Over the objective (ratio > 1 + up tolerance, default 0), unless the queueing delay p95
+   (mean over the same window) is within `late_wait_share` (0.5) of the objective: then the
+   late requests are long prompts prefilling alone, which capacity does not fix. Else wanted =
    ceil(ready x (1 + gain x (ratio - 1))), at least ready + 1; gain 0.5 damps the step
    because latency is not linear in replicas. Sized from the ready replicas, whose latency
    was measured; when the warming ones already cover it, keep the current count (anti
@@ -104,13 +106,30 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     ratio = p95 / slo
     stale = predates_growth(memory, obs, policy.cold_start_s, p95)
     raw, note = proportional(obs.current, obs.ready, ratio, p, stale)
+    wait = window_mean(obs.queue_p95_s, obs.now, p["stable_window_s"]) if obs.queue_p95_s else None
+    if raw > obs.current and wait is not None and wait <= p["late_wait_share"] * slo:
+        # Requests are scheduled promptly, so the late TTFT is prompts too long for the
+        # objective, prefilling alone: more replicas do not shorten that (with a fifth of the
+        # requests infeasible, TTFT p95 never falls under the objective and this ratcheted
+        # the pool to max_replicas).
+        raw, note = obs.current, f"over the objective, but requests wait only {wait:.3g} s"
     steps: list[Step] = [Step("controller", raw, f"{note}, gain {p['gain']:g}")]
     values = used_values("TTFT p95 (s)", obs.ttft_p95_s, obs.now, p["stable_window_s"])
+    if obs.queue_p95_s:
+        values += used_values(
+            "queueing delay p95 (s)", obs.queue_p95_s, obs.now, p["stable_window_s"]
+        )
     if predictive.uses_offered_work(obs):
         aim = predictive.target(policy, p, obs, memory)
         if isinstance(aim, str):
             return Proposal(obs.current, None, (), aim, (), memory, hold_reason=aim)
-        memory = replace(memory, bursts=aim.bursts)
+        memory = replace(
+            memory,
+            bursts=aim.bursts,
+            headroom=aim.headroom,
+            headroom_raised_at=aim.headroom_raised_at,
+            headroom_at=obs.now,
+        )
         values += aim.values
         if aim.raw > raw:
             raw = aim.raw

@@ -115,6 +115,7 @@ class Observation:
     prompt_tokens_per_s: Series = ()
     generation_tokens_per_s: Series = ()
     ttft_p95_s: Series = ()
+    queue_p95_s: Series = ()  # p95 of the wait before the engine scheduled a request (s)
     capacity: ReplicaCapacity | None = None
 
 
@@ -155,6 +156,10 @@ class Memory:
     bursts: (time, replicas) burst holds predictive computed, kept for its burst horizon as
         a sliding-window maximum (values strictly decrease with time, so the first entry is
         the highest within the horizon).
+    headroom: predictive's correction of its queueing model (x replicas, 1.0-3.0), raised
+        when feasible requests waited too long to be scheduled, decaying back when early;
+        headroom_raised_at: when it was last raised (one raise per cold start);
+        headroom_at: when it was last corrected (the decay's clock).
     ticked_at: `now` of the last decision; seen_at: the newest data time it acted on.
     outage_since: when the loop first could not observe the workload (`note_outage`).
     recovered_at: when fresh observations resumed after an outage (a recovery window).
@@ -169,6 +174,9 @@ class Memory:
     max_panic_pods: int = 0
     zero_since: float | None = None
     bursts: tuple[tuple[float, float], ...] = ()
+    headroom: float = 1.0
+    headroom_raised_at: float | None = None
+    headroom_at: float | None = None
     ticked_at: float | None = None
     seen_at: float | None = None
     outage_since: float | None = None
@@ -184,6 +192,9 @@ class Memory:
             "max_panic_pods": self.max_panic_pods,
             "zero_since": self.zero_since,
             "bursts": [list(b) for b in self.bursts],
+            "headroom": self.headroom,
+            "headroom_raised_at": self.headroom_raised_at,
+            "headroom_at": self.headroom_at,
             "ticked_at": self.ticked_at,
             "seen_at": self.seen_at,
             "outage_since": self.outage_since,
@@ -204,6 +215,9 @@ class Memory:
             max_panic_pods=_int_or_zero(data.get("max_panic_pods")),
             zero_since=_optional_float(data.get("zero_since")),
             bursts=_pairs(data.get("bursts"), _finite),
+            headroom=_optional_float(data.get("headroom")) or 1.0,
+            headroom_raised_at=_optional_float(data.get("headroom_raised_at")),
+            headroom_at=_optional_float(data.get("headroom_at")),
             ticked_at=_optional_float(data.get("ticked_at")),
             seen_at=_optional_float(data.get("seen_at")),
             outage_since=_optional_float(data.get("outage_since")),

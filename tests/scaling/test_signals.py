@@ -89,6 +89,7 @@ def test_history_stored_in_the_old_format_is_read_and_written_back_the_same_way(
         "prompt": [[105.0, 900.0]],
         "generation": [[105.0, 80.0]],
         "ttft": [[105.0, 0.4], [110.0, 0.5]],
+        "queue": [],  # a row stored before the queueing delay: none until it is observed
     }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.engine import Memory, ReplicaCapacity
-from scaling.engine.predictive import hold_bursts
+from scaling.engine.predictive import hold_bursts, mean_wait_s, queue_sized
 
 CAPACITY = ReplicaCapacity(
     prefill_tokens_per_s=10_000.0, decode_tokens_per_s=1_000.0, max_concurrency=64
@@ -85,7 +86,10 @@ def test_noise_between_scrapes_is_smoothed_before_forecasting(build):
     # Alternating 4 and 12 replicas of demand every 15 s: the minute means are 8.
     noisy = _offered(build.NOW, lambda t: 4.0 if int(t) // 15 % 2 else 12.0)
     decision = build.run(pol, build.obs(10, **noisy))
-    assert decision.raw_desired == math.ceil(8 * 1.1)  # unsmoothed, the latest 12 -> 14
+    demand = next(v for v in decision.metric_values if v.label == "demand (replicas)")
+    assert demand.value == 8.0  # unsmoothed, the latest 12
+    # The swing itself is read as a spread of request sizes (the queueing model's input).
+    assert decision.raw_desired > math.ceil(8 * 1.1)
 
 
 def test_a_recent_burst_is_held_at_half_its_peak(build):
@@ -263,11 +267,11 @@ def test_the_burst_memory_is_a_bounded_conservative_window_maximum(steps):
         now += gap
         seen.append((now, value))
         bursts = hold_bursts(bursts, now, value, 600.0, 60.0)
-        in_window = [v for t, v in seen if now - 600.0 < t]
-        # Never lower than the true window maximum (merging errs on holding longer) ...
-        assert bursts[0][1] >= max(in_window)
-        # ... never higher than the maximum over the window stretched by one spacing.
-        assert bursts[0][1] <= max(v for t, v in seen if now - 660.0 < t)
+        # Never lower than the maximum over the window shortened by one spacing (a value
+        # dropped under a higher one made moments before lapses with it) ...
+        assert bursts[0][1] >= max(v for t, v in seen if now - 540.0 < t)
+        # ... and never higher than the true window maximum: no entry outlives the horizon.
+        assert bursts[0][1] <= max(v for t, v in seen if now - 600.0 < t)
         values = [v for _, v in bursts]
         assert values == sorted(values, reverse=True)
         assert len(bursts) <= 600.0 / 60.0 + 1
@@ -338,3 +342,84 @@ def test_slo_never_goes_below_the_offered_work_target(build):
     assert decision.raw_desired == math.ceil(9.0 * 1.1)
     assert decision.desired == 10
     assert any(s.name == "offered work" and "raised" in s.note for s in decision.steps)
+
+
+def _spread(now, swing, seconds=600, every=5):
+    """Demand of 9 replicas on average whose prompt tokens/s swing by +-swing replicas from
+    one scrape to the next: the same mean work, made of requests of more spread-out sizes."""
+    times = [now - k for k in range(0, seconds, every)][::-1]
+    prompt = tuple(
+        (t, (4.5 + (swing if i % 2 else -swing)) * CAPACITY.prefill_tokens_per_s)
+        for i, t in enumerate(times)
+    )
+    gen = tuple((t, 4.5 * CAPACITY.decode_tokens_per_s) for t in times)
+    return {"prompt_tokens_per_s": prompt, "generation_tokens_per_s": gen, "capacity": CAPACITY}
+
+
+def test_a_wider_spread_of_request_sizes_needs_more_replicas_at_the_same_mean(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    narrow = build.run(pol, build.obs(10, **_spread(build.NOW, 0.5))).raw_desired
+    wide = build.run(pol, build.obs(10, **_spread(build.NOW, 4.0))).raw_desired
+    assert wide > narrow >= 10
+
+
+def test_the_queueing_model_is_pollaczek_khinchine_for_one_server():
+    # M/G/1: Wq = rho / (1 - rho) x E[S^2] / (2 E[S]).
+    assert mean_wait_s(1, 0.5, 2.0) == pytest.approx(0.5 / 0.5 * 2.0 / 2)
+    assert queue_sized(3.0, 0.0, 0.1) == 4  # no spread: just above the load
+    assert queue_sized(3.0, 8.0, 0.1) > queue_sized(3.0, 1.0, 0.1)
+
+
+def _queued(build, wait, now):
+    return build.obs(
+        10,
+        now=now,
+        queue_p95_s=((now - 5, wait),),
+        **_offered(now, lambda t: 9.0),
+    )
+
+
+def test_late_queueing_raises_the_headroom_fast_bounded_and_once_per_cold_start(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    first = build.run(pol, _queued(build, 3.0, build.NOW))
+    assert first.memory.headroom > 1.0
+    assert first.raw_desired > math.ceil(9 * 1.1)
+    # Five seconds on, the raise has not had a cold start to show: no second raise.
+    memory = replace(first.memory, ticked_at=build.NOW, seen_at=build.NOW)
+    again = build.run(pol, _queued(build, 3.0, build.NOW + 5), memory)
+    assert again.memory.headroom == first.memory.headroom
+    memory = first.memory
+    for k in range(1, 40):  # late for 40 minutes: bounded at 3x
+        t = build.NOW + 60 * k
+        memory = build.run(
+            pol, _queued(build, 10.0, t), replace(memory, ticked_at=t - 5, seen_at=t - 5)
+        ).memory
+    assert memory.headroom == 3.0
+
+
+def test_early_queueing_lowers_the_headroom_slowly(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    memory = Memory(headroom=2.0, headroom_at=build.NOW - 5)
+    after = build.run(pol, _queued(build, 0.01, build.NOW), memory).memory.headroom
+    assert 1.99 < after < 2.0
+    # Near the objective but not comfortably early: kept as it is.
+    kept = build.run(pol, _queued(build, 0.6, build.NOW), memory).memory.headroom
+    assert kept == 2.0
+
+
+def test_the_burst_hold_lapses_under_a_fast_loop():
+    bursts = hold_bursts((), 0.0, 20.0, 1800.0, 60.0)
+    for k in range(1, 400):  # a 5 s loop, a lower value each tick, past the horizon
+        bursts = hold_bursts(bursts, 5.0 * k, 2.0, 1800.0, 60.0)
+    assert bursts[0][1] == 2.0
+
+
+def test_slo_does_not_scale_for_late_ttft_that_queueing_does_not_explain(build):
+    # A fifth of the prompts are too long for 1 s alone: TTFT p95 is 4 s whatever the pool,
+    # while requests are scheduled within 50 ms.
+    pol = build.policy("slo", slo_ttft_p95_s=1.0)
+    now = build.NOW
+    ob = build.obs(4, ttft_p95_s=((now - 1, 4.0),), queue_p95_s=((now - 1, 0.05),))
+    assert build.run(pol, ob).desired == 4
+    queued = build.obs(4, ttft_p95_s=((now - 1, 4.0),), queue_p95_s=((now - 1, 2.0),))
+    assert build.run(pol, queued).desired > 4
