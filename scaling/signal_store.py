@@ -2,8 +2,9 @@
 
 Exporters keep no history and Prometheus is optional, so the loop records what it observed
 of each workload every tick (the series ``scaling.signals.SignalHistory`` holds: the policy
-metric and the pods it averaged over, prompt and generation tokens/s, TTFT p95, and the
-replica counts), for the what-if replay (``dashboard.whatif``) of a workload's own load.
+metric and the pods it averaged over, prompt and generation tokens/s, TTFT p95, queueing
+delay p95, and the replica counts), for the what-if replay (``dashboard.whatif``) of a
+workload's own load.
 
 Storage, designed for 1,000 workloads on a 5 s loop:
 
@@ -56,6 +57,7 @@ FIELDS = (
     "prompt",
     "generation",
     "ttft",
+    "queue",  # queueing delay p95 (s); rows written before it have one field less
 )
 COUNTS = {"current", "ready", "warming"}
 LAST_IN_MINUTE = COUNTS | {"t", "metric_t"}
@@ -95,7 +97,8 @@ class StoredTick:
     row: tuple[Any, ...]
 
     def signal_tick(self) -> SignalTick:
-        t, current, ready, warming, metric_t, metric, pods, prompt, gen, ttft = self.row
+        padded = (*self.row, *(None,) * (len(FIELDS) - len(self.row)))
+        t, current, ready, warming, metric_t, metric, pods, prompt, gen, ttft, queue = padded
         return SignalTick(
             now=t,
             current=int(current),
@@ -106,6 +109,7 @@ class StoredTick:
             prompt_tokens_per_s=prompt,
             generation_tokens_per_s=gen,
             ttft_p95_s=ttft,
+            queue_p95_s=queue,
         )
 
 
@@ -123,6 +127,7 @@ def line(tick: SignalTick) -> str:
         tick.prompt_tokens_per_s,
         tick.generation_tokens_per_s,
         tick.ttft_p95_s,
+        tick.queue_p95_s,
     ]
     return json.dumps([_finite(v) for v in row], separators=(",", ":")) + ","
 
@@ -241,7 +246,7 @@ def load_ticks(workload: Any, since: float, until: float) -> list[SignalTick]:
     )
     ticks: list[SignalTick] = []
     for r in rows:
-        if len(r) == len(FIELDS) and (not ticks or r[0] > ticks[-1].now):
+        if len(FIELDS) - 1 <= len(r) <= len(FIELDS) and (not ticks or r[0] > ticks[-1].now):
             ticks.append(StoredTick(tuple(r)).signal_tick())
     return ticks
 
@@ -260,7 +265,7 @@ def minute_means(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:
         group = sorted(minutes[key], key=lambda r: r[0])
         out: list[Any] = []
         for i, name in enumerate(FIELDS):
-            known = [r[i] for r in group if r[i] is not None]
+            known = [r[i] for r in group if i < len(r) and r[i] is not None]
             if name in LAST_IN_MINUTE:
                 out.append(known[-1] if known else None)
             else:

@@ -1,6 +1,8 @@
 """The signal history store: what the loop records each tick, kept bounded, downsampled past an
 hour and pruned past its retention. Times are injected; nothing sleeps."""
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ def tick(now: float, current: int = 2, metric: float | None = 4.0) -> SignalTick
         metric=None if metric is None else (now - 1.0, metric),
         metric_pods=float(current),
         ttft_p95_s=0.25,
+        queue_p95_s=0.05,
     )
 
 
@@ -55,6 +58,16 @@ def test_every_tick_is_kept_in_few_rows_and_read_back_as_recorded(workload):
     assert load_ticks(workload, T0 + 100, T0 + 200) == [
         t for t in ticks if 100 <= t.now - T0 <= 200
     ]
+
+
+def test_rows_written_before_the_queueing_signal_still_load(workload):
+    old = [T0, 2, 2, 0, T0 - 1.0, 4.0, 2.0, None, None, 0.25]  # no queueing delay field
+    SignalChunk.objects.create(
+        workload=workload, resolution="tick", start_s=T0, end_s=T0, ticks=1,
+        data=json.dumps(old) + ",",
+    )  # fmt: skip
+    assert load_ticks(workload, T0 - 1, T0 + 1) == [replace(tick(T0), queue_p95_s=None)]
+    assert signal_store.minute_means([old])[0][-1] is None
 
 
 def test_a_fast_loop_does_not_grow_a_row_past_its_bound(workload):
