@@ -277,8 +277,11 @@ def test_quota_caps_growth_and_says_why(start_simulator, gpu_type, team_a, team_
     ticks_until(cluster, lambda: Decision.objects.filter(outcome="applied").exists())
     decision = Decision.objects.get(outcome="applied")
     assert decision.final_replicas == 2  # nominal 1 + borrowing 1, one GPU per replica
-    expected = "blocked by quota: team-a A100-80GB used 2, nominal 1, borrowing limit 1"
-    assert expected in decision.reason
+    expected = (
+        "quota: team-a uses 2 A100-80GB GPUs of its nominal 1 plus borrowing limit 1: at its "
+        "limit; room for 1 more replica → 2 replicas (wanted "
+    )
+    assert decision.reason.startswith(expected)
     assert spec_replicas(url) == 2
 
 
