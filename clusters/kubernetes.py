@@ -72,6 +72,8 @@ class ClusterError(Exception):
         api = f"cluster {cluster}'s API"
         if self.kind == "timeout":
             return f"{api} did not answer within {self.detail} ({self.call})"
+        if self.kind == "unreachable" and self.detail == "connection refused":
+            return f"{api} refused the connection ({self.call})"
         if self.kind == "unreachable":
             return f"{api} could not be reached: {self.detail} ({self.call})"
         if self.kind == "http":
@@ -80,7 +82,7 @@ class ClusterError(Exception):
             )
         if self.kind == "bad answer":
             return f"{api} sent an answer that is not a Kubernetes list ({self.call})"
-        return f"{api} failed: {self}"
+        return f"{api} failed: {self.detail or self.kind} ({self.call})"
 
 
 @dataclass(frozen=True)
@@ -219,13 +221,14 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     connect_s, read_s = _timeout()
+    # First: urllib3 2 makes NewConnectionError (refused, no route) a ConnectTimeoutError.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        refused = "refused" in str(exc).lower()
+        return "unreachable", "connection refused" if refused else "no connection"
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return "timeout", f"{connect_s:g} s"
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
         return "timeout", f"{read_s:g} s"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
-        refused = "refused" in str(exc).lower()
-        return "unreachable", "connection refused" if refused else "no connection"
     if isinstance(exc, urllib3.exceptions.ProtocolError):
         return "unreachable", "the connection broke"
     return "error", type(exc).__name__
