@@ -382,16 +382,33 @@ def preview(
     """Run one allocation at ``at`` under the current and the proposed quotas and say, per
     workload, what would change: growth allowed or blocked, replicas reclaimed."""
     now, then = allocate(before, demands, at), allocate(after, demands, at)
+    used: dict[str, int] = defaultdict(int)
+    for d in demands:
+        used[d.tenant] += d.current * d.gpus_per_replica
     effects = []
     for d in demands:
         old, new = now[d.workload], then[d.workload]
         if new.replicas > old.replicas:
             effect = "allowed to grow"
+        elif new.replicas < d.current:
+            effect = "reclaimed"
+        elif over := _over_limit(before.get(d.tenant), after.get(d.tenant), used[d.tenant]):
+            effect = over
         elif new.replicas < old.replicas:
-            effect = "reclaimed" if new.replicas < d.current else "blocked"
+            effect = "blocked"
         else:
             effect = "unchanged"
         effects.append(
             Effect(d.workload, d.tenant, d.wanted, d.current, old.replicas, new.replicas, effect)
         )
     return effects
+
+
+def _over_limit(before: TenantQuota | None, after: TenantQuota | None, used: int) -> str:
+    """ "over its new limit of 6 GPUs (uses 8): can no longer grow", or "" when within it.
+    A lowered quota without a reclaim grace shrinks nobody, yet its tenant is stuck: say so
+    rather than "unchanged"."""
+    if after is None or after.ceiling is None or used <= after.ceiling:
+        return ""
+    new = "new " if before is None or before.ceiling != after.ceiling else ""
+    return f"over its {new}limit of {after.ceiling} GPUs (uses {used}): can no longer grow"
