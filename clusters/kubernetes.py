@@ -405,6 +405,22 @@ def read_scale(cluster: Cluster, namespace: str, name: str) -> int:
     return int(scale.spec.replicas or 0)
 
 
+def deployment_exists(cluster: Cluster, namespace: str, name: str) -> bool:
+    """Whether the Deployment exists; ClusterError when the cluster cannot say (unreachable,
+    timeout, a server error): the caller saves anyway and says it could not be checked."""
+    try:
+        read_scale(cluster, namespace, name)
+    except ClusterError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def missing_deployment(cluster: Cluster, namespace: str, name: str) -> str:
+    return f"Deployment {name} not found in namespace {namespace} on cluster {cluster.name}"
+
+
 # --- writes --------------------------------------------------------------------------------------
 
 
