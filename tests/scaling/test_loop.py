@@ -481,3 +481,19 @@ def test_a_dry_run_does_not_use_up_the_rate_limit(start_simulator, gpu_type, tea
     applied = Decision.objects.get(outcome="applied")
     assert (applied.current_replicas, applied.final_replicas) == (1, 2)
     assert spec_replicas(url) == 2
+
+
+def test_a_missing_deployment_is_said_in_words_and_bannered_on_its_page(
+    start_simulator, gpu_type, team_a, client, make_user
+):
+    # Saved while the cluster could not check it, say: the loop finds it missing.
+    url = start_simulator(fleet(CHAT), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, name="gone")
+    tick_cluster(cluster.pk)
+    workload.refresh_from_db()
+    why = "Deployment gone not found in namespace team-a on cluster east"
+    assert workload.status["outcome"] == "error" and workload.status["reason"] == why
+    client.force_login(make_user("watcher", team_a, "viewer"))
+    page = client.get(f"/workloads/{workload.pk}/").content.decode()
+    banner = page.split('id="workload-problem">')[1].split("</div>")[0]
+    assert why in banner
