@@ -108,3 +108,20 @@ def test_the_admin_says_the_deployment_is_missing_beside_the_field(
     assert MISSING in row
     workload.refresh_from_db()
     assert workload.deployment == "chat"
+
+
+def test_the_admin_saves_when_the_cluster_cannot_answer_and_says_so(
+    fleet: Any, client: Any, change_form: Any
+) -> None:
+    Cluster.objects.filter(name="east").update(api_url="http://127.0.0.1:9/east")
+    client.force_login(fleet.users["staff"])
+    workload = fleet.workloads["a"]
+    url = f"/admin/scaling/workload/{workload.pk}/change/"
+    page = client.post(url, change_form(client, url, deployment="nope"), follow=True)
+    text = page.content.decode()
+    assert "Deployment nope in namespace team-a could not be checked: cluster east&#x27;s API " in (
+        text
+    )
+    assert "refused the connection" in text
+    workload.refresh_from_db()
+    assert workload.deployment == "nope"
