@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from clusters.metrics import MetricsError, Sample, normalise_labels
+from clusters.metrics import MetricsError, Sample, failure_words, normalise_labels
 
 MAX_BYTES = 64 * 1024 * 1024
 
@@ -46,7 +46,9 @@ def read_samples(url: str, names: list[str], now: float) -> dict[str, list[Sampl
     try:
         return parse_samples(text, names, now)
     except ValueError as exc:
-        raise MetricsError(f"{url} returned text that is not Prometheus exposition: {exc}") from exc
+        raise MetricsError(
+            f"the exporter at {url} sent text that is not Prometheus exposition: {exc}"
+        ) from exc
 
 
 def parse_samples(text: str, names: Iterable[str], now: float) -> dict[str, list[Sample]]:
@@ -118,5 +120,6 @@ def _scrape(url: str) -> str:
         with urllib.request.urlopen(request, timeout=settings.METRICS_TIMEOUT_S) as response:
             body: bytes = response.read(MAX_BYTES)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise MetricsError(f"scraping {url} failed: {exc}") from exc
+        words = failure_words(exc, settings.METRICS_TIMEOUT_S)
+        raise MetricsError(f"the exporter at {url} {words}") from exc
     return body.decode("utf-8", errors="replace")

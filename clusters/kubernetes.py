@@ -72,6 +72,8 @@ class ClusterError(Exception):
         api = f"cluster {cluster}'s API"
         if self.kind == "timeout":
             return f"{api} did not answer within {self.detail} ({self.call})"
+        if self.kind == "unreachable" and self.detail == "connection refused":
+            return f"{api} refused the connection ({self.call})"
         if self.kind == "unreachable":
             return f"{api} could not be reached: {self.detail} ({self.call})"
         if self.kind == "http":
@@ -80,7 +82,7 @@ class ClusterError(Exception):
             )
         if self.kind == "bad answer":
             return f"{api} sent an answer that is not a Kubernetes list ({self.call})"
-        return f"{api} failed: {self}"
+        return f"{api} failed: {self.detail or self.kind} ({self.call})"
 
 
 @dataclass(frozen=True)
@@ -219,13 +221,14 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
     connect_s, read_s = _timeout()
+    # First: urllib3 2 makes NewConnectionError (refused, no route) a ConnectTimeoutError.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
+        refused = "refused" in str(exc).lower()
+        return "unreachable", "connection refused" if refused else "no connection"
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
         return "timeout", f"{connect_s:g} s"
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
         return "timeout", f"{read_s:g} s"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionError):
-        refused = "refused" in str(exc).lower()
-        return "unreachable", "connection refused" if refused else "no connection"
     if isinstance(exc, urllib3.exceptions.ProtocolError):
         return "unreachable", "the connection broke"
     return "error", type(exc).__name__
@@ -400,6 +403,22 @@ def read_scale(cluster: Cluster, namespace: str, name: str) -> int:
         f"read scale of {namespace}/{name}", apps.read_namespaced_deployment_scale, name, namespace
     )
     return int(scale.spec.replicas or 0)
+
+
+def deployment_exists(cluster: Cluster, namespace: str, name: str) -> bool:
+    """Whether the Deployment exists; ClusterError when the cluster cannot say (unreachable,
+    timeout, a server error): the caller saves anyway and says it could not be checked."""
+    try:
+        read_scale(cluster, namespace, name)
+    except ClusterError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def missing_deployment(cluster: Cluster, namespace: str, name: str) -> str:
+    return f"Deployment {name} not found in namespace {namespace} on cluster {cluster.name}"
 
 
 # --- writes --------------------------------------------------------------------------------------

@@ -109,7 +109,43 @@ def unknown_metric_warning(name: str, exposed: Iterable[str] = ()) -> str | None
 
 
 class MetricsError(Exception):
-    """The metrics source could not be read (every metric of this tick is missing)."""
+    """The metrics source could not be read (every metric of this tick is missing). Its
+    text is a sentence for operators ("Prometheus at http://prom:9090 answered HTTP 503"),
+    never a client's repr with ports and retry counts."""
+
+
+def failure_words(exc: BaseException, timeout_s: float) -> str:
+    """What a failed HTTP read did, in plain words: "did not answer within 5 s", "refused
+    the connection", "answered HTTP 503", "could not be reached". Classified along the
+    exception chain by stdlib types and names, so each adapter's client stays in its own
+    module (requests wraps urllib3 wraps socket errors; urllib wraps them once)."""
+    chain = _chain(exc)
+    if any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        return f"did not answer within {timeout_s:g} s"
+    if any(isinstance(e, ConnectionRefusedError) or "refused" in str(e).lower() for e in chain):
+        return "refused the connection"
+    for e in chain:
+        code = getattr(e, "code", None)  # urllib's HTTPError
+        if isinstance(code, int):
+            return f"answered HTTP {code}"
+        found = re.match(r"HTTP Status Code (\d+)", str(e))  # prometheus-api-client's
+        if found:
+            return f"answered HTTP {found.group(1)}"
+    return "could not be reached"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc and what it wraps (cause, context, a ``reason`` or first argument that is itself
+    an exception), breadth first, bounded."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args[:1]]
+    return seen
 
 
 # Prometheus renames a target's labels that clash with its own (namespace, pod, ...) to

@@ -16,7 +16,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from requests import RequestException
 from urllib3.util.retry import Retry
 
-from clusters.metrics import MetricsError, Sample, normalise_labels
+from clusters.metrics import MetricsError, Sample, failure_words, normalise_labels
 
 LOOKBACK = "5m"
 
@@ -33,6 +33,13 @@ def _connect(url: str) -> PrometheusConnect:
 def _timeout_param() -> dict[str, str]:
     # Prometheus durations are integers with a unit ("5000ms"), not "5.0s".
     return {"timeout": f"{int(settings.METRICS_TIMEOUT_S * 1000)}ms"}
+
+
+def _failure(url: str, exc: Exception) -> MetricsError:
+    where = f"Prometheus at {url.rstrip('/')}"
+    if isinstance(exc, ValueError) and not isinstance(exc, RequestException):
+        return MetricsError(f"{where} sent an answer that is not Prometheus JSON")
+    return MetricsError(f"{where} {failure_words(exc, settings.METRICS_TIMEOUT_S)}")
 
 
 def selector(name: str) -> str:
@@ -63,7 +70,7 @@ def read_range(url: str, name: str, start: float, end: float, step_s: float) -> 
             params=_timeout_param(),
         )
     except (PrometheusApiClientException, RequestException, ValueError) as exc:
-        raise MetricsError(f"Prometheus range query {query!r} failed: {exc}") from exc
+        raise _failure(url, exc) from exc
     return [
         (
             dict(normalise_labels(item.get("metric", {}))),
@@ -79,7 +86,7 @@ def _latest(connection: PrometheusConnect, name: str, now: float) -> list[Sample
     try:
         series = connection.custom_query(query, params=params)
     except (PrometheusApiClientException, RequestException, ValueError) as exc:
-        raise MetricsError(f"Prometheus query {query!r} failed: {exc}") from exc
+        raise _failure(connection.url, exc) from exc
     samples = []
     for item in series:
         values = item.get("values") or []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django import forms
-from django.db.models import Q
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db.models import CheckConstraint, Q
 
 from clusters.metrics import KNOWN_METRICS, unknown_metric_warning
+from scaling.engine import ALGORITHMS
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
 
@@ -34,6 +37,53 @@ EDITABLE = [
 ]
 
 
+NUMBERS = [
+    name
+    for name in EDITABLE
+    if name not in {"algorithm", "mode", "metric", "aggregation", "min_replicas", "max_replicas"}
+]
+
+
+class FiniteFloatField(forms.FloatField):
+    """A float field that says a number too large for a float is out of range (Django's
+    FloatField reads "1e999" as infinity and calls it "Enter a number")."""
+
+    def validate(self, value: Any) -> None:
+        if isinstance(value, float) and math.isinf(value):
+            raise forms.ValidationError("Out of range: too large for a number.", code="range")
+        super().validate(value)
+
+
+def default_text(algorithm: str, name: str) -> str:
+    """ "300 s, the HPA default": what an empty field means under ``algorithm`` (the engine's
+    DEFAULTS), or "" when the algorithm has no default for it."""
+    found = ALGORITHMS.get(algorithm)
+    if found is None or name not in found.defaults:
+        return ""
+    value = found.defaults[name]
+    unit = " s" if name.endswith("_s") else ""
+    label = ScalingPolicy.Algorithm(algorithm).label.split(" (")[0]  # "HPA", "Predictive"
+    return f"{value:g}{unit}, the {label} default"
+
+
+def constraint_fields() -> dict[str, str]:
+    """Each ScalingPolicy check constraint's message -> the field it is about, so its error
+    shows beside that field instead of above the form."""
+    about = {
+        "policy_min_not_above_max": "max_replicas",
+        "policy_metric_is_a_prometheus_name": "metric",
+    }
+    beside = {}
+    for constraint in ScalingPolicy._meta.constraints:
+        if not isinstance(constraint, CheckConstraint):
+            continue
+        field = about.get(
+            constraint.name, constraint.name.removeprefix("policy_").removesuffix("_range")
+        )
+        beside[str(constraint.get_violation_error_message())] = field
+    return beside
+
+
 class PolicyForm(forms.ModelForm):
     """Validation is the model's own (full_clean: field validators, clean(), constraints), so
     the editor, the admin and the API refuse the same values with the same words."""
@@ -47,19 +97,35 @@ class PolicyForm(forms.ModelForm):
     class Meta:
         model = ScalingPolicy
         fields = EDITABLE
-        widgets = {
-            name: forms.NumberInput(attrs={"step": "any"})
-            for name in EDITABLE
-            if name
-            not in {"algorithm", "mode", "metric", "aggregation", "min_replicas", "max_replicas"}
-        }
+        # Text, not type=number: a browser empties a number input it cannot parse ("1e999")
+        # and the server would then say "required" instead of "out of range".
+        widgets = {name: forms.TextInput(attrs={"inputmode": "decimal"}) for name in NUMBERS}
+        field_classes = dict.fromkeys(NUMBERS, FiniteFloatField)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["metric"].widget.attrs["list"] = "known-metrics"  # suggestions
+        algorithm = str(self.data.get("algorithm") if self.is_bound else self.instance.algorithm)
+        for name in NUMBERS:
+            placeholder = default_text(algorithm, name)
+            if placeholder and not self.fields[name].required:
+                self.fields[name].widget.attrs["placeholder"] = placeholder
         if not self.is_bound:
             self.initial["version"] = self.instance.version
             self.initial["loaded"] = json.dumps(self.loaded_values(self.instance))
+
+    def full_clean(self) -> None:
+        """Then move each constraint's error (the model's, raised without a field) beside
+        the field it is about."""
+        super().full_clean()
+        above = self.errors.pop(NON_FIELD_ERRORS, None) if self.errors else None
+        beside = constraint_fields()
+        for message in [str(m) for m in above or []]:
+            field = beside.get(message)
+            if field in self.fields and field not in self.errors:
+                self.errors[field] = self.error_class([message])
+            else:
+                self.errors.setdefault(NON_FIELD_ERRORS, self.error_class()).append(message)
 
     def metric_warnings(self) -> list[str]:
         """The policy's warnings for the metric the form shows (as typed, once submitted)."""

@@ -72,6 +72,7 @@ def decision_dict(decision: Any) -> dict[str, Any]:
         "at": decision.at.timestamp(),
         "algorithm": decision.algorithm,
         "outcome": decision.outcome,
+        "outcome_label": decision.get_outcome_display(),  # as _decisions.html shows it
         "current": decision.current_replicas,
         "raw": decision.raw_desired_replicas,
         "final": decision.final_replicas,

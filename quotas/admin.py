@@ -3,7 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -111,14 +111,17 @@ class QuotaAdmin(HistoryAdminMixin):
         ]
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """What the edited values (sent by the change form's Preview button) would do to the
-        workloads of the cohort, before anything is saved."""
+        """What the edited values (POSTed by the change form's Preview button, so the CSRF
+        token travels in the body, never in a URL) would do to the workloads of the cohort,
+        before anything is saved."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
         quota = get_object_or_404(
             Quota.objects.select_related("tenant", "tenant__parent", "gpu_type"), pk=pk
         )
         if not self.has_change_permission(request, quota):
             return HttpResponse(status=403)
-        form = self.get_form(request, quota)(request.GET, instance=Quota.objects.get(pk=pk))
+        form = self.get_form(request, quota)(request.POST, instance=Quota.objects.get(pk=pk))
         context = {
             **self.admin_site.each_context(request),
             "quota": quota,

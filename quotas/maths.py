@@ -68,15 +68,6 @@ class TenantQuota:
     def ceiling(self) -> int | None:
         return ceiling(self.nominal, self.borrowing_limit, self.cohort is not None)
 
-    def describe(self, used: int) -> str:
-        if self.cohort is None:
-            limit = "no borrowing outside an organisation"
-        elif self.borrowing_limit is None:
-            limit = "no borrowing limit"
-        else:
-            limit = f"borrowing limit {self.borrowing_limit}"
-        return f"{self.tenant} {self.gpu_type} used {used}, nominal {self.nominal}, {limit}"
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -253,11 +244,33 @@ def _grow(ordered: list[Demand], grants: dict[int, Grant], state: _State) -> lis
         if granted[d.workload] == d.wanted:
             grants[d.workload] = Grant(d.workload, d.wanted)
             continue
-        quota = state.quotas[d.tenant]
-        reason = f"blocked by quota: {quota.describe(state.usage[d.tenant])}"
+        reason = why_short(state.quotas[d.tenant], state, d.gpus_per_replica)
         grants[d.workload] = Grant(d.workload, granted[d.workload], "cut", reason)
         unmet.append(d)
     return unmet
+
+
+def why_short(quota: TenantQuota, state: _State, gpus_per_replica: int) -> str:
+    """Why a growing workload got no more: the tenant's own limit, or nothing to borrow and
+    why (the operator's question after "quota allows 0 more")."""
+    used = state.usage[quota.tenant]
+    own = f"{quota.tenant} uses {used} {quota.gpu_type} GPUs of its nominal {quota.nominal}"
+    if quota.cohort is None:
+        return f"{own} and is in no organisation, so it cannot borrow"
+    ceiling = quota.ceiling
+    if ceiling is not None and used + gpus_per_replica > ceiling:
+        return f"{own} plus borrowing limit {quota.borrowing_limit}: at its limit"
+    members = state.cohort_of(quota.tenant)
+    size, pool_used = cohort_pool(members, state.usage)
+    unused = max(0, size - pool_used)
+    free = sum(q.nominal for q in members) - sum(state.usage.get(q.tenant, 0) for q in members)
+    if free < unused:
+        unused = max(0, free)  # lent GPUs not yet reclaimed are still in use
+    needs = f", a replica needs {gpus_per_replica}" if unused else ""
+    return (
+        f"{own}; nothing left to borrow: the cohort {quota.cohort}'s unused nominal is "
+        f"{unused}{needs}"
+    )
 
 
 def _reclaim(
@@ -313,8 +326,8 @@ def _take_back(
         return 0
     state.usage[victim.tenant] -= replicas * gpr
     reason = (
-        f"reclaimed by quota: {replicas * gpr} {quota.gpu_type} GPUs returned to {for_tenant} "
-        f"(at or under its nominal); {quota.describe(state.usage[victim.tenant])}"
+        f"{for_tenant} needs its own nominal back: {quota.tenant} borrowed beyond its nominal "
+        f"{quota.nominal} {quota.gpu_type} GPUs and returns {replicas * gpr}"
     )
     grants[victim.workload] = Grant(victim.workload, granted - replicas, "reclaimed", reason)
     return replicas * gpr
@@ -338,9 +351,9 @@ def _reclaim_excess(
         over -= replicas * d.gpus_per_replica
         state.usage[quota.tenant] -= replicas * d.gpus_per_replica
         reason = (
-            f"reclaimed by quota: {quota.tenant} held {held} {quota.gpu_type} GPUs, over its "
-            f"quota of {quota.ceiling}, for {since:.0f} s (reclaim grace "
-            f"{quota.reclaim_grace_s:g} s); {replicas * d.gpus_per_replica} GPUs returned"
+            f"{quota.tenant} held {held} {quota.gpu_type} GPUs, over its lowered quota of "
+            f"{quota.ceiling}, for {since:.0f} s (reclaim grace {quota.reclaim_grace_s:g} s): "
+            f"{replicas * d.gpus_per_replica} GPUs returned"
         )
         grants[d.workload] = Grant(d.workload, granted - replicas, "reclaimed", reason)
         if over <= 0:
@@ -369,16 +382,33 @@ def preview(
     """Run one allocation at ``at`` under the current and the proposed quotas and say, per
     workload, what would change: growth allowed or blocked, replicas reclaimed."""
     now, then = allocate(before, demands, at), allocate(after, demands, at)
+    used: dict[str, int] = defaultdict(int)
+    for d in demands:
+        used[d.tenant] += d.current * d.gpus_per_replica
     effects = []
     for d in demands:
         old, new = now[d.workload], then[d.workload]
         if new.replicas > old.replicas:
             effect = "allowed to grow"
+        elif new.replicas < d.current:
+            effect = "reclaimed"
+        elif over := _over_limit(before.get(d.tenant), after.get(d.tenant), used[d.tenant]):
+            effect = over
         elif new.replicas < old.replicas:
-            effect = "reclaimed" if new.replicas < d.current else "blocked"
+            effect = "blocked"
         else:
             effect = "unchanged"
         effects.append(
             Effect(d.workload, d.tenant, d.wanted, d.current, old.replicas, new.replicas, effect)
         )
     return effects
+
+
+def _over_limit(before: TenantQuota | None, after: TenantQuota | None, used: int) -> str:
+    """ "over its new limit of 6 GPUs (uses 8): can no longer grow", or "" when within it.
+    A lowered quota without a reclaim grace shrinks nobody, yet its tenant is stuck: say so
+    rather than "unchanged"."""
+    if after is None or after.ceiling is None or used <= after.ceiling:
+        return ""
+    new = "new " if before is None or before.ceiling != after.ceiling else ""
+    return f"over its {new}limit of {after.ceiling} GPUs (uses {used}): can no longer grow"

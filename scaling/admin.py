@@ -1,8 +1,11 @@
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from clusters import kubernetes
+from clusters.models import Cluster
 from history.admin import ChangeInline, HistoryAdminMixin
 from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
 from scaling.tasks import request_reconcile
@@ -13,8 +16,32 @@ class WorkloadOrganisationFilter(OrganisationFilter):
     tenant_path = "tenant"
 
 
+class WorkloadForm(forms.ModelForm):
+    """Checks the Deployment exists when its cluster, namespace or name is set or changed,
+    as the API does (scaling.admin and api.serializers.scaling share the adapter's check)."""
+
+    unchecked = ""  # why the Deployment could not be checked (the workload is saved anyway)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        cluster, namespace, name = (data.get(k) for k in ("cluster", "namespace", "deployment"))
+        changed = {"cluster", "namespace", "deployment"} & set(self.changed_data)
+        if not isinstance(cluster, Cluster) or not namespace or not name or not changed:
+            return data
+        namespace, name = str(namespace), str(name)
+        try:
+            found = kubernetes.deployment_exists(cluster, namespace, name)
+        except kubernetes.ClusterError as exc:
+            self.unchecked = exc.sentence(cluster.name)
+            return data
+        if not found:
+            self.add_error("deployment", kubernetes.missing_deployment(cluster, namespace, name))
+        return data
+
+
 @admin.register(Workload)
 class WorkloadAdmin(admin.ModelAdmin):
+    form = WorkloadForm
     list_display = (
         "deployment",
         "tenant",
@@ -38,6 +65,15 @@ class WorkloadAdmin(admin.ModelAdmin):
         "status",
     )
     autocomplete_fields = ("tenant",)
+
+    def save_model(self, request: HttpRequest, obj: Workload, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if getattr(form, "unchecked", ""):
+            messages.warning(
+                request,
+                f"Deployment {obj.deployment} in namespace {obj.namespace} could not be "
+                f"checked: {form.unchecked}. Saved; the control loop reports what it finds.",
+            )
 
 
 class PolicyOrganisationFilter(OrganisationFilter):

@@ -336,7 +336,10 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     deployment = observed.deployments.get((workload.namespace, workload.deployment))
     policy = workload.policy_or_none
     if deployment is None:
-        return _unobservable(workload, "Deployment not found in the cluster", observed.now)
+        why = kubernetes.missing_deployment(
+            workload.cluster, workload.namespace, workload.deployment
+        )
+        return _unobservable(workload, why, observed.now)
     if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
         at = _at(observed.now)
         status = WorkloadStatus(

@@ -11,6 +11,7 @@ from api.serializers.base import (
     request_user,
     visible_tenants,
 )
+from clusters import kubernetes
 from clusters.models import Cluster
 from quotas.models import GpuType
 from scaling.models import Decision, ScalingPolicy, Workload
@@ -92,6 +93,9 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
     )
 
 
+_TARGET = ("cluster", "namespace", "deployment")  # what the Deployment check looks up
+
+
 class WorkloadSerializer(StrictModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none())
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
@@ -125,6 +129,26 @@ class WorkloadSerializer(StrictModelSerializer):
         fields = super().get_fields()
         fields["tenant"].queryset = visible_tenants(self)  # type: ignore[attr-defined]
         return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A Deployment the cluster says does not exist is refused (400 on `deployment`).
+        When the cluster cannot answer the workload is saved: the control loop's status
+        says what it finds."""
+        attrs = super().validate(attrs)
+        where = [attrs.get(k, getattr(self.instance, k, None)) for k in _TARGET]
+        if self.instance is not None and where == [getattr(self.instance, k) for k in _TARGET]:
+            return attrs
+        cluster, namespace, name = where
+        if not isinstance(cluster, Cluster) or not namespace or not name:
+            return attrs  # the field errors say what is missing
+        try:
+            found = kubernetes.deployment_exists(cluster, str(namespace), str(name))
+        except kubernetes.ClusterError:
+            return attrs
+        if not found:
+            message = kubernetes.missing_deployment(cluster, str(namespace), str(name))
+            raise serializers.ValidationError({"deployment": [message]})
+        return attrs
 
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_policy(self, workload: Workload) -> int | None:

@@ -124,16 +124,18 @@ def apply_quota(value: int, current: int, quota: QuotaHeadroom | None) -> Step |
     if quota.reclaim_to is not None:
         return _reclaim(value, quota.reclaim_to, quota.detail)
     allowed = current + max(quota.replicas, 0)
-    detail = f" ({quota.detail})" if quota.detail else ""
     if value > current and value > allowed:
-        return Step("quota", allowed, f"quota allows {max(quota.replicas, 0)} more{detail}")
+        room = max(quota.replicas, 0)
+        more = f"room for {room} more replica{'' if room == 1 else 's'}"
+        return Step("quota", allowed, f"{quota.detail}; {more}" if quota.detail else more)
+    detail = f" ({quota.detail})" if quota.detail else ""
     return Step("quota", value, f"within quota headroom {quota.replicas}{detail}")
 
 
 def _reclaim(value: int, reclaim_to: int, detail: str) -> Step:
     keep = max(reclaim_to, 0)
     if value > keep:
-        return Step("reclaim", keep, detail or f"the quota takes back all but {keep}")
+        return Step("reclaim", keep, detail or f"the quota leaves room for {keep}")
     return Step("reclaim", value, f"within what the quota leaves ({keep})")
 
 

@@ -222,8 +222,9 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
 def out_of_bounds(policy: PolicyParams, obs: Observation, memory: Memory) -> Proposal:
     """Kubernetes moves an out-of-range count to the bound before looking at metrics."""
     bound = min(max(obs.current, policy.min_replicas), policy.max_replicas)
-    note = f"current {obs.current} outside [{policy.min_replicas}, {policy.max_replicas}]"
-    return Proposal(bound, bound, (Step("bounds first", bound, note),), note, (), memory)
+    note = f"{replicas_text(obs.current)} is outside [{policy.min_replicas}, {policy.max_replicas}]"
+    headline = f"min/max: {note} → {replicas_text(bound)}"
+    return Proposal(bound, bound, (Step("bounds first", bound, note),), headline, (), memory)
 
 
 def memory_horizon_s(p: Params) -> float:

@@ -74,7 +74,7 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from .behavior import rate_limit, stabilise
-from .explain import replicas_text
+from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
 from .series import latest, metric_signal_points, totals, value_at
 from .types import (
@@ -395,6 +395,51 @@ class Target:
     source: str
     steps: tuple[Step, ...]
     values: tuple[MetricValue, ...]
+    decided_by: str = ""  # step 6 in words: which of forecast, burst hold, warm replica won
+
+
+def decided_by(
+    policy: PolicyParams,
+    p: Params,
+    fc: Forecast,
+    remembered: float,
+    share: tuple[float, str],
+    raw: int,
+    sustained: float,
+    sizing: tuple[int, float],
+) -> str:
+    """Which term of step 6 set the count, in an operator's words (no sizing maths here:
+    it only compares the terms step 6 took the maximum of: ``sustained`` is the queueing
+    model's replicas x headroom, ``sizing`` those two)."""
+    held = max(remembered, fc.peak * share[0])
+    if max(fc.latest, fc.level, fc.at_horizon) <= 0 and remembered > 0:
+        held = max(held, sustained)  # no demand now: what keeps replicas is the burst hold
+    if max(sustained, held) <= 0:
+        history = duration_text(p["history_s"])
+        if raw > 0:
+            return f"warm replica: no demand now, some in the last {history}"
+        return f"no demand in the last {history}"
+    if held >= sustained and remembered >= fc.peak * share[0]:
+        return (
+            f"burst hold: the largest burst in the last {duration_text(p['burst_horizon_s'])} "
+            f"calls for {replicas_text(remembered)}"
+        )
+    if held >= sustained:
+        return (
+            f"burst hold: peak demand {replicas_text(fc.peak)} in the last "
+            f"{duration_text(p['history_s'])} x{share[0]:g} ({share[1]})"
+        )
+    label, value = max(
+        ("demand now", fc.latest),
+        ("smoothed demand", fc.level),
+        (f"demand forecast at +{duration_text(policy.cold_start_s)} (cold start)", fc.at_horizon),
+        key=lambda pair: pair[1],
+    )
+    sized, headroom = sizing
+    return (
+        f"forecast: {label} {replicas_text(value)} + error margin {fc.margin:.3g}, "
+        f"{replicas_text(sized)} to keep queueing within the objective, headroom x{headroom:.3g}"
+    )
 
 
 def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Target | str:
@@ -461,7 +506,10 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             "forecast at cold start (replicas)", fc.at_horizon, obs.now + policy.cold_start_s
         ),
     )
-    return Target(raw, predicted, fc, bursts, headroom, raised_at, source, steps, values)
+    why = decided_by(
+        policy, p, fc, bursts[0][1], (share, why_share), raw, sized * headroom, (sized, headroom)
+    )
+    return Target(raw, predicted, fc, bursts, headroom, raised_at, source, steps, values, why)
 
 
 def first_recommendations(memory: Memory, obs: Observation) -> tuple[tuple[float, int], ...]:
@@ -484,10 +532,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         p["scale_down_stabilization_s"],
     )
     limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
-    headline = (
-        f"{aim.source}: forecast {replicas_text(aim.predicted)} at +{policy.cold_start_s:g} s "
-        f"cold start → {replicas_text(aim.raw)}"
-    )
+    headline = f"{aim.decided_by} → {replicas_text(aim.raw)} (demand from {aim.source})"
     return Proposal(
         limited.value,
         aim.raw,

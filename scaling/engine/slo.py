@@ -133,7 +133,9 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         values += aim.values
         if aim.raw > raw:
             raw = aim.raw
-            steps.append(Step("offered work", raw, f"raised to predictive's target: {aim.source}"))
+            steps.append(
+                Step("offered work", raw, f"raised to {aim.decided_by}, from {aim.source}")
+            )
         else:
             steps.append(Step("offered work", raw, f"predictive's target {aim.raw} is lower"))
     stab = stabilise(
@@ -145,7 +147,7 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         p["scale_down_stabilization_s"],
     )
     limited = rate_limit(obs.current, stab.value, memory.scale_events, obs.now, p)
-    headline = f"TTFT p95 {p95:.3g} s vs objective {slo:g} s ({ratio:.2f}) → {replicas_text(raw)}"
+    headline = describe(p95, slo, steps)
     return Proposal(
         limited.value,
         raw,
@@ -154,6 +156,18 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         values,
         replace(memory, recommendations=stab.recommendations),
     )
+
+
+def describe(p95: float, slo: float, steps: list[Step]) -> str:
+    """The latency controller's sentence, or predictive's when the offered work set a
+    higher count (then the latency is what it would have been alone)."""
+    latency = (
+        f"TTFT p95 {p95:.3g} s is {p95 / slo:.2f} of the {slo:g} s objective, "
+        f"{steps[0].note} → {replicas_text(steps[0].value)}"
+    )
+    if steps[-1].value > steps[0].value:
+        return f"offered work: {steps[-1].note} → {replicas_text(steps[-1].value)} ({latency})"
+    return latency
 
 
 def memory_horizon_s(p: Params) -> float:

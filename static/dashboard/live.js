@@ -53,7 +53,7 @@ function decisionItem(d) {
   const parts = [
     ["time", Charts.formatTime(d.at)],
     ["a", d.workload_name],
-    ["span", d.outcome, "badge"],
+    ["span", d.outcome_label || d.outcome, "badge"], // "Applied", as the server renders it
     ["span", d.current + " → " + d.final, "replicas"],
     ["span", d.algorithm + " · policy v" + d.policy_version, "muted"],
   ];

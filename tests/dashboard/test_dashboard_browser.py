@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bench.servers import wait_http
+from scaling.models import Decision
 
 pytestmark = pytest.mark.integration
 
@@ -165,6 +166,9 @@ def test_operator_watches_live_charts_edits_a_threshold_and_sees_the_decision(ap
 
     # The reconcile queued on save runs the control loop: its decision shows up live.
     alice.wait_for_selector("#decisions li.decision >> text=policy v2", timeout=30000)
+    # A live-added card reads like a server-rendered one ("Applied", not "applied").
+    badge = alice.inner_text("#decisions li.decision.fresh .badge")
+    assert badge in {str(label) for _, label in Decision.Outcome.choices}
     # ... and as a marker on the replica chart, its reason on hover (target 2: a scale-up).
     marked = alice.wait_for_function(
         """() => document.getElementById('chart-replicas').data

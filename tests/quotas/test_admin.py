@@ -1,5 +1,7 @@
 """The quota admin shows usage and previews a change before it is saved."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from quotas.models import Quota
@@ -65,7 +67,7 @@ def test_preview_shows_who_would_grow_or_be_reclaimed_without_saving(admin_clien
     lender.save()
     url = f"/admin/quotas/quota/{lender.pk}/preview/"
     query = {"tenant": lender.tenant_id, "gpu_type": lender.gpu_type_id, "nominal": 6}
-    page = admin_client.get(url, query).content.decode()
+    page = admin_client.post(url, query).content.decode()
     table = page.split("<tbody>")[1].split("</tbody>")[0]
     rows = [r for r in table.split("<tr>") if "<td>" in r]
     cells = [
@@ -92,19 +94,20 @@ def test_preview_shows_a_lowered_quota_reclaiming_at_once_with_a_zero_grace(admi
     lowered = query | {"borrowing_limit": 1}
 
     def effect(values):
-        page = admin_client.get(url, values).content.decode()
+        page = admin_client.post(url, values).content.decode()
         row = next(r for r in page.split("<tbody>")[1].split("<tr>") if "team-b/batch" in r)
         return (
             row.split("<td>")[-1].split("</td>")[0].replace("<strong>", "").replace("</strong>", "")
         )
 
-    assert effect(lowered) == "blocked"  # no grace period: growth stops, nothing shrinks
+    # No grace period: nothing shrinks, but team-b (5 GPUs) is over its new 2 + 1 and stuck.
+    assert effect(lowered) == "over its new limit of 3 GPUs (uses 5): can no longer grow"
     assert effect(lowered | {"reclaim_grace_s": 0}) == "reclaimed"  # 5 -> 3 at once
 
 
 def test_preview_of_invalid_values_says_so(admin_client, cohort):
     lender, _ = cohort
-    page = admin_client.get(
+    page = admin_client.post(
         f"/admin/quotas/quota/{lender.pk}/preview/",
         {
             "tenant": lender.tenant_id,
@@ -121,3 +124,43 @@ def test_change_form_has_the_preview_button(admin_client, cohort):
     lender, _ = cohort
     page = admin_client.get(f"/admin/quotas/quota/{lender.pk}/change/").content.decode()
     assert f"/admin/quotas/quota/{lender.pk}/preview/" in page
+    assert 'formmethod="post"' in page
+
+
+def test_preview_says_a_tenant_over_its_lowered_nominal_can_no_longer_grow(admin_client, cohort):
+    # The issue's case: nominal 8 -> 2 with no reclaim grace; 8 used, limit then 2 + 4.
+    lender, _ = cohort
+    lender.nominal, lender.used_gpus = 8, 8
+    lender.demands = [demand(1, "east/team-a/chat", "team-a", current=8, wanted=8)]
+    lender.save()
+    values = {"tenant": lender.tenant_id, "gpu_type": lender.gpu_type_id, "nominal": 2}
+    page = admin_client.post(
+        f"/admin/quotas/quota/{lender.pk}/preview/", values | {"borrowing_limit": 4}
+    ).content.decode()
+    row = next(r for r in page.split("<tbody>")[1].split("<tr>") if "team-a/chat" in r)
+    assert "over its new limit of 6 GPUs (uses 8): can no longer grow" in row
+    assert "unchanged" not in row
+
+
+def test_preview_is_a_post_with_one_heading_and_a_plain_time(admin_client, cohort):
+    lender, _ = cohort
+    url = f"/admin/quotas/quota/{lender.pk}/preview/"
+    values = {"tenant": lender.tenant_id, "gpu_type": lender.gpu_type_id, "nominal": 6}
+    # A GET would put the change form's CSRF token in the URL (and in logs): refused.
+    assert admin_client.get(url, values).status_code == 405
+    lender.usage_at = datetime(2026, 12, 3, 7, 31, 5, tzinfo=UTC)
+    lender.save()
+    page = admin_client.post(url, values).content.decode()
+    assert page.count("<h1>") == 1
+    assert "2026-12-03 07:31:05 UTC</time>. Nothing has been saved" in page
+    assert "a.m." not in page
+
+
+def test_preview_checks_the_csrf_token(client, make_user, cohort):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(make_user("root2", staff=True))
+    lender, _ = cohort
+    response = strict.post(f"/admin/quotas/quota/{lender.pk}/preview/", {"nominal": 6})
+    assert response.status_code == 403

@@ -302,8 +302,11 @@ def test_quota_caps_growth_and_says_why(start_simulator, gpu_type, team_a, team_
     ticks_until(cluster, lambda: Decision.objects.filter(outcome="applied").exists())
     decision = Decision.objects.get(outcome="applied")
     assert decision.final_replicas == 2  # nominal 1 + borrowing 1, one GPU per replica
-    expected = "blocked by quota: team-a A100-80GB used 2, nominal 1, borrowing limit 1"
-    assert expected in decision.reason
+    expected = (
+        "quota: team-a uses 2 A100-80GB GPUs of its nominal 1 plus borrowing limit 1: at its "
+        "limit; room for 1 more replica → 2 replicas (wanted "
+    )
+    assert decision.reason.startswith(expected)
     assert spec_replicas(url) == 2
 
 
@@ -542,3 +545,19 @@ def test_a_dry_run_does_not_use_up_the_rate_limit(start_simulator, gpu_type, tea
     applied = Decision.objects.get(outcome="applied")
     assert (applied.current_replicas, applied.final_replicas) == (1, 2)
     assert spec_replicas(url) == 2
+
+
+def test_a_missing_deployment_is_said_in_words_and_bannered_on_its_page(
+    start_simulator, gpu_type, team_a, client, make_user
+):
+    # Saved while the cluster could not check it, say: the loop finds it missing.
+    url = start_simulator(fleet(CHAT), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, name="gone")
+    tick_cluster(cluster.pk)
+    workload.refresh_from_db()
+    why = "Deployment gone not found in namespace team-a on cluster east"
+    assert workload.status["outcome"] == "error" and workload.status["reason"] == why
+    client.force_login(make_user("watcher", team_a, "viewer"))
+    page = client.get(f"/workloads/{workload.pk}/").content.decode()
+    banner = page.split('id="workload-problem">')[1].split("</div>")[0]
+    assert why in banner

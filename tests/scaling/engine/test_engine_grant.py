@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from scaling.engine import Memory, QuotaHeadroom, Step
 
-CUT = "blocked by quota: team-a A100-80GB used 14, nominal 12, borrowing limit 2"
-RECLAIMED = "reclaimed by quota: 2 A100-80GB GPUs returned to team-b (at or under its nominal)"
+CUT = "team-a uses 14 A100-80GB GPUs of its nominal 12 plus borrowing limit 2: at its limit"
+RECLAIMED = "team-b needs its own nominal back: team-c borrowed beyond its nominal 4 and returns 2"
 
 
 def test_a_quota_cut_is_the_last_step_and_the_reason_says_why(build):
@@ -19,8 +19,11 @@ def test_a_quota_cut_is_the_last_step_and_the_reason_says_why(build):
     assert decision.desired == 6
     assert decision.raw_desired == 8
     assert decision.outcome == "blocked_by_quota"
-    assert decision.steps[-1] == Step("quota", 6, f"quota allows 2 more ({CUT})")
-    assert decision.reason == f"{wish.reason}; quota: quota allows 2 more ({CUT}) → 6"
+    assert decision.steps[-1] == Step("quota", 6, f"{CUT}; room for 2 more replicas")
+    # What decided comes first; what the algorithm wanted follows.
+    assert decision.reason == (
+        f"quota: {CUT}; room for 2 more replicas → 6 replicas (wanted 8 replicas: {wish.reason})"
+    )
 
 
 def test_a_reclaim_shrinks_below_the_current_count_and_the_reason_says_why(build):
@@ -36,7 +39,9 @@ def test_a_reclaim_shrinks_below_the_current_count_and_the_reason_says_why(build
     assert decision.outcome == "scale_down"  # a reclaim is not growth blocked by quota
     assert decision.steps[:-1] == wish.steps
     assert decision.steps[-1] == Step("reclaim", 4, RECLAIMED)
-    assert decision.reason == f"{wish.reason}; reclaim: {RECLAIMED} → 4"
+    assert (
+        decision.reason == f"reclaim: {RECLAIMED} → 4 replicas (wanted 6 replicas: {wish.reason})"
+    )
 
 
 def test_a_reclaim_applies_to_a_hold_on_bad_data_too(build):
@@ -49,7 +54,7 @@ def test_a_reclaim_applies_to_a_hold_on_bad_data_too(build):
     assert [s.name for s in decision.steps] == ["guard", "reclaim"]
     assert "is stale" in decision.reason
     assert "holding at 6 replicas" in decision.reason
-    assert decision.reason.endswith(f"; reclaim: {RECLAIMED} → 4")
+    assert decision.reason.startswith(f"reclaim: {RECLAIMED} → 4 replicas (wanted 6 replicas: ")
 
 
 def test_a_reclaim_does_not_bind_when_the_algorithm_wants_fewer(build):
