@@ -112,7 +112,9 @@ def test_the_lender_gets_its_gpus_back_from_the_borrower(start_simulator, gpu_ty
         tick()
         ticks += 1
         assert ticks <= 40, f"lender still at {lender.desired_replicas} after {ticks} ticks"
-    reclaims = Decision.objects.filter(workload=borrower, reason__contains="reclaimed by quota")
+    reclaims = Decision.objects.filter(
+        workload=borrower, reason__contains="needs its own nominal back"
+    )
     assert reclaims.exists()
     assert borrower.desired_replicas <= 2
     # Never below the borrower's nominal, never past the cohort's 8 GPUs.
@@ -187,12 +189,12 @@ def test_a_lowered_quota_reclaims_the_excess_after_its_grace_period(
     clock.skip(2.5)  # inside the grace, by the control plane's clock: still held
     tick_cluster(cluster.pk, now=clock.now())
     assert replicas() == held
-    assert not Decision.objects.filter(reason__contains="reclaimed by quota").exists()
+    assert not Decision.objects.filter(reason__startswith="reclaim: ").exists()
     clock.skip(0.7)  # past it
     tick_cluster(cluster.pk, now=clock.now())
     assert replicas() == 2
-    reclaim = Decision.objects.get(workload=chat, reason__contains="reclaimed by quota")
-    assert f"held {held} A100-80GB GPUs, over its quota of 2" in reclaim.reason
+    reclaim = Decision.objects.get(workload=chat, reason__startswith="reclaim: ")
+    assert f"held {held} A100-80GB GPUs, over its lowered quota of 2" in reclaim.reason
     assert "(reclaim grace 3 s)" in reclaim.reason
     # Once usage fits again the clock stops.
     deadline = time.monotonic() + 20
