@@ -423,3 +423,18 @@ def test_slo_does_not_scale_for_late_ttft_that_queueing_does_not_explain(build):
     assert build.run(pol, ob).desired == 4
     queued = build.obs(4, ttft_p95_s=((now - 1, 4.0),), queue_p95_s=((now - 1, 2.0),))
     assert build.run(pol, queued).desired > 4
+
+
+def test_a_short_pool_is_sized_for_the_demand_now_not_the_minute_mean(build):
+    now = build.NOW
+
+    def step(t):
+        return 8.0 if t >= now else 2.0  # a crowd in the latest scrape: 2 -> 8 replicas
+
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    offered = _offered(now, step, every=5)
+    short = build.run(pol, build.obs(3, ready=3, **offered))
+    assert short.raw_desired is not None and short.raw_desired >= 9  # > 8 replicas of load
+    # The same point with the pool not short (10 ready): one point, a minute's mean of ~2.5.
+    ample = build.run(pol, build.obs(10, ready=10, **offered))
+    assert ample.raw_desired is not None and ample.raw_desired < 8
