@@ -423,3 +423,23 @@ def test_slo_does_not_scale_for_late_ttft_that_queueing_does_not_explain(build):
     assert build.run(pol, ob).desired == 4
     queued = build.obs(4, ttft_p95_s=((now - 1, 4.0),), queue_p95_s=((now - 1, 2.0),))
     assert build.run(pol, queued).desired > 4
+
+
+def test_a_short_pool_is_sized_for_the_demand_now_not_the_minute_mean(build):
+    now = build.NOW
+
+    def crowd(t):
+        return 8.0 if t >= now - 5 else 2.0  # the last two scrapes: 2 -> 8 replicas
+
+    def spike(t):
+        return 8.0 if t >= now else 2.0  # the last scrape only
+
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    short = build.run(pol, build.obs(3, ready=3, **_offered(now, crowd, every=5)))
+    assert short.raw_desired is not None and short.raw_desired >= 9  # > 8 replicas of load
+    # The same crowd with the pool not short (10 ready): a minute's mean of ~3.
+    ample = build.run(pol, build.obs(10, ready=10, **_offered(now, crowd, every=5)))
+    assert ample.raw_desired is not None and ample.raw_desired < 8
+    # One scrape over the ready pool is a spike its neighbours absorb, not a short pool.
+    once = build.run(pol, build.obs(3, ready=3, **_offered(now, spike, every=5)))
+    assert once.raw_desired is not None and once.raw_desired < 8
