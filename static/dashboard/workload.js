@@ -28,9 +28,10 @@
 
   // Decisions drawn on the replica chart, as Grafana annotates deploys: a marker at each
   // applied, dry-run, blocked or failed change (not holds), its reason on hover.
+  // Keyed by Decision.Outcome's values ("dry-run", "blocked"), as frames and history send them.
   const MARKED = {
-    applied: { color: "#3156d3", name: "applied" }, dry_run: { color: "#98a2b3", name: "dry run" },
-    blocked_by_quota: { color: "#d92d20", name: "blocked by quota" }, error: { color: "#f79009", name: "error" },
+    applied: { color: "#3156d3", name: "applied" }, "dry-run": { color: "#98a2b3", name: "dry run" },
+    blocked: { color: "#d92d20", name: "blocked by quota" }, error: { color: "#f79009", name: "error" },
   };
   function noteDecision(d) {
     if (!(d.outcome in MARKED) || changes.some((c) => c.id === d.id)) return;
@@ -38,8 +39,7 @@
     changes.sort((a, b) => a.at - b.at);
     if (changes.length > MAX_POINTS) changes.shift();
   }
-  function decisionMarkers() {
-    const since = points.length ? points[0].t : Infinity;
+  function decisionMarkers(since) {
     const shown = changes.filter((d) => d.at >= since);
     return Object.entries(MARKED).map(([outcome, look]) => {
       const these = shown.filter((d) => d.outcome === outcome);
@@ -72,26 +72,44 @@
     return Charts.thin(points.filter((p) => p.t >= t0 - 1 && p.t <= t1 + 1));
   }
 
+  // Older than the first streamed point, the stored history (Charts.olderPoints) is drawn
+  // behind the live lines: replicas, the metric and TTFT; the decisions of its window join
+  // the markers. The page's own URL + "history/" is dashboard.views.history.
+  const HISTORY_URL = location.pathname.replace(/\/?$/, "/") + "history/";
+  function onHistory(body) {
+    (body.decisions || []).forEach(noteDecision);
+    draw();
+  }
+
   function draw() {
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     drawn = shown(now);
+    const t0 = Charts.windowAt(now)[0];
+    const first = points.length ? points[0].t : Date.now() / 1000;
+    const stored = Charts.olderPoints(points, HISTORY_URL, onHistory);
+    const behind = (key, name, look) => Charts.storedTrace(stored, key, first, name, look);
+    const storedMetric = stored ? stored.metric.filter((v, i) => stored.t[i] >= t0 && stored.t[i] < first) : [];
     // The edited values' lines while the operator types (linesShown), else the saved policy's.
-    const lines = Charts.thresholds(linesShown(), drawn.map((p) => num(p.values.metric)));
+    const lines = Charts.thresholds(linesShown(), storedMetric.concat(drawn.map((p) => num(p.values.metric))));
     const memory = Number(document.getElementById("chart-gpu-mem").dataset.capacityGib || 0);
-    Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], layout(now), CONFIG);
-    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } })],
+    const unstored = Charts.notStored(first, t0);
+    Plotly.react("chart-replicas", [behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }),
+      line("ready", "ready", { line: { shape: "hv" } }),
+      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers(t0)], layout(now), CONFIG);
+    Plotly.react(metricDiv, [behind("metric", "stored", { color: "#98a2b3" }),
+      line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
         yaxis: lines.range ? { range: lines.range } : {} }), CONFIG);
-    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], layout(now), CONFIG);
-    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")], layout(now), CONFIG);
+    Plotly.react("chart-ttft", [behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" }), line("ttft_p95", "TTFT p95")],
+      layout(now), CONFIG);
+    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")],
+      layout(now, { annotations: unstored }), CONFIG);
     Plotly.react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
-      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" } }), CONFIG);
+      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }), CONFIG);
     Plotly.react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
-      layout(now, { yaxis: Charts.memoryAxis(memory) }), CONFIG);
+      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }), CONFIG);
     CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
-    Charts.olderPoints(points);
     if (policy) {
       metricDiv.dataset.target = policy.target;
       metricDiv.dataset.upper = policy.upper;
