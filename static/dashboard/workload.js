@@ -289,9 +289,19 @@
       ? "No stored signals in this window yet: the control loop records them every tick."
       : "Observed: " + s.observed.scale_events + " scale events, " + fmt(s.observed.gpu_hours, 2) + " GPU-hours. " +
         "Edited policy: " + s.whatif.scale_events + " scale events, " + fmt(s.whatif.gpu_hours, 2) + " GPU-hours (" +
-        body.t.length + " ticks replayed).";
+        body.t.length + " ticks replayed). " + sloText(body);
     document.getElementById("whatif-summary").textContent = text;
     document.getElementById("whatif-timing").textContent = "server " + fmt(body.server_ms, 0) + " ms, round trip " + fmt(roundTripMs, 0) + " ms";
+  }
+
+  // The SLO estimate (dashboard.preview.slo_estimate) is labelled an estimate; where the
+  // stored signals cannot give one, the server's reason is shown instead of a number.
+  function sloText(body) {
+    if (!body.slo) return body.slo_note || "";
+    const pct = (v) => (100 * v).toFixed(1) + " %";
+    return "TTFT p95 within " + fmt(body.slo.objective_s, 2) + " s: observed " + pct(body.slo.observed) +
+      " of " + body.slo.ticks + " ticks, edited policy about " + pct(body.slo.whatif) +
+      " (an estimate from the stored TTFT and queueing p95, not a replay).";
   }
 
   // --- What-if preview: progress lines, then both replica curves ---------------------------
