@@ -184,7 +184,7 @@ const Charts = (function () {
     redraw(body);
   }
 
-  // A stored series as a trace drawn behind the live one: only the part before ``first``
+  // A stored series as a trace beside the live one: only the part before ``first``
   // (the live points take over there).
   function storedTrace(body, key, first, name, look) {
     const x = [], y = [];

@@ -73,7 +73,7 @@
   }
 
   // Older than the first streamed point, the stored history (Charts.olderPoints) is drawn
-  // behind the live lines: replicas, the metric and TTFT; the decisions of its window join
+  // in grey beside the live lines: replicas, the metric and TTFT; the decisions of its window join
   // the markers. The page's own URL + "history/" is dashboard.views.history.
   const HISTORY_URL = location.pathname.replace(/\/?$/, "/") + "history/";
   function onHistory(body) {
@@ -94,14 +94,16 @@
     const lines = Charts.thresholds(linesShown(), storedMetric.concat(drawn.map((p) => num(p.values.metric))));
     const memory = Number(document.getElementById("chart-gpu-mem").dataset.capacityGib || 0);
     const unstored = Charts.notStored(first, t0);
-    Plotly.react("chart-replicas", [behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }),
-      line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers(t0)], layout(now), CONFIG);
-    Plotly.react(metricDiv, [behind("metric", "stored", { color: "#98a2b3" }),
-      line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } })],
+    // The stored traces come after the live ones (they never overlap in time: the stored part
+    // ends where the stream begins), so data[0] stays the live series.
+    Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
+      line("warming", "warming", { line: { shape: "hv" } }),
+      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now), CONFIG);
+    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
+      behind("metric", "stored", { color: "#98a2b3" })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
         yaxis: lines.range ? { range: lines.range } : {} }), CONFIG);
-    Plotly.react("chart-ttft", [behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" }), line("ttft_p95", "TTFT p95")],
+    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
       layout(now), CONFIG);
     Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")],
       layout(now, { annotations: unstored }), CONFIG);
