@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from itertools import pairwise
@@ -32,8 +33,10 @@ from dashboard import observed
 from scaling import signal_store
 from scaling.backtest import jobs, replay_signals
 from scaling.capacity import replica_capacity
-from scaling.engine import OFFERED_WORK, PolicyParams, reads
+from scaling.engine import OFFERED_WORK, PolicyParams, ReplicaCapacity, reads
+from scaling.engine.predictive import mean_wait_s
 from scaling.models import ScalingPolicy, Workload
+from scaling.signals import SignalTick
 
 OBSERVED = "observed"
 TRACES = {OBSERVED: "This workload's last hour (observed)", **jobs.TRACES}
@@ -57,19 +60,20 @@ def signal_whatif(
     offered-work algorithms read is the edited policy's, as the loop would compute it."""
     params = edited.engine_params()
     ticks = signal_store.load_ticks(workload, now - window_s, now)
+    capacity = replica_capacity(
+        workload.gpu_type.profile,
+        workload.model_name,
+        workload.gpus_per_replica,
+        edited.max_concurrency,
+    )
     if OFFERED_WORK in reads(params):
-        capacity = replica_capacity(
-            workload.gpu_type.profile,
-            workload.model_name,
-            workload.gpus_per_replica,
-            edited.max_concurrency,
-        )
         ticks = [replace(t, capacity=capacity) for t in ticks]
     decisions = replay_signals(params, ticks)
     times = [t.now for t in ticks]
     observed_replicas = [t.current for t in ticks]
     wanted = [d.desired for d in decisions]
     gpus = workload.gpus_per_replica
+    slo, slo_note = slo_estimate(ticks, wanted, capacity, edited.slo_ttft_p95_s)
     return {
         "window_s": window_s,
         "t": times,
@@ -80,7 +84,74 @@ def signal_whatif(
             "observed": _summary(times, observed_replicas, gpus),
             "whatif": _summary(times, wanted, gpus),
         },
+        "slo": slo,
+        "slo_note": slo_note,
     }
+
+
+SLO_METHOD = (
+    "An estimate, not a replay: at each stored tick the load in replicas of work (prompt "
+    "and generation tokens/s over one replica's capacity) and the observed queueing delay "
+    "p95 fit an M/G/c queue (Allen-Cunneen, as predictive sizes with); the delay is "
+    "rescaled to the edited replica count and TTFT p95 moved by the difference. Prefill "
+    "time and the spread of requests are taken as observed."
+)
+
+
+def slo_estimate(
+    ticks: Sequence[SignalTick],
+    wanted: Sequence[int],
+    capacity: ReplicaCapacity | None,
+    objective_s: float | None,
+) -> tuple[dict[str, Any] | None, str]:
+    """The share of ticks whose TTFT p95 met ``objective_s`` as observed, and as estimated
+    under the edited replica counts (``SLO_METHOD``); None and why when no honest estimate
+    can be made from the stored signals."""
+    if objective_s is None:
+        return None, "No SLO estimate: the policy has no TTFT p95 objective."
+    if capacity is None:
+        return None, "No SLO estimate: no replica capacity for this model and GPU type."
+    met_observed = met_whatif = 0
+    counted = 0
+    for tick, replicas in zip(ticks, wanted, strict=True):
+        estimate = _ttft_at(tick, replicas, capacity)
+        if estimate is None or tick.ttft_p95_s is None:
+            continue
+        counted += 1
+        met_observed += tick.ttft_p95_s <= objective_s
+        met_whatif += estimate <= objective_s
+    if counted == 0:
+        return None, (
+            "No SLO estimate: no stored tick in this window has TTFT p95, queueing delay p95 "
+            "and token rates together."
+        )
+    body = {
+        "signal": "ttft",
+        "objective_s": objective_s,
+        "observed": round(met_observed / counted, 4),
+        "whatif": round(met_whatif / counted, 4),
+        "ticks": counted,
+        "method": SLO_METHOD,
+    }
+    return body, SLO_METHOD
+
+
+def _ttft_at(tick: SignalTick, replicas: int, capacity: ReplicaCapacity) -> float | None:
+    """TTFT p95 at ``tick`` had ``replicas`` served its load, or None when unknown."""
+    ttft, queue, serving = tick.ttft_p95_s, tick.queue_p95_s, tick.ready or tick.current
+    prompt, generation = tick.prompt_tokens_per_s, tick.generation_tokens_per_s
+    if ttft is None or queue is None or prompt is None or generation is None or serving < 1:
+        return None
+    load = prompt / capacity.prefill_tokens_per_s + generation / capacity.decode_tokens_per_s
+    if replicas < 1 or load >= replicas:
+        return math.inf  # no replicas, or more work than they serve: the queue grows
+    observed_unit = mean_wait_s(serving, load, 1.0)
+    if not math.isfinite(observed_unit) or observed_unit <= 0:
+        return ttft  # the observed count ran saturated or idle: nothing to rescale from
+    # The wait is linear in the dispersion, so the observed delay fixes it: the ratio of
+    # the two unit waits rescales the observed delay to the edited count.
+    rescaled = queue * mean_wait_s(replicas, load, 1.0) / observed_unit
+    return max(ttft - queue + rescaled, 0.0)
 
 
 def _summary(times: Sequence[float], replicas: Sequence[int], gpus: int) -> dict[str, Any]:

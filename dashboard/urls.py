@@ -8,5 +8,6 @@ urlpatterns = [
     path("workloads/<int:pk>/", views.workload, name="workload"),
     path("workloads/<int:pk>/preview/", views.preview, name="preview"),
     path("workloads/<int:pk>/whatif/", views.whatif, name="whatif"),
+    path("workloads/<int:pk>/history/", views.history, name="workload-history"),
     path("decisions/", views.decisions, name="decisions"),
 ]

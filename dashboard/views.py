@@ -5,6 +5,7 @@ not see is a 404, like one that does not exist."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_http_methods
 from clusters.models import GpuNode
 from clusters.placement import NodeGpus, placement
 from controlplane.metrics import PROCESS_STARTED_AT
-from dashboard import policies
+from dashboard import policies, ranges
 from dashboard import preview as what_if
 from dashboard.forms import DecisionFilter, PolicyForm
 from quotas.models import GpuType
@@ -294,6 +295,26 @@ def whatif(request: HttpRequest, pk: int) -> HttpResponse:
     body = what_if.signal_whatif(found, form.instance, what_if.WINDOWS[window], time.time())
     body["server_ms"] = round(1000 * (time.perf_counter() - started), 1)
     return JsonResponse(body)
+
+
+@login_required
+@require_http_methods(["GET"])
+def history(request: HttpRequest, pk: int) -> HttpResponse:
+    """The workload's stored signals from ``since`` to ``until`` (Unix seconds; ``until``
+    defaults to now, the span is at most a day), at most ~900 points per series, and the
+    decisions of the window. Members of the tenant, like the page. JSON."""
+    found = get_object_or_404(Workload.objects.for_user(request.user), pk=pk)
+    now = time.time()
+    try:
+        until = float(request.GET.get("until", now))
+        since = float(request.GET["since"])
+    except (KeyError, ValueError):
+        return JsonResponse({"errors": {"since": ["Unix seconds, required."]}}, status=400)
+    until = min(until, now)
+    if not (math.isfinite(since) and math.isfinite(until)) or since >= until:
+        return JsonResponse({"errors": {"since": ["Must be before until."]}}, status=400)
+    since = max(since, until - ranges.MAX_SPAN_S)
+    return JsonResponse(ranges.stored_range(found, since, until))
 
 
 @login_required

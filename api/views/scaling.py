@@ -1,5 +1,7 @@
 """Workloads and policies (operators of the tenant change them) and decisions (read-only)."""
 
+import copy
+import time
 from typing import Any
 
 from django.db.models import F, QuerySet
@@ -20,7 +22,9 @@ from api.serializers.scaling import (
     ReconcileSerializer,
     WorkloadSerializer,
 )
+from api.serializers.whatif import WhatifRequestSerializer, WhatifResultSerializer
 from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
+from dashboard import preview as what_if
 from scaling.models import Decision, ScalingPolicy, Workload
 from scaling.tasks import TooManyBacktests, request_reconcile, start_backtest
 from tenants.models import Role
@@ -156,6 +160,35 @@ class PolicyViewSet(ScopedModelViewSet):
         location = reverse("backtest-detail", kwargs={"pk": job.pk}, request=request)
         data = BacktestJobDetailSerializer(job, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @extend_schema(
+        request=WhatifRequestSerializer,
+        responses={200: OpenApiResponse(WhatifResultSerializer, description="The replay.")},
+    )
+    @action(detail=True, methods=["post"])
+    def whatif(self, request: Request, pk: str | None = None) -> Response:
+        """What the policy with some fields changed (a ``PATCH`` body, validated as one;
+        nothing saved) would have wanted at each stored tick of its workload's last
+        ``window`` seconds, beside the replicas that ran; the dashboard's live what-if.
+        Operators and admins of the tenant."""
+        found = self.get_object()  # scoped (404), then the operator role (403)
+        started = time.perf_counter()
+        policy = ScalingPolicy.objects.select_related("workload__gpu_type").get(pk=found.pk)
+        body = WhatifRequestSerializer(
+            policy, data=request.data, partial=True, context=self.get_serializer_context()
+        )
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        window = float(changes.pop("window", 3600))
+        edited = copy.copy(policy)
+        for name, value in changes.items():
+            setattr(edited, name, value)
+        mismatch = what_if.history_mismatch(policy, edited)
+        if mismatch:
+            raise ValidationError({name: [text] for name, text in mismatch.items()})
+        result = what_if.signal_whatif(policy.workload, edited, window, time.time())
+        result["server_ms"] = round(1000 * (time.perf_counter() - started), 1)
+        return Response(WhatifResultSerializer(result).data)
 
     def tenant_id_of(self, obj: Any) -> int | None:
         return int(getattr(obj, "tenant_pk", None) or obj.workload.tenant_id)

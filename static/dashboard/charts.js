@@ -135,16 +135,76 @@ const Charts = (function () {
   }
 
   // The page holds what its live stream sent since it opened (a snapshot of recent points,
-  // then one per tick). ``olderPoints`` is where a longer range will read the stored signal
-  // history once it has an endpoint; until then it says how far back the page can draw.
-  function olderPoints(points) {
-    const first = points.length ? points[0].t : null;
+  // then one per tick). A range reaching further back reads the workload's stored signal
+  // history (GET <page>/history/, dashboard.ranges: replicas, the policy metric, TTFT p95, at
+  // most ~900 points, and the decisions of the window) for the part before the first
+  // streamed point. One request at a time, the newest wins; a window the last answer covers
+  // (to within a minute, so the live edge sliding on does not refetch) is not asked again.
+  const history = { body: null, since: null, until: null, asked: null, abort: null };
+  const COVER_SLACK_S = 60;
+
+  function olderPoints(points, url, redraw) {
+    const now = Date.now() / 1000;
+    const first = points.length ? points[0].t : now;
+    const [t0, t1] = windowAt(now);
     const note = document.getElementById("range-note");
-    if (!note) return;
-    const from = windowAt(Date.now() / 1000)[0];
-    note.textContent = first !== null && from < first - 5
-      ? "Drawn from " + formatTime(first) + ": this page holds the points streamed since it opened."
-      : "";
+    if (t0 >= first - 5) {
+      if (note) note.textContent = "";
+      return null;
+    }
+    const until = Math.min(t1, first);
+    const covered = history.since !== null && history.since <= t0 + COVER_SLACK_S && history.until >= until - COVER_SLACK_S;
+    const asked = history.asked && history.asked[0] <= t0 + COVER_SLACK_S && history.asked[1] >= until - COVER_SLACK_S;
+    if (!covered && !asked && url) fetchHistory(url, t0, until, redraw);
+    if (note) {
+      note.textContent = "Before " + formatTime(first) + ": the stored signal history (replicas, " +
+        "the policy metric and TTFT p95" + (history.body ? ", every " + history.body.step_s + " s" : ", loading…") +
+        "). Per-pod GPU series and queue counts are not stored: those charts start at " + formatTime(first) + ".";
+    }
+    return history.body;
+  }
+
+  async function fetchHistory(url, since, until, redraw) {
+    if (history.abort) history.abort.abort();
+    history.abort = new AbortController();
+    history.asked = [since, until];
+    const query = "?since=" + encodeURIComponent(since) + "&until=" + encodeURIComponent(until);
+    let response;
+    try {
+      response = await fetch(url + query, { credentials: "same-origin", signal: history.abort.signal,
+        headers: { Accept: "application/json" } });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      history.asked = null;
+      throw err;
+    }
+    if (!response.ok) { history.asked = null; return; }
+    const body = await response.json();
+    Object.assign(history, { body: body, since: body.since, until: body.until, asked: null });
+    redraw(body);
+  }
+
+  // A stored series as a trace beside the live one: only the part before ``first``
+  // (the live points take over there).
+  function storedTrace(body, key, first, name, look) {
+    const x = [], y = [];
+    if (body) {
+      for (let i = 0; i < body.t.length; i++) {
+        if (body.t[i] >= first) break;
+        x.push(wall(body.t[i]));
+        y.push(body[key][i]);
+      }
+    }
+    return { type: "scatter", mode: "lines", name: name, x: x, y: y, connectgaps: false,
+      showlegend: x.length > 0, line: Object.assign({ width: 1.5 }, look || {}), stored: true };
+  }
+
+  // On charts the history cannot fill: said on the chart, not left as an unexplained void.
+  function notStored(first, t0) {
+    if (t0 >= first - 5) return [];
+    return [{ xref: "paper", yref: "paper", x: 0, y: 1, xanchor: "left", yanchor: "top", showarrow: false,
+      text: "not stored: drawn from " + formatTime(first), name: "not-stored",
+      font: { color: "#667085", size: 11 }, bgcolor: "rgba(255,255,255,0.85)" }];
   }
 
   // At most MAX_DRAWN points per chart: a day at 1 Hz would take seconds to draw each tick.
@@ -264,6 +324,6 @@ const Charts = (function () {
       ticksuffix: " GiB", autorange: top ? false : true };
   }
 
-  return { wall, thin, formatTime, zoneName, xaxis, windowAt, sync, picker, olderPoints, perPod, thresholds,
+  return { wall, thin, formatTime, zoneName, xaxis, windowAt, sync, picker, olderPoints, storedTrace, notStored, perPod, thresholds,
     memoryAxis, state, BAND_ABOVE };
 })();

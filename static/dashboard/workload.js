@@ -28,9 +28,10 @@
 
   // Decisions drawn on the replica chart, as Grafana annotates deploys: a marker at each
   // applied, dry-run, blocked or failed change (not holds), its reason on hover.
+  // Keyed by Decision.Outcome's values ("dry-run", "blocked"), as frames and history send them.
   const MARKED = {
-    applied: { color: "#3156d3", name: "applied" }, dry_run: { color: "#98a2b3", name: "dry run" },
-    blocked_by_quota: { color: "#d92d20", name: "blocked by quota" }, error: { color: "#f79009", name: "error" },
+    applied: { color: "#3156d3", name: "applied" }, "dry-run": { color: "#98a2b3", name: "dry run" },
+    blocked: { color: "#d92d20", name: "blocked by quota" }, error: { color: "#f79009", name: "error" },
   };
   function noteDecision(d) {
     if (!(d.outcome in MARKED) || changes.some((c) => c.id === d.id)) return;
@@ -38,8 +39,7 @@
     changes.sort((a, b) => a.at - b.at);
     if (changes.length > MAX_POINTS) changes.shift();
   }
-  function decisionMarkers() {
-    const since = points.length ? points[0].t : Infinity;
+  function decisionMarkers(since) {
     const shown = changes.filter((d) => d.at >= since);
     return Object.entries(MARKED).map(([outcome, look]) => {
       const these = shown.filter((d) => d.outcome === outcome);
@@ -72,26 +72,46 @@
     return Charts.thin(points.filter((p) => p.t >= t0 - 1 && p.t <= t1 + 1));
   }
 
+  // Older than the first streamed point, the stored history (Charts.olderPoints) is drawn
+  // in grey beside the live lines: replicas, the metric and TTFT; the decisions of its window join
+  // the markers. The page's own URL + "history/" is dashboard.views.history.
+  const HISTORY_URL = location.pathname.replace(/\/?$/, "/") + "history/";
+  function onHistory(body) {
+    (body.decisions || []).forEach(noteDecision);
+    draw();
+  }
+
   function draw() {
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     drawn = shown(now);
+    const t0 = Charts.windowAt(now)[0];
+    const first = points.length ? points[0].t : Date.now() / 1000;
+    const stored = Charts.olderPoints(points, HISTORY_URL, onHistory);
+    const behind = (key, name, look) => Charts.storedTrace(stored, key, first, name, look);
+    const storedMetric = stored ? stored.metric.filter((v, i) => stored.t[i] >= t0 && stored.t[i] < first) : [];
     // The edited values' lines while the operator types (linesShown), else the saved policy's.
-    const lines = Charts.thresholds(linesShown(), drawn.map((p) => num(p.values.metric)));
+    const lines = Charts.thresholds(linesShown(), storedMetric.concat(drawn.map((p) => num(p.values.metric))));
     const memory = Number(document.getElementById("chart-gpu-mem").dataset.capacityGib || 0);
+    const unstored = Charts.notStored(first, t0);
+    // The stored traces come after the live ones (they never overlap in time: the stored part
+    // ends where the stream begins), so data[0] stays the live series.
     Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }), ...decisionMarkers()], layout(now), CONFIG);
-    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } })],
+      line("warming", "warming", { line: { shape: "hv" } }),
+      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now), CONFIG);
+    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
+      behind("metric", "stored", { color: "#98a2b3" })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
         yaxis: lines.range ? { range: lines.range } : {} }), CONFIG);
-    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95")], layout(now), CONFIG);
-    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")], layout(now), CONFIG);
+    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
+      layout(now), CONFIG);
+    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")],
+      layout(now, { annotations: unstored }), CONFIG);
     Plotly.react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
-      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" } }), CONFIG);
+      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }), CONFIG);
     Plotly.react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
-      layout(now, { yaxis: Charts.memoryAxis(memory) }), CONFIG);
+      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }), CONFIG);
     CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
-    Charts.olderPoints(points);
     if (policy) {
       metricDiv.dataset.target = policy.target;
       metricDiv.dataset.upper = policy.upper;
@@ -271,9 +291,19 @@
       ? "No stored signals in this window yet: the control loop records them every tick."
       : "Observed: " + s.observed.scale_events + " scale events, " + fmt(s.observed.gpu_hours, 2) + " GPU-hours. " +
         "Edited policy: " + s.whatif.scale_events + " scale events, " + fmt(s.whatif.gpu_hours, 2) + " GPU-hours (" +
-        body.t.length + " ticks replayed).";
+        body.t.length + " ticks replayed). " + sloText(body);
     document.getElementById("whatif-summary").textContent = text;
     document.getElementById("whatif-timing").textContent = "server " + fmt(body.server_ms, 0) + " ms, round trip " + fmt(roundTripMs, 0) + " ms";
+  }
+
+  // The SLO estimate (dashboard.preview.slo_estimate) is labelled an estimate; where the
+  // stored signals cannot give one, the server's reason is shown instead of a number.
+  function sloText(body) {
+    if (!body.slo) return body.slo_note || "";
+    const pct = (v) => (100 * v).toFixed(1) + " %";
+    return "TTFT p95 within " + fmt(body.slo.objective_s, 2) + " s: observed " + pct(body.slo.observed) +
+      " of " + body.slo.ticks + " ticks, edited policy about " + pct(body.slo.whatif) +
+      " (an estimate from the stored TTFT and queueing p95, not a replay).";
   }
 
   // --- What-if preview: progress lines, then both replica curves ---------------------------
