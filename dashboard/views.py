@@ -27,6 +27,7 @@ from dashboard import policies, ranges
 from dashboard import preview as what_if
 from dashboard.forms import DecisionFilter, PolicyForm
 from quotas.models import GpuType
+from scaling import whatif as live_whatif
 from scaling.loop import stalled_after_s, stalled_loops
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
@@ -286,13 +287,13 @@ def whatif(request: HttpRequest, pk: int) -> HttpResponse:
     window = request.POST.get("window", "3600")
     errors = form.errors.get_json_data() if not form.is_valid() else {}
     if not errors:
-        mismatch = what_if.history_mismatch(stored, form.instance)
+        mismatch = live_whatif.history_mismatch(stored, form.instance)
         errors = {k: [{"message": v, "code": "invalid"}] for k, v in mismatch.items()}
-    if window not in what_if.WINDOWS:
+    if window not in live_whatif.WINDOWS:
         errors["window"] = [{"message": "Pick 15 minutes, 1 hour or 6 hours.", "code": "invalid"}]
     if errors:
         return JsonResponse({"errors": errors}, status=400)
-    body = what_if.signal_whatif(found, form.instance, what_if.WINDOWS[window], time.time())
+    body = live_whatif.signal_whatif(found, form.instance, live_whatif.WINDOWS[window], time.time())
     body["server_ms"] = round(1000 * (time.perf_counter() - started), 1)
     return JsonResponse(body)
 

@@ -1,5 +1,5 @@
 """The live what-if through the API: a policy's fields as a PATCH would change them (nothing
-saved), replayed on the workload's stored signals (``dashboard.preview.signal_whatif``)."""
+saved), replayed on the workload's stored signals (``scaling.whatif.signal_whatif``)."""
 
 from typing import Any
 

@@ -24,7 +24,7 @@ from api.serializers.scaling import (
 )
 from api.serializers.whatif import WhatifRequestSerializer, WhatifResultSerializer
 from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
-from dashboard import preview as what_if
+from scaling import whatif
 from scaling.models import Decision, ScalingPolicy, Workload
 from scaling.tasks import TooManyBacktests, request_reconcile, start_backtest
 from tenants.models import Role
@@ -183,10 +183,10 @@ class PolicyViewSet(ScopedModelViewSet):
         edited = copy.copy(policy)
         for name, value in changes.items():
             setattr(edited, name, value)
-        mismatch = what_if.history_mismatch(policy, edited)
+        mismatch = whatif.history_mismatch(policy, edited)
         if mismatch:
             raise ValidationError({name: [text] for name, text in mismatch.items()})
-        result = what_if.signal_whatif(policy.workload, edited, window, time.time())
+        result = whatif.signal_whatif(policy.workload, edited, window, time.time())
         result["server_ms"] = round(1000 * (time.perf_counter() - started), 1)
         return Response(WhatifResultSerializer(result).data)
 

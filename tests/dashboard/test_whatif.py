@@ -81,8 +81,8 @@ def test_scale_events_and_gpu_hours_of_both_curves(client, setup):
     ("changes", "field", "words"),
     [
         # The save's own validation (the model's full_clean), word for word.
-        ({"target": -1}, "__all__", "target must be greater than 0"),
-        ({"min_replicas": 9, "max_replicas": 2}, "__all__", "replicas"),
+        ({"target": -1}, "target", "target must be greater than 0"),
+        ({"min_replicas": 9, "max_replicas": 2}, "max_replicas", "replicas"),
         ({"target": "1e999"}, "target", ""),
         ({"window": "7"}, "window", "1 hour"),
         ({"metric": "vllm:num_requests_waiting"}, "metric", "stored signal history"),

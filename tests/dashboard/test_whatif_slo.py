@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.preview import slo_estimate
 from scaling.engine import ReplicaCapacity
 from scaling.engine.predictive import mean_wait_s
 from scaling.signals import SignalTick
+from scaling.whatif import slo_estimate
 from tests.dashboard.test_dashboard_pages import form_data
 from tests.dashboard.test_whatif import setup, store_load  # noqa: F401 (fixture)
 
