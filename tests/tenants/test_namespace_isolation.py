@@ -50,6 +50,9 @@ FLEET = {
             "namespaces": ["default", "nobodys"],
             "workloads": [
                 deployment(ACME_OWN[name], "chat", 2),
+                # Free Deployments in acme's own namespace, named like the others' ones.
+                deployment(ACME_OWN[name], "train", 1),
+                deployment(ACME_OWN[name], "new", 1),
                 deployment("globex-ml", "train", 3),
                 deployment("globex-ml", "serve", 3),  # no workload registered for it
                 deployment("kube-system", "dns", 2),
@@ -157,7 +160,10 @@ def test_no_field_of_any_write_lets_an_admin_of_one_tenant_touch_anothers_cluste
         response = alice.post("/api/v1/workloads/", body, format="json")
         taken = (namespace, name) == (ACME_OWN[cluster], "chat")
         allowed = may_use(tenant, cluster, namespace) and not taken
-        assert response.status_code == (201 if allowed else 400), (body, response.content)
+        exists = name in ("chat", "train", "new")  # in acme's own namespaces
+        assert response.status_code == (201 if allowed and exists else 400), (body, response)
+        if allowed and not exists:  # refused for the Deployment alone, in her own namespace
+            assert set(response.json()["errors"]) == {"deployment"}, response.content
         if response.status_code == 201:
             created = Workload.objects.get(pk=response.json()["id"])
             ScalingPolicy.objects.create(
