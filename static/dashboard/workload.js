@@ -81,6 +81,18 @@
     draw();
   }
 
+  // A chart with nothing to draw in its range says so: an empty axis reads like zeros.
+  const NO_DATA = { xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, name: "no-data",
+    text: "No data yet in this range", font: { color: "#667085", size: 13 } };
+  function react(id, traces, lay) {
+    const known = (v) => typeof v === "number" && Number.isFinite(v);
+    if (!traces.some((t) => (t.y || []).some(known))) {
+      lay = Object.assign({}, lay, { annotations: [...(lay.annotations || []), NO_DATA],
+        yaxis: Object.assign({}, lay.yaxis || {}, { showticklabels: false }) });
+    }
+    Plotly.react(id, traces, lay, CONFIG);
+  }
+
   function draw() {
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
@@ -96,21 +108,21 @@
     const unstored = Charts.notStored(first, t0);
     // The stored traces come after the live ones (they never overlap in time: the stored part
     // ends where the stream begins), so data[0] stays the live series.
-    Plotly.react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
+    react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
       line("warming", "warming", { line: { shape: "hv" } }),
-      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now), CONFIG);
-    Plotly.react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
+      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now));
+    react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
       behind("metric", "stored", { color: "#98a2b3" })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
-        yaxis: lines.range ? { range: lines.range } : {} }), CONFIG);
-    Plotly.react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
-      layout(now), CONFIG);
-    Plotly.react("chart-queue", [line("queue", "waiting"), line("running", "running")],
-      layout(now, { annotations: unstored }), CONFIG);
-    Plotly.react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
-      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }), CONFIG);
-    Plotly.react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
-      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }), CONFIG);
+        yaxis: lines.range ? { range: lines.range } : {} }));
+    react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
+      layout(now));
+    react("chart-queue", [line("queue", "waiting"), line("running", "running")],
+      layout(now, { annotations: unstored }));
+    react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
+      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }));
+    react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
+      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }));
     CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
     if (policy) {
       metricDiv.dataset.target = policy.target;

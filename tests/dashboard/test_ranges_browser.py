@@ -43,6 +43,8 @@ Decision.objects.create(workload=w, policy=w.policy, policy_version=w.policy.ver
     at=datetime.fromtimestamp(now - 10800, UTC), algorithm=w.policy.algorithm, metrics={},
     current_replicas=4, raw_desired_replicas=6, final_replicas=6, steps=[],
     outcome="applied", reason="seeded: scale up for the range test")
+Workload.objects.create(tenant=w.tenant, cluster=w.cluster, namespace=w.namespace,
+    deployment="ghost", model_name=w.model_name, gpu_type=w.gpu_type)  # nothing to observe
 """
 
 
@@ -118,3 +120,20 @@ def test_picking_six_hours_draws_the_stored_history_and_its_decisions(
         assert any(n.startswith("not stored: drawn from") for n in notes), (chart, notes)
     assert "stored signal history" in alice.inner_text("#range-note")
     shoot(alice, "workload-6h-stored")
+
+
+def test_a_workload_with_no_data_says_so_on_every_chart(
+    seeded_app,
+    browser,  # noqa: F811 (the imported fixture)
+):
+    alice = log_in(browser, seeded_app, "alice")
+    alice.click("#workloads >> text=acme-chat/ghost")
+    alice.wait_for_url("**/workloads/*/", timeout=10000)
+    alice.wait_for_selector("#chart-gpu-mem .main-svg", timeout=30000)
+    year = alice.evaluate("() => String(new Date().getUTCFullYear())")
+    for chart in ("chart-replicas", "chart-metric", "chart-ttft", "chart-queue", "chart-gpu-util"):
+        layout = alice.evaluate("id => document.getElementById(id).layout", chart)
+        notes = [a["text"] for a in layout.get("annotations", [])]
+        assert "No data yet in this range" in notes, (chart, notes)
+        assert str(layout["xaxis"]["range"][0]).startswith(year), (chart, layout["xaxis"])
+    shoot(alice, "workload-no-data")
