@@ -67,6 +67,7 @@
       heatmap(cellsOf(frame));
       totals(frame);
       updateWorkloadRows(frame.workloads);
+      updateUsage(frame.usage);
       if (frame.type === "snapshot") (frame.decisions || []).forEach((d) => addDecision("decisions", d));
       document.body.dataset.lastFrame = frame.t;
     } else if (frame.type === "decision") {

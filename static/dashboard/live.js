@@ -108,3 +108,67 @@ function updateWorkloadRows(list) {
     }
   }
 }
+
+// The quota usage table (fleet and tenant pages, dashboard/_usage.html), redrawn from each
+// frame's usage rows: GPUs held, the limits an admin just changed and the over-quota badge
+// follow the loop without a reload. Cells are built as the template builds them.
+function updateUsage(rows) {
+  const tbody = document.querySelector("#usage tbody");
+  if (!tbody || !rows) return;
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = usageCell(tr, "td", "No quotas.", "empty");
+    td.colSpan = 6;
+    tbody.replaceChildren(tr);
+    return;
+  }
+  tbody.replaceChildren(...rows.map(usageRow));
+  tbody.closest("table").dataset.frame = String(Number(tbody.closest("table").dataset.frame || 0) + 1);
+}
+
+function usageCell(tr, tag, text, cls) {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  if (cls) el.className = cls;
+  tr.appendChild(el);
+  return el;
+}
+
+function usageRow(u) {
+  const tr = document.createElement("tr");
+  const link = document.createElement("a");
+  link.href = "/tenants/" + encodeURIComponent(u.tenant) + "/";
+  link.textContent = u.tenant;
+  usageCell(tr, "td", "").appendChild(link);
+  usageCell(tr, "td", u.gpu_type);
+  usageCell(tr, "td", String(u.used), "num");
+  usageCell(tr, "td", String(u.nominal), "num");
+  usageCell(tr, "td", u.borrowing_limit === null ? "no limit" : String(u.borrowing_limit), "num");
+  const use = usageCell(tr, "td", "");
+  const meter = document.createElement("meter");
+  meter.min = 0;
+  meter.max = u.ceiling || u.nominal || 1;
+  meter.high = u.nominal;
+  meter.value = u.used;
+  use.appendChild(meter);
+  if (u.borrowed) use.append(" ", usageBadge("borrow", "borrowing " + u.borrowed));
+  if (u.over) {
+    let text = u.over + " over quota";
+    if (u.over_since !== null && u.reclaim_grace_s !== null) {
+      text += ", reclaimed from " + Charts.formatTime(u.over_since + u.reclaim_grace_s);
+    } else if (u.reclaim_grace_s === null) {
+      text += ", kept (no reclaim grace)";
+    }
+    const over = usageBadge("over", text);
+    over.title = "The quota was lowered under what the tenant holds: it cannot grow.";
+    use.append(" ", over);
+  }
+  return tr;
+}
+
+function usageBadge(kind, text) {
+  const span = document.createElement("span");
+  span.className = "badge " + kind;
+  span.textContent = text;
+  return span;
+}

@@ -8,6 +8,7 @@
   function onFrame(frame) {
     if (frame.type === "snapshot" || frame.type === "delta") {
       updateWorkloadRows(frame.workloads);
+      updateUsage(frame.usage);
       if (frame.type === "snapshot") (frame.decisions || []).forEach((d) => addDecision("decisions", d));
       page.dataset.frames = String(Number(page.dataset.frames || 0) + 1);
       page.dataset.lastFrame = frame.t;

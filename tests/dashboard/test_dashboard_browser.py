@@ -358,3 +358,64 @@ def test_tenant_page_streams_and_only_streaming_pages_show_the_live_badge(app_ur
     alice.goto(f"{app_url}/decisions/")
     assert alice.locator("#live-status").count() == 0  # no stream, no badge
     screenshot_for_docs(alice, "decisions")
+
+
+def usage_rows(page: Any) -> list[list[str]]:
+    """The quota usage table as text: one list of cells per row, whitespace collapsed."""
+    rows: list[list[str]] = page.eval_on_selector_all(
+        "#usage tbody tr",
+        "trs => trs.map(tr => [...tr.cells].map(td => td.textContent.replace(/\\s+/g, ' ').trim()))",
+    )
+    return rows
+
+
+def test_quota_usage_follows_an_admin_edit_without_a_reload(app_url, browser):
+    alice = log_in(browser, app_url, "alice")
+    alice.goto(f"{app_url}/tenants/acme-chat/")
+    alice.wait_for_selector("#live-status.live", timeout=30000)
+    alice.wait_for_function(
+        "() => Number(document.getElementById('usage').dataset.frame || 0) >= 1", timeout=20000
+    )
+    # The rows drawn from the stream read as the server renders them (a page without
+    # JavaScript), except the GPUs held and the meter, which move with the loop.
+    context = browser.new_context(java_script_enabled=False)
+    static = context.new_page()
+    static.goto(f"{app_url}/accounts/login/")
+    static.fill("input[name=username]", "alice")
+    static.fill("input[name=password]", "demo-password")
+    static.click("button[type=submit]")
+    static.goto(f"{app_url}/tenants/acme-chat/")
+
+    def steady(rows: list[list[str]]) -> list[list[str]]:
+        return [[row[0], row[1], row[3], row[4]] for row in rows]
+
+    served = usage_rows(static)
+    context.close()
+    assert served and steady(usage_rows(alice)) == steady(served)
+    a100 = next(row for row in served if row[:2] == ["acme-chat", "A100-80GB"])
+    assert a100[3] == "8"  # the demo's nominal
+
+    alice.evaluate("() => { window.notReloaded = true; }")
+    admin = log_in(browser, app_url, "admin")
+
+    def set_nominal(value: int) -> None:
+        admin.goto(f"{app_url}/admin/quotas/quota/?q=acme-chat")
+        row = admin.locator("#result_list tbody tr").filter(
+            has=admin.locator("td.field-gpu_type", has_text="A100-80GB")
+        )
+        row.first.locator("th a").click()
+        admin.fill("input[name=nominal]", str(value))
+        admin.click("input[name=_save]")
+        admin.wait_for_selector(".messagelist .success", timeout=10000)
+
+    set_nominal(3)
+
+    alice.wait_for_function(
+        """() => [...document.querySelectorAll('#usage tbody tr')].some(tr =>
+              tr.cells[0].textContent.trim() === 'acme-chat'
+              && tr.cells[1].textContent.trim() === 'A100-80GB'
+              && tr.cells[3].textContent.trim() === '3')""",
+        timeout=20000,
+    )
+    assert alice.evaluate("() => window.notReloaded === true")
+    set_nominal(8)  # the module's other tests see the demo's quota
