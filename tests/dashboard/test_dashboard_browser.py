@@ -364,7 +364,8 @@ def usage_rows(page: Any) -> list[list[str]]:
     """The quota usage table as text: one list of cells per row, whitespace collapsed."""
     rows: list[list[str]] = page.eval_on_selector_all(
         "#usage tbody tr",
-        "trs => trs.map(tr => [...tr.cells].map(td => td.textContent.replace(/\\s+/g, ' ').trim()))",
+        "trs => trs.map(tr => [...tr.cells]"
+        "  .map(td => td.textContent.replace(/\\s+/g, ' ').trim()))",
     )
     return rows
 
