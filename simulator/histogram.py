@@ -20,7 +20,6 @@ E2E_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
-
 def one_two_five(max_value: int) -> tuple[int, ...]:
     """1, 2, 5, 10, 20, 50, ... up to ``max_value``: vLLM's ``build_1_2_5_buckets``, the
     bounds of its token-count histograms."""
