@@ -81,6 +81,11 @@ KNOWN_METRICS: dict[str, KnownMetric] = {
     "vllm:generation_tokens_total": _TOTAL,
     "vllm:request_success_total": _TOTAL,
     "vllm:num_preemptions_total": _TOTAL,
+    "vllm:prefix_cache_queries_total": KnownMetric("tokens (counter)"),
+    "vllm:prefix_cache_hits_total": KnownMetric("tokens (counter)"),
+    "vllm:request_prompt_tokens_bucket": _TOTAL,
+    "vllm:request_prompt_tokens_sum": KnownMetric("tokens (counter)"),
+    "vllm:request_prompt_tokens_count": _TOTAL,
     **{
         f"vllm:{histogram}_{part}": _TOTAL if part != "sum" else _SECONDS
         for histogram in (

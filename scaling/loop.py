@@ -56,6 +56,8 @@ from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
 from scaling import observe, signal_store
 from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
+from scaling.backtest.result import infeasible_sentence
+from scaling.backtest.slo import DEFAULT_SLO_TTFT_S, prompt_limit
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
 from scaling.engine import (
@@ -73,7 +75,7 @@ from scaling.engine import Decision as EngineDecision
 from scaling.engine import PodState as EnginePod
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
 from scaling.signals import SignalHistory, SignalTick
-from scaling.status import ErrorIncident, MetricValue, StatusStep, WorkloadStatus
+from scaling.status import ErrorIncident, Infeasible, MetricValue, StatusStep, WorkloadStatus
 from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
@@ -453,9 +455,15 @@ def _signal_tick(
     if OFFERED_WORK not in reads(policy.algorithm):
         return tick, {}
     counters = dict(state.get("counters") or {})
+    counters.pop("prompt", None)  # whole prompt tokens, read before the prefix cache's hits
     rates: dict[str, float | None] = {}
-    for key, name in (("prompt", observe.PROMPT_TOKENS), ("generation", observe.GENERATION_TOKENS)):
-        current = observe.per_pod(observed.samples.get(name, {}), ns, pod_names)
+    samples = observed.samples
+    prompt = observe.uncached_prompt(
+        observe.per_pod(samples.get(observe.PROMPT_TOKENS, {}), ns, pod_names),
+        observe.per_pod(samples.get(observe.PREFIX_CACHE_HITS, {}), ns, pod_names),
+    )
+    generation = observe.per_pod(samples.get(observe.GENERATION_TOKENS, {}), ns, pod_names)
+    for key, current in (("uncached_prompt", prompt), ("generation", generation)):
         rates[key], counters[key] = observe.counter_rate(counters.get(key) or {}, current)
     buckets = observe.bucket_counts(observed.samples.get(observe.TTFT_BUCKETS, {}), ns, pod_names)
     p95 = observe.histogram_quantile(0.95, counters.get("ttft") or {}, buckets)
@@ -469,15 +477,61 @@ def _signal_tick(
         workload.gpus_per_replica,
         policy.max_concurrency,
     )
+    infeasible, counters["prompt_len"] = _infeasible(
+        workload, policy, observed, pod_names, counters
+    )
     tick = replace(
         tick,
-        prompt_tokens_per_s=rates["prompt"],
+        infeasible=infeasible,
+        prompt_tokens_per_s=rates["uncached_prompt"],
         generation_tokens_per_s=rates["generation"],
         ttft_p95_s=p95,
         queue_p95_s=queue_p95,
         capacity=capacity,
     )
     return tick, counters
+
+
+def _infeasible(
+    workload: Workload,
+    policy: ScalingPolicy,
+    observed: Observed,
+    pod_names: set[str],
+    counters: dict[str, Any],
+) -> tuple[Infeasible | None, dict[str, Any]]:
+    """The requests finished since the previous tick whose prompt no replica prefills within
+    the policy's TTFT objective (the back-test's default without one), from the
+    prompt-length histogram; and this reading, for the next tick. Counted and shown, never
+    scaled for: the latency signals the engine reads are the queueing delay (which a long
+    prompt's own prefill does not enter) and TTFT, read as late only with requests waiting
+    (scaling.engine.slo)."""
+    buckets = observe.bucket_counts(
+        observed.samples.get(observe.PROMPT_LENGTH_BUCKETS, {}), workload.namespace, pod_names
+    )
+    reading = {"at": observed.now, "buckets": buckets}
+    ttft_s = policy.slo_ttft_p95_s or DEFAULT_SLO_TTFT_S
+    limit = prompt_limit(
+        workload.gpu_type.profile, workload.model_name, workload.gpus_per_replica, ttft_s
+    )
+    before = counters.get("prompt_len")
+    if (
+        limit is None
+        or not isinstance(before, dict)
+        or not isinstance(before.get("at"), int | float)
+    ):
+        return None, reading
+    over = observe.requests_over(limit, before.get("buckets") or {}, buckets)
+    if over is None:
+        return None, reading
+    share = over.requests / over.total if over.total else None
+    gpu = workload.gpu_type.name
+    text = infeasible_sentence(
+        over.requests, share, ttft_s, gpu, workload.gpus_per_replica, over.at_least
+    )
+    window_s = observed.now - before["at"]
+    return Infeasible(
+        over.requests, over.total, over.at_least, window_s, ttft_s, limit, text
+    ), reading
 
 
 def _act(
@@ -542,6 +596,7 @@ def _evaluation(
         observed_at=at,
         since=previous.since if repeat and previous and previous.since else at,
         evaluations=previous.evaluations + 1 if repeat and previous else 1,
+        infeasible=p.tick.infeasible,
     )
     decision = None
     if not repeat:

@@ -10,17 +10,31 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
 
-PROMPT_TOKENS = "vllm:prompt_tokens_total"
+PROMPT_TOKENS = "vllm:prompt_tokens_total"  # every prompt token, cached ones included
 GENERATION_TOKENS = "vllm:generation_tokens_total"
+# vLLM V1's automatic prefix caching, in tokens: prompt tokens found in the cache at admission.
+# They need no prefill, so they are no work to size replicas for (uncached_prompt).
+PREFIX_CACHE_HITS = "vllm:prefix_cache_hits_total"
 TTFT_BUCKETS = "vllm:time_to_first_token_seconds_bucket"
 # The wait before a request's first scheduled step: the part of TTFT capacity can remove (a
 # long prompt's own prefill is not; it is in TTFT, never here).
 QUEUE_BUCKETS = "vllm:request_queue_time_seconds_bucket"
-OFFERED_WORK_METRICS = (PROMPT_TOKENS, GENERATION_TOKENS, TTFT_BUCKETS, QUEUE_BUCKETS)
+# Whole prompts of finished requests, in vLLM's 1-2-5 buckets: how many were too long for
+# the TTFT objective on any replica (requests_over).
+PROMPT_LENGTH_BUCKETS = "vllm:request_prompt_tokens_bucket"
+OFFERED_WORK_METRICS = (
+    PROMPT_TOKENS,
+    GENERATION_TOKENS,
+    PREFIX_CACHE_HITS,
+    TTFT_BUCKETS,
+    QUEUE_BUCKETS,
+    PROMPT_LENGTH_BUCKETS,
+)
 # No inference replica processes ten million tokens (or requests) a second: eight H100s
 # prefill a small model at well under one million. A counter rising faster was corrupted or
 # wrapped (a 1.8e19 jump is a uint64 gone wrong), and a rate made of it must not drive scaling.
@@ -113,6 +127,24 @@ def counter_rate(
     return (rate if seen else None), state
 
 
+def uncached_prompt(prompt: dict[str, Sample], hits: dict[str, Sample]) -> dict[str, Sample]:
+    """Per pod, prompt tokens minus those its prefix cache served: the prompt tokens that
+    were prefilled, a counter `counter_rate` takes the rate of. A pod exporting no hit
+    counter (vLLM V0, or caching off) counts its prompt tokens whole, as before the counter
+    existed: more work, never less. Stamped with the older of the two samples."""
+    out = dict(prompt)
+    for pod, cached in hits.items():
+        total = prompt.get(pod)
+        if total is not None:
+            out[pod] = Sample(
+                total.name,
+                total.labels,
+                total.value - cached.value,
+                min(total.timestamp, cached.timestamp),
+            )
+    return out
+
+
 def bucket_counts(index: PodIndex, namespace: str, pods: set[str]) -> dict[str, float]:
     """Histogram bucket counts summed over the workload's pods, keyed by ``le``."""
     counts: dict[str, float] = defaultdict(float)
@@ -139,6 +171,41 @@ def histogram_quantile(q: float, before: dict[str, float], now: dict[str, float]
             return lower_bound + (bound - lower_bound) * fraction
         lower_bound, lower_count = bound, count
     return lower_bound if total else None
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """Requests observed between two readings of the prompt-length histogram: ``requests``
+    of the ``total`` had a prompt longer than the limit; ``at_least`` when a bucket straddles
+    the limit and holds some, so that some of its requests may be over it too."""
+
+    requests: int
+    total: int
+    at_least: bool
+
+
+def requests_over(limit: float, before: dict[str, float], now: dict[str, float]) -> Overlong | None:
+    """How many requests observed between two readings of cumulative prompt-length buckets
+    had a prompt longer than ``limit`` tokens; None when unknown (no earlier reading, or a
+    bucket went down: a restart).
+
+    1. Deltas per bucket, by bound, over the buckets in both readings.
+    2. The requests at or under the limit are at most the count of the smallest bound at or
+       above it (``le``: less or equal), so those over it are at least total minus that.
+    3. That is exact when the bound is the limit itself, or when the bucket straddling the
+       limit (from the bound below it) holds nothing new; otherwise it is "at least".
+    """
+    deltas = sorted((float(le), now[le] - before[le]) for le in now if le and le in before)
+    if not deltas or any(d < 0 for _, d in deltas) or not math.isinf(deltas[-1][0]):
+        return None
+    total = deltas[-1][1]
+    below = 0.0  # cumulative count at the largest bound under the limit
+    for bound, count in deltas:
+        if bound >= limit:
+            straddling = count - below > 0 and bound != limit
+            return Overlong(round(total - count), round(total), straddling)
+        below = count
+    return None  # unreachable: the +Inf bucket is at or above any limit
 
 
 def aggregate(values: dict[str, Sample], aggregation: str) -> tuple[float, float] | None:

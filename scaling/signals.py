@@ -31,6 +31,7 @@ from scaling.engine import (
     reads,
 )
 from scaling.engine.types import Point, Series
+from scaling.status import Infeasible
 
 # The stored series: the policy metric, the pods each "average" metric point averaged over,
 # prompt and generation tokens/s, TTFT p95 (s), queueing delay p95 (s).
@@ -46,7 +47,10 @@ class SignalTick:
 
     ``metric`` is the policy metric aggregated as the policy says, stamped with the oldest
     sample it came from; ``metric_pods`` how many pods an "average" value averaged over.
-    A signal that is unknown this tick is None: no point, never a zero.
+    A signal that is unknown this tick is None: no point, never a zero. ``prompt_tokens_per_s``
+    counts the prompt tokens that need prefill: those the replicas' prefix caches served
+    are no work (the live loop subtracts vLLM's ``prefix_cache_hits``, the back-tester the
+    replicas' own count). ``infeasible`` is shown in the status and read by no algorithm.
     """
 
     now: float
@@ -62,6 +66,7 @@ class SignalTick:
     pods: tuple[PodState, ...] = ()
     samples: tuple[PodSample, ...] = ()
     capacity: ReplicaCapacity | None = None
+    infeasible: Infeasible | None = None
 
 
 class SignalHistory:

@@ -58,6 +58,48 @@ class ErrorIncident:
 
 
 @dataclass(frozen=True)
+class Infeasible:
+    """Requests that finished in the last ``window_s`` with a prompt too long for any
+    replica to prefill within ``ttft_s`` (the back-test's feasibility rule,
+    scaling.backtest.slo): ``requests`` of ``total``, "at least" when the prompt-length
+    histogram cannot say exactly. They are shown, not scaled for. ``text`` is the sentence.
+    """
+
+    requests: int
+    total: int
+    at_least: bool
+    window_s: float
+    ttft_s: float
+    limit_tokens: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "total": self.total,
+            "at_least": self.at_least,
+            "window_s": self.window_s,
+            "ttft_s": self.ttft_s,
+            "limit_tokens": self.limit_tokens,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Infeasible | None:
+        if not isinstance(data, dict):
+            return None
+        return cls(
+            requests=int(data["requests"]),
+            total=int(data["total"]),
+            at_least=bool(data["at_least"]),
+            window_s=float(data["window_s"]),
+            ttft_s=float(data["ttft_s"]),
+            limit_tokens=int(data["limit_tokens"]),
+            text=str(data["text"]),
+        )
+
+
+@dataclass(frozen=True)
 class WorkloadStatus:
     """The latest evaluation of a workload's policy.
 
@@ -69,6 +111,8 @@ class WorkloadStatus:
     workload cannot be observed. ``observed_at`` is when the Deployment was last observed.
     ``since`` is when this outcome began (the Decision that recorded it) and ``evaluations``
     how many ticks have repeated it: "held at 8 since 07:30, 46 evaluations".
+    ``infeasible``: the requests too long for the TTFT objective since the previous tick
+    (None: not counted; policies that read offered work count them).
     """
 
     at: datetime
@@ -86,6 +130,7 @@ class WorkloadStatus:
     observed_at: datetime | None = None
     since: datetime | None = None
     evaluations: int = 0
+    infeasible: Infeasible | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +159,7 @@ class WorkloadStatus:
             "observed_at": None if self.observed_at is None else self.observed_at.isoformat(),
             "since": None if self.since is None else self.since.isoformat(),
             "evaluations": self.evaluations,
+            "infeasible": None if self.infeasible is None else self.infeasible.to_dict(),
         }
 
     @classmethod
@@ -151,4 +197,5 @@ class WorkloadStatus:
             observed_at=datetime.fromisoformat(observed_at) if observed_at else None,
             since=datetime.fromisoformat(since) if since else None,
             evaluations=int(data.get("evaluations", 0)),
+            infeasible=Infeasible.from_dict(data.get("infeasible")),
         )

@@ -6,7 +6,8 @@ Two families of series, with the names, help strings and labels of the real expo
   ``modelName``, ``Hostname``, ``pci_bus_id``, ``DCGM_FI_DRIVER_VERSION``, plus ``namespace``,
   ``pod``, ``container`` when a pod holds the GPU, as with dcgm-exporter's pod mapping).
 - vLLM, one series per serving replica (``model_name`` as vLLM sets it; ``namespace`` and
-  ``pod`` as the Prometheus pod scrape adds them), with vLLM's histogram buckets.
+  ``pod`` as the Prometheus pod scrape adds them), with vLLM's histogram buckets, its V1
+  prefix-cache counters (tokens) and its per-request prompt-length histogram.
 """
 
 from __future__ import annotations
@@ -122,12 +123,19 @@ def _replica(cluster: Cluster, pod: PodInfo) -> Replica | None:
 
 def _vllm(cluster: Cluster, lines: list[str]) -> None:
     gauges: dict[str, list[Sample]] = {"running": [], "waiting": [], "kv": []}
-    counters: dict[str, list[Sample]] = {"prompt": [], "generation": [], "success": []}
+    counters: dict[str, list[Sample]] = {
+        "prompt": [],
+        "generation": [],
+        "success": [],
+        "cache_queries": [],
+        "cache_hits": [],
+    }
     histograms: dict[str, list[tuple[Labels, Histogram]]] = {
         "ttft": [],
         "queue": [],
         "e2e": [],
         "itl": [],
+        "prompt_len": [],
     }
     for pod in sorted(cluster.pod_info.values(), key=lambda p: (p.namespace, p.name)):
         replica = _replica(cluster, pod)
@@ -144,6 +152,8 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
         gauges["kv"].append((block, round(replica.kv_usage, 6)))
         counters["prompt"].append((block, float(replica.prompt_tokens)))
         counters["generation"].append((block, float(replica.generation_tokens)))
+        counters["cache_queries"].append((block, float(replica.prefix_cache_queries)))
+        counters["cache_hits"].append((block, float(replica.prefix_cache_hits)))
         counters["success"].append(
             (_labels({**labels, "finished_reason": "stop"}), float(replica.successes))
         )
@@ -151,6 +161,7 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
         histograms["queue"].append((labels, replica.queue))
         histograms["e2e"].append((labels, replica.e2e))
         histograms["itl"].append((labels, replica.itl))
+        histograms["prompt_len"].append((labels, replica.prompt_lengths))
     _family(
         lines,
         "vllm:num_requests_running",
@@ -192,6 +203,27 @@ def _vllm(cluster: Cluster, lines: list[str]) -> None:
         "Count of successfully processed requests.",
         "counter",
         counters["success"],
+    )
+    # vLLM V1's prefix-cache counters (vllm/v1/metrics/loggers.py), in tokens.
+    _family(
+        lines,
+        "vllm:prefix_cache_queries_total",
+        "Prefix cache queries, in terms of number of queried tokens.",
+        "counter",
+        counters["cache_queries"],
+    )
+    _family(
+        lines,
+        "vllm:prefix_cache_hits_total",
+        "Prefix cache hits, in terms of number of cached tokens.",
+        "counter",
+        counters["cache_hits"],
+    )
+    _histogram(
+        lines,
+        "vllm:request_prompt_tokens",
+        "Number of prefill tokens processed.",
+        histograms["prompt_len"],
     )
     _histogram(
         lines,

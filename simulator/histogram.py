@@ -20,6 +20,26 @@ E2E_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+def one_two_five(max_value: int) -> tuple[int, ...]:
+    """1, 2, 5, 10, 20, 50, ... up to ``max_value``: vLLM's ``build_1_2_5_buckets``, the
+    bounds of its token-count histograms."""
+    bounds: list[int] = []
+    exponent = 0
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if value > max_value:
+                return tuple(bounds)
+            bounds.append(value)
+        exponent += 1
+
+
+# vLLM sizes them to ``max_model_len``; the simulator serves 128k-context models (Llama-3.1's
+# 131,072), so its prompts fall in 1 .. 100,000 and +Inf.
+MAX_MODEL_LEN = 131_072
+PROMPT_TOKENS_BUCKETS: tuple[float, ...] = tuple(float(b) for b in one_two_five(MAX_MODEL_LEN))
+
+
 class Histogram:
     """Counts per bucket (non-cumulative inside, cumulative on export), sum and count."""
 

@@ -52,7 +52,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from performance import ReplicaPerf
-from simulator.histogram import E2E_BUCKETS, ITL_BUCKETS, TTFT_BUCKETS, Histogram
+from simulator.histogram import (
+    E2E_BUCKETS,
+    ITL_BUCKETS,
+    PROMPT_TOKENS_BUCKETS,
+    TTFT_BUCKETS,
+    Histogram,
+)
 
 # vLLM's request_queue_time_seconds uses its request-latency buckets; the TTFT ones cover the
 # same 1 ms .. 43 min range, and the live loop interpolates either the same way.
@@ -178,6 +184,7 @@ class Replica:
         self.queue = Histogram(QUEUE_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
+        self.prompt_lengths = Histogram(PROMPT_TOKENS_BUCKETS)  # vLLM's request_prompt_tokens
         # Utilisation over the last sampling interval, for dcgm-exporter gauges.
         self.util = 0.0
         self.activity = 0.0
@@ -430,6 +437,7 @@ class Replica:
         self.e2e.observe(self.clock - request.arrival_s)
         # vLLM records queue time with the finished request's stats, so does the exporter.
         self.queue.observe(seq.scheduled_s - request.arrival_s)
+        self.prompt_lengths.observe(request.input_tokens)  # whole prompt, cached part included
         sink(
             Completion(
                 arrival_s=request.arrival_s,

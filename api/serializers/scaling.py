@@ -56,6 +56,23 @@ class ErrorIncidentSerializer(serializers.Serializer[Any]):
     last_at = serializers.DateTimeField(help_text="The latest failing tick.")
 
 
+class InfeasibleSerializer(serializers.Serializer[Any]):
+    requests = serializers.IntegerField(
+        help_text="Requests finished in the window whose prompt no replica prefills within "
+        "the TTFT objective (alone, on an idle replica): shown, never scaled for."
+    )
+    total = serializers.IntegerField(help_text="Requests finished in the window.")
+    at_least = serializers.BooleanField(
+        help_text="True when a prompt-length bucket straddles the limit: `requests` is a floor."
+    )
+    window_s = serializers.FloatField(help_text="Seconds since the previous tick's reading.")
+    ttft_s = serializers.FloatField(help_text="The TTFT objective (the policy's, else 2 s).")
+    limit_tokens = serializers.IntegerField(help_text="The longest prompt that meets it.")
+    text = serializers.CharField(
+        help_text='"12 requests (8.0 %) were too long to meet a 2 s TTFT on A100-80GB".'
+    )
+
+
 class WorkloadStatusSerializer(serializers.Serializer[Any]):
     """The latest evaluation of the workload's policy (scaling.status.WorkloadStatus); what
     the control loop keeps for itself between ticks is not part of it."""
@@ -90,6 +107,11 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
     )
     evaluations = serializers.IntegerField(
         help_text="How many ticks have evaluated to this outcome since then."
+    )
+    infeasible = InfeasibleSerializer(
+        allow_null=True,
+        help_text="Requests too long for the TTFT objective since the previous tick (policies "
+        "reading offered work count them); null when not counted.",
     )
 
 

@@ -11,7 +11,7 @@ from scaling.capacity import DEFAULT_MAX_CONCURRENCY, capacity_of
 from scaling.engine import Decision, Memory, PolicyParams, ReplicaCapacity, decide
 from scaling.signals import SignalHistory, SignalTick
 from simulator.pool import ServingPool
-from simulator.replica import Request
+from simulator.replica import ReplicaState, Request
 
 from .deployment import (
     DEFAULT_GPU_TYPE,
@@ -228,7 +228,13 @@ class _Replay:
             snap = pool.snapshot(now)
             finished = list(pool.completed)[done:]
             done = len(pool.completed)
-            tick = gateway.tick(snap, current, arrived, finished, self.capacity)
+            # What the exporters of serving replicas show (a warming vLLM exports nothing).
+            hits = {
+                r.name: r.prefix_cache_hits
+                for r in pool.replicas.values()
+                if r.state in (ReplicaState.READY, ReplicaState.DRAINING)
+            }
+            tick = gateway.tick(snap, current, arrived, finished, self.capacity, hits)
             history.record(tick)
             decision = decide(self.policy, history.observation(tick), memory)
             memory = decision.memory

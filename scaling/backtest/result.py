@@ -192,11 +192,12 @@ class BacktestResult:
         """ "412 requests (18 %) were too long to meet a 2 s TTFT on A100-80GB", or None."""
         if not self.infeasible:
             return None
-        return (
-            f"{self.infeasible:,} request{'s' if self.infeasible != 1 else ''} "
-            f"({_share(self.infeasible_share)}) {'were' if self.infeasible != 1 else 'was'} "
-            f"too long to meet a {self.slo_ttft_s:g} s TTFT on {self.gpu_type}"
-            + (f" x{self.gpus_per_replica}" if self.gpus_per_replica > 1 else "")
+        return infeasible_sentence(
+            self.infeasible,
+            self.infeasible_share,
+            self.slo_ttft_s,
+            self.gpu_type,
+            self.gpus_per_replica,
         )
 
     @property
@@ -269,6 +270,25 @@ class BacktestResult:
             "timeline": [p.to_dict() for p in self.timeline],
             "oracle": self.oracle.to_dict() if self.oracle is not None else None,
         }
+
+
+def infeasible_sentence(
+    count: int,
+    share: float | None,
+    ttft_s: float,
+    gpu_type: str,
+    gpus_per_replica: int,
+    at_least: bool = False,
+) -> str:
+    """ "412 requests (18 %) were too long to meet a 2 s TTFT on A100-80GB": the back-test's
+    sentence, and the live status' ("at least ..." when a histogram bucket straddles the
+    longest feasible prompt)."""
+    return (
+        ("at least " if at_least else "") + f"{count:,} request{'s' if count != 1 else ''} "
+        f"({_share(share)}) {'were' if count != 1 else 'was'} "
+        f"too long to meet a {ttft_s:g} s TTFT on {gpu_type}"
+        + (f" x{gpus_per_replica}" if gpus_per_replica > 1 else "")
+    )
 
 
 def _cost(gpu_hours: float, price: float | None) -> float | None:

@@ -8,9 +8,11 @@ from ``ServingPool.snapshot()`` and the requests the replay submits:
   ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc`` (0..1) and
   ``DCGM_FI_DEV_GPU_UTIL`` (0..100, busy share over the tick);
 - offered work, as a gateway in front of the pool counts it: prompt tokens of the requests
-  that arrived in the tick per second, and generation tokens per second = arrivals x the
-  running mean output length of finished requests (output lengths are unknown on arrival,
-  so the replay does not peek at them);
+  that arrived in the tick per second, less those the replicas' prefix caches served in the
+  tick (their ``prefix_cache_hits``, over replicas seen at both ends of the tick, as the live
+  loop takes the rate of vLLM's counter: cached tokens need no prefill), and generation
+  tokens per second = arrivals x the running mean output length of finished requests
+  (output lengths are unknown on arrival, so the replay does not peek at them);
 - TTFT p95 of the requests that finished in the tick (no point when none did), and the p95
   of their queueing delay (arrival to first scheduled step, vLLM's
   ``request_queue_time_seconds``), which a prompt too long for the objective does not inflate;
@@ -23,7 +25,7 @@ live loop keeps, for as long as the engine says the policy's algorithm reads.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scaling.engine import METRIC, PolicyParams, ReplicaCapacity, needs_metric, reads
 from scaling.signals import SignalTick
@@ -97,6 +99,7 @@ class Gateway:
         self.policy, self.tick_s = policy, tick_s
         self.reads_metric = reads_metric(policy)
         self.expected_output = OUTPUT_PRIOR_TOKENS
+        self.cache_hits: Mapping[str, int] = {}
 
     def tick(
         self,
@@ -105,8 +108,10 @@ class Gateway:
         arrived: Sequence[Request],
         finished: Sequence[Completion],
         capacity: ReplicaCapacity,
+        cache_hits: Mapping[str, int] | None = None,
     ) -> SignalTick:
-        """What the live loop would have observed at the end of this tick."""
+        """What the live loop would have observed at the end of this tick. ``cache_hits``:
+        each replica's cumulative prefix-cache hits (tokens) now."""
         for done in finished:
             self.expected_output += OUTPUT_EWMA_WEIGHT * (done.output_tokens - self.expected_output)
         policy, now = self.policy, snap.now
@@ -119,9 +124,17 @@ class Gateway:
             warming=snap.warming,
             metric=None if value is None else (now, value),
             metric_pods=float(metric_pods(policy.metric, snap)) if average else None,
-            prompt_tokens_per_s=sum(r.input_tokens for r in arrived) / self.tick_s,
+            prompt_tokens_per_s=self._prompt_tokens(arrived, cache_hits or {}) / self.tick_s,
             generation_tokens_per_s=len(arrived) * self.expected_output / self.tick_s,
             ttft_p95_s=percentile(sorted(c.ttft_s for c in finished), 95),
             queue_p95_s=percentile(sorted(c.queue_s for c in finished), 95),
             capacity=capacity,
         )
+
+    def _prompt_tokens(self, arrived: Sequence[Request], cache_hits: Mapping[str, int]) -> float:
+        """Prompt tokens of the tick's arrivals less the tokens the prefix caches served in
+        it. Arrivals are counted on arrival and hits at admission, so a tick that admits
+        queued requests could go below zero: it is floored there (no work, not negative)."""
+        before, self.cache_hits = self.cache_hits, dict(cache_hits)
+        served = sum(hits - before[name] for name, hits in cache_hits.items() if name in before)
+        return max(0.0, float(sum(r.input_tokens for r in arrived) - served))

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from performance import ReplicaPerf
+from performance import GpuProfile, ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
 from scaling.capacity import DEFAULT_TPOT_S
 from simulator.replica import Completion, Request
 
@@ -38,8 +39,38 @@ class Slo:
             return False
         return output_tokens <= 1 or perf.step_s(1) <= self.tpot_s
 
+    def longest_prompt(self, perf: ReplicaPerf) -> int:
+        """The longest prompt ``feasible`` admits on ``perf`` with one output token (the
+        decode bound then does not apply): what the live loop counts infeasible requests
+        against, by the same rule. Bisection: feasibility only falls as prompts grow.
+        0 when not even a one-token prompt is feasible."""
+        low, high = 0, perf.kv_capacity_tokens  # feasible(low), or low == 0; not beyond high
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.feasible(perf, mid, 1):
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
     def met(self, completion: Completion) -> bool:
         return completion.ttft_s <= self.ttft_s and completion.itl_s <= self.tpot_s
+
+
+@lru_cache(maxsize=256)
+def prompt_limit(
+    profile: GpuProfile | None, model: str, gpus_per_replica: int, ttft_s: float
+) -> int | None:
+    """The longest prompt one replica of ``model`` on ``gpus_per_replica`` x ``profile`` (a
+    ``GpuType.profile``) prefills within ``ttft_s`` alone (``Slo.longest_prompt``); None
+    when the GPU type has no profile or the model does not fit (nothing is counted)."""
+    if profile is None:
+        return None
+    try:
+        perf = replica_perf(profile, model_spec(model), gpus_per_replica)
+    except ModelDoesNotFit:
+        return None
+    return Slo(ttft_s=ttft_s).longest_prompt(perf)
 
 
 @dataclass(frozen=True)

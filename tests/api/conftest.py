@@ -43,6 +43,7 @@ PUBLIC_STATUS_KEYS = {
     "observed_at",
     "since",
     "evaluations",
+    "infeasible",
 }
 
 

@@ -1,6 +1,7 @@
 """The live loop and the back-test's replay see the same signals and decide the same.
 
-One recorded series (the policy metric, the token counters and the TTFT histogram, per pod)
+One recorded series (the policy metric, the token counters, the prefix cache's hits and the
+TTFT histogram, per pod)
 is pinned on the simulator's exporter tick by tick (its `metric_values` fault) while the real
 control loop ticks on an injected clock; the same series, as the loop's recorded ticks, goes
 through `replay_signals`. Every algorithm in the registry must want the same replica count,
@@ -46,6 +47,7 @@ POLICIES: dict[str, dict[str, Any]] = {
 RUNNING = "vllm:num_requests_running"
 PROMPT = "vllm:prompt_tokens_total"
 GENERATION = "vllm:generation_tokens_total"
+HITS = "vllm:prefix_cache_hits_total"
 TTFT = "vllm:time_to_first_token_seconds_bucket"
 
 
@@ -54,15 +56,19 @@ def running(k: int) -> float:
     return 12.0 + k % 3 if k < 30 else 2.0 + k % 2
 
 
-def counters(k: int) -> tuple[float, float, float]:
-    """Per-pod cumulative prompt tokens, generation tokens and TTFT bucket count after tick
-    ``k``: a burst of work, then a trickle; no request finishes on every fourth tick."""
-    prompt = gen = ttft = 0.0
+def counters(k: int) -> tuple[float, float, float, float]:
+    """Per-pod cumulative prompt tokens, generation tokens, TTFT bucket count and prompt
+    tokens served from the prefix cache after tick ``k``: a burst of work, then a trickle;
+    no request finishes on every fourth tick; from tick 40 on, sessions resend their history
+    and two thirds of the prompt tokens are cache hits, no work to size for."""
+    prompt = gen = ttft = hits = 0.0
     for i in range(k + 1):
-        prompt += 60_000.0 * (1 + i % 3) if i < 30 else 4_000.0
+        tokens = 60_000.0 * (1 + i % 3) if i < 30 else 4_000.0
+        prompt += tokens
+        hits += tokens * 2 / 3 if i >= 40 else 0.0
         gen += 9_000.0 if i < 30 else 600.0
         ttft += 0.0 if i % 4 == 3 else 3.0
-    return prompt, gen, ttft
+    return prompt, gen, ttft, hits
 
 
 def pod_names(url: str, name: str) -> list[str]:
@@ -104,13 +110,13 @@ def recorded(
     )
     if OFFERED_WORK not in reads(policy) or k == 0:
         return tick if OFFERED_WORK not in reads(policy) else _with(tick, capacity)
-    (p0, g0, b0), (p1, g1, b1) = counters(k - 1), counters(k)
+    (p0, g0, b0, h0), (p1, g1, b1, h1) = counters(k - 1), counters(k)
     before = {str(le): b0 * n for le in (*TTFT_BUCKETS, "+Inf")}
     after = {str(le): b1 * n for le in (*TTFT_BUCKETS, "+Inf")}
     return _with(
         tick,
         capacity,
-        prompt=(p1 - p0) * n / TICK_S,
+        prompt=((p1 - h1) - (p0 - h0)) * n / TICK_S,  # only what needed prefill
         generation=(g1 - g0) * n / TICK_S,
         ttft=histogram_quantile(0.95, before, after),
     )
@@ -143,10 +149,9 @@ def test_the_live_loop_and_the_replay_want_the_same_replicas_every_tick(
     live: dict[str, list[tuple[Any, ...]]] = {name: [] for name in POLICIES}
     start = time.time()
     for k in range(TICKS):
-        prompt, gen, ttft = counters(k)
-        set_faults(
-            url, metric_values={RUNNING: running(k), PROMPT: prompt, GENERATION: gen, TTFT: ttft}
-        )
+        prompt, gen, ttft, hits = counters(k)
+        pinned = {RUNNING: running(k), PROMPT: prompt, GENERATION: gen, TTFT: ttft, HITS: hits}
+        set_faults(url, metric_values=pinned)
         tick_cluster(cluster.pk, now=start + k * TICK_S)
         for workload in Workload.objects.filter(cluster=cluster):
             s = workload.status
