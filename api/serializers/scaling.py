@@ -190,7 +190,7 @@ class WorkloadSerializer(StrictModelSerializer):
         for name, value in attrs.items():
             if name != "variants":
                 setattr(workload, name, value)
-        errors: dict[int, dict[str, list[str]]] = {}
+        errors: dict[str, dict[str, list[str]]] = {}
         seen: dict[str, set[Any]] = {"gpu_type": set(), "deployment": set()}
         for index, data in enumerate(variants):
             variant = WorkloadVariant(workload=workload, **data)
@@ -208,7 +208,7 @@ class WorkloadSerializer(StrictModelSerializer):
                 if message:
                     found["deployment"] = [message]
             if found:
-                errors[index] = found
+                errors[str(index)] = found
         if errors:  # keyed by position, as DRF keys a nested list's own errors
             raise serializers.ValidationError({"variants": errors})
 
