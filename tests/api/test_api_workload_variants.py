@@ -221,3 +221,32 @@ def test_a_viewer_cannot_write_variants(fleet: Any, client_for: Any, a40: GpuTyp
     refused = viewer.patch(f"/api/v1/workloads/{pk}/", {"variants": [A40]}, format="json")
     assert refused.status_code == 403
     assert not WorkloadVariant.objects.exists()
+
+
+def admin_variant(deployment: str, gpu_type: GpuType) -> dict[str, Any]:
+    return {
+        "variants-TOTAL_FORMS": "1",
+        "variants-0-gpu_type": str(gpu_type.pk),
+        "variants-0-deployment": deployment,
+        "variants-0-min_replicas": "0",
+        "variants-0-max_replicas": "3",
+    }
+
+
+def test_the_admin_edits_variants_inline_and_checks_their_deployment(
+    fleet: Any, client: Any, change_form: Any, a40: GpuType
+) -> None:
+    client.force_login(fleet.users["staff"])
+    workload = fleet.workloads["a"]
+    url = f"/admin/scaling/workload/{workload.pk}/change/"
+    missing = client.post(url, change_form(client, url, **admin_variant("nope", a40)))
+    assert "Deployment nope not found in namespace team-a on cluster east" in (
+        missing.content.decode()
+    )
+    assert not WorkloadVariant.objects.exists()
+    theirs = client.post(url, change_form(client, url, **admin_variant("embed-a40", a40)))
+    assert "Deployment embed-a40 not found in namespace team-a" in theirs.content.decode()
+    saved = client.post(url, change_form(client, url, **admin_variant("summarise-a40", a40)))
+    assert saved.status_code == 302
+    variant = WorkloadVariant.objects.get(workload=workload)
+    assert (variant.gpu_type, variant.deployment, variant.max_replicas) == (a40, "summarise-a40", 3)
