@@ -170,8 +170,9 @@ class WorkloadSerializer(StrictModelSerializer):
         says what it finds."""
         attrs = super().validate(attrs)
         where = [attrs.get(k, getattr(self.instance, k, None)) for k in _TARGET]
-        if "variants" in attrs:
-            self._validate_variants(attrs["variants"], attrs)
+        variants = attrs.get("variants", self._kept_variants(attrs))
+        if variants:
+            self._validate_variants(variants, attrs)
         if self.instance is not None and where == [getattr(self.instance, k) for k in _TARGET]:
             return attrs
         cluster, namespace, name = where
@@ -181,6 +182,17 @@ class WorkloadSerializer(StrictModelSerializer):
         if message:
             raise serializers.ValidationError({"deployment": [message]})
         return attrs
+
+    def _kept_variants(self, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stored variants, to validate again when what they depend on changes (the
+        cluster, namespace, primary Deployment or type) and the body does not replace them."""
+        moved = [k for k in (*_TARGET, "gpu_type") if k in attrs]
+        if self.instance is None or all(attrs[k] == getattr(self.instance, k) for k in moved):
+            return []
+        return [
+            {f: getattr(v, f) for f in VariantSerializer.Meta.fields}
+            for v in self.instance.variants.all()
+        ]
 
     def _validate_variants(self, variants: list[dict[str, Any]], attrs: dict[str, Any]) -> None:
         """Each variant as the model validates it, against the workload as it will be

@@ -250,3 +250,16 @@ def test_the_admin_edits_variants_inline_and_checks_their_deployment(
     assert saved.status_code == 302
     variant = WorkloadVariant.objects.get(workload=workload)
     assert (variant.gpu_type, variant.deployment, variant.max_replicas) == (a40, "summarise-a40", 3)
+
+
+def test_changing_the_primary_type_to_a_variants_is_refused_on_the_variant(
+    fleet: Any, client_for: Any, a40: GpuType
+) -> None:
+    client = client_for(fleet.users["operator"])
+    pk = client.post("/api/v1/workloads/", body(), format="json").json()["id"]
+    refused = client.patch(f"/api/v1/workloads/{pk}/", {"gpu_type": "A40-48GB"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["variants"]["0"]["gpu_type"] == [
+        "A40-48GB is the workload's own (primary) GPU type."
+    ]
+    assert Workload.objects.get(pk=pk).gpu_type.name == "A100-80GB"
