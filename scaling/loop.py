@@ -358,8 +358,14 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     pods = observe.pods_of(deployment, observed.pods)
     pool = None
     if workload.variants.all():  # the policy decides the total over every GPU type's pods
+        sizes = ((workload.loop_state or {}).get("counters") or {}).get("mix_sizes")
         found = variants.observe_pool(
-            workload, policy, deployment, observed.deployments, observed.pods
+            workload,
+            policy,
+            deployment,
+            observed.deployments,
+            observed.pods,
+            variants.RequestSizes(*sizes) if sizes else None,
         )
         if isinstance(found, str):
             return _unobservable(workload, found, observed.now)
@@ -511,7 +517,9 @@ def _act_mix(
         targets.append((part, want))
     reason = "; ".join([p.choice.reason, *cuts, f"policy: {p.engine.reason}"])
     outcome = "blocked_by_quota" if cuts else p.engine.outcome
-    engine = replace(p.engine, desired=sum(n for _, n in targets), reason=reason, outcome=outcome)
+    # Current and desired stay in primary replicas (variants.observe_pool): the reason
+    # names each type's count.
+    engine = replace(p.engine, reason=reason, outcome=outcome)
     changed = [(part, n) for part, n in targets if n != part.deployment.spec_replicas]
     if not changed:
         return engine, (Decision.Outcome.BLOCKED_BY_QUOTA if cuts else Decision.Outcome.HELD), ""

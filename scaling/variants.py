@@ -74,8 +74,15 @@ def observe_pool(
     primary: DeploymentState,
     deployments: dict[tuple[str, str], DeploymentState],
     pods: dict[str, list[PodState]],
+    sizes: RequestSizes | None,
 ) -> Pool | str:
-    """The workload's variants as one pool; why not, when a variant's Deployment is gone."""
+    """The workload's variants as one pool; why not, when a variant's Deployment is gone.
+
+    The policy decides in replicas of the primary type, so the pool's replicas are counted
+    in them too (``combined``): each type's replicas weighted by the work one of them does
+    beside a primary replica, for the last known request sizes (1 before any is known).
+    Counted as plain replicas, a rate limit's floor (Knative: at most halve per step) would
+    keep a pool of slower replicas from ever shrinking to what the policy wants."""
     parts = [Part(workload.gpu_type, primary, 0, policy.max_replicas, None)]
     for variant in workload.variants.all():
         found = deployments.get((workload.namespace, variant.deployment))
@@ -84,14 +91,34 @@ def observe_pool(
         parts.append(
             Part(variant.gpu_type, found, variant.min_replicas, variant.max_replicas, variant.pk)
         )
+    weights = _weights(workload, policy, parts, sizes)
+
+    def count(field: str) -> int:
+        return round(sum(getattr(p.deployment, field) * weights[p.name] for p in parts))
+
     combined = replace(
         primary,
-        spec_replicas=sum(p.deployment.spec_replicas for p in parts),
-        replicas=sum(p.deployment.replicas for p in parts),
-        ready_replicas=sum(p.deployment.ready_replicas for p in parts),
+        spec_replicas=count("spec_replicas"),
+        replicas=count("replicas"),
+        ready_replicas=count("ready_replicas"),
     )
     every = [pod for p in parts for pod in observe.pods_of(p.deployment, pods)]
     return Pool(tuple(parts), every, combined)
+
+
+def _weights(
+    workload: Workload, policy: ScalingPolicy, parts: list[Part], sizes: RequestSizes | None
+) -> dict[str, float]:
+    """Primary replicas one replica of each type is worth (1 where it cannot be told)."""
+    capacities = {p.name: _capacity(workload, policy, p) for p in parts}
+    primary = capacities[parts[0].name]
+    if sizes is None or primary is None:
+        return {p.name: 1.0 for p in parts}
+    request = request_classes(sizes)[0]
+    return {
+        name: 1.0 if capacity is None else request.work_s(primary) / request.work_s(capacity)
+        for name, capacity in capacities.items()
+    }
 
 
 def read_sizes(

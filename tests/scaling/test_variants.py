@@ -10,7 +10,7 @@ from clusters.kubernetes import DeploymentState
 from clusters.models import Cluster, GpuNode
 from quotas.models import GpuType, Quota
 from scaling import variants
-from scaling.models import ScalingPolicy, Workload
+from scaling.models import ScalingPolicy, Workload, WorkloadVariant
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +88,30 @@ def test_the_placement_room_counts_replicas_that_fit_on_one_node(gpu_type, a40):
     room = variants.placement_room(cluster.pk, [(workload, pool(gpu_type, a40, (1, 1), 4))])
     # One more 2-GPU replica fits (on a40-0) beside the one running; A100s: no synced node.
     assert room == {(7, a40.pk): 2}
+
+
+def test_the_pool_counts_its_replicas_in_primary_replicas(gpu_type, a40):
+    """A policy decides in A100 replicas: 2 A100s and 4 A40s (each about 0.3 of one) are
+    worth 3.2, so a rate limit on the total (Knative: halve at most) bounds what the pool is
+    worth, not its count of slower replicas, and cannot hold it above what the policy wants."""
+    tenant = Tenant.objects.create(slug="team-a", name="Team A")
+    cluster = Cluster.objects.create(name="east", api_url="http://127.0.0.1:1/east")
+    workload = Workload.objects.create(
+        tenant=tenant,
+        cluster=cluster,
+        namespace="team-a",
+        deployment="chat",
+        model_name=MODEL,
+        gpu_type=gpu_type,
+    )
+    WorkloadVariant.objects.create(workload=workload, gpu_type=a40, deployment="chat-a40")
+    policy = ScalingPolicy(min_replicas=1, max_replicas=10)
+    primary = DeploymentState("team-a", "chat", 2, 2, 1)
+    found = {("team-a", "chat-a40"): DeploymentState("team-a", "chat-a40", 4, 4, 4)}
+    mixed = variants.observe_pool(workload, policy, primary, found, {}, SIZES)
+    assert isinstance(mixed, variants.Pool)
+    assert (mixed.combined.spec_replicas, mixed.combined.ready_replicas) == (3, 2)
+    unknown = variants.observe_pool(workload, policy, primary, found, {}, None)
+    assert isinstance(unknown, variants.Pool) and unknown.combined.spec_replicas == 6
+    gone = variants.observe_pool(workload, policy, primary, {}, {}, SIZES)
+    assert gone == "Deployment chat-a40 not found in namespace team-a on cluster east"
