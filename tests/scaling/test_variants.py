@@ -37,7 +37,7 @@ def pool(a100: GpuType, a40: GpuType, current: tuple[int, int], a40_max: int) ->
 
 
 def choose(a100: GpuType, a40: GpuType, price: str, current: tuple[int, int]) -> dict[str, int]:
-    a40.hourly_cost = price  # type: ignore[assignment]
+    a40.hourly_cost = price
     workload = Workload(model_name=MODEL, gpus_per_replica=1)
     policy = ScalingPolicy(min_replicas=1, max_replicas=10)
     classes = variants.request_classes(SIZES)
