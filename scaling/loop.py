@@ -761,6 +761,8 @@ def _apply_pool_settings(cluster: Cluster, workloads: list[Workload]) -> None:
         if policy.max_concurrency is None and not policy.routing:
             continue
         wanted[(workload.namespace, workload.deployment)] = policy
+        for variant in workload.variants.all():  # each GPU type's Deployment alike
+            wanted[(workload.namespace, variant.deployment)] = policy
     if not wanted or not cluster.pool_url:
         return
     try:

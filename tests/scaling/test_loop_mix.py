@@ -1,13 +1,16 @@
 """A workload on two GPU types: the control loop splits the policy's total across them at the
 least cost per hour, within each type's quota, and says so in one decision (simulator)."""
 
+import json
 import re
+import urllib.request
 from typing import Any
 
 import pytest
 
 from quotas.models import GpuType, Quota
-from scaling.models import Decision, Workload, WorkloadVariant
+from scaling.loop import tick_cluster
+from scaling.models import Decision, ScalingPolicy, Workload, WorkloadVariant
 from tests.scaling.test_loop import CHAT, Clock, register, spec_replicas, ticks_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -103,3 +106,18 @@ def test_a_quota_of_no_a40_puts_everything_on_the_a100s(start_simulator, gpu_typ
     assert spec_replicas(url, "chat") == 3
     assert spec_replicas(url, "chat-a40") == 0
     assert "A40" not in status_reason(workload).split(";")[0]
+
+
+def pool_routing(url: str, name: str) -> str:
+    with urllib.request.urlopen(f"{url}/east/pool/workloads/team-a/{name}") as response:
+        return str(json.loads(response.read())["routing"])
+
+
+def test_the_policys_pool_settings_reach_every_gpu_types_deployment(
+    start_simulator, gpu_type, a40, team_a
+):
+    url = start_simulator(mixed_fleet(), speed=4.0)
+    cluster, workload = mixed(url, gpu_type, a40, team_a)
+    ScalingPolicy.objects.filter(workload=workload).update(routing="least-outstanding")
+    tick_cluster(cluster.pk)
+    assert (pool_routing(url, "chat"), pool_routing(url, "chat-a40")) == ("least-outstanding",) * 2
