@@ -7,6 +7,8 @@ import urllib.request
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from quotas.models import GpuType, Quota
 from scaling.loop import tick_cluster
@@ -121,3 +123,53 @@ def test_the_policys_pool_settings_reach_every_gpu_types_deployment(
     ScalingPolicy.objects.filter(workload=workload).update(routing="least-outstanding")
     tick_cluster(cluster.pk)
     assert (pool_routing(url, "chat"), pool_routing(url, "chat-a40")) == ("least-outstanding",) * 2
+
+
+def test_a_tick_of_mixed_workloads_uses_a_constant_number_of_queries(
+    start_simulator, gpu_type, a40, team_a
+):
+    quiet = {"kind": "constant", "rate_rps": 0.5}
+    pairs = [
+        deployment
+        for i in range(4)
+        for deployment in (
+            CHAT | {"name": f"chat-{i}", "load": quiet},
+            CHAT | {"name": f"chat-{i}-a40", "gpu_type": "A40-48GB", "replicas": 0},
+        )
+    ]
+    fleet = mixed_fleet()
+    fleet["clusters"][0]["workloads"] = pairs
+    url = start_simulator(fleet, speed=4.0)
+    Quota.objects.create(tenant=team_a, gpu_type=a40, nominal=8)
+
+    def add(i: int) -> Any:
+        cluster, workload = register(url, gpu_type, team_a, name=f"chat-{i}", target=1000)
+        WorkloadVariant.objects.create(workload=workload, gpu_type=a40, deployment=f"chat-{i}-a40")
+        return cluster
+
+    def measured(cluster: Any) -> list[str]:
+        for _ in range(2):  # steady state: no new Decision rows in the measured tick
+            tick_cluster(cluster.pk)
+        with CaptureQueriesContext(connection) as queries:
+            tick_cluster(cluster.pk)
+        return [
+            q["sql"][:40] for q in queries.captured_queries if not q["sql"].startswith(SOMETIMES)
+        ]
+
+    cluster = add(0)
+    one = measured(cluster)
+    for i in range(1, 4):
+        add(i)
+    assert measured(cluster) == one
+
+
+# Written only when something changed (see test_loop's query count).
+SOMETIMES = (
+    'INSERT INTO "scaling_decision"',
+    'UPDATE "scaling_controlloopstate" SET "resource',
+    'UPDATE "quotas_quota"',
+    "BEGIN",
+    "COMMIT",
+    "SAVEPOINT",
+    "RELEASE SAVEPOINT",
+)
