@@ -14,7 +14,9 @@ A tick of one cluster:
 4. Decides each workload with the engine, then has the quota maths allocate what the
    engines want across each cohort and GPU type (scaling.allocation: two queries): growth
    that does not fit is cut, and borrowers may be reclaimed from. Where the grant binds,
-   the engine decides again with it as its quota input (the final decision).
+   the engine decides again with it as its quota input (the final decision). A workload
+   on several GPU types has its total split into the cheapest mix first (scaling.variants)
+   and wishes once per type.
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
@@ -460,7 +462,13 @@ def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) 
                 room[part.gpu_type.pk] = fits if quota is None else min(quota, fits)
         sizes = (p.counters or {}).get("mix_sizes")
         classes = variants.request_classes(variants.RequestSizes(*sizes)) if sizes else None
-        p.choice = variants.choose(p.workload, p.policy, p.pool, p.engine.desired, classes, room)
+        try:
+            p.choice = variants.choose(
+                p.workload, p.policy, p.pool, p.engine.desired, classes, room
+            )
+        except ValueError as exc:  # no mix within the bounds: hold every type, say why
+            held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
+            p.choice = variants.Choice(held, f"mix held: {exc}")
 
 
 def _part_key(workload: Workload, part: variants.Part) -> int:
