@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from clusters import kubernetes
 from clusters.models import Cluster
 from history.admin import ChangeInline, HistoryAdminMixin
-from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload
+from scaling.models import BacktestJob, Decision, ScalingPolicy, Workload, WorkloadVariant
 from scaling.tasks import request_reconcile
 from tenants.admin import OrganisationFilter
 
@@ -39,9 +39,43 @@ class WorkloadForm(forms.ModelForm):
         return data
 
 
+class VariantForm(forms.ModelForm):
+    """A variant's Deployment must exist in the workload's namespace, checked as the
+    workload's own is (when the cluster cannot answer it is saved, the loop reports it)."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            workload: Workload | None = self.instance.workload  # set by the inline formset
+        except Workload.DoesNotExist:
+            workload = None
+        name = data.get("deployment")
+        if workload is None or not name or "deployment" not in self.changed_data:
+            return data
+        try:
+            found = kubernetes.deployment_exists(workload.cluster, workload.namespace, name)
+        except kubernetes.ClusterError:
+            return data
+        if not found:
+            message = kubernetes.missing_deployment(workload.cluster, workload.namespace, name)
+            self.add_error("deployment", message)
+        return data
+
+
+class VariantInline(admin.TabularInline):
+    """Further GPU types the workload runs on, one Deployment each (the loop chooses the mix)."""
+
+    model = WorkloadVariant
+    form = VariantForm
+    fk_name = "workload"
+    extra = 0
+    fields = ("gpu_type", "deployment", "min_replicas", "max_replicas")
+
+
 @admin.register(Workload)
 class WorkloadAdmin(admin.ModelAdmin):
     form = WorkloadForm
+    inlines = (VariantInline,)
     list_display = (
         "deployment",
         "tenant",

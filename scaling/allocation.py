@@ -34,6 +34,23 @@ class Wish:
     holding: int  # replicas that exist (running or warming): they hold GPUs
     warming: int  # of which not ready yet
     wanted: int
+    # A workload on several GPU types wishes once per type (scaling.variants): the type, and
+    # the key its grant is returned under (``variant_key``); the workload's own by default.
+    gpu_type_id: int | None = None
+    key: int | None = None
+
+    @property
+    def type_id(self) -> int:
+        return self.gpu_type_id if self.gpu_type_id is not None else self.workload.gpu_type_id
+
+    @property
+    def demand_key(self) -> int:
+        return self.key if self.key is not None else self.workload.pk
+
+
+def variant_key(variant_id: int) -> int:
+    """The key of a variant's wish and grant: negative, so it never meets a workload id."""
+    return -variant_id
 
 
 def grant_all(
@@ -53,7 +70,7 @@ def grant_all(
     for gpu_type_id, group in demands.items():
         grants.update(allocate(quotas.get(gpu_type_id, {}), group, now))
     _record_usage(rows, demands, seen, datetime.fromtimestamp(now, UTC))
-    mine = {w.workload.pk for w in wishes}
+    mine = {w.demand_key for w in wishes}
     return {pk: grant for pk, grant in grants.items() if pk in mine}
 
 
@@ -92,12 +109,18 @@ def quota_rows(workloads: list[Workload]) -> list[Quota]:
     run: what grant_all and namespace_limits read, in one query."""
     tenants = {w.tenant_id for w in workloads}
     parents = {w.tenant.parent_id for w in workloads if w.tenant.parent_id}
-    gpu_types = {w.gpu_type_id for w in workloads}
+    gpu_types = {t for w in workloads for t in _gpu_types(w)}
     return list(
         Quota.objects.filter(gpu_type_id__in=gpu_types)
         .filter(Q(tenant_id__in=tenants) | Q(tenant__parent_id__in=parents))
         .select_related("tenant", "tenant__parent", "gpu_type")
     )
+
+
+def _gpu_types(workload: Workload) -> set[int]:
+    """The GPU types a workload runs on: its own and its variants' (prefetched by callers
+    that pass many workloads)."""
+    return {workload.gpu_type_id} | {v.gpu_type_id for v in workload.variants.all()}
 
 
 def _demands(
@@ -115,9 +138,9 @@ def _demands(
     seen: dict[int, tuple[str, int]] = {}
     for wish in wishes:
         workload = wish.workload
-        demands[workload.gpu_type_id].append(
+        demands[wish.type_id].append(
             _demand(
-                workload.pk,
+                wish.demand_key,
                 workload.tenant.slug,
                 workload.gpus_per_replica,
                 wish.holding,
@@ -127,7 +150,7 @@ def _demands(
                 wanted=wish.wanted,
             )
         )
-        seen[workload.pk] = (str(workload), wish.warming)
+        seen[wish.demand_key] = (str(workload), wish.warming)
     # The other clusters' workloads as plain values: their loop state holds minutes of signal
     # history, and only three of its keys matter here (read in the database).
     others = (
@@ -219,7 +242,11 @@ def namespace_limits(
     (with tenants) and their quota_rows, loaded already; without them they are read here.
     """
     if workloads is None:
-        workloads = list(Workload.objects.filter(cluster=cluster).select_related("tenant"))
+        workloads = list(
+            Workload.objects.filter(cluster=cluster)
+            .select_related("tenant")
+            .prefetch_related("variants")
+        )
     if rows is None:
         rows = quota_rows(workloads)
     cohort_nominal: dict[tuple[int, int], int] = defaultdict(int)
@@ -230,7 +257,11 @@ def namespace_limits(
         ceilings[(q.tenant_id, q.gpu_type_id)] = q.as_limit().ceiling
     limits: dict[str, int] = defaultdict(int)
     unlimited: set[str] = set()
-    here = {(w.namespace, w.tenant_id, w.tenant.parent_id, w.gpu_type_id) for w in workloads}
+    here = {
+        (w.namespace, w.tenant_id, w.tenant.parent_id, gpu_type)
+        for w in workloads
+        for gpu_type in _gpu_types(w)
+    }
     for namespace, tenant, parent, gpu_type in here:
         if (tenant, gpu_type) not in ceilings:
             unlimited.add(namespace)

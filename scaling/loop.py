@@ -14,7 +14,9 @@ A tick of one cluster:
 4. Decides each workload with the engine, then has the quota maths allocate what the
    engines want across each cohort and GPU type (scaling.allocation: two queries): growth
    that does not fit is cut, and borrowers may be reclaimed from. Where the grant binds,
-   the engine decides again with it as its quota input (the final decision).
+   the engine decides again with it as its quota input (the final decision). A workload
+   on several GPU types has its total split into the cheapest mix first (scaling.variants)
+   and wishes once per type.
 5. Applies changed replica counts in enforce mode ("set replicas to N"), and pool settings
    that differ from the pool's.
 6. Records in bulk: each workload's latest evaluation as its public status
@@ -45,7 +47,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
 from clusters import kubernetes, metrics, pool
@@ -54,8 +56,8 @@ from clusters.metrics import MetricsError
 from clusters.models import Cluster
 from quotas.maths import Grant
 from quotas.sync import sync_resource_quotas
-from scaling import observe, signal_store
-from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows
+from scaling import observe, signal_store, variants
+from scaling.allocation import Wish, grant_all, namespace_limits, quota_rows, variant_key
 from scaling.backtest.result import infeasible_sentence
 from scaling.backtest.slo import DEFAULT_SLO_TTFT_S, prompt_limit
 from scaling.bulk_writes import update_columns
@@ -73,7 +75,7 @@ from scaling.engine import (
 )
 from scaling.engine import Decision as EngineDecision
 from scaling.engine import PodState as EnginePod
-from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload
+from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload, WorkloadVariant
 from scaling.signals import SignalHistory, SignalTick
 from scaling.status import ErrorIncident, Infeasible, MetricValue, StatusStep, WorkloadStatus
 from tenants.models import Namespace
@@ -220,6 +222,9 @@ def _tick(cluster: Cluster, report: TickReport, now: float, lease: Lease) -> Non
     workloads = list(
         Workload.objects.filter(cluster=cluster)
         .select_related("policy", "tenant", "gpu_type", "cluster")
+        .prefetch_related(
+            Prefetch("variants", queryset=WorkloadVariant.objects.select_related("gpu_type"))
+        )
         .order_by("pk")
     )
     report.workloads = len(workloads)
@@ -241,18 +246,15 @@ def _tick(cluster: Cluster, report: TickReport, now: float, lease: Lease) -> Non
         _propose(w, observed) if ownership.owns(w.tenant, w.namespace) else _not_owned(w, now)
         for w in workloads
     ]
-    wishes = [
-        Wish(p.workload, p.deployment.replicas, p.deployment.warming_replicas, p.engine.desired)
-        for p in proposals
-        if isinstance(p, Proposal)
-    ]
     rows = quota_rows(workloads)
+    _choose_mixes(cluster, [p for p in proposals if isinstance(p, Proposal)], rows)
+    wishes = [w for p in proposals if isinstance(p, Proposal) for w in _wishes(p)]
     grants = grant_all(cluster, wishes, observed.now, rows)
     evaluations: list[Evaluation] = []
     for p in proposals:
         if isinstance(p, Proposal):
             lease.keep()  # before each write to the cluster
-            evaluations.append(_finish(cluster, p, grants.get(p.workload.pk), observed, report))
+            evaluations.append(_finish(cluster, p, grants, observed, report))
         else:
             evaluations.append(p)
     _apply_pool_settings(cluster, owned)
@@ -288,6 +290,8 @@ def _observe(
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
+        if workload.variants.all():  # the mean request sizes its mix is sized by
+            names.update(variants.MIX_METRICS)
         if OFFERED_WORK in reads(policy.algorithm):
             names.update(observe.OFFERED_WORK_METRICS)
     observed = Observed(now, deployments, observe.pods_by_namespace(pods), {})
@@ -332,6 +336,8 @@ class Proposal:
     failure: str  # what keeps the Deployment from its replicas (observe.failure_of), or ""
     unplaced: str  # the part of it that is pods the scheduler cannot place, or ""
     tick: SignalTick
+    pool: variants.Pool | None = None  # a workload on several GPU types: all of them
+    choice: variants.Choice | None = None  # and the mix chosen for the policy's total
 
 
 def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
@@ -354,9 +360,25 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         )
         return Evaluation(status, {}, None, deployment)
     pods = observe.pods_of(deployment, observed.pods)
+    pool = None
+    if workload.variants.all():  # the policy decides the total over every GPU type's pods
+        sizes = ((workload.loop_state or {}).get("counters") or {}).get("mix_sizes")
+        found = variants.observe_pool(
+            workload,
+            policy,
+            deployment,
+            observed.deployments,
+            observed.pods,
+            variants.RequestSizes(*sizes) if sizes else None,
+        )
+        if isinstance(found, str):
+            return _unobservable(workload, found, observed.now)
+        pool, deployment, pods = found, found.combined, found.pods
     state = workload.loop_state or {}
     params = policy.engine_params()
     tick, counters = _signal_tick(workload, policy, params, deployment, pods, observed, state)
+    if pool is not None:
+        counters = _mix_counters(workload, pods, observed, state, counters)
     history = SignalHistory(params, state.get("history"))
     history.record(tick)
     obs = history.observation(tick)
@@ -377,22 +399,28 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         observe.failure_of(deployment, pods),
         observe.unplaced(pods),
         tick,
+        pool,
     )
 
 
 def _finish(
     cluster: Cluster,
     p: Proposal,
-    grant: Grant | None,
+    grants: dict[int, Grant],
     observed: Observed,
     report: TickReport,
 ) -> Evaluation:
     """Decide with the quota's grant, act, and describe the result."""
-    quota = _quota_input(grant, p.deployment.spec_replicas)
-    # The wish was decide() without a quota; where the grant binds, the final decision is
-    # decide() again from the same memory with it (pure: same inputs, same answer).
-    engine = p.engine if quota is None else decide(p.policy.engine_params(), p.obs, p.memory, quota)
-    outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
+    if p.pool is not None:
+        engine, outcome, error = _act_mix(cluster, p, grants, report)
+    else:
+        quota = _quota_input(grants.get(p.workload.pk), p.deployment.spec_replicas)
+        # The wish was decide() without a quota; where the grant binds, the final decision
+        # is decide() again from the same memory with it (pure: same inputs, same answer).
+        engine = (
+            p.engine if quota is None else decide(p.policy.engine_params(), p.obs, p.memory, quota)
+        )
+        outcome, error = _act(cluster, p.workload, p.policy, p.deployment, engine, report)
     reason = engine.reason if not error else f"{engine.reason}; apply failed: {error}"
     if p.metrics_missing:
         reason = f"{reason} (metrics source: {observed.metrics_error})"
@@ -413,6 +441,108 @@ def _finish(
     )
     evaluation.signals = p.tick
     return evaluation
+
+
+# --- a workload on several GPU types (scaling.variants) -----------------------------------------
+
+
+def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) -> None:
+    """The mix of each workload with variants for its policy's total: within each type's
+    quota room and the replicas its nodes can still place (one query for the nodes)."""
+    pooled = [(p.workload, p.pool) for p in proposals if p.pool is not None]
+    if not pooled:
+        return
+    placeable = variants.placement_room(cluster.pk, pooled)
+    for p in proposals:
+        if p.pool is None:
+            continue
+        room = variants.quota_room(p.workload, p.pool, rows)
+        for part in p.pool.parts:
+            fits = placeable.get((p.workload.pk, part.gpu_type.pk))
+            quota = room.get(part.gpu_type.pk)
+            if fits is not None:
+                room[part.gpu_type.pk] = fits if quota is None else min(quota, fits)
+        sizes = (p.counters or {}).get("mix_sizes")
+        classes = variants.request_classes(variants.RequestSizes(*sizes)) if sizes else None
+        try:
+            p.choice = variants.choose(
+                p.workload, p.policy, p.pool, p.engine.desired, classes, room
+            )
+        except ValueError as exc:  # no mix within the bounds: hold every type, say why
+            held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
+            p.choice = variants.Choice(held, f"mix held: {exc}")
+
+
+def _part_key(workload: Workload, part: variants.Part) -> int:
+    return workload.pk if part.variant is None else variant_key(part.variant)
+
+
+def _wishes(p: Proposal) -> list[Wish]:
+    """What the quota allocation checks: the workload's total, or one wish per GPU type."""
+    if p.pool is None or p.choice is None:
+        d = p.deployment
+        return [Wish(p.workload, d.replicas, d.warming_replicas, p.engine.desired)]
+    return [
+        Wish(
+            p.workload,
+            part.deployment.replicas,
+            part.deployment.warming_replicas,
+            p.choice.replicas[part.name],
+            gpu_type_id=part.gpu_type.pk,
+            key=_part_key(p.workload, part),
+        )
+        for part in p.pool.parts
+    ]
+
+
+def _mix_counters(
+    workload: Workload,
+    pods: list[PodState],
+    observed: Observed,
+    state: dict[str, Any],
+    counters: dict[str, Any],
+) -> dict[str, Any]:
+    """The counters with the mix's own readings, and the last known mean request sizes (kept
+    while no request finishes, so a pause in traffic does not reshuffle the mix)."""
+    before = state.get("counters") or {}
+    sizes, readings = variants.read_sizes(workload.namespace, pods, observed.samples, before)
+    found = [sizes.prompt_tokens, sizes.output_tokens] if sizes else before.get("mix_sizes")
+    return counters | readings | ({"mix_sizes": found} if found else {})
+
+
+def _act_mix(
+    cluster: Cluster, p: Proposal, grants: dict[int, Grant], report: TickReport
+) -> tuple[EngineDecision, str, str]:
+    """Set each GPU type's Deployment to the mix, cut where its quota grant binds; one
+    decision for the workload: the mix's explanation, then the policy's reason."""
+    assert p.pool is not None and p.choice is not None
+    targets: list[tuple[variants.Part, int]] = []
+    cuts = []
+    for part in p.pool.parts:
+        want = p.choice.replicas[part.name]
+        grant = grants.get(_part_key(p.workload, part))
+        if grant is not None and grant.kind != "ok" and grant.replicas < want:
+            want = grant.replicas
+            cuts.append(f"{part.name} quota: {grant.reason}")
+        targets.append((part, want))
+    reason = "; ".join([p.choice.reason, *cuts, f"policy: {p.engine.reason}"])
+    outcome = "blocked_by_quota" if cuts else p.engine.outcome
+    # Current and desired stay in primary replicas (variants.observe_pool): the reason
+    # names each type's count.
+    engine = replace(p.engine, reason=reason, outcome=outcome)
+    changed = [(part, n) for part, n in targets if n != part.deployment.spec_replicas]
+    if not changed:
+        return engine, (Decision.Outcome.BLOCKED_BY_QUOTA if cuts else Decision.Outcome.HELD), ""
+    if p.policy.mode == ScalingPolicy.Mode.DRY_RUN:
+        return engine, Decision.Outcome.DRY_RUN, ""
+    for part, n in changed:
+        try:
+            kubernetes.set_scale(cluster, p.workload.namespace, part.deployment.name, n)
+        except ClusterError as exc:
+            report.apply_errors += 1
+            return engine, Decision.Outcome.ERROR, exc.sentence(cluster.name)
+    report.applied += 1
+    return engine, Decision.Outcome.APPLIED, ""
 
 
 def _quota_input(grant: Grant | None, current: int) -> QuotaHeadroom | None:
@@ -694,6 +824,8 @@ def _apply_pool_settings(cluster: Cluster, workloads: list[Workload]) -> None:
         if policy.max_concurrency is None and not policy.routing:
             continue
         wanted[(workload.namespace, workload.deployment)] = policy
+        for variant in workload.variants.all():  # each GPU type's Deployment alike
+            wanted[(workload.namespace, variant.deployment)] = policy
     if not wanted or not cluster.pool_url:
         return
     try:

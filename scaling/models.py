@@ -197,6 +197,14 @@ class Workload(models.Model):
         # to nobody: the message must not tell whether someone else has objects there.
         if self.tenant_id is None or self.cluster_id is None or not self.namespace:
             return
+        if self.deployment and self.variant_owns_deployment():
+            raise ValidationError(
+                {
+                    "deployment": f"Deployment {self.deployment} in namespace {self.namespace} "
+                    "is already scaled by another workload's GPU-type variant: one Deployment "
+                    "has one owner."
+                }
+            )
         if Namespace.objects.ownership(self.cluster_id).owns(self.tenant, self.namespace):
             return
         why = (
@@ -210,6 +218,15 @@ class Workload(models.Model):
                 f"cluster {self.cluster} ({why})."
             }
         )
+
+    def variant_owns_deployment(self) -> bool:
+        """Whether another workload's variant (WorkloadVariant) scales this Deployment."""
+        found = WorkloadVariant.objects.filter(
+            workload__cluster_id=self.cluster_id,
+            workload__namespace=self.namespace,
+            deployment=self.deployment,
+        )
+        return (found.exclude(workload_id=self.pk) if self.pk else found).exists()
 
     @property
     def public_status(self) -> WorkloadStatus | None:
@@ -229,6 +246,83 @@ class Workload(models.Model):
     @property
     def gpus_in_use(self) -> int:
         return (self.ready_replicas + self.warming_replicas) * self.gpus_per_replica
+
+
+class WorkloadVariant(models.Model):
+    """A further GPU type a workload can run on: its own Deployment in the workload's namespace
+    (pinned to the type's nodes by its ``node_label``) and its own replica bounds. The
+    workload's own ``gpu_type`` and ``deployment`` stay its primary variant; with variants,
+    the control loop splits the policy's demand across the types at the least cost per hour
+    (scaling.engine.mix). One Deployment is never scaled by two owners: a variant's
+    Deployment is no other workload's or variant's."""
+
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="variants")
+    gpu_type = models.ForeignKey(GpuType, on_delete=models.PROTECT, related_name="+")
+    deployment = models.CharField(
+        "Deployment name", max_length=253, validators=[dns_label_validator]
+    )
+    min_replicas = models.PositiveIntegerField(default=0, validators=bounded("min_replicas"))
+    max_replicas = models.PositiveIntegerField(default=10, validators=bounded("max_replicas"))
+
+    class Meta:
+        ordering = ["workload", "gpu_type__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workload", "gpu_type"],
+                name="variant_unique_gpu_type",
+                violation_error_message="This workload already has a variant of that GPU type.",
+            ),
+            models.UniqueConstraint(
+                fields=["workload", "deployment"],
+                name="variant_unique_deployment",
+                violation_error_message="This workload already has a variant on that Deployment.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_replicas__lte=F("max_replicas")),
+                name="variant_min_at_most_max",
+                violation_error_message="Min replicas must not exceed max replicas.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workload} on {self.gpu_type}: {self.deployment}"
+
+    def clean(self) -> None:
+        workload = self.workload if _has(self, "workload") else None
+        if workload is None or not self.deployment:
+            return
+        errors: dict[str, str] = {}
+        if self.gpu_type_id is not None and self.gpu_type_id == workload.gpu_type_id:
+            errors["gpu_type"] = f"{self.gpu_type} is the workload's own (primary) GPU type."
+        if self.deployment == workload.deployment:
+            errors["deployment"] = "That is the workload's own (primary) Deployment."
+        elif self.deployment_taken(workload):
+            errors["deployment"] = (
+                f"Deployment {self.deployment} in namespace {workload.namespace} is already "
+                "scaled by another workload or variant: one Deployment has one owner."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def deployment_taken(self, workload: Workload) -> bool:
+        """Whether another workload, or another workload's variant, owns this Deployment."""
+        where = {"cluster_id": workload.cluster_id, "namespace": workload.namespace}
+        others = Workload.objects.filter(**where, deployment=self.deployment)
+        variants = WorkloadVariant.objects.filter(
+            workload__cluster_id=workload.cluster_id,
+            workload__namespace=workload.namespace,
+            deployment=self.deployment,
+        ).exclude(workload_id=workload.pk)
+        if workload.pk is not None:
+            others = others.exclude(pk=workload.pk)
+        return others.exists() or variants.exists()
+
+
+def _has(instance: models.Model, relation: str) -> bool:
+    """Whether an unsaved instance has ``relation`` set (reading it unset raises)."""
+    return getattr(instance, f"{relation}_id", None) is not None or relation in getattr(
+        instance._state, "fields_cache", {}
+    )
 
 
 class ScalingPolicy(models.Model):

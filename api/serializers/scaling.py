@@ -1,9 +1,13 @@
 """Workloads, their scaling policies, and the (read-only) decisions."""
 
+import copy
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.db import transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from api.serializers.base import (
     StrictModelSerializer,
@@ -11,10 +15,11 @@ from api.serializers.base import (
     request_user,
     visible_tenants,
 )
+from api.validation import model_errors
 from clusters import kubernetes
 from clusters.models import Cluster
 from quotas.models import GpuType
-from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.models import Decision, ScalingPolicy, Workload, WorkloadVariant
 from tenants.models import Tenant
 
 WORKLOAD_STATE_FIELDS = [
@@ -115,13 +120,39 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
     )
 
 
+NON_FIELD = str(api_settings.NON_FIELD_ERRORS_KEY)
 _TARGET = ("cluster", "namespace", "deployment")  # what the Deployment check looks up
+
+
+class VariantSerializer(StrictModelSerializer):
+    """A further GPU type the workload runs on: its own Deployment in the workload's namespace
+    (pinned to the type's nodes by its node label) and its own replica bounds."""
+
+    gpu_type = serializers.SlugRelatedField(slug_field="name", queryset=GpuType.objects.all())
+
+    class Meta:
+        model = WorkloadVariant
+        fields = ["gpu_type", "deployment", "min_replicas", "max_replicas"]
+        validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The model's own validation needs the workload: WorkloadSerializer runs it.
+        return attrs
 
 
 class WorkloadSerializer(StrictModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none())
     cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
     gpu_type = serializers.SlugRelatedField(slug_field="name", queryset=GpuType.objects.all())
+    variants = VariantSerializer(
+        many=True,
+        required=False,
+        help_text=(
+            "Further GPU types it runs on, one Deployment each; `gpu_type` and `deployment` "
+            "are the primary. The control loop splits the policy's replicas across them at "
+            "the least cost per hour. Writing the list replaces the workload's variants."
+        ),
+    )
     policy = serializers.SerializerMethodField(help_text="Id of its scaling policy, if any.")
     status = WorkloadStatusSerializer(
         source="public_status",
@@ -141,11 +172,14 @@ class WorkloadSerializer(StrictModelSerializer):
             "model_name",
             "gpu_type",
             "gpus_per_replica",
+            "variants",
             *WORKLOAD_STATE_FIELDS,
             "policy",
         ]
         read_only_fields = ["id", *WORKLOAD_STATE_FIELDS]
         validators: list[Any] = []
+
+    non_model_fields = ("variants",)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -158,24 +192,96 @@ class WorkloadSerializer(StrictModelSerializer):
         says what it finds."""
         attrs = super().validate(attrs)
         where = [attrs.get(k, getattr(self.instance, k, None)) for k in _TARGET]
+        variants = attrs.get("variants", self._kept_variants(attrs))
+        if variants:
+            self._validate_variants(variants, attrs)
         if self.instance is not None and where == [getattr(self.instance, k) for k in _TARGET]:
             return attrs
         cluster, namespace, name = where
         if not isinstance(cluster, Cluster) or not namespace or not name:
             return attrs  # the field errors say what is missing
-        try:
-            found = kubernetes.deployment_exists(cluster, str(namespace), str(name))
-        except kubernetes.ClusterError:
-            return attrs
-        if not found:
-            message = kubernetes.missing_deployment(cluster, str(namespace), str(name))
+        message = _missing(cluster, str(namespace), str(name))
+        if message:
             raise serializers.ValidationError({"deployment": [message]})
         return attrs
+
+    def _kept_variants(self, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stored variants, to validate again when what they depend on changes (the
+        cluster, namespace, primary Deployment or type) and the body does not replace them."""
+        moved = [k for k in (*_TARGET, "gpu_type") if k in attrs]
+        if self.instance is None or all(attrs[k] == getattr(self.instance, k) for k in moved):
+            return []
+        return [
+            {f: getattr(v, f) for f in VariantSerializer.Meta.fields}
+            for v in self.instance.variants.all()
+        ]
+
+    def _validate_variants(self, variants: list[dict[str, Any]], attrs: dict[str, Any]) -> None:
+        """Each variant as the model validates it, against the workload as it will be
+        (namespace, primary type and Deployment, one owner per Deployment), its Deployment
+        found in the workload's namespace, and no type or Deployment listed twice."""
+        workload = copy.copy(self.instance) if self.instance is not None else Workload()
+        for name, value in attrs.items():
+            if name != "variants":
+                setattr(workload, name, value)
+        errors: dict[str, dict[str, list[str]]] = {}
+        seen: dict[str, set[Any]] = {"gpu_type": set(), "deployment": set()}
+        for index, data in enumerate(variants):
+            variant = WorkloadVariant(workload=workload, **data)
+            found = {
+                NON_FIELD if name == NON_FIELD_ERRORS else name: messages
+                for name, messages in model_errors(variant).items()
+                if name != "workload"  # not saved yet on create: it is, with the variants
+            }
+            for key in seen:
+                if data.get(key) in seen[key]:
+                    found.setdefault(key, []).append("Listed twice in this workload's variants.")
+                seen[key].add(data.get(key))
+            if "deployment" not in found and isinstance(workload.cluster, Cluster):
+                message = _missing(workload.cluster, workload.namespace, variant.deployment)
+                if message:
+                    found["deployment"] = [message]
+            if found:
+                errors[str(index)] = found
+        if errors:  # keyed by position, as DRF keys a nested list's own errors
+            raise serializers.ValidationError({"variants": errors})
+
+    @transaction.atomic
+    def create(self, validated_data: dict[str, Any]) -> Workload:
+        variants = validated_data.pop("variants", [])
+        workload: Workload = super().create(validated_data)
+        _replace_variants(workload, variants)
+        return workload
+
+    @transaction.atomic
+    def update(self, instance: Workload, validated_data: dict[str, Any]) -> Workload:
+        variants = validated_data.pop("variants", None)
+        workload: Workload = super().update(instance, validated_data)
+        if variants is not None:
+            _replace_variants(workload, variants)
+        return workload
 
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_policy(self, workload: Workload) -> int | None:
         policy = workload.policy_or_none
         return policy.pk if policy is not None else None
+
+
+def _missing(cluster: Cluster, namespace: str, name: str) -> str:
+    """Why the Deployment is refused ("not found"), or "" when it exists or the cluster cannot
+    say (the workload is saved; the control loop's status says what it finds)."""
+    try:
+        found = kubernetes.deployment_exists(cluster, namespace, name)
+    except kubernetes.ClusterError:
+        return ""
+    return "" if found else kubernetes.missing_deployment(cluster, namespace, name)
+
+
+def _replace_variants(workload: Workload, variants: list[dict[str, Any]]) -> None:
+    workload.variants.all().delete()
+    WorkloadVariant.objects.bulk_create(WorkloadVariant(workload=workload, **v) for v in variants)
+    # The representation reads the new list, not a prefetched old one.
+    getattr(workload, "_prefetched_objects_cache", {}).pop("variants", None)
 
 
 class ReconcileSerializer(serializers.Serializer[dict[str, Any]]):

@@ -4,7 +4,7 @@ import copy
 import time
 from typing import Any
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -25,7 +25,7 @@ from api.serializers.scaling import (
 from api.serializers.whatif import WhatifRequestSerializer, WhatifResultSerializer
 from api.views.base import ReadOnlyScopedViewSet, ScopedModelViewSet
 from scaling import whatif
-from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.models import Decision, ScalingPolicy, Workload, WorkloadVariant
 from scaling.tasks import TooManyBacktests, request_reconcile, start_backtest
 from tenants.models import Role
 
@@ -50,8 +50,12 @@ class WorkloadViewSet(ScopedModelViewSet):
     ordering = ["id"]
 
     def get_queryset(self) -> QuerySet[Workload]:
-        return self.scoped(Workload.objects.all(), "tenant").select_related(
-            "tenant", "cluster", "gpu_type", "policy"
+        return (
+            self.scoped(Workload.objects.all(), "tenant")
+            .select_related("tenant", "cluster", "gpu_type", "policy")
+            .prefetch_related(
+                Prefetch("variants", queryset=WorkloadVariant.objects.select_related("gpu_type"))
+            )
         )
 
     @extend_schema(
