@@ -171,30 +171,22 @@ def steady(
     utilization: float = DEFAULT_UTILIZATION,
     min_total: int = 0,
 ) -> Mix:
-    """The mix to apply given the ``current`` one: the first of keep it, only remove
-    replicas, only add replicas, that serves as much as the optimum and costs at most
-    ``1 + hysteresis`` times it; else the optimum (a change of types worth its cold starts)."""
+    """The mix to apply given the ``current`` one: the cheapest on the types in use now when
+    it serves as much as the optimum and costs at most ``1 + hysteresis`` times it, else the
+    optimum (a change of types worth its cold starts). Counts within the types follow the
+    demand freely: the engine's stabilisation already damps them."""
     best = plan(options, classes, utilization=utilization, min_total=min_total)
-    have = [current.get(o.name, 0) for o in options]
-    shapes = (
-        [replace(o, min_replicas=n, max_replicas=n) for o, n in zip(options, have, strict=True)],
-        [
-            replace(o, max_replicas=min(n, o.max_replicas))
-            for o, n in zip(options, have, strict=True)
-        ],
-        [
-            replace(o, min_replicas=min(n, o.max_replicas))
-            for o, n in zip(options, have, strict=True)
-        ],
-    )
+    in_use = {name for name, n in current.items() if n}
+    if not in_use or in_use == {name for name, n in best.replicas.items() if n}:
+        return best
+    kept = [o if o.name in in_use else replace(o, min_replicas=0, max_replicas=0) for o in options]
+    try:
+        near = plan(kept, classes, utilization=utilization, min_total=min_total)
+    except ValueError:
+        return best  # the types in use cannot hold min_total
     limit = best.cost_per_hour * (1 + hysteresis) + 1e-9
-    for shape in shapes:
-        try:
-            near = plan(shape, classes, utilization=utilization, min_total=min_total)
-        except ValueError:
-            continue  # the current counts break min_total
-        if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
-            return near
+    if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
+        return near
     return best
 
 
@@ -206,7 +198,13 @@ class MixSizer:
         self, policy: PolicyParams, deployment: Deployment, slo: Slo, settings: MixSettings
     ) -> None:
         self.policy, self.deployment, self.settings = policy, deployment, settings
+        self.slo = slo
         self.options = gpu_options(settings, deployment, slo, policy.max_replicas)
+        model = model_spec(deployment.model)
+        self.step_s = {  # one decode step alone, per type: what the router's delay adds up
+            o.name: replica_perf(GPU_PROFILES[o.name], model, deployment.gpus_per_replica).step_s(1)
+            for o in self.options
+        }
         if deployment.gpu_type not in {o.name for o in self.options}:
             raise ValueError(f"the reference type {deployment.gpu_type} must be offered")
         self.reference = next(o for o in self.options if o.name == deployment.gpu_type)
@@ -278,9 +276,22 @@ class MixSizer:
 
     # --- sizing --------------------------------------------------------------------------
 
+    def routed(self) -> list[GpuOption]:
+        """The types the router will send work to before the reference type is late.
+
+        Shortest-expected-delay routing sends a request to a slower type only when the
+        reference replicas' queue exceeds the difference in expected end-to-end time, mostly
+        decode: mean output x (step time there - step time on the reference). When that
+        difference exceeds the TTFT left after prefill, the slower type gets work only once
+        the reference's requests are late, so sizing on it buys idle replicas (measured:
+        31 A40s beside 6 A100s served 13 % of mixed-lengths, bench/README.md "GPU mix")."""
+        ref = self.step_s[self.reference.name]
+        room = (1 - TTFT_PREFILL_SHARE) * self.slo.ttft_s
+        return [o for o in self.options if self.output_tokens * (self.step_s[o.name] - ref) <= room]
+
     def _choose(self, desired: int, classes: list[RequestClass]) -> dict[str, int]:
         mix = steady(
-            self.options,
+            self.routed(),
             classes,
             self.counts,
             self.settings.hysteresis,
@@ -290,7 +301,7 @@ class MixSizer:
         used = {t for t, n in mix.replicas.items() if n}
         if self.counts and used != {t for t, n in self.counts.items() if n}:
             self.changes += 1
-        self.counts, self.last = dict(mix.replicas), mix
+        self.counts, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
         self.mixes[mix.text()] += 1
         return self.counts
 
@@ -309,7 +320,8 @@ class MixSizer:
         if not shape:
             return [self._fallback_class(desired)]
         work = sum(c.rate_per_s * c.work_s(self.reference.capacity) for c in shape)
-        rate = self.settings.utilization * desired / work
+        # A hair under D, so float error never rounds the reference type's count up to D + 1.
+        rate = self.settings.utilization * desired / work * (1 - 1e-6)
         return [replace(c, rate_per_s=c.rate_per_s * rate) for c in shape]
 
     def _fallback_class(self, desired: int) -> RequestClass:
@@ -318,6 +330,7 @@ class MixSizer:
         longest = self.reference.longest_prompt_tokens
         one = RequestClass("unseen", 1.0, longest / 2, self.output_tokens, longest)
         rate = self.settings.utilization * desired / one.work_s(self.reference.capacity)
+        rate *= 1 - 1e-6  # as in _classes
         return replace(one, rate_per_s=rate)
 
     def _equivalent(self, counts: Mapping[str, int]) -> float:
