@@ -58,8 +58,11 @@ MIX_GPU_TYPES = ("A100-80GB", "A40-48GB", "L4-24GB")
 TTFT_PREFILL_SHARE = 0.5
 # A change of mix must save this share of the cost per hour: moving replicas between types
 # drains warm ones and pays cold starts, and the class shares move a little every tick.
-HYSTERESIS = 0.1
-PRICE_SOURCE = "mix"  # BacktestResult.price_source of a mix: the blended price per GPU-hour
+HYSTERESIS = 0.05
+PRICE_SOURCE = "mix"
+_WARMING = (
+    ReplicaState.WARMING
+)  # BacktestResult.price_source of a mix: the blended price per GPU-hour
 
 
 def prompt_buckets(largest: int) -> tuple[int, ...]:
@@ -168,25 +171,41 @@ def steady(
     current: Mapping[str, int],
     hysteresis: float,
     *,
+    direction: int = 0,
     utilization: float = DEFAULT_UTILIZATION,
     min_total: int = 0,
 ) -> Mix:
-    """The mix to apply given the ``current`` one: the cheapest on the types in use now when
-    it serves as much as the optimum and costs at most ``1 + hysteresis`` times it, else the
-    optimum (a change of types worth its cold starts). Counts within the types follow the
-    demand freely: the engine's stabilisation already damps them."""
+    """The mix to apply given the ``current`` one, against flapping: the first of these that
+    serves as much as the optimum at most ``1 + hysteresis`` times its cost, else the optimum
+    (a change worth its cold starts and drains):
+
+    1. ``direction`` 0 (the engine's count did not change): the current counts;
+       1 (it rose): the current counts plus replicas only; -1 (it fell): less replicas only;
+    2. the cheapest on the types in use now.
+
+    Without this the class shares, which move a little every tick, move replicas between
+    types (2 A100 + 21 A40 <-> 3 A100 + 19 A40 every few ticks, each a cold start)."""
     best = plan(options, classes, utilization=utilization, min_total=min_total)
     in_use = {name for name, n in current.items() if n}
-    if not in_use or in_use == {name for name, n in best.replicas.items() if n}:
+    if not in_use:
         return best
+    have = [current.get(o.name, 0) for o in options]
+    pinned = zip(options, have, strict=True)
+    if direction == 0:
+        first = [replace(o, min_replicas=n, max_replicas=n) for o, n in pinned]
+    elif direction > 0:
+        first = [replace(o, min_replicas=min(n, o.max_replicas)) for o, n in pinned]
+    else:
+        first = [replace(o, max_replicas=min(n, o.max_replicas)) for o, n in pinned]
     kept = [o if o.name in in_use else replace(o, min_replicas=0, max_replicas=0) for o in options]
-    try:
-        near = plan(kept, classes, utilization=utilization, min_total=min_total)
-    except ValueError:
-        return best  # the types in use cannot hold min_total
     limit = best.cost_per_hour * (1 + hysteresis) + 1e-9
-    if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
-        return near
+    for shape in (first, kept):
+        try:
+            near = plan(shape, classes, utilization=utilization, min_total=min_total)
+        except ValueError:
+            continue  # these counts cannot hold min_total
+        if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
+            return near
     return best
 
 
@@ -214,7 +233,9 @@ class MixSizer:
         self.window_s = history_s(policy)
         self.seen: deque[tuple[float, int]] = deque()  # (arrival, prompt tokens) in the window
         self.output_tokens = 128.0
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, int] = {}  # replicas set per type
+        self.goal: dict[str, int] = {}  # replicas wanted per type (the last mix chosen)
+        self.desired = 0  # the engine's last count
         self.type_of: dict[str, str] = {}  # replica name -> GPU type, retired ones too
         self.mixes: Counter[str] = Counter()  # mix text -> ticks applied
         self.changes = 0  # ticks at which the mix of types changed
@@ -227,7 +248,8 @@ class MixSizer:
     def new_pool(self, initial: int) -> ServingPool:
         """The warm pool at 0: the mix for ``initial`` reference replicas (no requests
         seen yet: sized on the reference's share of every type)."""
-        counts = self._choose(initial, [self._fallback_class(initial)])
+        counts = self.counts = dict(self._choose(initial, [self._fallback_class(initial)]))
+        self.desired = initial
         ref = self.deployment.gpu_type
         others = {t: n for t, n in counts.items() if t != ref}
         pool = self.pool = self.deployment.new_pool(counts.get(ref, 0), others=others)
@@ -258,10 +280,20 @@ class MixSizer:
         """Set each type for ``desired`` reference replicas; returns the scale events (one
         per type whose count changed)."""
         before = self.counts
-        counts = self._choose(desired, self._classes(desired))
+        goal = self._choose(desired, self._classes(desired))
+        self.desired = desired
+        # Make before break: no type shrinks while another grows or warms up, so a change of
+        # types never drains warm capacity a cold start before its replacement serves (an
+        # all-A100 pool turned into 2 A100 + 15 A40 at once queued 24 s of requests).
+        growing = {t for t, n in goal.items() if n > before.get(t, 0)}
+        growing |= {r.perf.gpu.name for r in pool.replicas.values() if r.state is _WARMING}
         events = 0
-        for gpu_type, n in counts.items():
-            if n != before.get(gpu_type, 0):
+        for gpu_type, n in goal.items():
+            have = before.get(gpu_type, 0)
+            if n < have and growing - {gpu_type}:
+                n = have
+            self.counts[gpu_type] = n
+            if n != have:
                 pool.set_replicas(n, now, gpu_type=gpu_type)
                 events += 1
         self._track(pool)
@@ -290,20 +322,23 @@ class MixSizer:
         return [o for o in self.options if self.output_tokens * (self.step_s[o.name] - ref) <= room]
 
     def _choose(self, desired: int, classes: list[RequestClass]) -> dict[str, int]:
+        """The mix wanted for ``desired`` (``self.goal``); ``self.counts`` is what is set,
+        which make-before-break may hold above it for a cold start."""
         mix = steady(
             self.routed(),
             classes,
-            self.counts,
+            self.goal,
             self.settings.hysteresis,
+            direction=(desired > self.desired) - (desired < self.desired),
             utilization=self.settings.utilization,
             min_total=self.policy.min_replicas,
         )
         used = {t for t, n in mix.replicas.items() if n}
-        if self.counts and used != {t for t, n in self.counts.items() if n}:
+        if self.goal and used != {t for t, n in self.goal.items() if n}:
             self.changes += 1
-        self.counts, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
+        self.goal, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
         self.mixes[mix.text()] += 1
-        return self.counts
+        return self.goal
 
     def _histogram(self) -> tuple[list[int], float]:
         counts = [0] * (len(self.bounds) + 1)
