@@ -54,11 +54,12 @@ from .slo import Slo
 
 MIX_GPU_TYPES = ("A100-80GB", "A40-48GB", "L4-24GB")
 # A prompt's lone prefill may take this share of the TTFT objective on a type that serves its
-# class; the rest is left for queueing behind other prompts.
-TTFT_PREFILL_SHARE = 0.5
+# class; the rest is for queueing (predictive sizes the mean wait to 10 % of the objective, its
+# wait_share; the quarter left covers the wait's tail).
+TTFT_PREFILL_SHARE = 0.75
 # A change of mix must save this share of the cost per hour: moving replicas between types
 # drains warm ones and pays cold starts, and the class shares move a little every tick.
-HYSTERESIS = 0.05
+HYSTERESIS = 0.1
 PRICE_SOURCE = "mix"
 _WARMING = (
     ReplicaState.WARMING
@@ -301,10 +302,16 @@ class MixSizer:
         self.gpu_seconds = pool.gpu_seconds_by_type()
         return events
 
-    def served(self) -> dict[str, int]:
-        """Completed requests per GPU type that served them."""
+    def served(self) -> dict[str, dict[str, int]]:
+        """Completed requests per prompt-length class (histogram bucket) and GPU type."""
         assert self.pool is not None
-        return dict(Counter(self.type_of[c.replica] for c in self.pool.completed))
+        out: dict[str, dict[str, int]] = {}
+        edges = (*self.bounds, self.top)
+        for c in self.pool.completed:
+            bucket = f"<={edges[bisect_left(self.bounds, c.input_tokens)]}"
+            by_type = out.setdefault(bucket, {})
+            by_type[self.type_of[c.replica]] = by_type.get(self.type_of[c.replica], 0) + 1
+        return out
 
     # --- sizing --------------------------------------------------------------------------
 
@@ -397,10 +404,18 @@ class MixBacktest:
     result: BacktestResult
     gpu_hours_by_type: dict[str, float]
     cost_usd: float
-    requests_by_type: dict[str, int]  # completed requests per GPU type that served them
+    requests_by_class: dict[str, dict[str, int]]  # prompt class -> GPU type -> completed
     mixes: dict[str, int]  # mix text -> ticks it was applied
     type_changes: int  # ticks at which the set of types in use changed
     options: tuple[GpuOption, ...]
+
+    @property
+    def requests_by_type(self) -> dict[str, int]:
+        """Completed requests per GPU type that served them."""
+        out: Counter[str] = Counter()
+        for by_type in self.requests_by_class.values():
+            out.update(by_type)
+        return dict(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -408,6 +423,7 @@ class MixBacktest:
             "gpu_hours_by_type": {k: round(v, 4) for k, v in self.gpu_hours_by_type.items()},
             "cost_usd": round(self.cost_usd, 4),
             "requests_by_type": self.requests_by_type,
+            "requests_by_class": self.requests_by_class,
             "mixes": dict(sorted(self.mixes.items(), key=lambda kv: -kv[1])[:10]),
             "type_changes": self.type_changes,
         }
