@@ -55,10 +55,11 @@ def test_short_prompts_go_to_the_cheaper_type_and_long_ones_to_the_faster():
     # Hysteresis: from all-A100 at the same count, a mix saving less than the margin keeps
     # the A100s; one saving more moves.
     alone = steady(options[:1], [short, long], {}, 0.1)
-    saving = 1 - mix.cost_per_hour / alone.cost_per_hour
-    assert 0 < saving < 0.2
-    assert steady(options, [short, long], alone.replicas, saving + 0.01) == alone
-    assert steady(options, [short, long], alone.replicas, saving - 0.01) == mix
+    premium = alone.cost_per_hour / mix.cost_per_hour - 1  # what staying costs over moving
+    assert 0 < premium < 0.2
+    kept = steady(options, [short, long], alone.replicas, premium + 0.01)
+    assert kept.replicas == {"A100-80GB": 7, "A40-48GB": 0} == alone.replicas | {"A40-48GB": 0}
+    assert steady(options, [short, long], alone.replicas, premium - 0.01) == mix
 
 
 def test_the_router_guard_drops_a_slower_type_when_decode_makes_it_late():
