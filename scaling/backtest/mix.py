@@ -237,6 +237,7 @@ class MixSizer:
         self.counts: dict[str, int] = {}  # replicas set per type
         self.goal: dict[str, int] = {}  # replicas wanted per type (the last mix chosen)
         self.desired = 0  # the engine's last count
+        self.wanted: tuple[set[str], float] | None = None  # types the program wants since
         self.type_of: dict[str, str] = {}  # replica name -> GPU type, retired ones too
         self.mixes: Counter[str] = Counter()  # mix text -> ticks applied
         self.changes = 0  # ticks at which the mix of types changed
@@ -281,7 +282,7 @@ class MixSizer:
         """Set each type for ``desired`` reference replicas; returns the scale events (one
         per type whose count changed)."""
         before = self.counts
-        goal = self._choose(desired, self._classes(desired))
+        goal = self._choose(desired, self.classes(desired), now)
         self.desired = desired
         # Make before break: no type shrinks while another grows or warms up, so a change of
         # types never drains warm capacity a cold start before its replacement serves (an
@@ -328,10 +329,50 @@ class MixSizer:
         room = (1 - TTFT_PREFILL_SHARE) * self.slo.ttft_s
         return [o for o in self.options if self.output_tokens * (self.step_s[o.name] - ref) <= room]
 
-    def _choose(self, desired: int, classes: list[RequestClass]) -> dict[str, int]:
+    def _choose(
+        self, desired: int, classes: list[RequestClass], now: float = 0.0
+    ) -> dict[str, int]:
         """The mix wanted for ``desired`` (``self.goal``); ``self.counts`` is what is set,
         which make-before-break may hold above it for a cold start."""
-        mix = steady(
+        mix = self._dwell(self._steady(desired, classes), classes, now)
+        used = {t for t, n in mix.replicas.items() if n}
+        if self.goal and used != {t for t, n in self.goal.items() if n}:
+            self.changes += 1
+        self.goal, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
+        self.mixes[mix.text()] += 1
+        return self.goal
+
+    def _dwell(self, mix: Mix, classes: list[RequestClass], now: float) -> Mix:
+        """A change of types waits until it has been the choice for a cold start: a burst
+        the engine holds for a minute made the program add 13 A40s beside 8 A100s on the
+        code trace, drained before they served (+2.7 % cost). A change that serves more
+        (the types in use cannot hold the demand) does not wait."""
+        in_use = {t for t, n in self.goal.items() if n}
+        used = {t for t, n in mix.replicas.items() if n}
+        if not in_use or used == in_use:
+            self.wanted = None
+            return mix
+        if self.wanted is None or self.wanted[0] != used:
+            self.wanted = (used, now)
+        if now - self.wanted[1] >= self.deployment.cold_start_s:
+            return mix
+        kept = [
+            o if o.name in in_use else replace(o, min_replicas=0, max_replicas=0)
+            for o in self.routed()
+        ]
+        try:
+            stay = plan(
+                kept,
+                classes,
+                utilization=self.settings.utilization,
+                min_total=self.policy.min_replicas,
+            )
+        except ValueError:
+            return mix
+        return stay if stay.unserved_per_s <= mix.unserved_per_s + 1e-9 else mix
+
+    def _steady(self, desired: int, classes: list[RequestClass]) -> Mix:
+        return steady(
             self.routed(),
             classes,
             self.goal,
@@ -340,12 +381,6 @@ class MixSizer:
             utilization=self.settings.utilization,
             min_total=self.policy.min_replicas,
         )
-        used = {t for t, n in mix.replicas.items() if n}
-        if self.goal and used != {t for t, n in self.goal.items() if n}:
-            self.changes += 1
-        self.goal, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
-        self.mixes[mix.text()] += 1
-        return self.goal
 
     def _histogram(self) -> tuple[list[int], float]:
         counts = [0] * (len(self.bounds) + 1)
@@ -353,7 +388,7 @@ class MixSizer:
             counts[bisect_left(self.bounds, prompt)] += 1
         return counts, float(sum(p for _, p in self.seen))
 
-    def _classes(self, desired: int) -> list[RequestClass]:
+    def classes(self, desired: int) -> list[RequestClass]:
         """Step 2-3 of the module docstring: ``desired`` reference replicas as classes."""
         if desired <= 0:
             return []
