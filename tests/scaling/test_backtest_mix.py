@@ -113,3 +113,22 @@ def test_the_mix_is_the_single_type_default_where_no_other_type_is_cheaper():
     assert mixed.result.gpu_hours == pytest.approx(alone.gpu_hours)
     assert mixed.result.slo_attainment == alone.slo_attainment
     assert mixed.cost_usd == pytest.approx(alone.cost_usd or 0.0)
+
+
+def test_a_change_of_types_waits_a_cold_start_and_makes_before_it_breaks():
+    settings = MixSettings(PAIR.gpu_types, {"A40-48GB": 0.6})
+    sizer = MixSizer(POLICY, Deployment(), Slo(), settings)
+    pool = sizer.new_pool(8)
+    assert pool.replicas_by_type() == {"A100-80GB": 8}  # nothing seen: the reference type
+    sizer.output_tokens = 1.0
+    for k in range(3000):  # prefill-only 2,000-token prompts: cheaper on A40s at $0.60
+        sizer.seen.append((k * 0.1, 2000))
+    sizer.apply(pool, 8, 5.0)
+    assert pool.replicas_by_type() == {"A100-80GB": 8}  # wanted since 5 s: waits
+    sizer.apply(pool, 8, 65.0)
+    moved = pool.replicas_by_type()
+    assert moved["A40-48GB"] > 0 and moved["A100-80GB"] == 8  # A40s warm; A100s stay
+    pool.advance(130.0)  # the A40s are ready
+    sizer.apply(pool, 8, 130.0)
+    assert pool.replicas_by_type().get("A100-80GB", 0) < 8  # now the A100s drain
+    assert sizer.changes == 1
