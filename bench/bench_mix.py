@@ -4,7 +4,8 @@ regime of the synthetic suite; and, on small cases, the mix program's answer bes
 exhaustive search over every replica count.
 
 Run: ``.venv/bin/python bench/bench_mix.py [--only traces|regimes] [--regimes a,b]
-[--duration S] [--types A100-80GB,A40-48GB,L4-24GB]`` (writes bench/results/mix.json).
+[--duration S] [--types A100-80GB,A40-48GB,L4-24GB] [--no-router-guard] [--out F]`` (writes
+bench/results/mix.json).
 
 Traces: "Azure LLM inference trace 2023" by Microsoft Azure (Azure Public Dataset), CC BY 4.0,
 simulator/traces/README.md; regimes: simulator/regimes/, seed 1 (as bench_backtest.py).
@@ -112,7 +113,7 @@ def goal(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def bench_trace(
-    trace: str | Path, types: Sequence[str], duration_s: float | None
+    trace: str | Path, types: Sequence[str], duration_s: float | None, guard: bool = True
 ) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for gpu_type in types:
@@ -126,7 +127,7 @@ def bench_trace(
         rows[gpu_type] = row(priced(result, None), time.perf_counter() - started)
     started = time.perf_counter()
     mixed = run_mix_backtest(
-        POLICY, trace, settings=MixSettings(tuple(types)), duration_s=duration_s
+        POLICY, trace, settings=MixSettings(tuple(types), router_guard=guard), duration_s=duration_s
     )
     rows["mix"] = mix_row(mixed, time.perf_counter() - started)
     return {"results": rows, "goal": goal(rows)}
@@ -239,6 +240,12 @@ def main() -> None:
     parser.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated names")
     parser.add_argument("--duration", type=float, help="seconds of each trace (default all)")
     parser.add_argument("--types", default=",".join(MIX_GPU_TYPES), help="GPU types offered")
+    parser.add_argument(
+        "--no-router-guard",
+        action="store_true",
+        help="offer every type to the program (MixSizer.routed off), to measure the guard",
+    )
+    parser.add_argument("--out", default="mix.json", help="file name under bench/results/")
     args = parser.parse_args()
     types = tuple(args.types.split(","))
     print(
@@ -252,7 +259,9 @@ def main() -> None:
     if args.only != "traces":
         names += [(n, regime_trace(n, args.duration)) for n in args.regimes.split(",")]
     for name, trace in names:
-        out["rows"][name] = data = bench_trace(trace, types, args.duration)
+        out["rows"][name] = data = bench_trace(
+            trace, types, args.duration, not args.no_router_guard
+        )
         print_table(name, data)
     for name, trace in names[:2]:
         out["small"][name] = cases = small_cases(trace, types)
@@ -262,7 +271,7 @@ def main() -> None:
                 f"({case['milp_ms']} ms), exhaustive ${case['exhaustive_cost']}/h "
                 f"({case['exhaustive_ms']} ms): {'equal' if case['equal'] else 'DIFFERENT'}"
             )
-    path = ROOT / "bench" / "results" / "mix.json"
+    path = ROOT / "bench" / "results" / args.out
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")

@@ -134,6 +134,7 @@ class MixSettings:
     prices: Mapping[str, float] = field(default_factory=dict)
     hysteresis: float = HYSTERESIS
     utilization: float = DEFAULT_UTILIZATION
+    router_guard: bool = True  # False: offer every type whatever the router does (to measure)
 
     def price(self, gpu_type: str) -> float:
         return self.prices.get(gpu_type) or ASSUMED_PRICE_USD_PER_GPU_HOUR.get(gpu_type, 0.0)
@@ -325,6 +326,8 @@ class MixSizer:
         difference exceeds the TTFT left after prefill, the slower type gets work only once
         the reference's requests are late, so sizing on it buys idle replicas (measured:
         31 A40s beside 6 A100s served 13 % of mixed-lengths, bench/README.md "GPU mix")."""
+        if not self.settings.router_guard:
+            return list(self.options)
         ref = self.step_s[self.reference.name]
         room = (1 - TTFT_PREFILL_SHARE) * self.slo.ttft_s
         return [o for o in self.options if self.output_tokens * (self.step_s[o.name] - ref) <= room]
