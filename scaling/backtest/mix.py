@@ -324,8 +324,9 @@ class MixSizer:
         reference replicas' queue exceeds the difference in expected end-to-end time, mostly
         decode: mean output x (step time there - step time on the reference). When that
         difference exceeds the TTFT left after prefill, the slower type gets work only once
-        the reference's requests are late, so sizing on it buys idle replicas (measured:
-        31 A40s beside 6 A100s served 13 % of mixed-lengths, bench/README.md "GPU mix")."""
+        the reference's requests are late, so sizing on it buys idle replicas (measured before
+        the hysteresis rules: 31 A40s beside 6 A100s served 13 % of mixed-lengths; with them
+        it is a safety net, bench/README.md "GPU mix")."""
         if not self.settings.router_guard:
             return list(self.options)
         ref = self.step_s[self.reference.name]
