@@ -54,7 +54,7 @@ POLICY = PolicyParams("predictive", "vllm:num_requests_running", 32.0, 1, 50, sl
 DEFAULT_TYPE = "A100-80GB"
 TRACES = ("conv", "code")
 REGIME_SEED = 1
-SMALL_CASE_MAX = 5  # replicas per type the exhaustive search tries (0..5)
+SMALL_CASE_MAX = 7  # replicas per type the exhaustive search tries (0..7)
 SMALL_CASE_DEMANDS = (1, 2, 4, 6)  # reference replicas of each trace's first 10 minutes
 
 
