@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from performance import ModelDoesNotFit  # noqa: E402
 from scaling.backtest import BacktestResult, Deployment, Slo, run_backtest  # noqa: E402
-from scaling.backtest.deployment import trace_requests  # noqa: E402
+from scaling.backtest.deployment import TraceInput, trace_requests  # noqa: E402
 from scaling.backtest.jobs import priced  # noqa: E402
 from scaling.backtest.mix import (  # noqa: E402
     MIX_GPU_TYPES,
@@ -48,6 +49,7 @@ from scaling.backtest.mix import (  # noqa: E402
 )
 from scaling.engine import PolicyParams  # noqa: E402
 from scaling.engine.mix import DEFAULT_UTILIZATION, GpuOption, RequestClass, plan  # noqa: E402
+from simulator.replica import Request  # noqa: E402
 from simulator.tracegen import REGIMES, generate, regime, write_trace  # noqa: E402
 
 POLICY = PolicyParams("predictive", "vllm:num_requests_running", 32.0, 1, 50, slo_ttft_p95_s=2.0)
@@ -113,7 +115,11 @@ def goal(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def bench_trace(
-    trace: str | Path, types: Sequence[str], duration_s: float | None, guard: bool = True
+    trace: TraceInput,
+    types: Sequence[str],
+    duration_s: float | None,
+    guard: bool = True,
+    prices: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for gpu_type in types:
@@ -124,13 +130,29 @@ def bench_trace(
             )
         except ModelDoesNotFit:
             continue
-        rows[gpu_type] = row(priced(result, None), time.perf_counter() - started)
+        price = (prices or {}).get(gpu_type)
+        rows[gpu_type] = row(priced(result, price), time.perf_counter() - started)
     started = time.perf_counter()
     mixed = run_mix_backtest(
-        POLICY, trace, settings=MixSettings(tuple(types), router_guard=guard), duration_s=duration_s
+        POLICY,
+        trace,
+        settings=MixSettings(tuple(types), prices or {}, router_guard=guard),
+        duration_s=duration_s,
     )
     rows["mix"] = mix_row(mixed, time.perf_counter() - started)
     return {"results": rows, "goal": goal(rows)}
+
+
+def prefill_only(seconds: float = 900.0) -> list[Request]:
+    """Where a cheaper type can carry load: prefill-only traffic (one output token, as in
+    scoring or classification), 30 requests/s of 2,000-token prompts and 1 in 12 of 8,000
+    (beyond 75 % of the TTFT on an A40, within it on an A100); seed 7."""
+    rng = random.Random(7)
+    requests, t = [], 0.0
+    while t < seconds:
+        t += rng.expovariate(30.0)
+        requests.append(Request(t, 8000 if rng.random() < 1 / 12 else 2000, 1))
+    return requests
 
 
 def small_cases(trace: str | Path, types: Sequence[str]) -> list[dict[str, Any]]:
@@ -263,6 +285,15 @@ def main() -> None:
             trace, types, args.duration, not args.no_router_guard
         )
         print_table(name, data)
+    if args.only is None:
+        requests = prefill_only()
+        for name, prices in (
+            ("prefill-only", None),
+            ("prefill-only A40 $0.60", {"A40-48GB": 0.6}),
+        ):
+            duo = ("A100-80GB", "A40-48GB")
+            out["rows"][name] = data = bench_trace(requests, duo, None, True, prices)
+            print_table(name, data)
     for name, trace in names[:2]:
         out["small"][name] = cases = small_cases(trace, types)
         for case in cases:
