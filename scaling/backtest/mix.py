@@ -229,8 +229,9 @@ class MixSizer:
         if deployment.gpu_type not in {o.name for o in self.options}:
             raise ValueError(f"the reference type {deployment.gpu_type} must be offered")
         self.reference = next(o for o in self.options if o.name == deployment.gpu_type)
-        self.top = max(o.longest_prompt_tokens for o in self.options) * 4
-        self.top = max(self.top, deployment.perf.kv_capacity_tokens)
+        # The histogram's buckets go up to the longest prompt the reference type holds, as
+        # vLLM's go up to the model length; beyond it a request is rejected anyway.
+        self.top = deployment.perf.kv_capacity_tokens
         self.bounds = prompt_buckets(self.top - 1)
         self.window_s = history_s(policy)
         self.seen: deque[tuple[float, int]] = deque()  # (arrival, prompt tokens) in the window
@@ -249,8 +250,8 @@ class MixSizer:
     # --- the replay's hooks --------------------------------------------------------------
 
     def new_pool(self, initial: int) -> ServingPool:
-        """The warm pool at 0: the mix for ``initial`` reference replicas (no requests
-        seen yet: sized on the reference's share of every type)."""
+        """The warm pool at 0: ``initial`` reference replicas (no request seen yet, so no
+        class another type could take; the first change of types waits a cold start)."""
         counts = self.counts = dict(self._choose(initial, [self._fallback_class(initial)]))
         self.desired = initial
         ref = self.deployment.gpu_type
@@ -282,7 +283,7 @@ class MixSizer:
     def apply(self, pool: ServingPool, desired: int, now: float) -> int:
         """Set each type for ``desired`` reference replicas; returns the scale events (one
         per type whose count changed)."""
-        before = self.counts
+        before = dict(self.counts)
         goal = self._choose(desired, self.classes(desired), now)
         self.desired = desired
         # Make before break: no type shrinks while another grows or warms up, so a change of
