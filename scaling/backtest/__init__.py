@@ -14,6 +14,9 @@ UI's what-if preview all run one job (:mod:`scaling.backtest.jobs`), which calls
 
     replay_signals(policy: PolicyParams, ticks: Iterable[SignalTick],
                    memory=None) -> list[Decision]   # recorded signals, no pool
+
+    scaling.backtest.mix.run_mix_backtest(policy, trace, settings=MixSettings(...),
+                   **run_backtest_keywords) -> MixBacktest  # the GPU mix chosen every tick
 """
 
 from .deployment import DEFAULT_GPU_TYPE, DEFAULT_MODEL, Deployment, trace_requests

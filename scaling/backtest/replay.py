@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from scaling.capacity import DEFAULT_MAX_CONCURRENCY, capacity_of
 from scaling.engine import Decision, Memory, PolicyParams, ReplicaCapacity, decide
@@ -27,6 +28,22 @@ from .signals import Gateway, check_metric, percentile
 from .slo import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S, Slo, count_attainment
 
 Progress = Callable[[float], None]
+
+
+class Sizer(Protocol):
+    """Turns the engine's count into replicas per GPU type (scaling.backtest.mix.MixSizer);
+    without one the replay scales one type."""
+
+    def new_pool(self, initial: int) -> ServingPool: ...
+
+    def observe(
+        self, tick: SignalTick, arrived: Sequence[Request], pool: ServingPool, output: float
+    ) -> SignalTick: ...
+
+    def apply(self, pool: ServingPool, desired: int, now: float) -> int: ...
+
+
+MakeSizer = Callable[[PolicyParams, Deployment, Slo], Sizer]
 ORACLE_SHARE = 0.3  # of the progress bar, when the oracle is computed too
 DEFAULT_TICK_S = 5.0  # the decision interval replayed
 
@@ -50,6 +67,7 @@ def run_backtest(
     oracle: bool | OracleResult = True,
     oracle_ceiling: int | None = None,
     progress: Progress | None = None,
+    sizer: MakeSizer | None = None,
 ) -> BacktestResult:
     """Replay ``trace`` through ``policy`` on the simulator's virtual clock.
 
@@ -92,6 +110,7 @@ def run_backtest(
             progress(share + (1 - share) * done)
 
     run = _Replay(policy, deployment, slo, requests, end_s, tick_s)
+    run.sizer = sizer(policy, deployment, slo) if sizer is not None else None
     run.go(initial_replicas, replay_progress)
     return run.result(name, oracle_result)
 
@@ -207,10 +226,12 @@ class _Replay:
         self.tally = _Tally()
         self.pool: ServingPool | None = None
         self.gpu_seconds = 0.0
+        self.sizer: Sizer | None = None
 
     def go(self, initial: int, progress: Progress) -> None:
         """Steps 2-3 of run_backtest."""
-        pool = self.pool = self.deployment.new_pool(initial)
+        sizer = self.sizer
+        pool = self.pool = sizer.new_pool(initial) if sizer else self.deployment.new_pool(initial)
         history, memory = SignalHistory(self.policy), Memory()
         gateway = Gateway(self.policy, self.tick_s)
         ticks = max(1, round(self.end_s / self.tick_s))
@@ -235,6 +256,8 @@ class _Replay:
                 if r.state in (ReplicaState.READY, ReplicaState.DRAINING)
             }
             tick = gateway.tick(snap, current, arrived, finished, self.capacity, hits)
+            if sizer is not None:
+                tick = sizer.observe(tick, arrived, pool, gateway.expected_output)
             history.record(tick)
             decision = decide(self.policy, history.observation(tick), memory)
             memory = decision.memory
@@ -248,7 +271,10 @@ class _Replay:
 
     def _apply(self, desired: int, current: int, now: float, outcome: str) -> int:
         self.tally.outcomes[outcome] += 1
-        if desired != current:
+        if self.sizer is not None:
+            assert self.pool is not None
+            self.tally.scale_events += self.sizer.apply(self.pool, desired, now)
+        elif desired != current:
             assert self.pool is not None
             self.pool.set_replicas(desired, now)
             self.tally.scale_events += 1
