@@ -130,6 +130,8 @@ DEFAULTS: dict[str, float] = {
     "headroom_max": 3.0,
     "headroom_raise_max": 1.5,
     "headroom_decay_s": 1800.0,
+    # The backlog term (step 6): seconds to drain the work already queued.
+    "drain_s": 60.0,
 }
 
 
@@ -361,11 +363,24 @@ def queue_sized(load: float, dispersion: float, budget_s: float) -> int:
     return servers
 
 
+def settled(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> bool:
+    """Whether the queueing delay now describes the pool as it is: nothing warming, and the
+    last scale-up (or headroom raise) landed a cold start plus a smoothing window ago, so
+    the minute of delays read was measured on the landed pool, not on the backlog its
+    cold start left (step 6: that backlog is sized by the backlog term, not learnt)."""
+    if obs.warming > 0:
+        return False
+    ups = [t for t, change in memory.scale_events if change > 0]
+    if memory.headroom_raised_at is not None:
+        ups.append(memory.headroom_raised_at)
+    return not ups or obs.now - max(ups) >= policy.cold_start_s + p["smoothing_s"]
+
+
 def corrected_headroom(
     policy: PolicyParams, p: Params, obs: Observation, memory: Memory
 ) -> tuple[float, float | None, str]:
     """Step 6's correction from the observed queueing delay (p95 over the last minute):
-    raise fast when late (at most once per cold start, the time a raise takes to show),
+    raise when late on a settled pool (once per cold start plus a minute of evidence),
     decay slowly towards 1 when comfortably early; bounded."""
     slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     h, raised_at = memory.headroom, memory.headroom_raised_at
@@ -374,8 +389,7 @@ def corrected_headroom(
         return h, raised_at, "no queueing delay observed"
     wait = sum(recent) / len(recent)
     late, early = p["late_wait_share"] * slo, p["early_wait_share"] * slo
-    settled = raised_at is None or obs.now - raised_at >= policy.cold_start_s
-    if wait > late and settled:
+    if wait > late and settled(policy, p, obs, memory):
         factor = min(p["headroom_raise_max"], 1 + (wait / late - 1) / 2)
         h = min(p["headroom_max"], max(h * factor, h + 0.1))
         return h, obs.now, f"queueing p95 {wait:.3g} s > {late:.3g} s: raised"
@@ -387,6 +401,23 @@ def corrected_headroom(
         raised_at,
         f"queueing p95 {wait:.3g} s",
     )
+
+
+def backlog_replicas(obs: Observation, p: Params, demand: float, slo: float) -> float:
+    """Step 6's backlog term: replicas that drain the work already queued.
+
+    A request scheduled now waited ``wait`` (the latest queueing delay p95); in FIFO order
+    everything that arrived since is still queued, so the queue holds about
+    ``demand x wait`` replica-seconds of work. Draining it within ``drain_s`` takes that
+    over ``drain_s`` replicas beyond the arrival rate. It falls to 0 with the delay: the
+    extra lasts while the backlog does (then the scale-down window)."""
+    waits = [v for t, v in obs.queue_p95_s if t > obs.now - p["smoothing_s"]]
+    if not waits or demand <= 0:
+        return 0.0
+    wait = max(obs.queue_p95_s)[1]
+    if wait <= p["late_wait_share"] * slo:
+        return 0.0  # within the objective: the queueing model's own business
+    return demand * wait / p["drain_s"]
 
 
 @dataclass(frozen=True)
@@ -491,7 +522,8 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     )
     sized = queue_sized(predicted, spread, p["wait_share"] * slo) if predicted > 0 else 0
     headroom, raised_at, why_headroom = corrected_headroom(policy, p, obs, memory)
-    raw = ceil_replicas(max(sized * headroom, held))
+    backlog = backlog_replicas(obs, p, latest(points)[1], slo)
+    raw = ceil_replicas(max(sized * headroom + backlog, held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
     steps = (
