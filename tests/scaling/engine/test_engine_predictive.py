@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.engine import Memory, ReplicaCapacity
-from scaling.engine.predictive import hold_bursts, mean_wait_s, queue_sized
+from scaling.engine.predictive import (
+    DEFAULTS,
+    burst_hold_s,
+    hold_bursts,
+    mean_wait_s,
+    queue_sized,
+)
 
 CAPACITY = ReplicaCapacity(
     prefill_tokens_per_s=10_000.0, decode_tokens_per_s=1_000.0, max_concurrency=64
@@ -240,8 +246,18 @@ def test_the_burst_hold_outlives_the_history_until_its_horizon(build):
 
     # 20 minutes on, the spike has left the 10-minute signal history but not the hold.
     assert later(1200).raw_desired == 10
-    # Past the 30-minute horizon the hold lapses: sustained 1 x 1.1 -> 2.
-    assert later(1801).raw_desired == 2
+    # The hold lasts its break-even from the peak (at now - 300 s): 41 cold starts of 60 s,
+    # 2460 s. Then it lapses: sustained 1 x 1.1 -> 2.
+    assert later(2100).raw_desired == 10
+    assert later(2200).raw_desired == 2
+
+
+def test_the_burst_hold_is_the_break_even_of_a_cold_start(build):
+    # Twice the cold start, twice the hold: the rule scales with the cold start, not a clock.
+    short = build.policy("predictive", cold_start_s=30.0)
+    long = build.policy("predictive", cold_start_s=60.0)
+    assert burst_hold_s(short, DEFAULTS) == pytest.approx(30.0 * 41)
+    assert burst_hold_s(long, DEFAULTS) == pytest.approx(60.0 * 41)
 
 
 def test_a_new_policy_waits_a_window_of_evidence_before_shrinking(build):
