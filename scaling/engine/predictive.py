@@ -600,6 +600,7 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}; queueing model "
             f"{sized} (E[S²]/E[S] {spread:.3g} s, mean wait ≤ {p['wait_share'] * slo:.3g} s), "
             f"headroom x{headroom:.3g} ({why_headroom}); "
+            f"backlog +{backlog:.3g} (queued work drained in {p['drain_s']:g} s); "
             f"burst hold {held:.3g}: highest remembered in {burst_hold_s(policy, p):g} s, or "
             f"now peak {fc.peak:.3g} x{share:g} ({why_share})",
         ),
