@@ -37,6 +37,9 @@ Rules, in order:
    - when the history holds an idle stretch (no demand at all) at least a cold start long
      (bursts end idle gaps, so they land on warm capacity only and their work must fit
      what is held):
+     - `burst_share_idle` (1.0) when a burst in the history lasted longer than a cold
+       start: that is load the forecast sizes in time (idle-then-burst: doubled, it held 6
+       replicas through 8 idle minutes for 2.6 replicas of work);
      - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
        when unset: the back-test's default TTFT bound) in the current burst or the one
        before it (within the history): the pool was too small for a burst this size, and
@@ -53,13 +56,17 @@ Rules, in order:
      TTFT p95 does not double it: on steady load the forecast answers a rise, and a
      30-minute hold of twice one spike doubled the pool (the conversation trace replayed
      from t = 60 s: 5 replicas for the last 27 minutes, 1.94x the oracle, no fewer misses).
-   Peak x min(share, 1.0) is remembered for `burst_horizon_s` (1800 s; Memory.bursts, a
+   Peak x min(share, 1.0) is remembered, stamped at the peak, for the hold's break-even
+   (`burst_hold_s`: 41 cold starts, the ski-rental argument there; Memory.bursts, a
    sliding-window maximum), so the hold outlives the signal history; the late doubling is
    not: it lasts while its evidence (the late TTFT p95 and the peak) is in the history.
    Remembered, a doubled 12-replica burst held 24 replicas for 40 minutes.
-6. Required = ceil(max(sustained x headroom (1.1), burst hold)), and at least 1 while any
-   demand was seen in the history (a warm replica through idle gaps: a cold start is longer
-   than the bursts that end them).
+6. Required = ceil(max(queue-sized x headroom + backlog, burst hold)), and at least 1
+   while any demand was seen in the history (a warm replica through idle gaps: a cold
+   start is longer than the bursts that end them). The queueing model sizes the sustained
+   load (`queue_sized`); the headroom is corrected from queueing delay on a settled pool
+   only (`settled_waits`); the backlog term drains the work already queued
+   (`backlog_replicas`).
 7. Warming replicas count as capacity on the way: `current` already includes them and they
    are ready within the horizon, so they are not requested again.
 8. Scale up fast: no up stabilisation; rate limit max(200 %, 4 pods) per 15 s (the pool may
@@ -415,10 +422,10 @@ def settled_waits(
     landed (a cold start after it was asked for) only those after the backlog its cold
     start left has drained (a delay back under ``late``, or `drain_s` after landing). The
     delays of that backlog are the backlog term's business (step 6) and say nothing about
-    the queueing model: on
-    flash-crowd, learning from them raised x1.16 -> x2.61 and held 14 replicas for a load
-    under 1. (The signal is the p95 of requests finished in the tick, so a request's
-    arrival, before t - wait, cannot tell a pre-landing request from a later one.)"""
+    the queueing model: on flash-crowd, learning from them raised x1.16 -> x2.61 and held
+    14 replicas for a load under 1. (The signal is the p95 of requests finished in the
+    tick, so their arrival, before t - wait, cannot tell a pre-landing request from a
+    later one: hence "drained", not an arrival cut-off.)"""
     if obs.warming > 0:
         return []
     ups = [t for t, change in memory.scale_events if change > 0]
