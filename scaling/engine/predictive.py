@@ -414,34 +414,43 @@ def queue_sized(load: float, dispersion: float, budget_s: float) -> int:
     return servers
 
 
-def settled_waits(
+def settled_since(
     policy: PolicyParams, p: Params, obs: Observation, memory: Memory, late: float
-) -> list[float]:
-    """The queueing delays (p95 per tick, last `smoothing_s`) measured on the pool as it
-    is: none while a scale-up is warming, and after the last scale-up (or headroom raise)
-    landed (a cold start after it was asked for) only those after the backlog its cold
-    start left has drained (a delay back under ``late``, or `drain_s` after landing). The
-    delays of that backlog are the backlog term's business (step 6) and say nothing about
-    the queueing model: on flash-crowd, learning from them raised x1.16 -> x2.61 and held
-    14 replicas for a load under 1. (The signal is the p95 of requests finished in the
-    tick, so their arrival, before t - wait, cannot tell a pre-landing request from a
-    later one: hence "drained", not an arrival cut-off.)"""
+) -> float | None:
+    """From when queueing delay (and the latency it adds) describes the pool as it is:
+    None while a scale-up is warming; after the last scale-up (or headroom raise) landed,
+    a cold start after it was asked for, from when the backlog its cold start left has
+    drained (a delay back under ``late``, or `drain_s` after landing at the latest: still
+    late then, the pool is short); -inf with no scale-up remembered. The delays of that
+    backlog are the backlog term's business (step 6) and say nothing about the queueing
+    model: on flash-crowd, learning from them raised x1.16 -> x2.61 and held 14 replicas
+    for a load under 1. (The signal is the p95 of requests finished in the tick, so their
+    arrival, before t - wait, cannot tell a pre-landing request from a later one: hence
+    "drained", not an arrival cut-off.)"""
     if obs.warming > 0:
-        return []
+        return None
     ups = [t for t, change in memory.scale_events if change > 0]
     if memory.headroom_raised_at is not None:
         ups.append(memory.headroom_raised_at)
-    points = sorted(x for x in obs.queue_p95_s if x[0] > obs.now - p["smoothing_s"])
-    if ups:
-        landed = max(ups) + policy.cold_start_s
-        # Drained: the first delay back under ``late``, or ``drain_s`` after landing at the
-        # latest (the backlog term sizes that drain; still late then, the pool is short).
-        drained = next(
-            (t for t, v in sorted(obs.queue_p95_s) if t >= landed and v <= late),
-            landed + p["drain_s"],
-        )
-        points = [x for x in points if x[0] >= min(drained, landed + p["drain_s"])]
-    return [v for _, v in points]
+    if not ups:
+        return -math.inf
+    landed = max(ups) + policy.cold_start_s
+    drained = next(
+        (t for t, v in sorted(obs.queue_p95_s) if t >= landed and v <= late),
+        landed + p["drain_s"],
+    )
+    return min(drained, landed + p["drain_s"])
+
+
+def settled_waits(
+    policy: PolicyParams, p: Params, obs: Observation, memory: Memory, late: float
+) -> list[float]:
+    """The queueing delays (p95 per tick, last `smoothing_s`) since `settled_since`."""
+    since = settled_since(policy, p, obs, memory, late)
+    if since is None:
+        return []
+    start = max(since, obs.now - p["smoothing_s"] + 1e-9)
+    return [v for t, v in sorted(obs.queue_p95_s) if t >= start]
 
 
 def corrected_headroom(

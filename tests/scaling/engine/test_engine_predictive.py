@@ -343,8 +343,13 @@ def test_slo_waits_for_latency_measured_on_the_grown_pool(build):
     backlog = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 50.0),)), grown)
     assert backlog.desired == 8
     assert "waiting for the grown pool's latency" in backlog.steps[0].note
-    # A p95 of 30 s was measured on requests that arrived after it: the pool is still short.
-    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), grown)
+    # A p95 of 30 s 40 s after landing is still the backlog the cold start left draining
+    # (no delay back under the objective yet, and less than drain_s, 60 s, since landing).
+    draining = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), grown)
+    assert draining.desired == 8
+    # Landed 140 s ago and still late: the pool is short.
+    landed = Memory(scale_events=((build.NOW - 200, 4),))
+    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), landed)
     assert short.desired > 8
 
 
