@@ -37,6 +37,9 @@ Rules, in order:
    - when the history holds an idle stretch (no demand at all) at least a cold start long
      (bursts end idle gaps, so they land on warm capacity only and their work must fit
      what is held):
+     - `burst_share_idle` (1.0) when a burst in the history lasted longer than a cold
+       start: that is load the forecast sizes in time (idle-then-burst: doubled, it held 6
+       replicas through 8 idle minutes for 2.6 replicas of work);
      - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
        when unset: the back-test's default TTFT bound) in the current burst or the one
        before it (within the history): the pool was too small for a burst this size, and
@@ -53,13 +56,17 @@ Rules, in order:
      TTFT p95 does not double it: on steady load the forecast answers a rise, and a
      30-minute hold of twice one spike doubled the pool (the conversation trace replayed
      from t = 60 s: 5 replicas for the last 27 minutes, 1.94x the oracle, no fewer misses).
-   Peak x min(share, 1.0) is remembered for `burst_horizon_s` (1800 s; Memory.bursts, a
+   Peak x min(share, 1.0) is remembered, stamped at the peak, for the hold's break-even
+   (`burst_hold_s`: 41 cold starts, the ski-rental argument there; Memory.bursts, a
    sliding-window maximum), so the hold outlives the signal history; the late doubling is
    not: it lasts while its evidence (the late TTFT p95 and the peak) is in the history.
    Remembered, a doubled 12-replica burst held 24 replicas for 40 minutes.
-6. Required = ceil(max(sustained x headroom (1.1), burst hold)), and at least 1 while any
-   demand was seen in the history (a warm replica through idle gaps: a cold start is longer
-   than the bursts that end them).
+6. Required = ceil(max(queue-sized x headroom + backlog, burst hold)), and at least 1
+   while any demand was seen in the history (a warm replica through idle gaps: a cold
+   start is longer than the bursts that end them). The queueing model sizes the sustained
+   load (`queue_sized`); the headroom is corrected from queueing delay on a settled pool
+   only (`settled_waits`); the backlog term drains the work already queued
+   (`backlog_replicas`).
 7. Warming replicas count as capacity on the way: `current` already includes them and they
    are ready within the horizon, so they are not requested again.
 8. Scale up fast: no up stabilisation; rate limit max(200 %, 4 pods) per 15 s (the pool may
@@ -118,7 +125,10 @@ DEFAULTS: dict[str, float] = {
     "burst_share": 0.5,
     "burst_share_idle": 1.0,
     "burst_share_late": 2.0,
-    "burst_horizon_s": 1800.0,
+    # The burst hold's break-even (step 5): late work a cold start leaves, in cold starts,
+    # priced by the objective's percentile (TTFT p95).
+    "late_cold_starts": 2.0,
+    "objective_percentile": 95.0,
     "late_ttft_s": 2.0,  # the TTFT p95 that counts as late when slo_ttft_p95_s is unset
     # The queueing model (step 6): the mean wait it allows, as a share of the TTFT objective.
     "wait_share": 0.1,
@@ -130,6 +140,8 @@ DEFAULTS: dict[str, float] = {
     "headroom_max": 3.0,
     "headroom_raise_max": 1.5,
     "headroom_decay_s": 1800.0,
+    # The backlog term (step 6): seconds to drain the work already queued.
+    "drain_s": 60.0,
 }
 
 
@@ -140,7 +152,8 @@ class Forecast:
     trend_per_s: float
     at_horizon: float
     margin: float
-    peak: float = 0.0  # highest raw demand point in the history
+    peak: float = 0.0  # highest raw demand point in the burst hold's window
+    peak_at: float = 0.0  # and when it was seen
 
 
 def uses_offered_work(obs: Observation) -> bool:
@@ -199,9 +212,9 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
     return ((obs.now, total / policy.target_value),), f"{policy.metric} over target (fallback)"
 
 
-def holt(raw: Series, horizon_s: float, now: float, p: Params) -> Forecast:
+def holt(raw: Series, horizon_s: float, now: float, p: Params, peak_s: float) -> Forecast:
     """Steps 2-5: Holt's linear trend on the smoothed series (irregular timestamps, trend
-    kept per second), its error margin and the raw peak."""
+    kept per second), its error margin and the raw peak of the last ``peak_s``."""
     points = smooth(raw, now, p["smoothing_s"])
     level, trend, errors = points[0][1], 0.0, []
     for (t0, _), (t1, y) in pairwise(points):
@@ -215,8 +228,27 @@ def holt(raw: Series, horizon_s: float, now: float, p: Params) -> Forecast:
         level = new_level
     ahead = horizon_s + max(now - points[-1][0], 0.0)
     rms = math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else 0.0
-    peak = max(v for _, v in raw)
-    return Forecast(points[-1][1], level, trend, level + trend * ahead, p["burst_z"] * rms, peak)
+    recent = [(v, t) for t, v in raw if t >= now - peak_s] or [(v, t) for t, v in raw[-1:]]
+    peak, peak_at = max(recent)
+    return Forecast(
+        points[-1][1], level, trend, level + trend * ahead, p["burst_z"] * rms, peak, peak_at
+    )
+
+
+def burst_hold_s(policy: PolicyParams, p: Params) -> float:
+    """Step 5's hold: how long replicas kept idle for a burst are worth their GPU time, by
+    the break-even (ski-rental) argument. Keeping a replica costs 1 replica-second per
+    second. Releasing it and meeting the burst again costs its cold start, billed while
+    warming, plus the burst's work it leaves late: for the cold start and about as long
+    again draining the backlog built meanwhile (flash-crowd: landed at 560 s, drained by
+    ~640 s), `late_cold_starts` (2). Late work is priced by the objective's own tolerance:
+    a p95 objective lets 1 request in 20 be late, so a late one weighs 1 / (1 - 0.95) = 20
+    on-time ones. Hold = cold start x (1 + 2 x 20) = 41 cold starts (41 min at 60 s): then
+    release. Holding for the break-even and then releasing costs at most twice the better
+    of the two offline choices (hold through the gap, or release at once), whatever the
+    gap to the next burst turns out to be (the deterministic ski-rental bound)."""
+    late_weight = 1 / (1 - p["objective_percentile"] / 100)
+    return policy.cold_start_s * (1 + p["late_cold_starts"] * late_weight)
 
 
 def longest_idle_s(points: Series) -> float:
@@ -249,6 +281,19 @@ def burst_starts(points: Series, idle_s: float) -> list[float]:
     return starts
 
 
+def longest_busy_s(points: Series) -> float:
+    """The longest stretch of the demand series with demand at every point (seconds from
+    its first point to its last)."""
+    longest, since = 0.0, None
+    for t, v in sorted(points):
+        if v <= 0:
+            since = None
+            continue
+        since = t if since is None else since
+        longest = max(longest, t - since)
+    return longest
+
+
 def burst_share(
     policy: PolicyParams, obs: Observation, p: Params, points: Series
 ) -> tuple[float, str]:
@@ -261,6 +306,10 @@ def burst_share(
     starts = burst_starts(points, policy.cold_start_s)
     if len(starts) >= 2:
         start = max(start, starts[-2])  # lateness before the previous burst is answered
+    if longest_busy_s(points) > policy.cold_start_s:
+        # The doubling is for bursts a cold start cannot answer; one that has lasted longer
+        # is load the forecast sizes (idle-then-burst: x2 held 6 replicas for 2.6 of work).
+        return p["burst_share_idle"], "bursts end idle gaps; one outlasted a cold start"
     if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
         return p["burst_share_late"], f"bursts end idle gaps and TTFT p95 broke {slo:g} s"
     if latest(points)[1] > obs.ready:
@@ -274,6 +323,7 @@ def hold_bursts(
     value: float,
     horizon_s: float,
     spacing_s: float,
+    at: float | None = None,
 ) -> tuple[tuple[float, float], ...]:
     """Step 5's memory: a sliding-window maximum of burst holds over `horizon_s`.
 
@@ -283,13 +333,16 @@ def hold_bursts(
     entry is dropped (that entry keeps its time, so a lower value may lapse up to one spacing
     early, never late), so the list holds at most horizon / spacing entries.
     """
+    stamp = now if at is None else min(at, now)
     kept = [(t, v) for t, v in bursts if now - horizon_s < t <= now and v > value]
-    if kept and now - kept[-1][0] < spacing_s:
+    if kept and stamp - kept[-1][0] < spacing_s:
         # Covered by a higher entry made moments ago: dropped, and that entry keeps its own
         # time. Re-stamping it now (as this once did) renewed it on every tick of a loop
         # faster than the spacing, so a hold never lapsed.
         return tuple(kept)
-    return (*kept, (now, value))
+    if now - stamp >= horizon_s:
+        return tuple(kept)
+    return (*kept, (max(stamp, kept[-1][0]) if kept else stamp, value))
 
 
 def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) -> float:
@@ -361,21 +414,59 @@ def queue_sized(load: float, dispersion: float, budget_s: float) -> int:
     return servers
 
 
+def settled_since(
+    policy: PolicyParams, p: Params, obs: Observation, memory: Memory, late: float
+) -> float | None:
+    """From when queueing delay (and the latency it adds) describes the pool as it is:
+    None while a scale-up is warming; after the last scale-up (or headroom raise) landed,
+    a cold start after it was asked for, from when the backlog its cold start left has
+    drained (a delay back under ``late``, or `drain_s` after landing at the latest: still
+    late then, the pool is short); -inf with no scale-up remembered. The delays of that
+    backlog are the backlog term's business (step 6) and say nothing about the queueing
+    model: on flash-crowd, learning from them raised x1.16 -> x2.61 and held 14 replicas
+    for a load under 1. (The signal is the p95 of requests finished in the tick, so their
+    arrival, before t - wait, cannot tell a pre-landing request from a later one: hence
+    "drained", not an arrival cut-off.)"""
+    if obs.warming > 0:
+        return None
+    ups = [t for t, change in memory.scale_events if change > 0]
+    if memory.headroom_raised_at is not None:
+        ups.append(memory.headroom_raised_at)
+    if not ups:
+        return -math.inf
+    landed = max(ups) + policy.cold_start_s
+    drained = next(
+        (t for t, v in sorted(obs.queue_p95_s) if t >= landed and v <= late),
+        landed + p["drain_s"],
+    )
+    return min(drained, landed + p["drain_s"])
+
+
+def settled_waits(
+    policy: PolicyParams, p: Params, obs: Observation, memory: Memory, late: float
+) -> list[float]:
+    """The queueing delays (p95 per tick, last `smoothing_s`) since `settled_since`."""
+    since = settled_since(policy, p, obs, memory, late)
+    if since is None:
+        return []
+    start = max(since, obs.now - p["smoothing_s"] + 1e-9)
+    return [v for t, v in sorted(obs.queue_p95_s) if t >= start]
+
+
 def corrected_headroom(
     policy: PolicyParams, p: Params, obs: Observation, memory: Memory
 ) -> tuple[float, float | None, str]:
     """Step 6's correction from the observed queueing delay (p95 over the last minute):
-    raise fast when late (at most once per cold start, the time a raise takes to show),
+    raise when late on a settled pool (once per cold start plus a minute of evidence),
     decay slowly towards 1 when comfortably early; bounded."""
     slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     h, raised_at = memory.headroom, memory.headroom_raised_at
-    recent = [v for t, v in obs.queue_p95_s if t > obs.now - p["smoothing_s"]]
-    if not recent:
-        return h, raised_at, "no queueing delay observed"
-    wait = sum(recent) / len(recent)
     late, early = p["late_wait_share"] * slo, p["early_wait_share"] * slo
-    settled = raised_at is None or obs.now - raised_at >= policy.cold_start_s
-    if wait > late and settled:
+    recent = settled_waits(policy, p, obs, memory, late)
+    if not recent:
+        return h, raised_at, "no queueing delay observed on the settled pool"
+    wait = sum(recent) / len(recent)
+    if wait > late:
         factor = min(p["headroom_raise_max"], 1 + (wait / late - 1) / 2)
         h = min(p["headroom_max"], max(h * factor, h + 0.1))
         return h, obs.now, f"queueing p95 {wait:.3g} s > {late:.3g} s: raised"
@@ -387,6 +478,23 @@ def corrected_headroom(
         raised_at,
         f"queueing p95 {wait:.3g} s",
     )
+
+
+def backlog_replicas(obs: Observation, p: Params, demand: float, slo: float) -> float:
+    """Step 6's backlog term: replicas that drain the work already queued.
+
+    A request scheduled now waited ``wait`` (the latest queueing delay p95); in FIFO order
+    everything that arrived since is still queued, so the queue holds about
+    ``demand x wait`` replica-seconds of work. Draining it within ``drain_s`` takes that
+    over ``drain_s`` replicas beyond the arrival rate. It falls to 0 with the delay: the
+    extra lasts while the backlog does (then the scale-down window)."""
+    waits = [v for t, v in obs.queue_p95_s if t > obs.now - p["smoothing_s"]]
+    if not waits or demand <= 0:
+        return 0.0
+    wait = max(obs.queue_p95_s)[1]
+    if wait <= p["late_wait_share"] * slo:
+        return 0.0  # within the objective: the queueing model's own business
+    return demand * wait / p["drain_s"]
 
 
 @dataclass(frozen=True)
@@ -428,13 +536,14 @@ def decided_by(
         return f"no demand in the last {history}"
     if held >= sustained and remembered >= fc.peak * share[0]:
         return (
-            f"burst hold: the largest burst in the last {duration_text(p['burst_horizon_s'])} "
+            f"burst hold: the largest burst in the last {duration_text(burst_hold_s(policy, p))} "
             f"calls for {replicas_text(remembered)}"
         )
     if held >= sustained:
         return (
             f"burst hold: peak demand {replicas_text(fc.peak)} in the last "
-            f"{duration_text(p['history_s'])} x{share[0]:g} ({share[1]})"
+            f"{duration_text(min(burst_hold_s(policy, p), p['history_s']))} x{share[0]:g} "
+            f"({share[1]})"
         )
     label, value = max(
         ("demand now", fc.latest),
@@ -461,7 +570,8 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     ):
         return "no ready replica to turn the per-replica average into demand"
     points, source = demand_series(policy, obs, p)
-    fc = holt(points, policy.cold_start_s, obs.now, p)
+    hold_s = burst_hold_s(policy, p)
+    fc = holt(points, policy.cold_start_s, obs.now, p, hold_s)
     predicted = max(fc.latest, fc.level, fc.at_horizon) + fc.margin
     # Step 4's short pool: the minute's mean lags a step up by up to a minute, and a pool
     # outrun for two scrapes running has no minute to spare. One scrape is not enough: a
@@ -478,10 +588,12 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
         memory.bursts,
         obs.now,
         fc.peak * min(share, p["burst_share_idle"]),
-        p["burst_horizon_s"],
+        hold_s,
         p["smoothing_s"],
+        fc.peak_at,
     )
-    held = max(bursts[0][1], fc.peak * share)
+    remembered = bursts[0][1] if bursts else 0.0
+    held = max(remembered, fc.peak * share)
     slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
     cap = obs.capacity
     spread = (
@@ -491,7 +603,8 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     )
     sized = queue_sized(predicted, spread, p["wait_share"] * slo) if predicted > 0 else 0
     headroom, raised_at, why_headroom = corrected_headroom(policy, p, obs, memory)
-    raw = ceil_replicas(max(sized * headroom, held))
+    backlog = backlog_replicas(obs, p, latest(points)[1], slo)
+    raw = ceil_replicas(max(sized * headroom + backlog, held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
     steps = (
@@ -503,7 +616,8 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
             f"{fc.at_horizon:.3g}, error margin {fc.margin:.3g}; queueing model "
             f"{sized} (E[S²]/E[S] {spread:.3g} s, mean wait ≤ {p['wait_share'] * slo:.3g} s), "
             f"headroom x{headroom:.3g} ({why_headroom}); "
-            f"burst hold {held:.3g}: highest remembered in {p['burst_horizon_s']:g} s, or "
+            f"backlog +{backlog:.3g} (queued work drained in {p['drain_s']:g} s); "
+            f"burst hold {held:.3g}: highest remembered in {burst_hold_s(policy, p):g} s, or "
             f"now peak {fc.peak:.3g} x{share:g} ({why_share})",
         ),
         Step(
@@ -520,7 +634,7 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
         ),
     )
     why = decided_by(
-        policy, p, fc, bursts[0][1], (share, why_share), raw, sized * headroom, (sized, headroom)
+        policy, p, fc, remembered, (share, why_share), raw, sized * headroom, (sized, headroom)
     )
     return Target(raw, predicted, fc, bursts, headroom, raised_at, source, steps, values, why)
 

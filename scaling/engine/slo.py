@@ -20,6 +20,10 @@ Rules, in order:
    replicas were ready (now - p95 earlier than that scale-up + cold start) ask for more:
    it describes the smaller pool and the backlog it left (on the code trace replayed from
    60 s, acting on it took the pool to 50 replicas, 2.74x the oracle; now 33, 2.11x).
+   Latency measured since the last scale-up landed counts only once the backlog its cold
+   start left has drained (predictive's `settled_since`): that backlog describes the cold
+   start, and a 60 s mean still holding it asked x6 on flash-crowd (21 replicas for 2 of
+   work, 3.39 GPU-h; now 1.55).
 3. Well under it (ratio < 1 - down tolerance, default 0.5): desired =
    ceil(current x (1 - gain x (1 - ratio))).
 4. Otherwise keep the current count.
@@ -39,7 +43,7 @@ from . import predictive
 from .behavior import rate_limit, stabilise
 from .explain import replicas_text
 from .guards import ceil_replicas
-from .series import used_values, window_mean
+from .series import used_values, window_mean, window_points
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -78,6 +82,23 @@ def predates_growth(memory: Memory, obs: Observation, cold_start_s: float, p95: 
     return bool(ups) and obs.now - p95 < max(ups) + cold_start_s
 
 
+def settled_p95(
+    policy: PolicyParams, p: Params, obs: Observation, memory: Memory
+) -> tuple[float, bool]:
+    """Step 1's p95 over the stable window, from the points since the last scale-up's
+    backlog drained (predictive.settled_since) when the window holds any, and whether it
+    did: latency of the backlog a cold start left describes that cold start, not the pool
+    (on flash-crowd, a 60 s mean still holding it asked x6 from 7 ready replicas: 21
+    replicas for 2 of work)."""
+    slo = policy.slo_ttft_p95_s or p["late_ttft_s"]
+    since = predictive.settled_since(policy, p, obs, memory, p["late_wait_share"] * slo)
+    points = window_points(obs.ttft_p95_s, obs.now, p["stable_window_s"])
+    settled = [v for t, v in points if since is None or t >= since]
+    if not settled:
+        return sum(v for _, v in points) / len(points), False
+    return sum(settled) / len(settled), True
+
+
 def proportional(
     current: int, ready: int, ratio: float, p: Params, stale: bool = False
 ) -> tuple[int, str]:
@@ -102,9 +123,9 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     if slo is None or not slo > 0:
         why = "the slo algorithm needs a positive slo_ttft_p95_s"
         return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
-    p95 = window_mean(obs.ttft_p95_s, obs.now, p["stable_window_s"])
+    p95, drained = settled_p95(policy, p, obs, memory)
     ratio = p95 / slo
-    stale = predates_growth(memory, obs, policy.cold_start_s, p95)
+    stale = not drained or predates_growth(memory, obs, policy.cold_start_s, p95)
     raw, note = proportional(obs.current, obs.ready, ratio, p, stale)
     wait = window_mean(obs.queue_p95_s, obs.now, p["stable_window_s"]) if obs.queue_p95_s else None
     if raw > obs.current and wait is not None and wait <= p["late_wait_share"] * slo:

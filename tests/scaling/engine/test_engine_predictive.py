@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.engine import Memory, ReplicaCapacity
-from scaling.engine.predictive import hold_bursts, mean_wait_s, queue_sized
+from scaling.engine.predictive import (
+    DEFAULTS,
+    burst_hold_s,
+    hold_bursts,
+    mean_wait_s,
+    queue_sized,
+)
 
 CAPACITY = ReplicaCapacity(
     prefill_tokens_per_s=10_000.0, decode_tokens_per_s=1_000.0, max_concurrency=64
@@ -240,8 +246,18 @@ def test_the_burst_hold_outlives_the_history_until_its_horizon(build):
 
     # 20 minutes on, the spike has left the 10-minute signal history but not the hold.
     assert later(1200).raw_desired == 10
-    # Past the 30-minute horizon the hold lapses: sustained 1 x 1.1 -> 2.
-    assert later(1801).raw_desired == 2
+    # The hold lasts its break-even from the peak (at now - 300 s): 41 cold starts of 60 s,
+    # 2460 s. Then it lapses: sustained 1 x 1.1 -> 2.
+    assert later(2100).raw_desired == 10
+    assert later(2200).raw_desired == 2
+
+
+def test_the_burst_hold_is_the_break_even_of_a_cold_start(build):
+    # Twice the cold start, twice the hold: the rule scales with the cold start, not a clock.
+    short = build.policy("predictive", cold_start_s=30.0)
+    long = build.policy("predictive", cold_start_s=60.0)
+    assert burst_hold_s(short, DEFAULTS) == pytest.approx(30.0 * 41)
+    assert burst_hold_s(long, DEFAULTS) == pytest.approx(60.0 * 41)
 
 
 def test_a_new_policy_waits_a_window_of_evidence_before_shrinking(build):
@@ -327,8 +343,13 @@ def test_slo_waits_for_latency_measured_on_the_grown_pool(build):
     backlog = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 50.0),)), grown)
     assert backlog.desired == 8
     assert "waiting for the grown pool's latency" in backlog.steps[0].note
-    # A p95 of 30 s was measured on requests that arrived after it: the pool is still short.
-    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), grown)
+    # A p95 of 30 s 40 s after landing is still the backlog the cold start left draining
+    # (no delay back under the objective yet, and less than drain_s, 60 s, since landing).
+    draining = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), grown)
+    assert draining.desired == 8
+    # Landed 140 s ago and still late: the pool is short.
+    landed = Memory(scale_events=((build.NOW - 200, 4),))
+    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), landed)
     assert short.desired > 8
 
 
@@ -443,3 +464,55 @@ def test_a_short_pool_is_sized_for_the_demand_now_not_the_minute_mean(build):
     # One scrape over the ready pool is a spike its neighbours absorb, not a short pool.
     once = build.run(pol, build.obs(3, ready=3, **_offered(now, spike, every=5)))
     assert once.raw_desired is not None and once.raw_desired < 8
+
+
+def _landed(build, up_at):
+    """Memory of a scale-up asked for at ``up_at`` (lands a cold start, 60 s, later)."""
+    return Memory(scale_events=((up_at, 4),), ticked_at=build.NOW - 5, seen_at=build.NOW - 5)
+
+
+def test_queued_work_gets_replicas_on_top_of_the_arrival_rate_while_it_lasts(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    unsettled = _landed(build, build.NOW - 30)  # still in flight: the headroom stays 1
+    on_time = build.run(pol, _queued(build, 0.2, build.NOW), unsettled)
+    backlog = build.run(pol, _queued(build, 20.0, build.NOW), unsettled)
+    assert backlog.memory.headroom == on_time.memory.headroom == 1.0
+    # 9 replicas of work arriving, 20 s of it queued: 180 replica-seconds, drained in 60 s.
+    assert backlog.raw_desired - on_time.raw_desired == 3
+    assert "backlog" in backlog.steps[0].note
+
+
+def test_a_backlog_left_by_a_cold_start_teaches_the_headroom_nothing(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    late = 10.0
+    # Landed 10 s ago, the queue has not drained yet: the cold start's backlog.
+    just_landed = build.run(pol, _queued(build, late, build.NOW), _landed(build, build.NOW - 70))
+    assert just_landed.memory.headroom == 1.0
+    # Warming capacity is on its way: nothing learnt either.
+    warming = build.obs(
+        10,
+        ready=6,
+        warming=4,
+        queue_p95_s=((build.NOW - 5, late),),
+        **_offered(build.NOW, lambda t: 9.0),
+    )
+    assert build.run(pol, warming).memory.headroom == 1.0
+    # Still late a drain window after landing: the pool is short, and the headroom learns.
+    settled = build.run(pol, _queued(build, late, build.NOW), _landed(build, build.NOW - 200))
+    assert settled.memory.headroom > 1.0
+
+
+def _burst_after_idle(build, burst_s):
+    now = build.NOW
+    offered = _offered(now, lambda t: 4.0 if t > now - burst_s else 0.0, every=5)
+    ttft = tuple((t, 5.0) for t in range(int(now - min(burst_s, 30)), int(now) + 1, 5))
+    return build.obs(2, ttft_p95_s=ttft, **offered)
+
+
+def test_a_late_burst_is_held_doubled_only_while_bursts_are_shorter_than_a_cold_start(build):
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=1000)
+    short = build.run(pol, _burst_after_idle(build, 30))
+    assert short.raw_desired == 8  # 4 x 2: late, and a cold start cannot answer it
+    long = build.run(pol, _burst_after_idle(build, 120))
+    assert long.raw_desired < 8  # lasted 2 cold starts: the forecast sizes it
+    assert "outlasted a cold start" in long.steps[0].note

@@ -52,7 +52,7 @@ def test_predictive_holding_for_a_remembered_burst_says_burst_hold(build):
     later = build.run(pol, build.obs(10, now=t, **_offered(t, lambda _: 1.0)), memory)
     assert later.desired == 10
     assert later.reason.startswith(
-        "burst hold: the largest burst in the last 30 min calls for 10 replicas → 10 replicas"
+        "burst hold: the largest burst in the last 41 min calls for 10 replicas → 10 replicas"
     )
     assert "forecast" not in later.reason
 
@@ -90,7 +90,7 @@ def test_predictive_keeping_a_replica_through_an_idle_gap_says_which_burst(build
         pol, build.obs(1, **_offered(now, lambda t: 0.5 if t < now - 400 else 0.0))
     )
     assert decision.reason.startswith(
-        "burst hold: the largest burst in the last 30 min calls for 0.5 replicas → 1 replica"
+        "burst hold: the largest burst in the last 41 min calls for 0.5 replicas → 1 replica"
     )
 
 
