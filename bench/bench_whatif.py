@@ -24,6 +24,9 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--repeats", type=int, default=7)
+parser.add_argument("--whatif-only", action="store_true", help="skip the append benchmark")
+parser.add_argument("--algorithms", default="hpa,kpa,predictive")
+parser.add_argument("--profile", action="store_true", help="cProfile each what-if, top 15")
 ARGS = parser.parse_args()
 
 import django  # noqa: E402
@@ -120,7 +123,7 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
     client.force_login(user)
     policy = workload.policy
     out: dict[str, dict[str, float]] = {}
-    for algorithm in ("hpa", "kpa", "predictive"):
+    for algorithm in ARGS.algorithms.split(","):
         for window in ("900", "3600", "21600"):
             data = {
                 "algorithm": algorithm,
@@ -142,16 +145,30 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
                 spent.append(time.perf_counter() - started)
                 assert response.status_code == 200, response.content
                 ticks = len(response.json()["t"])
+            if ARGS.profile:
+                profile(client, f"/workloads/{workload.pk}/whatif/", data)
             key = f"{algorithm} {int(window) // 60} min"
             out[key] = {"ms": round(1000 * statistics.median(spent), 1), "ticks": ticks}
     return out
+
+
+def profile(client: Client, url: str, data: dict[str, object]) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    client.post(url, data)
+    profiler.disable()
+    print(f"--- {data['algorithm']} {data['window']} s")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 def main() -> None:
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         workloads, user = setup()
-        append = bench_append(workloads, time.time() - 7 * 3600)
+        append = {} if ARGS.whatif_only else bench_append(workloads, time.time() - 7 * 3600)
         whatif = bench_whatif(workloads[0], user)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
