@@ -156,8 +156,9 @@ def main() -> None:
         )
         port = free_port()
         uvicorn = str(Path(sys.executable).parent / "uvicorn")
+        asgi = ["controlplane.asgi:application", "--port", str(port), "--log-level", "warning"]
         server = subprocess.Popen(
-            [uvicorn, "controlplane.asgi:application", "--port", str(port), "--log-level", "warning"],
+            [uvicorn, *asgi],
             cwd=HERE,
             env=env,
         )
