@@ -11,8 +11,9 @@
    chart that drew the answer to that edit (the last redraw once nothing is in flight).
    Median and max of the REPEATS, and the server time the answers reported.
 
-Run: ``.venv/bin/python bench/bench_whatif_browser.py [--repeats 12]`` (Chromium at
-/usr/bin/chromium).
+Run: ``.venv/bin/python bench/bench_whatif_browser.py [--repeats 12] [--code DIR]``
+(Chromium at /usr/bin/chromium); ``--code`` serves another tree (``git archive`` of an older
+commit) for a before/after on the same machine and minutes.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def run(url: str, pk: str, repeats: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument(
+        "--code", type=Path, default=HERE, help="serve this tree (e.g. a `git archive` of main)"
+    )
     parser.add_argument("--seed", type=Path, help=argparse.SUPPRESS)  # step 1, in a child
     args = parser.parse_args()
     if args.seed:
@@ -149,7 +153,9 @@ def main() -> None:
     manage = [sys.executable, "manage.py"]
     try:
         for command in (["migrate", "--noinput"], ["load_demo"]):
-            subprocess.run([*manage, *command], cwd=HERE, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [*manage, *command], cwd=args.code, env=env, check=True, capture_output=True
+            )
         pk_file = var / "pk"
         subprocess.run(
             [sys.executable, __file__, "--seed", str(pk_file)], cwd=HERE, env=env, check=True
@@ -159,7 +165,7 @@ def main() -> None:
         asgi = ["controlplane.asgi:application", "--port", str(port), "--log-level", "warning"]
         server = subprocess.Popen(
             [uvicorn, *asgi],
-            cwd=HERE,
+            cwd=args.code,
             env=env,
         )
         url = f"http://127.0.0.1:{port}"
