@@ -160,10 +160,11 @@ class _Recent(Generic[K, V]):
                 self.entries.popitem(last=False)
 
 
-# A few MB each at an hour of 5 s ticks (the engine's view of every tick): enough for the
-# windows and algorithms an operator flips between on a page or two.
-_OBSERVED: _Recent[tuple[Any, ...], Observed] = _Recent(6)
-_ANSWERS: _Recent[tuple[Any, ...], dict[str, Any]] = _Recent(64)
+# Per server process, at most ~20 MB: an engine view is up to ~4 MB (6 h of history with an
+# hour of 5 s ticks, predictive's 600 s of every series at each tick), an answer with its
+# key's ticks ~0.4 MB. Enough for the windows and algorithms an operator flips between.
+_OBSERVED: _Recent[tuple[Any, ...], Observed] = _Recent(4)
+_ANSWERS: _Recent[tuple[Any, ...], dict[str, Any]] = _Recent(16)
 
 
 SLO_METHOD = (
