@@ -13,7 +13,7 @@ import pytest
 from scaling import signal_store, whatif
 from scaling.backtest import replay_signals
 from scaling.capacity import replica_capacity
-from scaling.engine import OFFERED_WORK, reads
+from scaling.engine import OFFERED_WORK, PolicyParams, reads
 from scaling.signals import SignalTick
 from tests.dashboard.test_dashboard_pages import form_data
 
@@ -61,11 +61,14 @@ def test_edit_after_edit_each_answer_is_replay_signals(
     policy = workload.policy
     store_busy_load(workload, 1200, time.time())
     client.force_login(make_user("operator", team_a, "operator"))
-    built = []
+    built: list[PolicyParams] = []
     real_observe = whatif.observe
-    monkeypatch.setattr(
-        whatif, "observe", lambda p, ticks: built.append(p) or real_observe(p, ticks)
-    )
+
+    def counted(params: PolicyParams, ticks: list[SignalTick]) -> whatif.Observed:
+        built.append(params)
+        return real_observe(params, ticks)
+
+    monkeypatch.setattr(whatif, "observe", counted)
     edits = [
         {"target": 5.0},
         {"target": 7.0},
