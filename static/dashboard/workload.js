@@ -93,7 +93,11 @@
     Plotly.react(id, traces, lay, CONFIG);
   }
 
-  function draw() {
+  function draw() { drawCharts(false); }
+
+  // linesOnly: an edit moved the threshold lines, which only the metric chart draws; the
+  // other charts did not change, so they are not redrawn on every keystroke.
+  function drawCharts(linesOnly) {
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     drawn = shown(now);
@@ -108,21 +112,25 @@
     const unstored = Charts.notStored(first, t0);
     // The stored traces come after the live ones (they never overlap in time: the stored part
     // ends where the stream begins), so data[0] stays the live series.
-    react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }),
-      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now));
+    if (!linesOnly) {
+      react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
+        line("warming", "warming", { line: { shape: "hv" } }),
+        behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now));
+    }
     react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
       behind("metric", "stored", { color: "#98a2b3" })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
         yaxis: lines.range ? { range: lines.range } : {} }));
-    react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
-      layout(now));
-    react("chart-queue", [line("queue", "waiting"), line("running", "running")],
-      layout(now, { annotations: unstored }));
-    react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
-      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }));
-    react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
-      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }));
+    if (!linesOnly) {
+      react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
+        layout(now));
+      react("chart-queue", [line("queue", "waiting"), line("running", "running")],
+        layout(now, { annotations: unstored }));
+      react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
+        layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }));
+      react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
+        layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }));
+    }
     CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
     if (policy) {
       metricDiv.dataset.target = policy.target;
@@ -268,7 +276,7 @@
     requestWhatif();  // first: the request is on its way while the lines are drawn
     hints();
     draft = draftLines();
-    draw();
+    drawCharts(true);
     const metricDiv = document.getElementById("chart-metric");
     metricDiv.dataset.shownTarget = draft ? draft.target : (policy ? policy.target : "");
   }

@@ -161,3 +161,41 @@ def test_a_slow_old_answer_never_overwrites_a_newer_edit(
     assert alice.evaluate("window.sentTargets") == ["7", "11"]
     # 7's answer came while 11 was newer: not drawn. 11's is, once.
     assert int(alice.get_attribute("#chart-whatif", "data-redraws")) == redraws + 1
+
+
+# Types 13 in the target field and returns the charts Plotly.react redrew while the page
+# handled that one input event (synchronously: no stream frame can come in between).
+REDRAWN_BY_AN_EDIT = """() => {
+  const real = Plotly.react;
+  const redrawn = [];
+  Plotly.react = function (div, ...rest) {
+    redrawn.push(typeof div === "string" ? div : div.id);
+    return real.call(this, div, ...rest);
+  };
+  try {
+    const input = document.getElementById("id_target");
+    input.value = "13";
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+  } finally {
+    Plotly.react = real;
+  }
+  return redrawn;
+}"""
+
+
+def test_an_edit_redraws_the_metric_chart_then_the_whatif_and_nothing_else(
+    looping_app,
+    browser,  # noqa: F811 (the imported fixture)
+):
+    alice = log_in(browser, looping_app, "alice")
+    alice.click("#workloads >> text=acme-chat/chat-llama-8b")
+    alice.wait_for_url("**/workloads/*/", timeout=10000)
+    alice.wait_for_selector("#chart-whatif .main-svg", timeout=30000)
+    # The threshold lines at once: only the metric chart draws them.
+    assert alice.evaluate(REDRAWN_BY_AN_EDIT) == ["chart-metric"]
+    # Then the what-if chart, with the answer to this edit.
+    alice.wait_for_function(
+        "() => JSON.parse(document.getElementById('chart-whatif').dataset.drawnFor || '{}')"
+        ".target === '13'",
+        timeout=20000,
+    )
