@@ -48,6 +48,7 @@ from scaling.capacity import capacity_of
 from scaling.engine import PolicyParams, history_s
 from scaling.engine.mix import (
     DEFAULT_UTILIZATION,
+    EXPECTED_DELAY_ROUTING,
     HYSTERESIS,
     GpuOption,
     Mix,
@@ -137,7 +138,7 @@ class MixSizer:
             deployment.cold_start_s,
             settings.hysteresis,
             settings.utilization,
-            settings.router_guard,
+            settings.router_guard and deployment.routing in EXPECTED_DELAY_ROUTING,
         )
         # The histogram's buckets go up to the longest prompt the reference type holds, as
         # vLLM's go up to the model length; beyond it a request is rejected anyway.
@@ -231,7 +232,7 @@ class MixSizer:
 
     def routed(self) -> list[GpuOption]:
         """The types the router reaches before the reference type is late (mix.routed)."""
-        if not self.settings.router_guard:
+        if not self.rule.router_guard:
             return list(self.options)
         return routed(self.options, self.reference.name, self.output_tokens, self.slo.ttft_s)
 

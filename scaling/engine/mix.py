@@ -223,7 +223,7 @@ def prompt_buckets(largest: int) -> tuple[int, ...]:
 def histogram_classes(
     bounds: Sequence[int],
     counts: Sequence[float],
-    prompt_sum: float,
+    prompt_sum: float | None,
     rate_per_s: float,
     output_tokens: float,
     top: int,
@@ -231,15 +231,16 @@ def histogram_classes(
     """Request classes from a prompt-length histogram: ``counts[i]`` prompts in
     (``bounds[i-1]``, ``bounds[i]``], the last count beyond the last bound (up to ``top``
     tokens), ``prompt_sum`` their total tokens. A histogram has no per-bucket mean: each
-    bucket's is its midpoint, all scaled so they add up to ``prompt_sum``. ``rate_per_s`` is
-    split by the counts; every class gets the same mean ``output_tokens``."""
+    bucket's is its midpoint, all scaled so they add up to ``prompt_sum`` (None: unknown, the
+    midpoints as they are). ``rate_per_s`` is split by the counts; every class gets the same
+    mean ``output_tokens``."""
     edges = [0, *bounds, max(top, bounds[-1] + 1 if bounds else top)]
     total = sum(counts)
     if total <= 0:
         return []
     mids = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
     estimated = sum(n * m for n, m in zip(counts, mids, strict=True))
-    scale = prompt_sum / estimated if estimated > 0 else 1.0
+    scale = prompt_sum / estimated if prompt_sum is not None and estimated > 0 else 1.0
     return [
         RequestClass(
             f"<={edges[i + 1]}",
@@ -285,6 +286,13 @@ def as_demand(
     return [replace(c, rate_per_s=c.rate_per_s * rate) for c in shape]
 
 
+# Routing strategies that send a request where its expected end is soonest (prefix-aware is
+# that, kept near a cached prefix; "" is the pool's default, which is that in the simulator
+# and the back-test): the ones the router guard describes. Round robin and least-outstanding
+# send a slower type work whatever its expected delay, so the guard does not apply to them.
+EXPECTED_DELAY_ROUTING = ("", "shortest-expected-delay", "prefix-aware")
+
+
 def routed(
     options: Sequence[GpuOption], reference: str, output_tokens: float, ttft_s: float
 ) -> list[GpuOption]:
@@ -296,8 +304,9 @@ def routed(
     step time on the reference). When that difference exceeds the TTFT left after prefill,
     the slower type gets work only once the reference's requests are late, so sizing on it
     buys idle replicas (31 A40s beside 6 A100s served 13 % of mixed-lengths in the
-    back-test; bench/README.md "GPU mix"). A property of the decision, not of one caller:
-    the live pool and the back-test's both route by expected delay."""
+    back-test; bench/README.md "GPU mix"). A property of the router, so of the decision in
+    both callers: ``MixRule.router_guard`` is on where the pool routes by expected delay
+    (EXPECTED_DELAY_ROUTING)."""
     ref = next((o.step_s for o in options if o.name == reference), None)
     if ref is None:
         return list(options)
@@ -443,7 +452,7 @@ class MixRule:
     cold_start_s: float
     hysteresis: float = HYSTERESIS
     utilization: float = DEFAULT_UTILIZATION
-    router_guard: bool = True  # False: offer every type whatever the router does (to measure)
+    router_guard: bool = True  # the pool routes by expected delay (EXPECTED_DELAY_ROUTING)
 
 
 def next_mix(
