@@ -200,7 +200,9 @@ def prompt_window(
     if total <= 0:
         return kept
     tokens = None if prompt_mean is None else prompt_mean * total
-    return [*kept, [now, {le: d for le, d in deltas.items() if d}, tokens]]
+    # Every bound kept, zeros too: a bound no entry names would merge its bucket into the
+    # next one up, and the classes' midpoints with it.
+    return [*kept, [now, deltas, tokens]]
 
 
 def window_classes(window: Any, output_tokens: float, top: int) -> list[mix.RequestClass]:

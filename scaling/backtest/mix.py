@@ -161,7 +161,7 @@ class MixSizer:
     def new_pool(self, initial: int) -> ServingPool:
         """The warm pool at 0: ``initial`` reference replicas (no request seen yet, so no
         class another type could take; the first change of types waits a cold start)."""
-        counts = self.counts = dict(self._choose(initial, [self._fallback_class(initial)]))
+        counts = self.counts = dict(self._choose(initial, self._fallback(initial)))
         ref = self.deployment.gpu_type
         others = {t: n for t, n in counts.items() if t != ref}
         pool = self.pool = self.deployment.new_pool(counts.get(ref, 0), others=others)
@@ -272,7 +272,7 @@ class MixSizer:
             return []
         shape = self.shape()
         if not shape:
-            return [self._fallback_class(desired)]
+            return self._fallback(desired)
         return as_demand(shape, self.reference.capacity, desired, self.settings.utilization)
 
     def shape(self) -> list[RequestClass]:
@@ -280,19 +280,17 @@ class MixSizer:
         counts, prompt_sum = self._histogram()
         return histogram_classes(self.bounds, counts, prompt_sum, 1.0, self.output_tokens, self.top)
 
-    def _fallback_class(self, desired: int) -> RequestClass:
+    def _fallback(self, desired: int) -> list[RequestClass]:
         """No request seen: ``desired`` reference replicas of requests only the reference
         type's prompt limit bounds (so the reference type gets them)."""
         longest = self.reference.longest_prompt_tokens
         one = RequestClass("unseen", 1.0, longest / 2, self.output_tokens, longest)
-        return as_demand(
-            [one], self.reference.capacity, max(desired, 1), self.settings.utilization
-        )[0]
+        return as_demand([one], self.reference.capacity, desired, self.settings.utilization)
 
     def _equivalent(self, counts: Mapping[str, int]) -> float:
         """Replicas per type in reference replicas: each by its speed on the window's
         requests (the reference's work per request over the type's)."""
-        shape = self.shape() or [self._fallback_class(1)]
+        shape = self.shape() or self._fallback(1)
         total = 0.0
         for option in self.options:
             n = counts.get(option.name, 0)

@@ -111,6 +111,11 @@ def test_the_window_skips_a_tick_with_no_reading_or_a_restart_and_drops_old_delt
     now = {"at": 15.0, "buckets": {"10.0": 3, "+Inf": 6}}
     window = variants.prompt_window([], before, now, 7.0, 600.0)
     assert window == [[15.0, {"10.0": 2, "+Inf": 4}, 28.0]]
+    quiet_low = {"at": 30.0, "buckets": {"10.0": 3, "+Inf": 7}}
+    assert variants.prompt_window(window, now, quiet_low, 7.0, 600.0)[-1][1] == {
+        "10.0": 0,  # kept: without it the bucket under 10 would merge into the one above
+        "+Inf": 1,
+    }
     # No histogram this tick (vLLM V0, or the read failed): nothing added, not a zero.
     assert variants.prompt_window(window, now, {"at": 30.0, "buckets": {}}, 7.0, 600.0) == window
     restarted = {"at": 30.0, "buckets": {"10.0": 0, "+Inf": 1}}
