@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -183,10 +183,12 @@ def prompt_window(
 ) -> list[list[Any]]:
     """The prompt-length histogram's deltas over the last ``window_s``: ``window`` (the
     previous tick's, as stored) with this tick's delta from ``before`` to ``reading`` (the
-    loop's readings of ``vllm:request_prompt_tokens``: ``{"at", "buckets"}``) added, entries
-    older than the window dropped. Each entry is ``[at, {le: requests}, prompt tokens]``
-    (tokens None when no mean prompt is known). No entry for a tick with no reading, no
-    earlier one or a bucket gone down (a restart): an unknown count is not zero."""
+    loop's readings of ``vllm:request_prompt_tokens``: ``{"at", "buckets"}``, cumulative by
+    ``le``) added, entries older than the window dropped. Each entry is ``[at, {le:
+    requests in that bucket}, prompt tokens]``, empty buckets left out (the bounds are the
+    reading's: ``window_classes``), tokens None when no mean prompt is known. No entry for a
+    tick with no reading, no earlier one or a bucket gone down (a restart): an unknown count
+    is not zero."""
     now = float(reading["at"])
     kept = [e for e in (window or []) if isinstance(e, list) and e[0] >= now - window_s]
     buckets = reading.get("buckets") or {}
@@ -199,26 +201,34 @@ def prompt_window(
     total = max(deltas.values(), default=0.0)  # the +Inf bucket: every request
     if total <= 0:
         return kept
+    ordered = sorted(deltas, key=float)
+    _, counts = mix.buckets_of(deltas)  # one more when no +Inf was read: always 0
+    per_bucket = {le: n for le, n in zip(ordered, counts[: len(ordered)], strict=True) if n}
     tokens = None if prompt_mean is None else prompt_mean * total
-    # Every bound kept, zeros too: a bound no entry names would merge its bucket into the
-    # next one up, and the classes' midpoints with it.
-    return [*kept, [now, deltas, tokens]]
+    return [*kept, [now, per_bucket, tokens]]
 
 
-def window_classes(window: Any, output_tokens: float, top: int) -> list[mix.RequestClass]:
+def window_classes(
+    window: Any, output_tokens: float, top: int, bounds: Mapping[str, Any] | None = None
+) -> list[mix.RequestClass]:
     """Request classes of the window's histogram (mix.histogram_classes), their shares of
-    requests as ``rate_per_s``; [] for an empty window."""
+    requests as ``rate_per_s``; [] for an empty window. ``bounds``: the latest reading's
+    buckets, whose ``le`` keys are every bound (an empty bucket is in no entry, and a bound
+    missing would merge its bucket into the next one up)."""
     entries = [e for e in (window or []) if isinstance(e, list)]
     if not entries:
         return []
-    cumulative: dict[str, float] = defaultdict(float)
-    for _, deltas, _ in entries:
-        for le, n in deltas.items():
-            cumulative[le] += n
+    named = {float(le) for e in entries for le in e[1]} | {float(le) for le in bounds or {}}
+    finite = sorted(le for le in named if not math.isinf(le))
+    counts = [0.0] * (len(finite) + 1)
+    for _, per_bucket, _ in entries:
+        for le, n in per_bucket.items():
+            bound = float(le)
+            counts[len(finite) if math.isinf(bound) else finite.index(bound)] += n
     sums = [e[2] for e in entries]
     prompt_sum = None if any(t is None for t in sums) else math.fsum(sums)
-    bounds, counts = mix.buckets_of(cumulative)
-    return mix.histogram_classes(bounds, counts, prompt_sum, 1.0, output_tokens, top)
+    edges = [int(b) for b in finite]
+    return mix.histogram_classes(edges, counts, prompt_sum, 1.0, output_tokens, top)
 
 
 def classes_of(
@@ -229,7 +239,13 @@ def classes_of(
     sizes = counters.get("mix_sizes")
     perf = _perf(workload, workload.gpu_type)
     if sizes and perf is not None:
-        found = window_classes(counters.get("mix_prompt_window"), sizes[1], perf.kv_capacity_tokens)
+        reading = counters.get("prompt_len")
+        found = window_classes(
+            counters.get("mix_prompt_window"),
+            sizes[1],
+            perf.kv_capacity_tokens,
+            reading.get("buckets") if isinstance(reading, dict) else None,
+        )
         if found:
             return found
     return [mean_class(RequestSizes(*sizes))] if sizes else None

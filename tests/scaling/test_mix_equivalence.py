@@ -90,11 +90,12 @@ def live_goals(a100: GpuType, a40: GpuType) -> list[dict[str, int]]:
         for p in prompts:  # each prompt counted in its bucket and every one above
             for le in les[bisect_left(bounds, p) :]:
                 cumulative[le] += 1
-        reading = {"at": now, "buckets": dict(cumulative)}
+        buckets = dict(cumulative)
+        reading = {"at": now, "buckets": buckets}
         mean = sum(prompts) / len(prompts)  # the token counters' rate over the requests'
         window = variants.prompt_window(window, before, reading, mean, variants.window_s(POLICY))
         before = reading
-        shape = variants.window_classes(window, OUTPUT_TOKENS, top)
+        shape = variants.window_classes(window, OUTPUT_TOKENS, top, buckets)
         pool = mixed_pool(a100, a40, counts)
         memory = memory or variants.memory_of(pool, None)
         choice = variants.choose(workload, POLICY, pool, desired, shape, {}, memory, now)

@@ -90,10 +90,10 @@ def test_the_reason_names_the_prompts_only_the_faster_type_serves(gpu_type, a40)
     long ones, and the reason says so beside the mix."""
     bounds = ["1000.0", "2000.0", "5000.0", "10000.0", "20000.0", "+Inf"]
     cumulative = [0, 90, 90, 100, 100, 100]
-    reading = {"at": 15.0, "buckets": dict(zip(bounds, cumulative, strict=True))}
+    buckets = dict(zip(bounds, cumulative, strict=True))
     before = {"at": 0.0, "buckets": dict.fromkeys(bounds, 0)}
-    window = variants.prompt_window(None, before, reading, 2100.0, 600.0)
-    shape = variants.window_classes(window, 1.0, 100_000)
+    window = variants.prompt_window(None, before, {"at": 15.0, "buckets": buckets}, 2100.0, 600.0)
+    shape = variants.window_classes(window, 1.0, 100_000, buckets)
     assert [c.name for c in shape] == ["<=2000", "<=10000"]
     a40.hourly_cost = "0.30"
     workload = Workload(model_name=MODEL, gpus_per_replica=1, gpu_type=gpu_type)
@@ -110,18 +110,23 @@ def test_the_window_skips_a_tick_with_no_reading_or_a_restart_and_drops_old_delt
     before = {"at": 0.0, "buckets": {"10.0": 1, "+Inf": 2}}
     now = {"at": 15.0, "buckets": {"10.0": 3, "+Inf": 6}}
     window = variants.prompt_window([], before, now, 7.0, 600.0)
-    assert window == [[15.0, {"10.0": 2, "+Inf": 4}, 28.0]]
-    quiet_low = {"at": 30.0, "buckets": {"10.0": 3, "+Inf": 7}}
-    assert variants.prompt_window(window, now, quiet_low, 7.0, 600.0)[-1][1] == {
-        "10.0": 0,  # kept: without it the bucket under 10 would merge into the one above
-        "+Inf": 1,
-    }
+    assert window == [[15.0, {"10.0": 2, "+Inf": 2}, 28.0]]  # per bucket, 4 requests
     # No histogram this tick (vLLM V0, or the read failed): nothing added, not a zero.
     assert variants.prompt_window(window, now, {"at": 30.0, "buckets": {}}, 7.0, 600.0) == window
     restarted = {"at": 30.0, "buckets": {"10.0": 0, "+Inf": 1}}
     assert variants.prompt_window(window, now, restarted, 7.0, 600.0) == window
     assert variants.prompt_window(window, None, now | {"at": 700.0}, 7.0, 600.0) == []
     assert variants.window_classes([], 100.0, 1000) == []
+
+
+def test_a_bucket_empty_over_the_window_still_bounds_the_classes():
+    before = {"at": 0.0, "buckets": {"10.0": 3, "100.0": 3, "+Inf": 3}}
+    now = {"at": 15.0, "buckets": {"10.0": 3, "100.0": 7, "+Inf": 7}}
+    window = variants.prompt_window([], before, now, 50.0, 600.0)
+    assert window == [[15.0, {"100.0": 4}, 200.0]]
+    shape = variants.window_classes(window, 1.0, 1000, {"10.0": 3, "100.0": 7, "+Inf": 7})
+    # (10, 100], not (0, 100]: the 10-token bound is the reading's though no entry names it.
+    assert [(c.name, c.shortest_prompt_tokens) for c in shape] == [("<=100", 10)]
 
 
 def test_the_quota_room_is_what_the_tenant_may_still_take_plus_what_it_holds(gpu_type, a40):
