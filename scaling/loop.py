@@ -362,14 +362,14 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     pods = observe.pods_of(deployment, observed.pods)
     pool = None
     if workload.variants.all():  # the policy decides the total over every GPU type's pods
-        sizes = ((workload.loop_state or {}).get("counters") or {}).get("mix_sizes")
+        kept = (workload.loop_state or {}).get("counters") or {}
         found = variants.observe_pool(
             workload,
             policy,
             deployment,
             observed.deployments,
             observed.pods,
-            variants.RequestSizes(*sizes) if sizes else None,
+            variants.classes_of(workload, policy, kept),
         )
         if isinstance(found, str):
             return _unobservable(workload, found, observed.now)
@@ -378,7 +378,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
     params = policy.engine_params()
     tick, counters = _signal_tick(workload, policy, params, deployment, pods, observed, state)
     if pool is not None:
-        counters = _mix_counters(workload, pods, observed, state, counters)
+        counters = _mix_counters(workload, policy, pods, observed, state, counters)
     history = SignalHistory(params, state.get("history"))
     history.record(tick)
     obs = history.observation(tick)
@@ -462,15 +462,17 @@ def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) 
             quota = room.get(part.gpu_type.pk)
             if fits is not None:
                 room[part.gpu_type.pk] = fits if quota is None else min(quota, fits)
-        sizes = (p.counters or {}).get("mix_sizes")
-        classes = variants.request_classes(variants.RequestSizes(*sizes)) if sizes else None
+        shape = variants.classes_of(p.workload, p.policy, p.counters)
+        memory = variants.memory_of(p.pool, p.counters.get("mix"))
         try:
             p.choice = variants.choose(
-                p.workload, p.policy, p.pool, p.engine.desired, classes, room
+                p.workload, p.policy, p.pool, p.engine.desired, shape, room, memory, p.tick.now
             )
         except ValueError as exc:  # no mix within the bounds: hold every type, say why
             held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
             p.choice = variants.Choice(held, f"mix held: {exc}")
+        if p.choice.memory is not None:  # the hysteresis and the wait start from it next tick
+            p.counters["mix"] = p.choice.memory.to_dict()
 
 
 def _part_key(workload: Workload, part: variants.Part) -> int:
@@ -497,17 +499,34 @@ def _wishes(p: Proposal) -> list[Wish]:
 
 def _mix_counters(
     workload: Workload,
+    policy: ScalingPolicy,
     pods: list[PodState],
     observed: Observed,
     state: dict[str, Any],
     counters: dict[str, Any],
 ) -> dict[str, Any]:
-    """The counters with the mix's own readings, and the last known mean request sizes (kept
-    while no request finishes, so a pause in traffic does not reshuffle the mix)."""
+    """The counters with the mix's own readings: the last known mean request sizes (kept
+    while no request finishes, so a pause in traffic does not reshuffle the mix), and the
+    prompt-length histogram's window its classes come from (variants.prompt_window), from
+    the tick's reading of it (the one _infeasible keeps when the policy reads offered work)."""
     before = state.get("counters") or {}
     sizes, readings = variants.read_sizes(workload.namespace, pods, observed.samples, before)
     found = [sizes.prompt_tokens, sizes.output_tokens] if sizes else before.get("mix_sizes")
-    return counters | readings | ({"mix_sizes": found} if found else {})
+    reading = counters.get("prompt_len")
+    if not isinstance(reading, dict) or reading.get("at") != observed.now:
+        names = {pod.name for pod in pods}
+        index = observed.samples.get(observe.PROMPT_LENGTH_BUCKETS, {})
+        buckets = observe.bucket_counts(index, workload.namespace, names)
+        reading = {"at": observed.now, "buckets": buckets}
+    window = variants.prompt_window(
+        before.get("mix_prompt_window"),
+        before.get("prompt_len"),
+        reading,
+        found[0] if found else None,
+        variants.window_s(policy),
+    )
+    mine = {"prompt_len": reading, "mix_prompt_window": window, "mix": before.get("mix")}
+    return counters | readings | mine | ({"mix_sizes": found} if found else {})
 
 
 def _act_mix(

@@ -3,37 +3,48 @@ policy's demand split across them at the least cost per hour (scaling.engine.mix
 
 The policy decides the total as for any workload, in replicas of the primary type (its own
 metric, bounds and rate limits over the pods of every variant). This module turns that total
-into request classes, asks ``mix.plan`` for the cheapest replicas per type within each type's
-bounds (the variant's min/max, the tenant's quota for the type, the GPUs still placeable on
-the cluster), and explains the answer with ``mix.explain``. The loop then has the quota
-allocation check each type's count (scaling.allocation, one wish per type) and applies each
-variant's Deployment.
+into request classes and asks ``mix.next_mix`` (the back-test's path too, so the same signals
+give the same mix) for the cheapest replicas per type within each type's bounds (the
+variant's min/max, the tenant's quota for the type, the GPUs still placeable on the cluster),
+and explains the answer with ``mix.explain``. The loop then has the quota allocation check
+each type's count (scaling.allocation, one wish per type) and applies each variant's
+Deployment.
+
+Request classes come from vLLM's prompt-length histogram (``vllm:request_prompt_tokens``):
+each tick's bucket deltas over the policy's signal history (``prompt_window``, the window the
+back-test keeps), with the prompt sum from the mean prompt the token counters give. Without
+a histogram (vLLM V0) one class of the observed means stands in (``mean_class``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from clusters.kubernetes import DeploymentState, PodState, missing_deployment
 from clusters.models import GpuNode
 from clusters.placement import NodeGpus, placement
+from performance import ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
 from quotas.maths import available
 from quotas.models import GpuType, Quota
 from scaling import observe
+from scaling.backtest.slo import DEFAULT_SLO_TTFT_S
 from scaling.capacity import replica_capacity
-from scaling.engine import ReplicaCapacity, mix
+from scaling.engine import ReplicaCapacity, history_s, mix
 from scaling.models import ScalingPolicy, Workload
 
-# Counters the mean request sizes are taken from (read for every workload with variants).
-MIX_METRICS = (observe.PROMPT_TOKENS, observe.GENERATION_TOKENS, observe.REQUESTS_FINISHED)
-# Replicas do not move between types for a saving under this share of the cost: a move
-# costs a cold start on the new type, and noise in the observed sizes must not flap the mix.
-HYSTERESIS = 0.05
-NO_TTFT_LIMIT = 10**9  # prompt tokens: without a TTFT objective every type serves every prompt
+# What the mix is sized by, read for every workload with variants: the counters the mean
+# request sizes are taken from, and the prompt-length histogram its classes come from (the
+# same reading as the loop's count of infeasible prompts: one query for both).
+MIX_METRICS = (
+    observe.PROMPT_TOKENS,
+    observe.GENERATION_TOKENS,
+    observe.REQUESTS_FINISHED,
+    observe.PROMPT_LENGTH_BUCKETS,
+)
 
 
 @dataclass(frozen=True)
@@ -74,13 +85,13 @@ def observe_pool(
     primary: DeploymentState,
     deployments: dict[tuple[str, str], DeploymentState],
     pods: dict[str, list[PodState]],
-    sizes: RequestSizes | None,
+    shape: Sequence[mix.RequestClass] | None,
 ) -> Pool | str:
     """The workload's variants as one pool; why not, when a variant's Deployment is gone.
 
     The policy decides in replicas of the primary type, so the pool's replicas are counted
     in them too (``combined``): each type's replicas weighted by the work one of them does
-    beside a primary replica, for the last known request sizes (1 before any is known).
+    beside a primary replica, for the last known request classes (1 before any is known).
     Counted as plain replicas, a rate limit's floor (Knative: at most halve per step) would
     keep a pool of slower replicas from ever shrinking to what the policy wants."""
     parts = [Part(workload.gpu_type, primary, 0, policy.max_replicas, None)]
@@ -91,7 +102,7 @@ def observe_pool(
         parts.append(
             Part(variant.gpu_type, found, variant.min_replicas, variant.max_replicas, variant.pk)
         )
-    weights = _weights(workload, policy, parts, sizes)
+    weights = _weights(workload, policy, parts, shape)
 
     def count(field: str) -> int:
         return round(sum(getattr(p.deployment, field) * weights[p.name] for p in parts))
@@ -107,16 +118,23 @@ def observe_pool(
 
 
 def _weights(
-    workload: Workload, policy: ScalingPolicy, parts: list[Part], sizes: RequestSizes | None
+    workload: Workload,
+    policy: ScalingPolicy,
+    parts: list[Part],
+    shape: Sequence[mix.RequestClass] | None,
 ) -> dict[str, float]:
-    """Primary replicas one replica of each type is worth (1 where it cannot be told)."""
+    """Primary replicas one replica of each type is worth (1 where it cannot be told): the
+    primary's work on the classes over the type's, as the back-test's MixSizer counts."""
     capacities = {p.name: _capacity(workload, policy, p) for p in parts}
     primary = capacities[parts[0].name]
-    if sizes is None or primary is None:
+    if not shape or primary is None:
         return {p.name: 1.0 for p in parts}
-    request = request_classes(sizes)[0]
+
+    def work(capacity: ReplicaCapacity) -> float:
+        return sum(c.rate_per_s * c.work_s(capacity) for c in shape)
+
     return {
-        name: 1.0 if capacity is None else request.work_s(primary) / request.work_s(capacity)
+        name: 1.0 if capacity is None else work(primary) / work(capacity)
         for name, capacity in capacities.items()
     }
 
@@ -149,25 +167,109 @@ MIX_METRICS_BY_KEY = {
 }
 
 
-def request_classes(sizes: RequestSizes) -> list[mix.RequestClass]:
-    """The demand's request classes, each with its share of requests as ``rate_per_s`` (the
-    caller scales them to the policy's total). One class of the observed means until a
-    prompt-length histogram is read; more classes plug in here."""
-    return [
-        mix.RequestClass(
-            "all",
-            1.0,
-            sizes.prompt_tokens,
-            sizes.output_tokens,
-            math.ceil(sizes.prompt_tokens),
+def mean_class(sizes: RequestSizes) -> mix.RequestClass:
+    """One class of the observed means: the classes without a prompt-length histogram."""
+    return mix.RequestClass(
+        "all", 1.0, sizes.prompt_tokens, sizes.output_tokens, math.ceil(sizes.prompt_tokens)
+    )
+
+
+def prompt_window(
+    window: Any,
+    before: Any,
+    reading: dict[str, Any],
+    prompt_mean: float | None,
+    window_s: float,
+) -> list[list[Any]]:
+    """The prompt-length histogram's deltas over the last ``window_s``: ``window`` (the
+    previous tick's, as stored) with this tick's delta from ``before`` to ``reading`` (the
+    loop's readings of ``vllm:request_prompt_tokens``: ``{"at", "buckets"}``, cumulative by
+    ``le``) added, entries older than the window dropped. Each entry is ``[at, {le:
+    requests in that bucket}, prompt tokens]``, empty buckets left out (the bounds are the
+    reading's: ``window_classes``), tokens None when no mean prompt is known. No entry for a
+    tick with no reading, no earlier one or a bucket gone down (a restart): an unknown count
+    is not zero."""
+    now = float(reading["at"])
+    kept = [e for e in (window or []) if isinstance(e, list) and e[0] >= now - window_s]
+    buckets = reading.get("buckets") or {}
+    earlier = before.get("buckets") if isinstance(before, dict) else None
+    if not buckets or not isinstance(earlier, dict) or not set(buckets) <= set(earlier):
+        return kept
+    deltas = {le: n - earlier[le] for le, n in buckets.items()}
+    if any(d < 0 for d in deltas.values()):
+        return kept
+    total = max(deltas.values(), default=0.0)  # the +Inf bucket: every request
+    if total <= 0:
+        return kept
+    ordered = sorted(deltas, key=float)
+    _, counts = mix.buckets_of(deltas)  # one more when no +Inf was read: always 0
+    per_bucket = {le: n for le, n in zip(ordered, counts[: len(ordered)], strict=True) if n}
+    tokens = None if prompt_mean is None else prompt_mean * total
+    return [*kept, [now, per_bucket, tokens]]
+
+
+def window_classes(
+    window: Any, output_tokens: float, top: int, bounds: Mapping[str, Any] | None = None
+) -> list[mix.RequestClass]:
+    """Request classes of the window's histogram (mix.histogram_classes), their shares of
+    requests as ``rate_per_s``; [] for an empty window. ``bounds``: the latest reading's
+    buckets, whose ``le`` keys are every bound (an empty bucket is in no entry, and a bound
+    missing would merge its bucket into the next one up)."""
+    entries = [e for e in (window or []) if isinstance(e, list)]
+    if not entries:
+        return []
+    named = {float(le) for e in entries for le in e[1]} | {float(le) for le in bounds or {}}
+    finite = sorted(le for le in named if not math.isinf(le))
+    counts = [0.0] * (len(finite) + 1)
+    for _, per_bucket, _ in entries:
+        for le, n in per_bucket.items():
+            bound = float(le)
+            counts[len(finite) if math.isinf(bound) else finite.index(bound)] += n
+    sums = [e[2] for e in entries]
+    prompt_sum = None if any(t is None for t in sums) else math.fsum(sums)
+    edges = [int(b) for b in finite]
+    return mix.histogram_classes(edges, counts, prompt_sum, 1.0, output_tokens, top)
+
+
+def classes_of(
+    workload: Workload, policy: ScalingPolicy, counters: dict[str, Any]
+) -> list[mix.RequestClass] | None:
+    """The demand's shape from what the loop keeps (``counters``): the window's histogram
+    classes, else one class of the mean sizes (no histogram: vLLM V0), else None."""
+    sizes = counters.get("mix_sizes")
+    perf = _perf(workload, workload.gpu_type)
+    if sizes and perf is not None:
+        reading = counters.get("prompt_len")
+        found = window_classes(
+            counters.get("mix_prompt_window"),
+            sizes[1],
+            perf.kv_capacity_tokens,
+            reading.get("buckets") if isinstance(reading, dict) else None,
         )
-    ]
+        if found:
+            return found
+    return [mean_class(RequestSizes(*sizes))] if sizes else None
+
+
+def window_s(policy: ScalingPolicy) -> float:
+    """The classes' window: the policy's signal history, as the back-test's MixSizer."""
+    return history_s(policy.engine_params())
 
 
 @dataclass(frozen=True)
 class Choice:
     replicas: dict[str, int]  # by GPU type name, every part
     reason: str
+    memory: mix.MixMemory | None = None  # what next tick's choice starts from (None: kept)
+
+
+def memory_of(pool: Pool, stored: Any) -> mix.MixMemory:
+    """The mix's memory as the loop kept it, or, before any, the pool as it runs: its counts
+    per type and its total in primary replicas."""
+    if isinstance(stored, dict):
+        return mix.MixMemory.from_dict(stored)
+    goal = {p.name: p.deployment.spec_replicas for p in pool.parts}
+    return mix.MixMemory(goal, pool.combined.spec_replicas)
 
 
 def choose(
@@ -175,22 +277,26 @@ def choose(
     policy: ScalingPolicy,
     pool: Pool,
     desired: int,
-    classes: Sequence[mix.RequestClass] | None,
+    shape: Sequence[mix.RequestClass] | None,
     room: dict[int, int | None],
+    memory: mix.MixMemory,
+    now: float,
 ) -> Choice:
     """Replicas per type for the policy's ``desired`` total (in primary replicas).
 
-    1. Each type's capacity from the performance catalogue; a type with no profile for the
-       model is left out (0 replicas).
-    2. The classes' shares scaled so that, served on the primary type, they keep exactly
-       ``desired`` replicas busy: the policy's demand as a rate.
-    3. ``mix.plan`` within each type's bounds (the variant's, and ``room``: quota and
-       placement, by GPU type id), then the hysteresis against moving replicas between types.
+    1. Each type's option from the performance catalogue (``mix.gpu_option``: capacity, and
+       the longest prompt it prefills within the TTFT objective's share); a type with no
+       profile for the model is left out (0 replicas).
+    2. ``shape``'s shares scaled so that, served on the primary type, they keep exactly
+       ``desired`` replicas busy: the policy's demand as a rate (``mix.as_demand``).
+    3. ``mix.next_mix`` within each type's bounds (the variant's, and ``room``: quota and
+       placement, by GPU type id): the router guard, the hysteresis against the mix last
+       chosen (``memory``) and the cold-start wait before a change of types.
     """
     capacities = {p.name: _capacity(workload, policy, p) for p in pool.parts}
     primary = capacities[pool.parts[0].name]
     current = {p.name: p.deployment.spec_replicas for p in pool.parts}
-    if primary is None or not classes:
+    if primary is None or not shape:
         # Nothing to weigh the types by: the other types keep their replicas and the
         # primary takes the difference, so no replica moves before sizes are known.
         head, rest = (
@@ -200,18 +306,26 @@ def choose(
         keep = {head: max(desired - sum(rest.values()), 0)} | rest
         why = f"no performance profile of {head}" if primary is None else "no request sizes yet"
         return Choice(keep, f"mix held, the change on {head} ({why} to choose a mix from)")
-    busy = sum(c.rate_per_s * c.work_s(primary) for c in classes)
-    scale = desired * mix.DEFAULT_UTILIZATION / busy
-    demand = [replace(c, rate_per_s=c.rate_per_s * scale * (1 - 1e-9)) for c in classes]
+    demand = mix.as_demand(shape, primary, desired)
+    ttft_s = policy.slo_ttft_p95_s or DEFAULT_SLO_TTFT_S
     options = [
-        _option(workload, policy, p, capacities[p.name], room.get(p.gpu_type.pk))
+        _option(workload, policy, p, capacities[p.name], room.get(p.gpu_type.pk), ttft_s)
         for p in pool.parts
     ]
     # The policy's minimum in all, as far as the types' bounds reach (quota may cut below).
     least = min(policy.min_replicas, sum(o.max_replicas for o in options))
-    chosen = mix.plan(options, demand, min_total=least)
-    chosen = _without_small_moves(options, demand, current, chosen, least)
-    return Choice(chosen.replicas, mix.explain(chosen, _singles(options, demand, least)))
+    guard = policy.routing in mix.EXPECTED_DELAY_ROUTING
+    rule = mix.MixRule(pool.parts[0].name, ttft_s, policy.cold_start_s, router_guard=guard)
+    output = shape[0].output_tokens
+    chosen, memory = mix.next_mix(
+        options, demand, desired, memory, rule, output_tokens=output, now=now, min_total=least
+    )
+    routed = mix.routed(options, rule.reference, output, ttft_s) if guard else options
+    reason = mix.explain(chosen, _singles(routed, demand, least))
+    forced = mix.restricted(routed, demand)
+    return Choice(
+        chosen.replicas | memory.goal, f"{reason}; {forced}" if forced else reason, memory
+    )
 
 
 def _singles(
@@ -237,65 +351,40 @@ def _capacity(workload: Workload, policy: ScalingPolicy, part: Part) -> ReplicaC
     )
 
 
+def _perf(workload: Workload, gpu_type: GpuType) -> ReplicaPerf | None:
+    """The performance model of one replica on ``gpu_type`` (None: no datasheet, or the
+    model does not fit): its prefill time by prompt length, KV cache and decode step."""
+    profile = gpu_type.profile
+    if profile is None:
+        return None
+    try:
+        return replica_perf(profile, model_spec(workload.model_name), workload.gpus_per_replica)
+    except ModelDoesNotFit:
+        return None
+
+
 def _option(
     workload: Workload,
     policy: ScalingPolicy,
     part: Part,
     capacity: ReplicaCapacity | None,
     room: int | None,
+    ttft_s: float,
 ) -> mix.GpuOption:
     most = part.max_replicas if room is None else min(part.max_replicas, room)
-    if capacity is None:  # the model does not fit this type, or no datasheet: never chosen
-        capacity, most = ReplicaCapacity(1.0, 1.0, 1), 0
-    longest = NO_TTFT_LIMIT
-    if policy.slo_ttft_p95_s is not None:
-        longest = int(capacity.prefill_tokens_per_s * policy.slo_ttft_p95_s)
-    return mix.GpuOption(
-        name=part.name,
-        price_per_hour=float(part.gpu_type.hourly_cost) * workload.gpus_per_replica,
-        capacity=capacity,
-        longest_prompt_tokens=longest,
+    price = float(part.gpu_type.hourly_cost) * workload.gpus_per_replica
+    perf = _perf(workload, part.gpu_type)
+    if capacity is None or perf is None:  # the model does not fit, or no datasheet: never chosen
+        return mix.GpuOption(part.name, price, ReplicaCapacity(1.0, 1.0, 1), 0, 0, 0)
+    return mix.gpu_option(
+        part.name,
+        price,
+        capacity,
+        perf,
+        ttft_s,
         min_replicas=min(part.min_replicas, most),
         max_replicas=most,
     )
-
-
-def _without_small_moves(
-    options: list[mix.GpuOption],
-    demand: list[mix.RequestClass],
-    current: dict[str, int],
-    chosen: mix.Mix,
-    min_total: int,
-) -> mix.Mix:
-    """The cheapest mix that moves no replica between types (only grows, or only shrinks,
-    from ``current``) instead of ``chosen`` when it serves as much and ``chosen`` saves less
-    than HYSTERESIS of its cost."""
-    after = chosen.replicas
-    moves = any(after[n] < current[n] for n in current) and any(
-        after[n] > current[n] for n in current
-    )
-    if not moves:
-        return chosen
-    stays = []
-    for grow_only in (True, False):
-        held = [_held(o, current[o.name], grow_only) for o in options]
-        try:
-            stays.append(mix.plan(held, demand, min_total=min_total))
-        except ValueError:  # bounds no mix satisfies (min_total over the held maxima)
-            continue
-    fits = [m for m in stays if m.unserved_per_s <= chosen.unserved_per_s + 1e-9]
-    if not fits:
-        return chosen
-    stay = min(fits, key=lambda m: m.cost_per_hour)
-    return stay if chosen.cost_per_hour > stay.cost_per_hour * (1 - HYSTERESIS) else chosen
-
-
-def _held(option: mix.GpuOption, current: int, grow_only: bool) -> mix.GpuOption:
-    """``option`` kept from shrinking (``grow_only``) or from growing, from ``current``."""
-    held = min(max(current, option.min_replicas), option.max_replicas)
-    if grow_only:
-        return replace(option, min_replicas=held)
-    return replace(option, max_replicas=held)
 
 
 def quota_room(workload: Workload, pool: Pool, rows: list[Quota]) -> dict[int, int | None]:

@@ -16,12 +16,16 @@ path, with a :class:`MixSizer` plugged in):
 3. The rate is split into request classes by prompt length, with the bounds of vLLM's
    ``vllm:request_prompt_tokens`` histogram (1-2-5 buckets, :func:`prompt_buckets`): the
    live loop gets the same classes from the histogram's bucket counts and sum, so a class
-   knows only its bucket's bounds, its count and (scaled) mean (:func:`request_classes`).
+   knows only its bucket's bounds, its count and (scaled) mean (``mix.histogram_classes``).
    The window is the policy's signal history (600 s for predictive).
-4. ``mix.plan`` picks the cheapest replicas per type that serve the classes, each type only
-   the classes whose longest prompt it prefills within ``TTFT_PREFILL_SHARE`` of the TTFT
-   objective; :func:`steady` then keeps the current mix unless a change saves at least
-   ``hysteresis`` of the cost (a change of mix drains warm replicas and cold-starts others).
+4. ``mix.next_mix``, the live loop's path too (scaling.variants): ``mix.plan`` picks the
+   cheapest replicas per type that serve the classes, each type only the classes whose
+   longest prompt it prefills within ``mix.TTFT_PREFILL_SHARE`` of the TTFT objective, among
+   the types the router guard keeps (``mix.routed``); ``mix.steady`` keeps the current mix
+   unless a change saves at least ``hysteresis`` of the cost (a change of mix drains warm
+   replicas and cold-starts others), and ``mix.dwell`` holds a change of types for a cold
+   start. Make-before-break (``MixSizer.apply``) is the back-test's alone so far: the live
+   loop sets every type's Deployment in the same tick.
 5. Each type is set with ``ServingPool.set_replicas(n, now, gpu_type=...)``; the pool routes
    by shortest expected delay, which knows each replica's speed.
 
@@ -39,10 +43,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from performance import GPU_PROFILES, ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
+from performance import GPU_PROFILES, ModelDoesNotFit, model_spec, replica_perf
 from scaling.capacity import capacity_of
 from scaling.engine import PolicyParams, history_s
-from scaling.engine.mix import DEFAULT_UTILIZATION, GpuOption, Mix, RequestClass, plan
+from scaling.engine.mix import (
+    DEFAULT_UTILIZATION,
+    EXPECTED_DELAY_ROUTING,
+    HYSTERESIS,
+    GpuOption,
+    Mix,
+    MixMemory,
+    MixRule,
+    RequestClass,
+    as_demand,
+    gpu_option,
+    histogram_classes,
+    next_mix,
+    prompt_buckets,
+    routed,
+)
 from scaling.signals import SignalTick
 from simulator.pool import ServingPool
 from simulator.replica import ReplicaState, Request
@@ -53,76 +72,8 @@ from .result import BacktestResult
 from .slo import Slo
 
 MIX_GPU_TYPES = ("A100-80GB", "A40-48GB", "L4-24GB")
-# A prompt's lone prefill may take this share of the TTFT objective on a type that serves its
-# class; the rest is for queueing (predictive sizes the mean wait to 10 % of the objective, its
-# wait_share; the quarter left covers the wait's tail).
-TTFT_PREFILL_SHARE = 0.75
-# A change of mix must save this share of the cost per hour: moving replicas between types
-# drains warm ones and pays cold starts, and the class shares move a little every tick.
-HYSTERESIS = 0.1
-PRICE_SOURCE = "mix"
-_WARMING = (
-    ReplicaState.WARMING
-)  # BacktestResult.price_source of a mix: the blended price per GPU-hour
-
-
-def prompt_buckets(largest: int) -> tuple[int, ...]:
-    """Upper bounds of vLLM's prompt-length histogram (``build_1_2_5_buckets``: 1, 2, 5, 10,
-    20, 50, ... up to the model length), here up to ``largest`` tokens."""
-    bounds: list[int] = []
-    scale = 1
-    while True:
-        for m in (1, 2, 5):
-            if m * scale > largest:
-                return tuple(bounds)
-            bounds.append(m * scale)
-        scale *= 10
-
-
-def request_classes(
-    bounds: Sequence[int],
-    counts: Sequence[int],
-    prompt_sum: float,
-    rate_per_s: float,
-    output_tokens: float,
-    top: int,
-) -> list[RequestClass]:
-    """Request classes from a prompt-length histogram: ``counts[i]`` prompts in
-    (``bounds[i-1]``, ``bounds[i]``], the last count beyond the last bound (up to ``top``
-    tokens), ``prompt_sum`` their total tokens. A histogram has no per-bucket mean: each
-    bucket's is its midpoint, all scaled so they add up to ``prompt_sum``. ``rate_per_s`` is
-    split by the counts; every class gets the same mean ``output_tokens``."""
-    edges = [0, *bounds, top]
-    total = sum(counts)
-    if total <= 0:
-        return []
-    mids = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
-    estimated = sum(n * m for n, m in zip(counts, mids, strict=True))
-    scale = prompt_sum / estimated if estimated > 0 else 1.0
-    return [
-        RequestClass(
-            f"<={edges[i + 1]}",
-            rate_per_s * n / total,
-            min(mids[i] * scale, edges[i + 1]),
-            output_tokens,
-            edges[i + 1],
-        )
-        for i, n in enumerate(counts)
-        if n > 0
-    ]
-
-
-def longest_prompt(perf: ReplicaPerf, budget_s: float) -> int:
-    """The longest prompt ``perf`` prefills alone within ``budget_s`` (and holds in its KV
-    cache): a binary search on the performance model's lone prefill time."""
-    low, high = 0, perf.kv_capacity_tokens
-    while low < high:
-        mid = (low + high + 1) // 2
-        if perf.lone_prefill_s(mid) <= budget_s:
-            low = mid
-        else:
-            high = mid - 1
-    return low
+PRICE_SOURCE = "mix"  # BacktestResult.price_source of a mix: the blended price per GPU-hour
+_WARMING = ReplicaState.WARMING
 
 
 @dataclass(frozen=True)
@@ -144,7 +95,7 @@ def gpu_options(
     settings: MixSettings, deployment: Deployment, slo: Slo, max_replicas: int
 ) -> list[GpuOption]:
     """One option per offered type the model fits: price per replica-hour, capacity within
-    the inter-token objective, longest prompt within TTFT_PREFILL_SHARE of the TTFT."""
+    the inter-token objective, longest prompt by the eligibility rule (mix.gpu_option)."""
     options = []
     for gpu_type in settings.gpu_types:
         if gpu_type not in GPU_PROFILES:
@@ -156,59 +107,16 @@ def gpu_options(
         except ModelDoesNotFit:
             continue
         options.append(
-            GpuOption(
+            gpu_option(
                 gpu_type,
                 settings.price(gpu_type) * deployment.gpus_per_replica,
                 capacity_of(perf, slo.tpot_s, deployment.max_concurrency),
-                longest_prompt(perf, TTFT_PREFILL_SHARE * slo.ttft_s),
+                perf,
+                slo.ttft_s,
                 max_replicas=max_replicas,
             )
         )
     return options
-
-
-def steady(
-    options: Sequence[GpuOption],
-    classes: Sequence[RequestClass],
-    current: Mapping[str, int],
-    hysteresis: float,
-    *,
-    direction: int = 0,
-    utilization: float = DEFAULT_UTILIZATION,
-    min_total: int = 0,
-) -> Mix:
-    """The mix to apply given the ``current`` one, against flapping: the first of these that
-    serves as much as the optimum at most ``1 + hysteresis`` times its cost, else the optimum
-    (a change worth its cold starts and drains):
-
-    1. ``direction`` 0 (the engine's count did not change): the current counts;
-       1 (it rose): the current counts plus replicas only; -1 (it fell): less replicas only;
-    2. the cheapest on the types in use now.
-
-    Without this the class shares, which move a little every tick, move replicas between
-    types (2 A100 + 21 A40 <-> 3 A100 + 19 A40 every few ticks, each a cold start)."""
-    best = plan(options, classes, utilization=utilization, min_total=min_total)
-    in_use = {name for name, n in current.items() if n}
-    if not in_use:
-        return best
-    have = [current.get(o.name, 0) for o in options]
-    pinned = zip(options, have, strict=True)
-    if direction == 0:
-        first = [replace(o, min_replicas=n, max_replicas=n) for o, n in pinned]
-    elif direction > 0:
-        first = [replace(o, min_replicas=min(n, o.max_replicas)) for o, n in pinned]
-    else:
-        first = [replace(o, max_replicas=min(n, o.max_replicas)) for o, n in pinned]
-    kept = [o if o.name in in_use else replace(o, min_replicas=0, max_replicas=0) for o in options]
-    limit = best.cost_per_hour * (1 + hysteresis) + 1e-9
-    for shape in (first, kept):
-        try:
-            near = plan(shape, classes, utilization=utilization, min_total=min_total)
-        except ValueError:
-            continue  # these counts cannot hold min_total
-        if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
-            return near
-    return best
 
 
 class MixSizer:
@@ -221,14 +129,17 @@ class MixSizer:
         self.policy, self.deployment, self.settings = policy, deployment, settings
         self.slo = slo
         self.options = gpu_options(settings, deployment, slo, policy.max_replicas)
-        model = model_spec(deployment.model)
-        self.step_s = {  # one decode step alone, per type: what the router's delay adds up
-            o.name: replica_perf(GPU_PROFILES[o.name], model, deployment.gpus_per_replica).step_s(1)
-            for o in self.options
-        }
         if deployment.gpu_type not in {o.name for o in self.options}:
             raise ValueError(f"the reference type {deployment.gpu_type} must be offered")
         self.reference = next(o for o in self.options if o.name == deployment.gpu_type)
+        self.rule = MixRule(
+            deployment.gpu_type,
+            slo.ttft_s,
+            deployment.cold_start_s,
+            settings.hysteresis,
+            settings.utilization,
+            settings.router_guard and deployment.routing in EXPECTED_DELAY_ROUTING,
+        )
         # The histogram's buckets go up to the longest prompt the reference type holds, as
         # vLLM's go up to the model length; beyond it a request is rejected anyway.
         self.top = deployment.perf.kv_capacity_tokens
@@ -237,9 +148,7 @@ class MixSizer:
         self.seen: deque[tuple[float, int]] = deque()  # (arrival, prompt tokens) in the window
         self.output_tokens = 128.0
         self.counts: dict[str, int] = {}  # replicas set per type
-        self.goal: dict[str, int] = {}  # replicas wanted per type (the last mix chosen)
-        self.desired = 0  # the engine's last count
-        self.wanted: tuple[set[str], float] | None = None  # types the program wants since
+        self.memory = MixMemory()  # the last mix chosen, for what count, a change wanted
         self.type_of: dict[str, str] = {}  # replica name -> GPU type, retired ones too
         self.mixes: Counter[str] = Counter()  # mix text -> ticks applied
         self.changes = 0  # ticks at which the mix of types changed
@@ -252,8 +161,7 @@ class MixSizer:
     def new_pool(self, initial: int) -> ServingPool:
         """The warm pool at 0: ``initial`` reference replicas (no request seen yet, so no
         class another type could take; the first change of types waits a cold start)."""
-        counts = self.counts = dict(self._choose(initial, [self._fallback_class(initial)]))
-        self.desired = initial
+        counts = self.counts = dict(self._choose(initial, self._fallback(initial)))
         ref = self.deployment.gpu_type
         others = {t: n for t, n in counts.items() if t != ref}
         pool = self.pool = self.deployment.new_pool(counts.get(ref, 0), others=others)
@@ -285,7 +193,6 @@ class MixSizer:
         per type whose count changed)."""
         before = dict(self.counts)
         goal = self._choose(desired, self.classes(desired), now)
-        self.desired = desired
         # Make before break: no type shrinks while another grows or warms up, so a change of
         # types never drains warm capacity a cold start before its replacement serves (an
         # all-A100 pool turned into 2 A100 + 15 A40 at once queued 24 s of requests).
@@ -318,74 +225,40 @@ class MixSizer:
 
     # --- sizing --------------------------------------------------------------------------
 
-    def routed(self) -> list[GpuOption]:
-        """The types the router will send work to before the reference type is late.
+    @property
+    def goal(self) -> dict[str, int]:
+        """Replicas wanted per type (the last mix chosen)."""
+        return self.memory.goal
 
-        Shortest-expected-delay routing sends a request to a slower type only when the
-        reference replicas' queue exceeds the difference in expected end-to-end time, mostly
-        decode: mean output x (step time there - step time on the reference). When that
-        difference exceeds the TTFT left after prefill, the slower type gets work only once
-        the reference's requests are late, so sizing on it buys idle replicas (measured before
-        the hysteresis rules: 31 A40s beside 6 A100s served 13 % of mixed-lengths; with them
-        it is a safety net, bench/README.md "GPU mix")."""
-        if not self.settings.router_guard:
+    def routed(self) -> list[GpuOption]:
+        """The types the router reaches before the reference type is late (mix.routed)."""
+        if not self.rule.router_guard:
             return list(self.options)
-        ref = self.step_s[self.reference.name]
-        room = (1 - TTFT_PREFILL_SHARE) * self.slo.ttft_s
-        return [o for o in self.options if self.output_tokens * (self.step_s[o.name] - ref) <= room]
+        return routed(self.options, self.reference.name, self.output_tokens, self.slo.ttft_s)
 
     def _choose(
         self, desired: int, classes: list[RequestClass], now: float = 0.0
     ) -> dict[str, int]:
-        """The mix wanted for ``desired`` (``self.goal``); ``self.counts`` is what is set,
-        which make-before-break may hold above it for a cold start."""
-        mix = self._dwell(self._steady(desired, classes), classes, now)
-        used = {t for t, n in mix.replicas.items() if n}
-        if self.goal and used != {t for t, n in self.goal.items() if n}:
-            self.changes += 1
-        self.goal, self.last = {o.name: mix.replicas.get(o.name, 0) for o in self.options}, mix
-        self.mixes[mix.text()] += 1
-        return self.goal
-
-    def _dwell(self, mix: Mix, classes: list[RequestClass], now: float) -> Mix:
-        """A change of types waits until it has been the choice for a cold start: a burst
-        the engine holds for a minute made the program add 13 A40s beside 8 A100s on the
-        code trace, drained before they served (+2.7 % cost). A change that serves more
-        (the types in use cannot hold the demand) does not wait."""
-        in_use = {t for t, n in self.goal.items() if n}
-        used = {t for t, n in mix.replicas.items() if n}
-        if not in_use or used == in_use:
-            self.wanted = None
-            return mix
-        if self.wanted is None or self.wanted[0] != used:
-            self.wanted = (used, now)
-        if now - self.wanted[1] >= self.deployment.cold_start_s:
-            return mix
-        kept = [
-            o if o.name in in_use else replace(o, min_replicas=0, max_replicas=0)
-            for o in self.routed()
-        ]
-        try:
-            stay = plan(
-                kept,
-                classes,
-                utilization=self.settings.utilization,
-                min_total=self.policy.min_replicas,
-            )
-        except ValueError:
-            return mix
-        return stay if stay.unserved_per_s <= mix.unserved_per_s + 1e-9 else mix
-
-    def _steady(self, desired: int, classes: list[RequestClass]) -> Mix:
-        return steady(
-            self.routed(),
+        """The mix wanted for ``desired`` (``self.goal``, by mix.next_mix, the live loop's
+        path); ``self.counts`` is what is set, which make-before-break may hold above it for
+        a cold start."""
+        before = dict(self.goal)
+        mix, self.memory = next_mix(
+            self.options,
             classes,
-            self.goal,
-            self.settings.hysteresis,
-            direction=(desired > self.desired) - (desired < self.desired),
-            utilization=self.settings.utilization,
+            desired,
+            self.memory,
+            self.rule,
+            output_tokens=self.output_tokens,
+            now=now,
             min_total=self.policy.min_replicas,
         )
+        used = {t for t, n in self.goal.items() if n}
+        if before and used != {t for t, n in before.items() if n}:
+            self.changes += 1
+        self.last = mix
+        self.mixes[mix.text()] += 1
+        return self.goal
 
     def _histogram(self) -> tuple[list[int], float]:
         counts = [0] * (len(self.bounds) + 1)
@@ -397,31 +270,27 @@ class MixSizer:
         """Step 2-3 of the module docstring: ``desired`` reference replicas as classes."""
         if desired <= 0:
             return []
-        counts, prompt_sum = self._histogram()
-        shape = request_classes(self.bounds, counts, prompt_sum, 1.0, self.output_tokens, self.top)
+        shape = self.shape()
         if not shape:
-            return [self._fallback_class(desired)]
-        work = sum(c.rate_per_s * c.work_s(self.reference.capacity) for c in shape)
-        # A hair under D, so float error never rounds the reference type's count up to D + 1.
-        rate = self.settings.utilization * desired / work * (1 - 1e-6)
-        return [replace(c, rate_per_s=c.rate_per_s * rate) for c in shape]
+            return self._fallback(desired)
+        return as_demand(shape, self.reference.capacity, desired, self.settings.utilization)
 
-    def _fallback_class(self, desired: int) -> RequestClass:
+    def shape(self) -> list[RequestClass]:
+        """The window's classes, their shares of requests as ``rate_per_s`` (none seen: [])."""
+        counts, prompt_sum = self._histogram()
+        return histogram_classes(self.bounds, counts, prompt_sum, 1.0, self.output_tokens, self.top)
+
+    def _fallback(self, desired: int) -> list[RequestClass]:
         """No request seen: ``desired`` reference replicas of requests only the reference
         type's prompt limit bounds (so the reference type gets them)."""
         longest = self.reference.longest_prompt_tokens
         one = RequestClass("unseen", 1.0, longest / 2, self.output_tokens, longest)
-        rate = self.settings.utilization * desired / one.work_s(self.reference.capacity)
-        rate *= 1 - 1e-6  # as in _classes
-        return replace(one, rate_per_s=rate)
+        return as_demand([one], self.reference.capacity, desired, self.settings.utilization)
 
     def _equivalent(self, counts: Mapping[str, int]) -> float:
         """Replicas per type in reference replicas: each by its speed on the window's
         requests (the reference's work per request over the type's)."""
-        counts_by_bucket, prompt_sum = self._histogram()
-        shape = request_classes(
-            self.bounds, counts_by_bucket, prompt_sum, 1.0, self.output_tokens, self.top
-        ) or [self._fallback_class(1)]
+        shape = self.shape() or self._fallback(1)
         total = 0.0
         for option in self.options:
             n = counts.get(option.name, 0)

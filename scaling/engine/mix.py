@@ -26,18 +26,40 @@ the bounds allow to serve (a linear program), then the cheapest integer mix serv
 A class no type can serve within the TTFT objective still needs serving: it may go to any type
 and is reported in ``beyond_ttft`` (it must not make the pool grow for a latency no replica
 can reach). Tests check the answer against an exhaustive search on small cases.
+
+Around the program, the rules the live loop (scaling.variants) and the back-test
+(scaling.backtest.mix) share, so that the same signals give the same mix in both:
+
+- ``histogram_classes``: request classes from vLLM's ``vllm:request_prompt_tokens`` histogram
+  (bucket counts and prompt sum over a window, ``prompt_buckets`` its 1-2-5 bounds);
+- ``gpu_option``: a type's longest prompt is the one it prefills alone within
+  ``TTFT_PREFILL_SHARE`` of the TTFT objective (the eligibility rule);
+- ``routed``: the router guard, types the router reaches before the reference type is late;
+- ``steady`` and ``dwell``: the hysteresis (one threshold, ``HYSTERESIS``) and the cold-start
+  wait before a change of the types in use; ``next_mix`` applies all three in order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from .types import ReplicaCapacity
 
 DEFAULT_UTILIZATION = 0.8  # the busy share a replica is sized for: queueing needs slack
 NO_LIMIT = 10_000  # scaling.models.MAX_REPLICAS
+# A prompt's lone prefill may take this share of the TTFT objective on a type that serves its
+# class; the rest is for queueing (predictive sizes the mean wait to 10 % of the objective, its
+# wait_share; the quarter left covers the wait's tail).
+TTFT_PREFILL_SHARE = 0.75
+# A change of mix must save this share of the cost per hour, in the live loop and the
+# back-test alike: moving replicas between types drains warm ones and pays cold starts, and
+# the class shares move a little every tick. 10 %, not 5 %: at 5 % the back-test's conv trace
+# moved replicas between types every few ticks (2 A100 + 21 A40 <-> 3 A100 + 19 A40), each a
+# cold start; a saving under 10 % of the cost is within what the classes' noise moves.
+HYSTERESIS = 0.1
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ class GpuOption:
     longest_prompt_tokens: int  # the longest prompt it prefills within the TTFT objective
     min_replicas: int = 0
     max_replicas: int = NO_LIMIT  # the tightest of policy, quota and placeable GPUs
+    step_s: float = 0.0  # one decode step alone: what the router guard compares (``routed``)
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,7 @@ class RequestClass:
     prompt_tokens: float  # mean
     output_tokens: float  # mean
     longest_prompt_tokens: int
+    shortest_prompt_tokens: int = 0  # prompts are over this (a histogram bucket's lower bound)
 
     def work_s(self, capacity: ReplicaCapacity) -> float:
         """Replica-seconds one request of this class takes on a replica of ``capacity``."""
@@ -133,6 +157,345 @@ def explain(chosen: Mix, singles: dict[str, Mix]) -> str:
         cost, name = min(rivals)
         text += f"; all {name} would be ${cost:,.2f}/h"
     return text
+
+
+class ServingModel(Protocol):
+    """What the eligibility rule and the router guard read of a replica's performance model
+    (performance.ReplicaPerf)."""
+
+    @property
+    def kv_capacity_tokens(self) -> int: ...
+
+    def lone_prefill_s(self, tokens: int) -> float: ...
+
+    def step_s(self, batch: int) -> float: ...
+
+
+def longest_prompt(perf: ServingModel, budget_s: float) -> int:
+    """The longest prompt ``perf`` prefills alone within ``budget_s`` (and holds in its KV
+    cache): a binary search on the performance model's lone prefill time."""
+    low, high = 0, perf.kv_capacity_tokens
+    while low < high:
+        mid = (low + high + 1) // 2
+        if perf.lone_prefill_s(mid) <= budget_s:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def gpu_option(
+    name: str,
+    price_per_hour: float,
+    capacity: ReplicaCapacity,
+    perf: ServingModel,
+    ttft_s: float,
+    *,
+    min_replicas: int = 0,
+    max_replicas: int = NO_LIMIT,
+) -> GpuOption:
+    """A type as the program sees it: it serves the classes whose longest prompt it prefills
+    alone within TTFT_PREFILL_SHARE of ``ttft_s`` (the eligibility rule)."""
+    return GpuOption(
+        name,
+        price_per_hour,
+        capacity,
+        longest_prompt(perf, TTFT_PREFILL_SHARE * ttft_s),
+        min_replicas,
+        max_replicas,
+        perf.step_s(1),
+    )
+
+
+def prompt_buckets(largest: int) -> tuple[int, ...]:
+    """Upper bounds of vLLM's prompt-length histogram (``build_1_2_5_buckets``: 1, 2, 5, 10,
+    20, 50, ... up to the model length), here up to ``largest`` tokens."""
+    bounds: list[int] = []
+    scale = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * scale > largest:
+                return tuple(bounds)
+            bounds.append(m * scale)
+        scale *= 10
+
+
+def histogram_classes(
+    bounds: Sequence[int],
+    counts: Sequence[float],
+    prompt_sum: float | None,
+    rate_per_s: float,
+    output_tokens: float,
+    top: int,
+) -> list[RequestClass]:
+    """Request classes from a prompt-length histogram: ``counts[i]`` prompts in
+    (``bounds[i-1]``, ``bounds[i]``], the last count beyond the last bound (up to ``top``
+    tokens), ``prompt_sum`` their total tokens. A histogram has no per-bucket mean: each
+    bucket's is its midpoint, all scaled so they add up to ``prompt_sum`` (None: unknown, the
+    midpoints as they are). ``rate_per_s`` is split by the counts; every class gets the same
+    mean ``output_tokens``."""
+    edges = [0, *bounds, max(top, bounds[-1] + 1 if bounds else top)]
+    total = sum(counts)
+    if total <= 0:
+        return []
+    mids = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
+    estimated = sum(n * m for n, m in zip(counts, mids, strict=True))
+    scale = prompt_sum / estimated if prompt_sum is not None and estimated > 0 else 1.0
+    return [
+        RequestClass(
+            f"<={edges[i + 1]}",
+            rate_per_s * n / total,
+            min(mids[i] * scale, edges[i + 1]),
+            output_tokens,
+            edges[i + 1],
+            edges[i],
+        )
+        for i, n in enumerate(counts)
+        if n > 0
+    ]
+
+
+def buckets_of(cumulative: Mapping[str, float]) -> tuple[list[int], list[float]]:
+    """A Prometheus histogram's cumulative counts by ``le`` as (finite upper bounds, counts
+    per bucket, the last one beyond the last bound): what ``histogram_classes`` takes."""
+    ordered = sorted((float(le), n) for le, n in cumulative.items())
+    bounds = [int(le) for le, _ in ordered if not math.isinf(le)]
+    counts, below = [], 0.0
+    for _, n in ordered:
+        counts.append(max(n - below, 0.0))
+        below = n
+    if not ordered or not math.isinf(ordered[-1][0]):
+        counts.append(0.0)
+    return bounds, counts
+
+
+def as_demand(
+    shape: Sequence[RequestClass],
+    reference: ReplicaCapacity,
+    desired: int,
+    utilization: float = DEFAULT_UTILIZATION,
+) -> list[RequestClass]:
+    """The policy's count as demand: ``shape``'s shares scaled so that, served on the
+    reference type, they keep exactly ``desired`` replicas busy at ``utilization`` (so the
+    reference type alone gets ``desired`` back). A hair under, so that float error never
+    rounds the reference type's count up to ``desired + 1``."""
+    work = sum(c.rate_per_s * c.work_s(reference) for c in shape)
+    if desired <= 0 or work <= 0:
+        return []
+    rate = utilization * desired / work * (1 - 1e-6)
+    return [replace(c, rate_per_s=c.rate_per_s * rate) for c in shape]
+
+
+# Routing strategies that send a request where its expected end is soonest (prefix-aware is
+# that, kept near a cached prefix; "" is the pool's default, which is that in the simulator
+# and the back-test): the ones the router guard describes. Round robin and least-outstanding
+# send a slower type work whatever its expected delay, so the guard does not apply to them.
+EXPECTED_DELAY_ROUTING = ("", "shortest-expected-delay", "prefix-aware")
+
+
+def routed(
+    options: Sequence[GpuOption], reference: str, output_tokens: float, ttft_s: float
+) -> list[GpuOption]:
+    """The router guard: the types a shortest-expected-delay router sends work to before the
+    reference type's requests are late.
+
+    It sends a request to a slower type only when the reference replicas' queue exceeds the
+    difference in expected end-to-end time, mostly decode: mean output x (step time there -
+    step time on the reference). When that difference exceeds the TTFT left after prefill,
+    the slower type gets work only once the reference's requests are late, so sizing on it
+    buys idle replicas (31 A40s beside 6 A100s served 13 % of mixed-lengths in the
+    back-test; bench/README.md "GPU mix"). A property of the router, so of the decision in
+    both callers: ``MixRule.router_guard`` is on where the pool routes by expected delay
+    (EXPECTED_DELAY_ROUTING)."""
+    ref = next((o.step_s for o in options if o.name == reference), None)
+    if ref is None:
+        return list(options)
+    room = (1 - TTFT_PREFILL_SHARE) * ttft_s
+    return [o for o in options if output_tokens * (o.step_s - ref) <= room]
+
+
+def restricted(options: Sequence[GpuOption], classes: Sequence[RequestClass]) -> str:
+    """The prompts only some offered types serve within the TTFT objective, for the
+    decision: "prompts over 20k tokens only on A100-80GB" ("" when every type serves every
+    class; a class no type serves is ``Mix.beyond_ttft``)."""
+    offered = [o for o in options if o.max_replicas > 0]
+    groups: dict[tuple[str, ...], int] = {}
+    for c in classes:
+        able = tuple(o.name for o in offered if c.longest_prompt_tokens <= o.longest_prompt_tokens)
+        if c.rate_per_s > 0 and able and len(able) < len(offered):
+            groups[able] = min(groups.get(able, c.shortest_prompt_tokens), c.shortest_prompt_tokens)
+    return "; ".join(
+        f"prompts over {_tokens(low)} tokens only on {' and '.join(names)}"
+        for names, low in sorted(groups.items(), key=lambda kv: kv[1])
+    )
+
+
+def _tokens(n: int) -> str:
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+def steady(
+    options: Sequence[GpuOption],
+    classes: Sequence[RequestClass],
+    current: Mapping[str, int],
+    hysteresis: float = HYSTERESIS,
+    *,
+    direction: int = 0,
+    utilization: float = DEFAULT_UTILIZATION,
+    min_total: int = 0,
+) -> Mix:
+    """The mix to apply given the ``current`` one, against flapping: the first of these that
+    serves as much as the optimum at most ``1 + hysteresis`` times its cost, else the optimum
+    (a change worth its cold starts and drains):
+
+    1. ``direction`` 0 (the policy's count did not change): the current counts;
+       1 (it rose): the current counts plus replicas only; -1 (it fell): less replicas only;
+    2. the cheapest on the types in use now.
+
+    Without this the class shares, which move a little every tick, move replicas between
+    types (2 A100 + 21 A40 <-> 3 A100 + 19 A40 every few ticks, each a cold start)."""
+    best = plan(options, classes, utilization=utilization, min_total=min_total)
+    in_use = {name for name, n in current.items() if n}
+    if not in_use:
+        return best
+    have = [current.get(o.name, 0) for o in options]
+    pinned = zip(options, have, strict=True)
+    if direction == 0:
+        first = [replace(o, min_replicas=n, max_replicas=n) for o, n in pinned]
+    elif direction > 0:
+        first = [replace(o, min_replicas=min(n, o.max_replicas)) for o, n in pinned]
+    else:
+        first = [replace(o, max_replicas=min(n, o.max_replicas)) for o, n in pinned]
+    limit = best.cost_per_hour * (1 + hysteresis) + 1e-9
+    for shape in (first, _only(options, in_use)):
+        try:
+            near = plan(shape, classes, utilization=utilization, min_total=min_total)
+        except ValueError:
+            continue  # these counts cannot hold min_total
+        if near.unserved_per_s <= best.unserved_per_s + 1e-9 and near.cost_per_hour <= limit:
+            return near
+    return best
+
+
+def _only(options: Sequence[GpuOption], names: set[str]) -> list[GpuOption]:
+    return [o if o.name in names else replace(o, min_replicas=0, max_replicas=0) for o in options]
+
+
+@dataclass(frozen=True)
+class MixMemory:
+    """What the mix carries from tick to tick: the mix last chosen (``goal``, by type), the
+    policy's count it was chosen for, and the types in use a change has wanted since when."""
+
+    goal: dict[str, int] = field(default_factory=dict)
+    desired: int | None = None
+    wanted: tuple[str, ...] | None = None
+    wanted_since: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "goal": self.goal,
+            "desired": self.desired,
+            "wanted": None if self.wanted is None else list(self.wanted),
+            "wanted_since": self.wanted_since,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MixMemory:
+        wanted = data.get("wanted")
+        return cls(
+            {str(k): int(v) for k, v in (data.get("goal") or {}).items()},
+            data.get("desired"),
+            None if wanted is None else tuple(wanted),
+            float(data.get("wanted_since") or 0.0),
+        )
+
+
+def dwell(
+    chosen: Mix,
+    options: Sequence[GpuOption],
+    classes: Sequence[RequestClass],
+    memory: MixMemory,
+    now: float,
+    cold_start_s: float,
+    *,
+    utilization: float = DEFAULT_UTILIZATION,
+    min_total: int = 0,
+) -> tuple[Mix, tuple[str, ...] | None, float]:
+    """A change of the types in use waits until it has been the choice for a cold start: a
+    burst the policy holds for a minute made the program add 13 A40s beside 8 A100s on the
+    code trace, drained before they served (+2.7 % cost in the back-test). A change that
+    serves more (the types in use cannot hold the demand) does not wait. Returns the mix and
+    the change wanted since when (None: no change of types)."""
+    in_use = {t for t, n in memory.goal.items() if n}
+    used = {t for t, n in chosen.replicas.items() if n}
+    if not in_use or used == in_use:
+        return chosen, None, 0.0
+    wanted, since = tuple(sorted(used)), now
+    if memory.wanted is not None and set(memory.wanted) == used:
+        since = memory.wanted_since
+    if now - since >= cold_start_s:
+        return chosen, wanted, since
+    try:
+        stay = plan(_only(options, in_use), classes, utilization=utilization, min_total=min_total)
+    except ValueError:
+        return chosen, wanted, since
+    return (stay if stay.unserved_per_s <= chosen.unserved_per_s + 1e-9 else chosen), wanted, since
+
+
+@dataclass(frozen=True)
+class MixRule:
+    """How a workload's mix is chosen beyond the program: the reference type the policy
+    counts in, the objectives, and the anti-flap settings."""
+
+    reference: str
+    ttft_s: float
+    cold_start_s: float
+    hysteresis: float = HYSTERESIS
+    utilization: float = DEFAULT_UTILIZATION
+    router_guard: bool = True  # the pool routes by expected delay (EXPECTED_DELAY_ROUTING)
+
+
+def next_mix(
+    options: Sequence[GpuOption],
+    classes: Sequence[RequestClass],
+    desired: int,
+    memory: MixMemory,
+    rule: MixRule,
+    *,
+    output_tokens: float,
+    now: float,
+    min_total: int = 0,
+) -> tuple[Mix, MixMemory]:
+    """The mix for the policy's ``desired`` count (``classes``: it as demand, ``as_demand``),
+    the one path of the live loop and the back-test: the router guard (``routed``), the
+    program with the hysteresis (``steady``, its direction the policy's count's move since
+    the last tick), then the cold-start wait (``dwell``). Raises ValueError when no mix fits
+    the bounds."""
+    offered = list(options)
+    if rule.router_guard:
+        offered = routed(options, rule.reference, output_tokens, rule.ttft_s)
+    last = desired if memory.desired is None else memory.desired
+    chosen = steady(
+        offered,
+        classes,
+        memory.goal,
+        rule.hysteresis,
+        direction=(desired > last) - (desired < last),
+        utilization=rule.utilization,
+        min_total=min_total,
+    )
+    chosen, wanted, since = dwell(
+        chosen,
+        offered,
+        classes,
+        memory,
+        now,
+        rule.cold_start_s,
+        utilization=rule.utilization,
+        min_total=min_total,
+    )
+    goal = {o.name: chosen.replicas.get(o.name, 0) for o in options}
+    return chosen, MixMemory(goal, desired, wanted, since)
 
 
 class _Program:

@@ -12,17 +12,9 @@ from scaling.backtest.jobs import priced
 from scaling.backtest.mix import (
     MIX_GPU_TYPES as MIX_TYPES,
 )
-from scaling.backtest.mix import (
-    MixSettings,
-    MixSizer,
-    gpu_options,
-    prompt_buckets,
-    request_classes,
-    run_mix_backtest,
-    steady,
-)
+from scaling.backtest.mix import MixSettings, MixSizer, gpu_options, run_mix_backtest
 from scaling.engine import PolicyParams
-from scaling.engine.mix import RequestClass
+from scaling.engine.mix import RequestClass, histogram_classes, prompt_buckets, steady
 from simulator.replica import Request
 
 POLICY = PolicyParams("predictive", "vllm:num_requests_running", 32.0, 1, 50, slo_ttft_p95_s=2.0)
@@ -34,7 +26,7 @@ def test_prompt_buckets_are_vllms_1_2_5_bounds():
 
 
 def test_classes_from_a_histogram_keep_the_sum_and_split_the_rate_by_counts():
-    classes = request_classes((1000, 2000, 5000), [0, 3, 1, 0], 7000.0, 8.0, 10.0, 9000)
+    classes = histogram_classes((1000, 2000, 5000), [0, 3, 1, 0], 7000.0, 8.0, 10.0, 9000)
     assert [c.name for c in classes] == ["<=2000", "<=5000"]
     assert [c.rate_per_s for c in classes] == [6.0, 2.0]
     assert sum(c.prompt_tokens * n for c, n in zip(classes, (3, 1), strict=True)) == pytest.approx(

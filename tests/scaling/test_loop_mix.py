@@ -49,7 +49,18 @@ def mixed(url: str, gpu_type: GpuType, a40: GpuType, tenant: Any) -> tuple[Any, 
     # The policy wants 3 A100 replicas (its minimum: the target is never reached). An A40
     # does a third to a fifth of an A100's work on these requests for under a seventh of its
     # price; at most 6 A40s may run, so the cheapest mix holds both kinds.
-    cluster, workload = register(url, gpu_type, tenant, target=1000, min_replicas=3)
+    # Least-outstanding routing: the A40s get work whatever their longer decode (under a
+    # shortest-expected-delay router mix.routed would leave them idle at these outputs);
+    # the simulator's replicas start in 2 s, so a change of types waits that (mix.dwell).
+    cluster, workload = register(
+        url,
+        gpu_type,
+        tenant,
+        target=1000,
+        min_replicas=3,
+        routing="least-outstanding",
+        cold_start_s=2.0,
+    )
     WorkloadVariant.objects.create(
         workload=workload, gpu_type=a40, deployment="chat-a40", max_replicas=6
     )
@@ -84,6 +95,10 @@ def test_a_workload_with_a100_and_a40_variants_gets_the_cheaper_mix(
     status = Workload.objects.get(pk=workload.pk).public_status
     # The policy's total stays in A100 replicas; the reason says how it is made up.
     assert status is not None and status.outcome == "applied" and status.desired == 3
+    # Its classes came from the prompt-length histogram (an hpa policy reads it for the mix
+    # alone), and the mix it chose is remembered for the next tick's hysteresis.
+    counters = Workload.objects.get(pk=workload.pk).loop_state["counters"]
+    assert counters["mix_prompt_window"] and counters["mix"]["goal"]["A40-48GB"] == a40s
 
 
 MIX = re.compile(

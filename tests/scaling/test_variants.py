@@ -10,6 +10,7 @@ from clusters.kubernetes import DeploymentState
 from clusters.models import Cluster, GpuNode
 from quotas.models import GpuType, Quota
 from scaling import variants
+from scaling.engine import mix
 from scaling.models import ScalingPolicy, Workload, WorkloadVariant
 from tenants.models import Tenant
 
@@ -36,29 +37,96 @@ def pool(a100: GpuType, a40: GpuType, current: tuple[int, int], a40_max: int) ->
     return variants.Pool(parts, [], state("chat", sum(current)))
 
 
-def choose(a100: GpuType, a40: GpuType, price: str, current: tuple[int, int]) -> dict[str, int]:
+def choose(
+    a100: GpuType,
+    a40: GpuType,
+    price: str,
+    current: tuple[int, int],
+    memory: mix.MixMemory | None = None,
+    now: float = 0.0,
+    routing: str = "least-outstanding",
+) -> variants.Choice:
     a40.hourly_cost = price
-    workload = Workload(model_name=MODEL, gpus_per_replica=1)
-    policy = ScalingPolicy(min_replicas=1, max_replicas=10)
-    classes = variants.request_classes(SIZES)
+    workload = Workload(model_name=MODEL, gpus_per_replica=1, gpu_type=a100)
+    # Least-outstanding routing: the A40s get work whatever their longer decode (mix.routed).
+    policy = ScalingPolicy(min_replicas=1, max_replicas=10, cold_start_s=60.0, routing=routing)
     found = pool(a100, a40, current, a40_max=4)
-    return variants.choose(workload, policy, found, 4, classes, {}).replicas
+    memory = memory or variants.memory_of(found, None)
+    shape = [variants.mean_class(SIZES)]
+    return variants.choose(workload, policy, found, 4, shape, {}, memory, now)
 
 
 def test_the_cheapest_mix_is_chosen_when_no_replica_has_to_move(gpu_type, a40):
     # 3 A100s and 4 A40s ($8.60/h at $0.50) serve what 4 A100s ($8.80/h) do.
-    assert choose(gpu_type, a40, "0.50", (3, 4)) == {"A100-80GB": 3, "A40-48GB": 4}
-    assert choose(gpu_type, a40, "0.50", (0, 0)) == {"A100-80GB": 3, "A40-48GB": 4}
+    assert choose(gpu_type, a40, "0.50", (3, 4)).replicas == {"A100-80GB": 3, "A40-48GB": 4}
+    assert choose(gpu_type, a40, "0.50", (0, 0)).replicas == {"A100-80GB": 3, "A40-48GB": 4}
 
 
 def test_replicas_stay_on_their_type_for_a_saving_under_the_hysteresis(gpu_type, a40):
-    # Moving one running A100 to four A40s would save 2.3 %: under HYSTERESIS, they stay.
-    assert choose(gpu_type, a40, "0.50", (4, 0)) == {"A100-80GB": 4, "A40-48GB": 0}
+    # Moving one running A100 to four A40s would save 2.3 %: under mix.HYSTERESIS, they stay.
+    assert choose(gpu_type, a40, "0.50", (4, 0)).replicas == {"A100-80GB": 4, "A40-48GB": 0}
 
 
-def test_replicas_move_for_a_saving_over_the_hysteresis(gpu_type, a40):
-    # At $0.30 an A40 the same move saves 11 %.
-    assert choose(gpu_type, a40, "0.30", (4, 0)) == {"A100-80GB": 3, "A40-48GB": 4}
+def test_replicas_move_for_a_saving_over_the_hysteresis_after_a_cold_start(gpu_type, a40):
+    # At $0.30 an A40 the same move saves 11 %: over the 10 %, it is wanted, and made once it
+    # has been the choice for a cold start (mix.dwell; the back-test's rule too).
+    first = choose(gpu_type, a40, "0.30", (4, 0))
+    assert first.replicas == {"A100-80GB": 4, "A40-48GB": 0}
+    assert first.memory is not None and first.memory.wanted == ("A100-80GB", "A40-48GB")
+    later = choose(gpu_type, a40, "0.30", (4, 0), first.memory, now=60.0)
+    assert later.replicas == {"A100-80GB": 3, "A40-48GB": 4}
+
+
+def test_an_expected_delay_router_keeps_work_off_a_type_that_decodes_too_slowly(gpu_type, a40):
+    # 170 output tokens x 22 ms more per step on an A40 is beyond the TTFT left after
+    # prefill: a shortest-expected-delay router sends it work only once the A100s are late.
+    chosen = choose(gpu_type, a40, "0.30", (0, 0), routing="shortest-expected-delay")
+    assert chosen.replicas == {"A100-80GB": 4, "A40-48GB": 0}
+
+
+def test_the_reason_names_the_prompts_only_the_faster_type_serves(gpu_type, a40):
+    """A histogram window of 2k-token prompts and a few of 5k-10k: the A40 prefills at most
+    6,953 tokens within 75 % of the 2 s TTFT, the A100 14,336, so only the A100 serves the
+    long ones, and the reason says so beside the mix."""
+    bounds = ["1000.0", "2000.0", "5000.0", "10000.0", "20000.0", "+Inf"]
+    cumulative = [0, 90, 90, 100, 100, 100]
+    buckets = dict(zip(bounds, cumulative, strict=True))
+    before = {"at": 0.0, "buckets": dict.fromkeys(bounds, 0)}
+    window = variants.prompt_window(None, before, {"at": 15.0, "buckets": buckets}, 2100.0, 600.0)
+    shape = variants.window_classes(window, 1.0, 100_000, buckets)
+    assert [c.name for c in shape] == ["<=2000", "<=10000"]
+    a40.hourly_cost = "0.30"
+    workload = Workload(model_name=MODEL, gpus_per_replica=1, gpu_type=gpu_type)
+    policy = ScalingPolicy(min_replicas=1, max_replicas=10, routing="least-outstanding")
+    found = pool(gpu_type, a40, (0, 0), a40_max=10)
+    chosen = variants.choose(
+        workload, policy, found, 4, shape, {}, variants.memory_of(found, None), 0.0
+    )
+    assert chosen.replicas["A40-48GB"] > 0 and chosen.replicas["A100-80GB"] > 0
+    assert chosen.reason.endswith("; prompts over 5k tokens only on A100-80GB"), chosen.reason
+
+
+def test_the_window_skips_a_tick_with_no_reading_or_a_restart_and_drops_old_deltas():
+    before = {"at": 0.0, "buckets": {"10.0": 1, "+Inf": 2}}
+    now = {"at": 15.0, "buckets": {"10.0": 3, "+Inf": 6}}
+    window = variants.prompt_window([], before, now, 7.0, 600.0)
+    assert window == [[15.0, {"10.0": 2, "+Inf": 2}, 28.0]]  # per bucket, 4 requests
+    # No histogram this tick (vLLM V0, or the read failed): nothing added, not a zero.
+    assert variants.prompt_window(window, now, {"at": 30.0, "buckets": {}}, 7.0, 600.0) == window
+    restarted = {"at": 30.0, "buckets": {"10.0": 0, "+Inf": 1}}
+    assert variants.prompt_window(window, now, restarted, 7.0, 600.0) == window
+    assert variants.prompt_window(window, None, now | {"at": 700.0}, 7.0, 600.0) == []
+    assert variants.window_classes([], 100.0, 1000) == []
+
+
+def test_a_bucket_empty_over_the_window_still_bounds_the_classes():
+    before = {"at": 0.0, "buckets": {"10.0": 3, "100.0": 3, "+Inf": 3}}
+    now = {"at": 15.0, "buckets": {"10.0": 3, "100.0": 7, "+Inf": 7}}
+    window = variants.prompt_window([], before, now, 50.0, 600.0)
+    assert window == [[15.0, {"100.0": 4}, 200.0]]
+    shape = variants.window_classes(window, 1.0, 1000, {"10.0": 3, "100.0": 7, "+Inf": 7})
+    # (10, 100], not (0, 100]: the 10-token bound is the reading's though no entry names it.
+    assert [(c.name, c.shortest_prompt_tokens) for c in shape] == [("<=100", 10)]
 
 
 def test_the_quota_room_is_what_the_tenant_may_still_take_plus_what_it_holds(gpu_type, a40):
@@ -108,10 +176,11 @@ def test_the_pool_counts_its_replicas_in_primary_replicas(gpu_type, a40):
     policy = ScalingPolicy(min_replicas=1, max_replicas=10)
     primary = DeploymentState("team-a", "chat", 2, 2, 1)
     found = {("team-a", "chat-a40"): DeploymentState("team-a", "chat-a40", 4, 4, 4)}
-    mixed = variants.observe_pool(workload, policy, primary, found, {}, SIZES)
+    shape = [variants.mean_class(SIZES)]
+    mixed = variants.observe_pool(workload, policy, primary, found, {}, shape)
     assert isinstance(mixed, variants.Pool)
     assert (mixed.combined.spec_replicas, mixed.combined.ready_replicas) == (3, 2)
     unknown = variants.observe_pool(workload, policy, primary, found, {}, None)
     assert isinstance(unknown, variants.Pool) and unknown.combined.spec_replicas == 6
-    gone = variants.observe_pool(workload, policy, primary, {}, {}, SIZES)
+    gone = variants.observe_pool(workload, policy, primary, {}, {}, shape)
     assert gone == "Deployment chat-a40 not found in namespace team-a on cluster east"

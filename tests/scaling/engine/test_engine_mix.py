@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.optimize import linprog
 
 from scaling.engine import ReplicaCapacity
-from scaling.engine.mix import GpuOption, Mix, RequestClass, alternatives, explain, plan
+from scaling.engine.mix import (
+    GpuOption,
+    Mix,
+    MixMemory,
+    RequestClass,
+    alternatives,
+    buckets_of,
+    dwell,
+    explain,
+    histogram_classes,
+    plan,
+    restricted,
+    routed,
+)
 
 FAST = GpuOption("A100-80GB", 4.0, ReplicaCapacity(20_000.0, 2_000.0, 256), 40_000)
 SLOW = GpuOption("L4-24GB", 0.8, ReplicaCapacity(3_000.0, 400.0, 256), 6_000)
@@ -130,3 +144,47 @@ def test_the_mix_is_as_cheap_as_an_exhaustive_search(seed: int):
     assert mix.cost_per_hour == pytest.approx(cost)
     for o in options:
         assert o.min_replicas <= mix.replicas[o.name] <= o.max_replicas
+
+
+def test_cumulative_buckets_become_counts_per_bucket_with_the_last_beyond_the_bounds():
+    cumulative = {"+Inf": 9.0, "1000.0": 2.0, "2000.0": 7.0, "5000.0": 7.0}
+    assert buckets_of(cumulative) == ([1000, 2000, 5000], [2.0, 5.0, 0.0, 2.0])
+    assert buckets_of({"10.0": 3.0}) == ([10], [3.0, 0.0])  # no +Inf read: none beyond
+
+
+def test_a_histogram_without_a_prompt_sum_keeps_the_bucket_midpoints():
+    classes = histogram_classes((1000, 2000), [2, 2, 0], None, 4.0, 50.0, 9000)
+    assert [(c.prompt_tokens, c.shortest_prompt_tokens) for c in classes] == [
+        (500, 0),
+        (1500, 1000),
+    ]
+
+
+def test_the_reason_names_the_prompts_only_some_types_serve():
+    long = replace(LONG, longest_prompt_tokens=30_000, shortest_prompt_tokens=20_000)
+    assert restricted([FAST, SLOW], [SHORT, long]) == "prompts over 20k tokens only on A100-80GB"
+    assert restricted([FAST, SLOW], [SHORT]) == ""
+    assert restricted([FAST, replace(SLOW, max_replicas=0)], [SHORT, long]) == ""  # one offered
+
+
+def test_the_router_guard_keeps_the_types_an_expected_delay_router_reaches_in_time():
+    fast, slow = replace(FAST, step_s=0.013), replace(SLOW, step_s=0.035)
+    # 2 s TTFT: 0.5 s left after prefill; 10 tokens x 22 ms more is within it, 100 are not.
+    assert routed([fast, slow], "A100-80GB", 10.0, 2.0) == [fast, slow]
+    assert routed([fast, slow], "A100-80GB", 100.0, 2.0) == [fast]
+
+
+def test_a_change_of_types_waits_a_cold_start_unless_it_serves_more():
+    memory = MixMemory({"A100-80GB": 2, "L4-24GB": 0}, 2)
+    cheap = plan([FAST, SLOW], [SHORT])  # the L4s alone
+    assert cheap.replicas == {"A100-80GB": 0, "L4-24GB": 3}
+    held, wanted, since = dwell(cheap, [FAST, SLOW], [SHORT], memory, 10.0, 60.0)
+    assert held.replicas == {"A100-80GB": 1, "L4-24GB": 0} and (wanted, since) == (
+        ("L4-24GB",),
+        10.0,
+    )
+    later = replace(memory, wanted=wanted, wanted_since=since)
+    assert dwell(cheap, [FAST, SLOW], [SHORT], later, 70.0, 60.0)[0] == cheap
+    # The A100s capped at 0 extra: they cannot hold the demand, so the change does not wait.
+    capped = [replace(FAST, max_replicas=0), SLOW]
+    assert dwell(cheap, capped, [SHORT], memory, 10.0, 60.0)[0] == cheap
