@@ -121,7 +121,9 @@ class TypeStatus:
         warning = ""
         if not deployment.pins_to(node_label):
             allowed = deployment.gpu_products
-            where = "any GPU node" if allowed is None else " or ".join(sorted(allowed)) or "none"
+            where = "any GPU node" if allowed is None else " or ".join(sorted(allowed))
+            if allowed is not None and not allowed:  # nodeSelector and affinity disagree
+                where = "no node (its nodeSelector and node affinity allow no product in common)"
             warning = (
                 f"Deployment {deployment.name} is not pinned to {gpu_type} nodes: its pods may "
                 f"run on {where}; set nodeSelector {GPU_PRODUCT_LABEL}: {node_label}"

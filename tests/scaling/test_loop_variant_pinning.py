@@ -121,13 +121,36 @@ def test_a_variant_pinned_by_required_node_affinity_is_not_warned_about(
     ]
 
 
+A100_ONLY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": PRODUCT, "operator": "In", "values": ["NVIDIA-A100-SXM4-80GB"]}
+                    ]
+                }
+            ]
+        }
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("pod_spec", "where"),
+    [
+        ({"nodeSelector": {PRODUCT: "NVIDIA-A100-SXM4-80GB"}}, "NVIDIA-A100-SXM4-80GB"),
+        # The A40 selected, but an affinity only for A100s: no node can take the pods.
+        ({"nodeSelector": {PRODUCT: "NVIDIA-A40"}, "affinity": A100_ONLY}, "no node"),
+    ],
+)
 def test_a_variant_selecting_another_gpu_type_is_warned_about(
-    start_simulator, gpu_type, a40, team_a, make_user
+    start_simulator, gpu_type, a40, team_a, make_user, pod_spec, where
 ):
     url = start_simulator(fleet_without_the_a40_deployment(), speed=4.0)
-    create_deployment(url, "chat-a40", {"nodeSelector": {PRODUCT: "NVIDIA-A100-SXM4-80GB"}})
+    create_deployment(url, "chat-a40", pod_spec)
     cluster, workload = mixed(url, gpu_type, a40, team_a)
     tick_cluster(cluster.pk)
 
     warning = api_status(make_user("viewer", team_a), workload)["types"][1]["warning"]
-    assert "its pods may run on NVIDIA-A100-SXM4-80GB" in warning
+    assert f"its pods may run on {where}" in warning
