@@ -2,16 +2,19 @@
 
 The document (YAML or JSON) names every object by its natural key, never by id: GPU types and
 clusters by name, tenants by slug, quotas by tenant and GPU type, workloads by cluster,
-namespace and Deployment, each workload's policy nested under it. Credentials are never
+namespace and Deployment, each workload's policy and its further GPU types (``variants``, by
+GPU type) nested under it. Credentials are never
 exported. Shared by ``manage.py export_config`` / ``import_config`` and ``/api/v1/config/``.
 
 Import semantics (GitOps-friendly):
 
 1. Each object in the document is created or updated to exactly what the document says; a
    field left out takes the model's default. Objects missing from the document are left alone
-   (import never deletes), and a workload without ``policy`` keeps the policy it has.
+   (import never deletes), and a workload without ``policy`` keeps the policy it has; a
+   variant is created or updated by its GPU type, and one the document does not list stays.
 2. Everything is applied in one transaction, in dependency order (GPU types, clusters,
-   organisations, teams, namespaces, quotas, workloads, policies), each object validated with
+   organisations, teams, namespaces, quotas, workloads, variants, policies), each object
+   validated with
    the model's ``full_clean``. Any error rolls everything back and all errors are reported together.
 3. Only objects that differ are saved, so importing the same document again changes nothing
    (and a policy's version only moves when the policy changes). Changes of tenants, namespace
@@ -26,12 +29,13 @@ from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.db import models, transaction
+from django.db.models import Prefetch
 
 from api.validation import model_errors
 from clusters.models import Cluster
 from history.models import record_change, snapshot
 from quotas.models import GpuType, Quota
-from scaling.models import ScalingPolicy, Workload
+from scaling.models import ScalingPolicy, Workload, WorkloadVariant
 from scaling.tasks import request_reconcile
 from tenants.models import Namespace, Tenant
 
@@ -110,6 +114,13 @@ WORKLOADS = Kind(
     ("tenant", "model_name", "gpu_type", "gpus_per_replica"),
     {"cluster": (Cluster, "name"), "tenant": (Tenant, "slug"), "gpu_type": (GpuType, "name")},
 )
+VARIANTS = Kind(
+    "variants",
+    WorkloadVariant,
+    ("workload", "gpu_type"),
+    ("deployment", "min_replicas", "max_replicas"),
+    {"gpu_type": (GpuType, "name")},
+)
 _POLICY_SKIP = {"id", "workload", "version", "updated_at"}
 POLICIES = Kind(
     "policy",
@@ -155,7 +166,9 @@ def export_config() -> dict[str, Any]:
     tenants = sorted(
         Tenant.objects.select_related("parent"), key=lambda t: (t.parent_id is not None, t.slug)
     )
-    workloads = Workload.objects.select_related("cluster", "tenant", "gpu_type", "policy")
+    workloads = Workload.objects.select_related(
+        "cluster", "tenant", "gpu_type", "policy"
+    ).prefetch_related(Prefetch("variants", WorkloadVariant.objects.select_related("gpu_type")))
     return {
         "version": FORMAT_VERSION,
         "gpu_types": [_export_object(g, GPU_TYPES) for g in GpuType.objects.all()],
@@ -174,6 +187,12 @@ def export_config() -> dict[str, Any]:
 
 def _export_workload(workload: Workload) -> dict[str, Any]:
     entry = _export_object(workload, WORKLOADS)
+    variants = [
+        {n: _value_of(v, VARIANTS, n) for n in VARIANTS.names if n != "workload"}
+        for v in workload.variants.all()
+    ]
+    if variants:
+        entry["variants"] = variants
     policy = workload.policy_or_none
     if policy is not None:
         entry["policy"] = _export_policy(policy)
@@ -255,10 +274,24 @@ class _Importer:
             indexed.sort(key=lambda item: isinstance(item[1], dict) and bool(item[1].get("parent")))
         for index, entry in indexed:
             path = f"{kind.section}[{index}]"
-            extra = ("policy",) if kind is WORKLOADS else ()
+            extra = ("policy", "variants") if kind is WORKLOADS else ()
             instance = self.apply(kind, entry, path, extra)
-            if instance is not None and isinstance(entry, dict) and entry.get("policy"):
+            if instance is None or not isinstance(entry, dict):
+                continue
+            if entry.get("variants"):
+                self.apply_variants(instance, entry["variants"], f"{path}.variants")
+            if entry.get("policy"):
                 self.apply_policy(instance, entry["policy"], f"{path}.policy")
+
+    def apply_variants(self, workload: models.Model, entries: Any, path: str) -> None:
+        if not isinstance(entries, list):
+            self.error(path, "Expected a list.")
+            return
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                self.error(f"{path}[{index}]", "Expected a mapping.")
+                continue
+            self.apply(VARIANTS, {**entry, "workload": workload}, f"{path}[{index}]")
 
     def apply_policy(self, workload: models.Model, entry: Any, path: str) -> None:
         if not isinstance(entry, dict):
@@ -321,12 +354,14 @@ class _Importer:
         instance.save()
         if isinstance(instance, TRACKED):
             record_change(instance, before, actor=self.actor, reason=HISTORY_REASON)
-        if isinstance(instance, ScalingPolicy):
+        if isinstance(instance, ScalingPolicy | WorkloadVariant):
             request_reconcile(instance.workload)
         action = "create" if existing is None else "update"
         key = "/".join(str(_value_of(instance, kind, n)) for n in kind.key if n != "workload")
         if kind is POLICIES:
             key = str(instance.workload)  # type: ignore[attr-defined]
+        elif kind is VARIANTS:
+            key = f"{instance.workload} on {key}"  # type: ignore[attr-defined]
         self.result.changes.append(Change(action, kind.section.rstrip("s"), key, changed))
         return instance
 

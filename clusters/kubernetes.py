@@ -106,10 +106,17 @@ class DeploymentState:
     ready_replicas: int
     selector: dict[str, str] = field(default_factory=dict)
     failure: str | None = None
+    # The GPU products its pods may be scheduled on (nodeSelector and required node affinity
+    # on GPU_PRODUCT_LABEL); None: not restricted, any GPU node will do.
+    gpu_products: frozenset[str] | None = None
 
     @property
     def warming_replicas(self) -> int:
         return max(0, self.replicas - self.ready_replicas)
+
+    def pins_to(self, product: str) -> bool:
+        """Whether its pods can only land on nodes of this GPU product."""
+        return self.gpu_products == frozenset({product})
 
 
 @dataclass(frozen=True)
@@ -315,8 +322,40 @@ def list_deployments(cluster: Cluster) -> dict[tuple[str, str], DeploymentState]
             ready_replicas=status.get("readyReplicas") or 0,
             selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
             failure=failure,
+            gpu_products=_gpu_products((spec.get("template") or {}).get("spec") or {}),
         )
     return states
+
+
+def _gpu_products(pod_spec: dict[str, Any]) -> frozenset[str] | None:
+    """The GPU products a pod template allows: its nodeSelector's value, narrowed by a
+    required node affinity's ``In`` on the label (every term must allow a product: terms
+    are ORed). None when neither restricts the label."""
+    allowed: frozenset[str] | None = None
+    selected = (pod_spec.get("nodeSelector") or {}).get(GPU_PRODUCT_LABEL)
+    if selected is not None:
+        allowed = frozenset({selected})
+    required = (
+        ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        or {}
+    ).get("nodeSelectorTerms") or []
+    per_term = [_term_products(term) for term in required]
+    if per_term and all(t is not None for t in per_term):
+        union = frozenset().union(*(t for t in per_term if t is not None))
+        allowed = union if allowed is None else allowed & union
+    return allowed
+
+
+def _term_products(term: dict[str, Any]) -> frozenset[str] | None:
+    """The products one nodeSelectorTerm allows (its expressions are ANDed)."""
+    allowed: frozenset[str] | None = None
+    for expression in term.get("matchExpressions") or []:
+        if expression.get("key") == GPU_PRODUCT_LABEL and expression.get("operator") == "In":
+            values = frozenset(expression.get("values") or [])
+            allowed = values if allowed is None else allowed & values
+    return allowed
 
 
 def list_pods(cluster: Cluster, namespace: str | None = None) -> list[PodState]:

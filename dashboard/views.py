@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Max
+from django.db.models import Max, Prefetch
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,11 +29,13 @@ from dashboard.forms import DecisionFilter, PolicyForm
 from quotas.models import GpuType
 from scaling import whatif as live_whatif
 from scaling.loop import stalled_after_s, stalled_loops
-from scaling.models import Decision, ScalingPolicy, Workload
+from scaling.models import Decision, ScalingPolicy, Workload, WorkloadVariant
 from tenants.models import Tenant
 
 RECENT_DECISIONS = 20
 DECISIONS_PER_PAGE = 50
+# A workload's further GPU types, for its rows and page (one query for a whole list).
+VARIANTS = Prefetch("variants", WorkloadVariant.objects.select_related("gpu_type"))
 
 
 def _loop_health() -> dict[str, Any]:
@@ -60,9 +62,9 @@ def _decisions(user: Any) -> Any:
 def fleet(request: HttpRequest) -> HttpResponse:
     tenants = Tenant.objects.for_user(request.user).select_related("parent")
     workloads = list(
-        Workload.objects.for_user(request.user).select_related(
-            "tenant", "cluster", "gpu_type", "policy"
-        )
+        Workload.objects.for_user(request.user)
+        .select_related("tenant", "cluster", "gpu_type", "policy")
+        .prefetch_related(VARIANTS)
     )
     inventory = _inventory()
     hosts = sum(row["nodes"] for row in inventory)
@@ -126,6 +128,7 @@ def tenant(request: HttpRequest, slug: str) -> HttpResponse:
         Workload.objects.for_user(request.user)
         .filter(tenant__in=scope)
         .select_related("tenant", "cluster", "gpu_type", "policy")
+        .prefetch_related(VARIANTS)
     )
     context = {
         "tenant": found,
@@ -141,9 +144,9 @@ def tenant(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def workload(request: HttpRequest, pk: int) -> HttpResponse:
     found = get_object_or_404(
-        Workload.objects.for_user(request.user).select_related(
-            "tenant", "cluster", "gpu_type", "policy"
-        ),
+        Workload.objects.for_user(request.user)
+        .select_related("tenant", "cluster", "gpu_type", "policy")
+        .prefetch_related(VARIANTS),
         pk=pk,
     )
     policy = found.policy_or_none
@@ -171,6 +174,7 @@ def _workload_page(
     context = {
         "workload": found,
         "status": found.public_status,
+        "gpu_types": _gpu_types(found),
         "policy": policy,
         "policy_view": policies.policy_view(policy).as_dict() if policy else None,
         "form": form,
@@ -184,6 +188,33 @@ def _workload_page(
         **_loop_health(),
     }
     return render(request, "dashboard/workload.html", context, status=status)
+
+
+def _gpu_types(found: Workload) -> list[dict[str, Any]]:
+    """Each GPU type of a workload with variants (none without): its Deployment, bounds, and
+    what the latest evaluation saw and set (scaling.status.TypeStatus), the primary first."""
+    variants = list(found.variants.all())
+    if not variants:
+        return []
+    status = found.public_status
+    seen = {t.gpu_type: t for t in status.types} if status is not None else {}
+    policy = found.policy_or_none
+    top = policy.max_replicas if policy else None
+    rows: list[tuple[str, str, int | None, int | None]] = [
+        (found.gpu_type.name, found.deployment, None, top)
+    ]
+    rows += [(v.gpu_type.name, v.deployment, v.min_replicas, v.max_replicas) for v in variants]
+    return [
+        {
+            "name": name,
+            "deployment": deployment,
+            "primary": index == 0,
+            "min": low,
+            "max": high,
+            "observed": seen.get(name),
+        }
+        for index, (name, deployment, low, high) in enumerate(rows)
+    ]
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -150,7 +150,7 @@ def _demands(
                 wanted=wish.wanted,
             )
         )
-        seen[wish.demand_key] = (str(workload), wish.warming)
+        seen[wish.demand_key] = (_demand_name(wish), wish.warming)
     # The other clusters' workloads as plain values: their loop state holds minutes of signal
     # history, and only three of its keys matter here (read in the database).
     others = (
@@ -194,6 +194,16 @@ def _demands(
         )
         seen[pk] = (f"{cluster_name}/{namespace}/{deployment}", warming)
     return demands, seen
+
+
+def _demand_name(wish: Wish) -> str:
+    """How the quota admin's preview names a demand: a variant's wish by its workload, GPU
+    type and Deployment (its key is no workload's id). Variants are prefetched by the loop."""
+    key = wish.demand_key
+    if key == wish.workload.pk:
+        return str(wish.workload)
+    found = (v for v in wish.workload.variants.all() if variant_key(v.pk) == key)
+    return str(next(found, wish.workload))
 
 
 def _policy_minimum(workload: Workload) -> int:

@@ -77,7 +77,14 @@ from scaling.engine import Decision as EngineDecision
 from scaling.engine import PodState as EnginePod
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload, WorkloadVariant
 from scaling.signals import SignalHistory, SignalTick
-from scaling.status import ErrorIncident, Infeasible, MetricValue, StatusStep, WorkloadStatus
+from scaling.status import (
+    ErrorIncident,
+    Infeasible,
+    MetricValue,
+    StatusStep,
+    TypeStatus,
+    WorkloadStatus,
+)
 from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
@@ -436,6 +443,9 @@ def _finish(
     else:
         quota_state["grown_at"] = previous.get("grown_at", 0.0)
     evaluation = _evaluation(p, engine, outcome, reason, observed.now)
+    if p.pool is not None and p.choice is not None:
+        types, mix_line = _type_statuses(p, grants), p.choice.reason
+        evaluation.status = replace(evaluation.status, types=types, mix=mix_line)
     evaluation.loop_state.update(
         memory=engine.memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )
@@ -535,15 +545,7 @@ def _act_mix(
     """Set each GPU type's Deployment to the mix, cut where its quota grant binds; one
     decision for the workload: the mix's explanation, then the policy's reason."""
     assert p.pool is not None and p.choice is not None
-    targets: list[tuple[variants.Part, int]] = []
-    cuts = []
-    for part in p.pool.parts:
-        want = p.choice.replicas[part.name]
-        grant = grants.get(_part_key(p.workload, part))
-        if grant is not None and grant.kind != "ok" and grant.replicas < want:
-            want = grant.replicas
-            cuts.append(f"{part.name} quota: {grant.reason}")
-        targets.append((part, want))
+    targets, cuts = _mix_targets(p, grants)
     reason = "; ".join([p.choice.reason, *cuts, f"policy: {p.engine.reason}"])
     outcome = "blocked_by_quota" if cuts else p.engine.outcome
     # Current and desired stay in primary replicas (variants.observe_pool): the reason
@@ -562,6 +564,33 @@ def _act_mix(
             return engine, Decision.Outcome.ERROR, exc.sentence(cluster.name)
     report.applied += 1
     return engine, Decision.Outcome.APPLIED, ""
+
+
+def _mix_targets(
+    p: Proposal, grants: dict[int, Grant]
+) -> tuple[list[tuple[variants.Part, int]], list[str]]:
+    """Each GPU type's count in the mix, cut where its quota grant binds, and the cuts."""
+    assert p.pool is not None and p.choice is not None
+    targets: list[tuple[variants.Part, int]] = []
+    cuts = []
+    for part in p.pool.parts:
+        want = p.choice.replicas[part.name]
+        grant = grants.get(_part_key(p.workload, part))
+        if grant is not None and grant.kind != "ok" and grant.replicas < want:
+            want = grant.replicas
+            cuts.append(f"{part.name} quota: {grant.reason}")
+        targets.append((part, want))
+    return targets, cuts
+
+
+def _type_statuses(p: Proposal, grants: dict[int, Grant]) -> tuple[TypeStatus, ...]:
+    """What the status shows of each GPU type (and whether its Deployment is pinned)."""
+    if p.pool is None or p.choice is None:
+        return ()
+    return tuple(
+        TypeStatus.of(part.name, part.gpu_type.node_label, part.deployment, n)
+        for part, n in _mix_targets(p, grants)[0]
+    )
 
 
 def _quota_input(grant: Grant | None, current: int) -> QuotaHeadroom | None:

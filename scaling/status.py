@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from clusters.kubernetes import GPU_PRODUCT_LABEL, DeploymentState
+
 # The keys of Workload.loop_state. Kept here, next to what is public, so the two stay apart.
 LOOP_STATE_KEYS = (
     "memory",
@@ -100,6 +102,55 @@ class Infeasible:
 
 
 @dataclass(frozen=True)
+class TypeStatus:
+    """One GPU type of a workload on several (scaling.variants), the primary first: its
+    Deployment's ``ready`` replicas as observed and the ``desired`` count the mix set for it
+    this tick (after any quota cut). ``warning``: the Deployment's pods are not pinned to the
+    type's nodes, so they may run on (and be counted as) another GPU type."""
+
+    gpu_type: str
+    deployment: str
+    ready: int
+    desired: int
+    warning: str = ""
+
+    @classmethod
+    def of(
+        cls, gpu_type: str, node_label: str, deployment: DeploymentState, desired: int
+    ) -> TypeStatus:
+        warning = ""
+        if not deployment.pins_to(node_label):
+            allowed = deployment.gpu_products
+            where = "any GPU node" if allowed is None else " or ".join(sorted(allowed))
+            if allowed is not None and not allowed:  # nodeSelector and affinity disagree
+                where = "no node (its nodeSelector and node affinity allow no product in common)"
+            warning = (
+                f"Deployment {deployment.name} is not pinned to {gpu_type} nodes: its pods may "
+                f"run on {where}; set nodeSelector {GPU_PRODUCT_LABEL}: {node_label}"
+            )
+        return cls(gpu_type, deployment.name, deployment.ready_replicas, desired, warning)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpu_type": self.gpu_type,
+            "deployment": self.deployment,
+            "ready": self.ready,
+            "desired": self.desired,
+            "warning": self.warning,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TypeStatus:
+        return cls(
+            gpu_type=str(data["gpu_type"]),
+            deployment=str(data["deployment"]),
+            ready=int(data["ready"]),
+            desired=int(data["desired"]),
+            warning=str(data.get("warning", "")),
+        )
+
+
+@dataclass(frozen=True)
 class WorkloadStatus:
     """The latest evaluation of a workload's policy.
 
@@ -113,6 +164,8 @@ class WorkloadStatus:
     how many ticks have repeated it: "held at 8 since 07:30, 46 evaluations".
     ``infeasible``: the requests too long for the TTFT objective since the previous tick
     (None: not counted; policies that read offered work count them).
+    ``types``: a workload on several GPU types, each type's Deployment (empty otherwise), and
+    ``mix`` the line that explains the mix chosen for the policy's total.
     """
 
     at: datetime
@@ -131,6 +184,12 @@ class WorkloadStatus:
     since: datetime | None = None
     evaluations: int = 0
     infeasible: Infeasible | None = None
+    types: tuple[TypeStatus, ...] = ()
+    mix: str = ""
+
+    @property
+    def type_warnings(self) -> list[str]:
+        return [t.warning for t in self.types if t.warning]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +219,8 @@ class WorkloadStatus:
             "since": None if self.since is None else self.since.isoformat(),
             "evaluations": self.evaluations,
             "infeasible": None if self.infeasible is None else self.infeasible.to_dict(),
+            "types": [t.to_dict() for t in self.types],
+            "mix": self.mix,
         }
 
     @classmethod
@@ -198,4 +259,6 @@ class WorkloadStatus:
             since=datetime.fromisoformat(since) if since else None,
             evaluations=int(data.get("evaluations", 0)),
             infeasible=Infeasible.from_dict(data.get("infeasible")),
+            types=tuple(TypeStatus.from_dict(t) for t in data.get("types") or []),
+            mix=str(data.get("mix", "")),
         )

@@ -78,6 +78,17 @@ class InfeasibleSerializer(serializers.Serializer[Any]):
     )
 
 
+class TypeStatusSerializer(serializers.Serializer[Any]):
+    gpu_type = serializers.CharField(help_text="The GPU type's name (the primary first).")
+    deployment = serializers.CharField(help_text="Its Deployment in the workload's namespace.")
+    ready = serializers.IntegerField(help_text="Ready replicas as observed.")
+    desired = serializers.IntegerField(help_text="Replicas the mix set for it this tick.")
+    warning = serializers.CharField(
+        help_text="Non-empty when the Deployment's pods are not pinned to the type's nodes "
+        "(nodeSelector or required node affinity on nvidia.com/gpu.product)."
+    )
+
+
 class WorkloadStatusSerializer(serializers.Serializer[Any]):
     """The latest evaluation of the workload's policy (scaling.status.WorkloadStatus); what
     the control loop keeps for itself between ticks is not part of it."""
@@ -117,6 +128,13 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
         allow_null=True,
         help_text="Requests too long for the TTFT objective since the previous tick (policies "
         "reading offered work count them); null when not counted.",
+    )
+    types = TypeStatusSerializer(
+        many=True, help_text="A workload on several GPU types: each type; empty otherwise."
+    )
+    mix = serializers.CharField(
+        help_text="The mix chosen for the policy's total, e.g. \"1 x A100-80GB + 4 x "
+        'A40-48GB: $3.40/h; all A100-80GB would be $6.60/h"; empty without variants.'
     )
 
 

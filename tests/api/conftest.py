@@ -44,6 +44,8 @@ PUBLIC_STATUS_KEYS = {
     "since",
     "evaluations",
     "infeasible",
+    "types",
+    "mix",
 }
 
 

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 
 from clusters.models import Cluster
 from history.models import Change
-from quotas.models import Quota
-from scaling.models import ScalingPolicy
+from quotas.models import GpuType, Quota
+from scaling.models import ScalingPolicy, WorkloadVariant
 from tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +164,61 @@ def test_config_import_errors_over_the_api_are_field_errors(fleet: Any, client_f
     assert response.status_code == 400
     assert "quotas[0].nominal" in response.json()["errors"]
     assert Quota.objects.get(pk=fleet.quotas["a"].pk).nominal == 8
+
+
+def test_a_config_round_trip_over_the_api_keeps_a_workloads_variants(
+    fleet: Any, client_for: Any
+) -> None:
+    a40 = GpuType.objects.create(
+        name="A40-48GB", memory_gib=48, hourly_cost="0.30", node_label="NVIDIA-A40"
+    )
+    chat = fleet.workloads["a"]
+    WorkloadVariant.objects.create(
+        workload=chat, gpu_type=a40, deployment="chat-a40", min_replicas=1, max_replicas=6
+    )
+    staff = client_for(fleet.users["staff"])
+    document = yaml.safe_load(staff.get("/api/v1/config/?format=yaml").content)
+    entry = next(w for w in document["workloads"] if w["deployment"] == "chat")
+    assert entry["variants"] == [
+        {"gpu_type": "A40-48GB", "deployment": "chat-a40", "min_replicas": 1, "max_replicas": 6}
+    ]
+    assert all("variants" not in w for w in document["workloads"] if w["deployment"] != "chat")
+
+    # Lost from the database, the variant comes back from the document as it was.
+    WorkloadVariant.objects.all().delete()
+    restored = staff.post(
+        "/api/v1/config/", yaml.safe_dump(document), content_type="application/yaml"
+    )
+    assert restored.status_code == 200, restored.content
+    assert [c["kind"] for c in restored.json()["changes"]] == ["variant"]
+    assert restored.json()["changes"][0]["key"] == f"{chat} on A40-48GB"
+    variant = WorkloadVariant.objects.get()
+    assert (variant.workload, variant.gpu_type, variant.deployment) == (chat, a40, "chat-a40")
+    assert (variant.min_replicas, variant.max_replicas) == (1, 6)
+    assert staff.get("/api/v1/config/").json() == document
+
+    entry["variants"][0]["max_replicas"] = 3
+    changed = staff.post("/api/v1/config/", document, format="json").json()["changes"]
+    assert changed == [
+        {
+            "action": "update",
+            "kind": "variant",
+            "key": f"{chat} on A40-48GB",
+            "fields": {"max_replicas": [6, 3]},
+        }
+    ]
+    assert staff.post("/api/v1/config/", document, format="json").json()["changes"] == []
+
+
+def test_a_config_variant_is_validated_like_the_models(fleet: Any, client_for: Any) -> None:
+    staff = client_for(fleet.users["staff"])
+    document = yaml.safe_load(staff.get("/api/v1/config/?format=yaml").content)
+    entry = next(w for w in document["workloads"] if w["deployment"] == "chat")
+    entry["variants"] = [{"gpu_type": "A100-80GB", "deployment": "chat-2"}, {"gpu_type": "B200"}]
+    response = staff.post("/api/v1/config/", document, format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    index = document["workloads"].index(entry)
+    assert f"workloads[{index}].variants[0].gpu_type" in errors  # the primary's own type
+    assert f"workloads[{index}].variants[1].gpu_type" in errors  # no such GPU type
+    assert not WorkloadVariant.objects.exists()

@@ -416,3 +416,38 @@ def test_pods_say_what_gpus_they_hold_and_why_they_cannot_be_placed(
         wait_for(inventory_matches_pods)
     finally:
         apps.delete_namespaced_deployment("too-big", "team-a")
+
+
+def test_a_deployments_gpu_product_is_read_from_its_selector_and_required_affinity(
+    backend: Backend, cluster: Cluster
+) -> None:
+    # What a workload's variant check reads (scaling.status.TypeStatus): the products a pod
+    # template allows, by nodeSelector and by a required node affinity; none restricts it.
+    apps = k8s.AppsV1Api(backend.admin)
+    anywhere = deployment_body("anywhere", 0)
+    del anywhere["spec"]["template"]["spec"]["nodeSelector"]
+    either = deployment_body("either", 0)
+    del either["spec"]["template"]["spec"]["nodeSelector"]
+    term = {
+        "matchExpressions": [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [L4, A100]}]
+    }
+    either["spec"]["template"]["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+    for body in (anywhere, either):
+        apps.create_namespaced_deployment("team-c", body)
+    try:
+        listed = kubernetes.list_deployments(cluster)
+        chat, free, both = (
+            listed[("team-a", "chat")],
+            listed[("team-c", "anywhere")],
+            listed[("team-c", "either")],
+        )
+        assert chat.gpu_products == frozenset({A100}) and chat.pins_to(A100)
+        assert free.gpu_products is None and not free.pins_to(A100)
+        assert both.gpu_products == frozenset({L4, A100}) and not both.pins_to(L4)
+    finally:
+        for body in (anywhere, either):
+            apps.delete_namespaced_deployment(body["metadata"]["name"], "team-c")

@@ -7,11 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from history.models import Change
-from quotas.models import Quota
-from scaling.models import Decision, ScalingPolicy
+from quotas.models import GpuType, Quota
+from scaling.models import Decision, ScalingPolicy, WorkloadVariant
 
 pytestmark = pytest.mark.django_db
 
@@ -386,3 +388,25 @@ def test_only_streaming_pages_carry_the_live_badge_and_every_page_a_favicon(clie
         assert 'rel="icon"' in page
     tenant_page = client.get(f"/tenants/{setup['a'].tenant.slug}/").content.decode()
     assert f'data-stream="/ws/tenants/{setup["a"].tenant.slug}/"' in tenant_page
+
+
+def test_fleet_rows_of_workloads_with_variants_cost_the_same_queries_for_one_or_five(
+    client, setup, cluster, gpu_type, team_a, make_workload
+):
+    a40 = GpuType.objects.create(
+        name="A40-48GB", memory_gib=48, hourly_cost="0.30", node_label="NVIDIA-A40"
+    )
+    client.force_login(setup["viewer"])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            body = client.get("/").content.decode()
+        assert body.count(" + A40-48GB") == WorkloadVariant.objects.count()
+        return len(captured)
+
+    WorkloadVariant.objects.create(workload=setup["a"], gpu_type=a40, deployment="chat-a-a40")
+    one = queries()
+    for i in range(4):
+        more = make_workload(team_a, cluster, gpu_type, f"more-{i}")
+        WorkloadVariant.objects.create(workload=more, gpu_type=a40, deployment=f"more-{i}-a40")
+    assert queries() == one
