@@ -304,9 +304,15 @@ def test_keeps_one_warm_replica_through_an_idle_gap(build):
     assert decision.desired == 1
 
 
+def _waiting(now, wait=1.0):
+    """A queueing delay p95 of `wait` s: late TTFT that capacity can fix."""
+    return ((now - 1, wait),)
+
+
 def test_slo_scales_up_proportionally_with_damping(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
-    decision = build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    ob = build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),), queue_p95_s=_waiting(build.NOW))
+    decision = build.run(pol, ob)
     assert decision.desired == 6  # 4 x (1 + 0.5 x (2 - 1))
 
 
@@ -330,7 +336,8 @@ def test_slo_counts_warming_replicas_as_the_answer_on_the_way(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
     late = ((build.NOW - 1, 2.0),)
     # 4 ready were late: 4 x (1 + 0.5 x 1) = 6 wanted; 3 more already warming cover it.
-    decision = build.run(pol, build.obs(7, ready=4, warming=3, ttft_p95_s=late))
+    ob = build.obs(7, ready=4, warming=3, ttft_p95_s=late, queue_p95_s=_waiting(build.NOW))
+    decision = build.run(pol, ob)
     assert decision.desired == 7
     assert "warming replicas cover it" in decision.steps[0].note
 
@@ -349,7 +356,10 @@ def test_slo_waits_for_latency_measured_on_the_grown_pool(build):
     assert draining.desired == 8
     # Landed 140 s ago and still late: the pool is short.
     landed = Memory(scale_events=((build.NOW - 200, 4),))
-    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), landed)
+    queued = _waiting(build.NOW, 20.0)
+    short = build.run(
+        pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),), queue_p95_s=queued), landed
+    )
     assert short.desired > 8
 
 

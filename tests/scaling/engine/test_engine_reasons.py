@@ -106,7 +106,8 @@ def test_slo_raised_by_offered_work_leads_with_the_offered_work(build):
 
 def test_slo_alone_says_the_latency_against_the_objective(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
-    decision = build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    late = ((build.NOW - 1, 2.0),)
+    decision = build.run(pol, build.obs(4, ttft_p95_s=late, queue_p95_s=late))
     assert decision.reason == (
         "TTFT p95 2 s is 2.00 of the 1 s objective, over the objective, gain 0.5 → 6 replicas"
     )
