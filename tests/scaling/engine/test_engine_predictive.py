@@ -110,7 +110,7 @@ def test_a_recent_burst_is_held_at_half_its_peak(build):
     assert "burst hold 10" in decision.steps[0].note
 
 
-def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
+def test_a_burst_that_queued_past_half_the_objective_is_held_in_full_twice(build):
     pol = build.policy("predictive", slo_ttft_p95_s=2.0)
     now = build.NOW
 
@@ -118,7 +118,7 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0), (now - 5, 0.3))
-    decision = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    decision = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, spike)))
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
@@ -131,21 +131,22 @@ def test_a_late_burst_may_more_than_double_the_pool_in_one_step(build):
         return 5.5 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    decision = build.run(pol, build.obs(5, ttft_p95_s=late, **_offered(now, spike)))
+    decision = build.run(pol, build.obs(5, queue_p95_s=late, **_offered(now, spike)))
     assert (decision.raw_desired, decision.desired) == (11, 11)
-    three_fold = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    three_fold = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, spike)))
     assert three_fold.desired == 6  # max(2 + 4 pods, 2 x 3): the rate limit still binds
 
 
-def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
+def test_without_an_objective_a_queueing_p95_over_1_s_counts_as_late(build):
     pol = build.policy("predictive")  # slo_ttft_p95_s unset
     now = build.NOW
 
     def spike(t):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
-    on_time = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 1.9),), **_offered(now, spike)))
-    late = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 2.1),), **_offered(now, spike)))
+    # Half of the 2 s default TTFT bound, as the headroom correction reads it.
+    on_time = build.run(pol, build.obs(2, queue_p95_s=((now - 5, 0.9),), **_offered(now, spike)))
+    late = build.run(pol, build.obs(2, queue_p95_s=((now - 5, 1.1),), **_offered(now, spike)))
     assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
 
 
@@ -167,7 +168,7 @@ def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(bu
 def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
     # Three bursts ending idle gaps; the first was late. The second is still doubled
     # (bursts grow), the third is not: the pool was resized after the first, and a stale
-    # TTFT p95 doubling it took the code trace replayed from 60 s to 24 replicas.
+    # lateness doubling it took the code trace replayed from 60 s to 24 replicas.
     pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
     now = build.NOW
     bursts = {now - 585: 2.0, now - 300: 3.0, now - 15: 6.0}
@@ -176,12 +177,12 @@ def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
         return next((v for start, v in bursts.items() if start <= t < start + 15), 0.0)
 
     late = ((now - 570, 9.0), (now - 270, 0.5))
-    third = build.run(pol, build.obs(8, ttft_p95_s=late, **_offered(now, three)))
+    third = build.run(pol, build.obs(8, queue_p95_s=late, **_offered(now, three)))
     assert third.raw_desired == 6  # peak 6 x 1, not x 2
     second = build.run(
         pol,
         build.obs(
-            8, ttft_p95_s=late, **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t))
+            8, queue_p95_s=late, **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t))
         ),
     )
     assert second.raw_desired == 6  # peak 3 x 2: the burst after a late one
@@ -195,13 +196,32 @@ def test_the_late_doubling_is_not_remembered_past_the_history(build):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    first = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, burst)))
+    first = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, burst)))
     assert first.raw_desired == 10  # peak 5 x 2 while the late burst is in the history
 
     t = now + 900  # the burst and its late TTFT have left the 600 s history
     idle_then_blip = _offered(t, lambda x: 0.1 if x >= t - 15 else 0.0)
     later = build.run(pol, build.obs(10, now=t, **idle_then_blip), first.memory)
     assert later.raw_desired == 5  # the remembered hold is the peak itself, 5 x 1
+
+
+def test_a_burst_late_from_long_prompts_that_nobody_waited_for_is_not_doubled(build):
+    # After an idle gap, a burst whose TTFT p95 is 6 s because its prompts are too long for
+    # 2 s on any replica, while every request was scheduled within 50 ms: capacity would not
+    # have made it on time, so the hold is the peak itself, not twice it.
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    now = build.NOW
+
+    def spike(t):
+        return 5.0 if now - 300 <= t < now - 285 else 0.0
+
+    long_prompts = {
+        "ttft_p95_s": ((now - 280, 6.0), (now - 5, 6.0)),
+        "queue_p95_s": ((now - 280, 0.05), (now - 5, 0.05)),
+    }
+    decision = build.run(pol, build.obs(5, **long_prompts, **_offered(now, spike)))
+    assert decision.raw_desired == 5  # peak 5 x 1
+    assert "broke" not in decision.steps[0].note
 
 
 def test_a_late_spike_on_steady_load_is_not_doubled(build):
