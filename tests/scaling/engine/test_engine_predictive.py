@@ -110,7 +110,7 @@ def test_a_recent_burst_is_held_at_half_its_peak(build):
     assert "burst hold 10" in decision.steps[0].note
 
 
-def test_a_burst_that_queued_past_half_the_objective_is_held_in_full_twice(build):
+def test_a_burst_late_from_queueing_is_held_in_full_twice(build):
     pol = build.policy("predictive", slo_ttft_p95_s=2.0)
     now = build.NOW
 
@@ -118,7 +118,9 @@ def test_a_burst_that_queued_past_half_the_objective_is_held_in_full_twice(build
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0), (now - 5, 0.3))
-    decision = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, spike)))
+    decision = build.run(
+        pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
@@ -131,23 +133,29 @@ def test_a_late_burst_may_more_than_double_the_pool_in_one_step(build):
         return 5.5 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    decision = build.run(pol, build.obs(5, queue_p95_s=late, **_offered(now, spike)))
+    decision = build.run(
+        pol, build.obs(5, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert (decision.raw_desired, decision.desired) == (11, 11)
-    three_fold = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, spike)))
+    three_fold = build.run(
+        pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert three_fold.desired == 6  # max(2 + 4 pods, 2 x 3): the rate limit still binds
 
 
-def test_without_an_objective_a_queueing_p95_over_1_s_counts_as_late(build):
+def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     pol = build.policy("predictive")  # slo_ttft_p95_s unset
     now = build.NOW
 
     def spike(t):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
-    # Half of the 2 s default TTFT bound, as the headroom correction reads it.
-    on_time = build.run(pol, build.obs(2, queue_p95_s=((now - 5, 0.9),), **_offered(now, spike)))
-    late = build.run(pol, build.obs(2, queue_p95_s=((now - 5, 1.1),), **_offered(now, spike)))
-    assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
+    def run(ttft):
+        # Queued for all but 0.1 s of it: the lateness, when there is some, is queueing.
+        point = {"ttft_p95_s": ((now - 5, ttft),), "queue_p95_s": ((now - 5, ttft - 0.1),)}
+        return build.run(pol, build.obs(2, **point, **_offered(now, spike))).raw_desired
+
+    assert (run(1.9), run(2.1)) == (5, 10)  # peak 5 x 1 (idle gap), x 2
 
 
 def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(build):
@@ -177,12 +185,15 @@ def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
         return next((v for start, v in bursts.items() if start <= t < start + 15), 0.0)
 
     late = ((now - 570, 9.0), (now - 270, 0.5))
-    third = build.run(pol, build.obs(8, queue_p95_s=late, **_offered(now, three)))
+    third = build.run(pol, build.obs(8, ttft_p95_s=late, queue_p95_s=late, **_offered(now, three)))
     assert third.raw_desired == 6  # peak 6 x 1, not x 2
     second = build.run(
         pol,
         build.obs(
-            8, queue_p95_s=late, **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t))
+            8,
+            ttft_p95_s=late,
+            queue_p95_s=late,
+            **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t)),
         ),
     )
     assert second.raw_desired == 6  # peak 3 x 2: the burst after a late one
@@ -196,7 +207,7 @@ def test_the_late_doubling_is_not_remembered_past_the_history(build):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    first = build.run(pol, build.obs(2, queue_p95_s=late, **_offered(now, burst)))
+    first = build.run(pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, burst)))
     assert first.raw_desired == 10  # peak 5 x 2 while the late burst is in the history
 
     t = now + 900  # the burst and its late TTFT have left the 600 s history
@@ -222,6 +233,14 @@ def test_a_burst_late_from_long_prompts_that_nobody_waited_for_is_not_doubled(bu
     decision = build.run(pol, build.obs(5, **long_prompts, **_offered(now, spike)))
     assert decision.raw_desired == 5  # peak 5 x 1
     assert "broke" not in decision.steps[0].note
+    # No queueing delay at all (vLLM records it when a request finishes): not late either.
+    unknown = build.run(
+        pol, build.obs(5, ttft_p95_s=long_prompts["ttft_p95_s"], **_offered(now, spike))
+    )
+    assert unknown.raw_desired == 5
+    # A wait of half the objective with TTFT on time is not late: the TTFT objective held.
+    waited = {"ttft_p95_s": ((now - 280, 1.5),), "queue_p95_s": ((now - 280, 1.2),)}
+    assert build.run(pol, build.obs(5, **waited, **_offered(now, spike))).raw_desired == 5
 
 
 def test_a_late_spike_on_steady_load_is_not_doubled(build):

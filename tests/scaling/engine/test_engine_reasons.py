@@ -62,13 +62,13 @@ def test_predictive_doubling_a_late_burst_says_why(build):
     now = build.NOW
     spike = _offered(now, lambda t: 5.0 if now - 300 <= t < now - 285 else 0.0)
     late = ((now - 280, 6.0), (now - 5, 0.3))
-    decision = build.run(pol, build.obs(2, queue_p95_s=late, **spike))
+    decision = build.run(pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **spike))
     assert decision.outcome == "scale_up"
     # The rate limit decided this tick's 6; the burst hold is what it wanted.
     assert decision.reason.startswith(
         "rate limit: scale-up policy allows max(4 pods, 200 %) per 15 s → 6 replicas (wanted "
         "10 replicas: burst hold: peak demand 5 replicas in the last 10 min x2 (bursts end idle "
-        "gaps and queueing p95 broke 1 s) → 10 replicas"
+        "gaps and TTFT p95 broke 2 s with requests queued) → 10 replicas"
     )
     assert "demand now 0" not in decision.reason
 
