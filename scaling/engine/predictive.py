@@ -50,9 +50,14 @@ Rules, in order:
        went 5, 7, then 12 replicas of demand). Lateness from before the previous burst does
        not count: the pool has been resized since, and such a stale TTFT p95 doubled a
        12-replica burst served on time by 14 replicas into a 24-replica hold;
-     - `burst_share_late` too while the demand right now exceeds the ready replicas: the
-       burst will be late, and doubling it one tick before its TTFT says so is one scale
-       event instead of two (the code trace's first burst: 5 -> 11, not 5 -> 6 -> 11);
+     - up to `burst_share_late` too while the demand right now exceeds the ready
+       replicas: the burst will be late, and doubling it one tick before its TTFT says so
+       is one scale event instead of two (the code trace's first burst: 5 -> 11, not
+       5 -> 6 -> 11). Continuously (`outgrown_share`): in full once the backlog the
+       shortfall piles up over a cold start, spread over the ready replicas, is a wait
+       over `late_wait_share` of the objective, in proportion below (at a 60 s cold start
+       and 2 s objective, x2 from 1/12 of a replica short per 5 ready: steep because the
+       backlog grows for a whole cold start, not a threshold at demand = ready);
      - else `burst_share_idle` (1.0);
    - else `burst_share` (0.5) on steady load, where a peak point is noise around the level
      and its excess spreads over the neighbouring scrapes within the TTFT objective. A late
@@ -317,9 +322,27 @@ def burst_share(
         return p["burst_share_late"], (
             f"bursts end idle gaps and TTFT p95 broke {slo:g} s with requests queued"
         )
-    if latest(points)[1] > obs.ready:
-        return p["burst_share_late"], "bursts end idle gaps and this one outgrew the ready pool"
+    outgrown = outgrown_share(policy, obs, p, latest(points)[1], slo)
+    if outgrown > 0:
+        share = p["burst_share_idle"] + (p["burst_share_late"] - p["burst_share_idle"]) * outgrown
+        return share, "bursts end idle gaps and this one outgrew the ready pool"
     return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
+
+
+def outgrown_share(
+    policy: PolicyParams, obs: Observation, p: Params, demand: float, slo: float
+) -> float:
+    """How far (0-1) a burst of ``demand`` replicas outgrew the ready pool, continuously:
+    the backlog it piles up until a replica asked for now serves, (demand - ready) x the
+    cold start replica-seconds, is a wait of that over the ready replicas for whoever
+    arrives last; over `late_wait_share` of the objective (the late bound of step 6) it
+    is late in full. At a 60 s cold start a pool 1/60 short is already late: the step
+    from "fits" to "late" is that steep because the backlog grows for a whole cold start,
+    not because of a threshold (a burst of 5.14 replicas on 5 ready is 1.68 s late; on 6
+    it queues nothing)."""
+    short = max(demand - obs.ready, 0.0)
+    wait = short * policy.cold_start_s / max(obs.ready, 1)
+    return min(1.0, wait / (p["late_wait_share"] * slo))
 
 
 def late_from_queueing(obs: Observation, p: Params, slo: float) -> list[float]:

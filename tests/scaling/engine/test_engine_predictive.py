@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -171,6 +172,27 @@ def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(bu
     assert "outgrew the ready pool" in outgrown.steps[0].note
     fits = build.run(pol, build.obs(6, ttft_p95_s=on_time, **_offered(now, burst)))
     assert fits.raw_desired == 6  # 5.2 x 1: the ready pool holds it
+
+
+def test_the_outgrown_doubling_grows_with_the_shortfall_not_at_a_threshold(build):
+    # 5 ready, 60 s cold start, 2 s objective: a shortfall of x replicas piles x x 60
+    # replica-seconds until new replicas serve, a wait of x x 12 s over 5 replicas; late in
+    # full at 1 s (half the objective), so x2 from 1/12 of a replica short, x1 at none.
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+
+    def raw(demand):
+        def burst(t):
+            return demand if t >= now - 30 else 0.0
+
+        return build.run(pol, build.obs(5, **_offered(now, burst))).raw_desired
+
+    assert raw(5.0) == 6  # fits: x1 (the queueing model's 6 for a load of 5 is higher)
+    assert raw(5.05) == math.ceil(5.05 * (1 + 0.05 * 12))  # 0.6 s late: x1.6
+    assert raw(5.1) == math.ceil(5.1 * 2)  # past 1 s: x2
+    counts = [raw(5.0 + k / 100) for k in range(11)]
+    assert counts == sorted(counts)
+    assert max(b - a for a, b in pairwise(counts)) <= 2  # no jump from 6 to 11
 
 
 def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
