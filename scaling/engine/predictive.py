@@ -41,15 +41,23 @@ Rules, in order:
        start: that is load the forecast sizes in time (idle-then-burst: doubled, it held 6
        replicas through 8 idle minutes for 2.6 replicas of work);
      - `burst_share_late` (2.0) once TTFT p95 broke `slo_ttft_p95_s` (`late_ttft_s`, 2 s,
-       when unset: the back-test's default TTFT bound) in the current burst or the one
-       before it (within the history): the pool was too small for a burst this size, and
+       when unset: the back-test's default TTFT bound) in a tick whose queueing delay p95
+       broke `late_wait_share` (0.5) of it (`late_from_queueing`: lateness capacity fixes,
+       as slo's step 2 reads it; prompts too long for any replica keep TTFT p95 over the
+       objective on any pool with nobody queued), in the current burst or the one before
+       it (within the history): the pool was too small for a burst this size, and
        bursts grow (the next one may well be larger than any seen; on the code trace they
        went 5, 7, then 12 replicas of demand). Lateness from before the previous burst does
        not count: the pool has been resized since, and such a stale TTFT p95 doubled a
        12-replica burst served on time by 14 replicas into a 24-replica hold;
-     - `burst_share_late` too while the demand right now exceeds the ready replicas: the
-       burst will be late, and doubling it one tick before its TTFT says so is one scale
-       event instead of two (the code trace's first burst: 5 -> 11, not 5 -> 6 -> 11);
+     - up to `burst_share_late` too while the demand right now exceeds the ready
+       replicas: the burst will be late, and doubling it one tick before its TTFT says so
+       is one scale event instead of two (the code trace's first burst: 5 -> 11, not
+       5 -> 6 -> 11). Continuously (`outgrown_share`): in full once the backlog the
+       shortfall piles up over a cold start, spread over the ready replicas, is a wait
+       over `late_wait_share` of the objective, in proportion below (at a 60 s cold start
+       and 2 s objective, x2 from 1/12 of a replica short per 5 ready: steep because the
+       backlog grows for a whole cold start, not a threshold at demand = ready);
      - else `burst_share_idle` (1.0);
    - else `burst_share` (0.5) on steady load, where a peak point is noise around the level
      and its excess spreads over the neighbouring scrapes within the TTFT objective. A late
@@ -298,7 +306,7 @@ def burst_share(
     policy: PolicyParams, obs: Observation, p: Params, points: Series
 ) -> tuple[float, str]:
     """Step 5's share and why: larger after idle gaps, larger still when the current burst
-    or the one before it broke the TTFT objective."""
+    or the one before it queued requests past half the TTFT objective."""
     if longest_idle_s(points) < policy.cold_start_s:
         return p["burst_share"], "steady load"
     slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
@@ -310,11 +318,44 @@ def burst_share(
         # The doubling is for bursts a cold start cannot answer; one that has lasted longer
         # is load the forecast sizes (idle-then-burst: x2 held 6 replicas for 2.6 of work).
         return p["burst_share_idle"], "bursts end idle gaps; one outlasted a cold start"
-    if any(t >= start and v > slo for t, v in obs.ttft_p95_s):
-        return p["burst_share_late"], f"bursts end idle gaps and TTFT p95 broke {slo:g} s"
-    if latest(points)[1] > obs.ready:
-        return p["burst_share_late"], "bursts end idle gaps and this one outgrew the ready pool"
+    if any(t >= start for t in late_from_queueing(obs, p, slo)):
+        return p["burst_share_late"], (
+            f"bursts end idle gaps and TTFT p95 broke {slo:g} s with requests queued"
+        )
+    outgrown = outgrown_share(policy, obs, p, latest(points)[1], slo)
+    if outgrown > 0:
+        share = p["burst_share_idle"] + (p["burst_share_late"] - p["burst_share_idle"]) * outgrown
+        return share, "bursts end idle gaps and this one outgrew the ready pool"
     return p["burst_share_idle"], "bursts end idle gaps longer than a cold start"
+
+
+def outgrown_share(
+    policy: PolicyParams, obs: Observation, p: Params, demand: float, slo: float
+) -> float:
+    """How far (0-1) a burst of ``demand`` replicas outgrew the ready pool, continuously:
+    the backlog it piles up until a replica asked for now serves, (demand - ready) x the
+    cold start replica-seconds, is a wait of that over the ready replicas for whoever
+    arrives last; over `late_wait_share` of the objective (the late bound of step 6) it
+    is late in full. At a 60 s cold start a pool 1/60 short is already late: the step
+    from "fits" to "late" is that steep because the backlog grows for a whole cold start,
+    not because of a threshold (a burst of 5.14 replicas on 5 ready is 1.68 s late; on 6
+    it queues nothing)."""
+    short = max(demand - obs.ready, 0.0)
+    wait = short * policy.cold_start_s / max(obs.ready, 1)
+    return min(1.0, wait / (p["late_wait_share"] * slo))
+
+
+def late_from_queueing(obs: Observation, p: Params, slo: float) -> list[float]:
+    """The ticks whose TTFT p95 broke ``slo`` while their queueing delay p95 broke
+    `late_wait_share` of it: lateness capacity fixes (slo's step 2 reads it the same way).
+    A prompt too long for the objective is late on any pool with nobody queued; doubling
+    for it after every idle gap doubled holds for work no replica serves in time. A tick
+    with no queueing delay (vLLM records it only when a request finishes) is not late.
+    Queueing alone is not enough either: a wait of half the objective with TTFT on time
+    doubled the code trace's 12-replica burst to 24 (11.82 GPU-h from 10.68)."""
+    waits = dict(obs.queue_p95_s)
+    late_wait = p["late_wait_share"] * slo
+    return [t for t, v in obs.ttft_p95_s if v > slo and waits.get(t, 0.0) > late_wait]
 
 
 def hold_bursts(

@@ -12,7 +12,11 @@ Rules, in order:
 1. p95 = mean of the TTFT p95 series over the stable window (60 s); ratio = p95 / SLO.
 2. Over the objective (ratio > 1 + up tolerance, default 0), unless the queueing delay p95
    (mean over the same window) is within `late_wait_share` (0.5) of the objective: then the
-   late requests are long prompts prefilling alone, which capacity does not fix. Else wanted =
+   late requests are long prompts prefilling alone, which capacity does not fix. With no
+   queueing delay known (`known_wait`: none in the window and the last one past
+   `max_metric_age_s`), hold too: vLLM records TTFT at the first token but the queueing
+   delay only when a request finishes, so a late TTFT with no wait yet is unknown, not
+   "capacity" (live, long prompts with 8-token outputs took a pool 1 -> 3 on it). Else wanted =
    ceil(ready x (1 + gain x (ratio - 1))), at least ready + 1; gain 0.5 damps the step
    because latency is not linear in replicas. Sized from the ready replicas, whose latency
    was measured; when the warming ones already cover it, keep the current count (anti
@@ -43,7 +47,7 @@ from . import predictive
 from .behavior import rate_limit, stabilise
 from .explain import replicas_text
 from .guards import ceil_replicas
-from .series import used_values, window_mean, window_points
+from .series import latest, used_values, window_points
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -99,6 +103,19 @@ def settled_p95(
     return sum(settled) / len(settled), True
 
 
+def known_wait(policy: PolicyParams, p: Params, obs: Observation) -> float | None:
+    """Step 2's queueing delay p95: the mean over the stable window, else the last point
+    while it is within the policy's metric age limit, else None (unknown)."""
+    inside = [v for t, v in obs.queue_p95_s if obs.now - p["stable_window_s"] < t <= obs.now]
+    if inside:
+        return sum(inside) / len(inside)
+    if obs.queue_p95_s:
+        t, v = latest(obs.queue_p95_s)
+        if obs.now - t <= policy.max_metric_age_s:
+            return v
+    return None
+
+
 def proportional(
     current: int, ready: int, ratio: float, p: Params, stale: bool = False
 ) -> tuple[int, str]:
@@ -127,8 +144,13 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
     ratio = p95 / slo
     stale = not drained or predates_growth(memory, obs, policy.cold_start_s, p95)
     raw, note = proportional(obs.current, obs.ready, ratio, p, stale)
-    wait = window_mean(obs.queue_p95_s, obs.now, p["stable_window_s"]) if obs.queue_p95_s else None
-    if raw > obs.current and wait is not None and wait <= p["late_wait_share"] * slo:
+    wait = known_wait(policy, p, obs)
+    if raw > obs.current and wait is None:
+        # vLLM records a request's TTFT at its first token but its queueing delay only when
+        # it finishes, so a tick can carry a late TTFT and no wait yet. Unknown is not
+        # "capacity": long prompts with 8-token outputs took a live pool 1 -> 3 on it.
+        raw, note = obs.current, "over the objective, but no queueing delay measured yet"
+    elif raw > obs.current and wait is not None and wait <= p["late_wait_share"] * slo:
         # Requests are scheduled promptly, so the late TTFT is prompts too long for the
         # objective, prefilling alone: more replicas do not shorten that (with a fifth of the
         # requests infeasible, TTFT p95 never falls under the objective and this ratcheted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -110,7 +111,7 @@ def test_a_recent_burst_is_held_at_half_its_peak(build):
     assert "burst hold 10" in decision.steps[0].note
 
 
-def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
+def test_a_burst_late_from_queueing_is_held_in_full_twice(build):
     pol = build.policy("predictive", slo_ttft_p95_s=2.0)
     now = build.NOW
 
@@ -118,7 +119,9 @@ def test_a_burst_that_broke_the_ttft_objective_is_held_in_full_twice(build):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0), (now - 5, 0.3))
-    decision = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    decision = build.run(
+        pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert decision.raw_desired == 10  # peak 5 x 2
 
 
@@ -131,9 +134,13 @@ def test_a_late_burst_may_more_than_double_the_pool_in_one_step(build):
         return 5.5 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    decision = build.run(pol, build.obs(5, ttft_p95_s=late, **_offered(now, spike)))
+    decision = build.run(
+        pol, build.obs(5, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert (decision.raw_desired, decision.desired) == (11, 11)
-    three_fold = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, spike)))
+    three_fold = build.run(
+        pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, spike))
+    )
     assert three_fold.desired == 6  # max(2 + 4 pods, 2 x 3): the rate limit still binds
 
 
@@ -144,9 +151,12 @@ def test_without_an_objective_a_ttft_p95_over_2_s_counts_as_late(build):
     def spike(t):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
-    on_time = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 1.9),), **_offered(now, spike)))
-    late = build.run(pol, build.obs(2, ttft_p95_s=((now - 5, 2.1),), **_offered(now, spike)))
-    assert (on_time.raw_desired, late.raw_desired) == (5, 10)  # peak 5 x 1 (idle gap), x 2
+    def run(ttft):
+        # Queued for all but 0.1 s of it: the lateness, when there is some, is queueing.
+        point = {"ttft_p95_s": ((now - 5, ttft),), "queue_p95_s": ((now - 5, ttft - 0.1),)}
+        return build.run(pol, build.obs(2, **point, **_offered(now, spike))).raw_desired
+
+    assert (run(1.9), run(2.1)) == (5, 10)  # peak 5 x 1 (idle gap), x 2
 
 
 def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(build):
@@ -164,10 +174,31 @@ def test_a_burst_outgrowing_the_ready_pool_is_doubled_before_its_ttft_is_late(bu
     assert fits.raw_desired == 6  # 5.2 x 1: the ready pool holds it
 
 
+def test_the_outgrown_doubling_grows_with_the_shortfall_not_at_a_threshold(build):
+    # 5 ready, 60 s cold start, 2 s objective: a shortfall of x replicas piles x x 60
+    # replica-seconds until new replicas serve, a wait of x x 12 s over 5 replicas; late in
+    # full at 1 s (half the objective), so x2 from 1/12 of a replica short, x1 at none.
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
+    now = build.NOW
+
+    def raw(demand):
+        def burst(t):
+            return demand if t >= now - 30 else 0.0
+
+        return build.run(pol, build.obs(5, **_offered(now, burst))).raw_desired
+
+    assert raw(5.0) == 6  # fits: x1 (the queueing model's 6 for a load of 5 is higher)
+    assert raw(5.05) == math.ceil(5.05 * (1 + 0.05 * 12))  # 0.6 s late: x1.6
+    assert raw(5.1) == math.ceil(5.1 * 2)  # past 1 s: x2
+    counts = [raw(5.0 + k / 100) for k in range(11)]
+    assert counts == sorted(counts)
+    assert max(b - a for a, b in pairwise(counts)) <= 2  # no jump from 6 to 11
+
+
 def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
     # Three bursts ending idle gaps; the first was late. The second is still doubled
     # (bursts grow), the third is not: the pool was resized after the first, and a stale
-    # TTFT p95 doubling it took the code trace replayed from 60 s to 24 replicas.
+    # lateness doubling it took the code trace replayed from 60 s to 24 replicas.
     pol = build.policy("predictive", slo_ttft_p95_s=2.0, max_replicas=50)
     now = build.NOW
     bursts = {now - 585: 2.0, now - 300: 3.0, now - 15: 6.0}
@@ -176,12 +207,15 @@ def test_lateness_before_the_previous_burst_doubles_no_later_burst(build):
         return next((v for start, v in bursts.items() if start <= t < start + 15), 0.0)
 
     late = ((now - 570, 9.0), (now - 270, 0.5))
-    third = build.run(pol, build.obs(8, ttft_p95_s=late, **_offered(now, three)))
+    third = build.run(pol, build.obs(8, ttft_p95_s=late, queue_p95_s=late, **_offered(now, three)))
     assert third.raw_desired == 6  # peak 6 x 1, not x 2
     second = build.run(
         pol,
         build.obs(
-            8, ttft_p95_s=late, **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t))
+            8,
+            ttft_p95_s=late,
+            queue_p95_s=late,
+            **_offered(now, lambda t: 0.0 if t >= now - 15 else three(t)),
         ),
     )
     assert second.raw_desired == 6  # peak 3 x 2: the burst after a late one
@@ -195,13 +229,40 @@ def test_the_late_doubling_is_not_remembered_past_the_history(build):
         return 5.0 if now - 300 <= t < now - 285 else 0.0
 
     late = ((now - 280, 6.0),)
-    first = build.run(pol, build.obs(2, ttft_p95_s=late, **_offered(now, burst)))
+    first = build.run(pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **_offered(now, burst)))
     assert first.raw_desired == 10  # peak 5 x 2 while the late burst is in the history
 
     t = now + 900  # the burst and its late TTFT have left the 600 s history
     idle_then_blip = _offered(t, lambda x: 0.1 if x >= t - 15 else 0.0)
     later = build.run(pol, build.obs(10, now=t, **idle_then_blip), first.memory)
     assert later.raw_desired == 5  # the remembered hold is the peak itself, 5 x 1
+
+
+def test_a_burst_late_from_long_prompts_that_nobody_waited_for_is_not_doubled(build):
+    # After an idle gap, a burst whose TTFT p95 is 6 s because its prompts are too long for
+    # 2 s on any replica, while every request was scheduled within 50 ms: capacity would not
+    # have made it on time, so the hold is the peak itself, not twice it.
+    pol = build.policy("predictive", slo_ttft_p95_s=2.0)
+    now = build.NOW
+
+    def spike(t):
+        return 5.0 if now - 300 <= t < now - 285 else 0.0
+
+    long_prompts = {
+        "ttft_p95_s": ((now - 280, 6.0), (now - 5, 6.0)),
+        "queue_p95_s": ((now - 280, 0.05), (now - 5, 0.05)),
+    }
+    decision = build.run(pol, build.obs(5, **long_prompts, **_offered(now, spike)))
+    assert decision.raw_desired == 5  # peak 5 x 1
+    assert "broke" not in decision.steps[0].note
+    # No queueing delay at all (vLLM records it when a request finishes): not late either.
+    unknown = build.run(
+        pol, build.obs(5, ttft_p95_s=long_prompts["ttft_p95_s"], **_offered(now, spike))
+    )
+    assert unknown.raw_desired == 5
+    # A wait of half the objective with TTFT on time is not late: the TTFT objective held.
+    waited = {"ttft_p95_s": ((now - 280, 1.5),), "queue_p95_s": ((now - 280, 1.2),)}
+    assert build.run(pol, build.obs(5, **waited, **_offered(now, spike))).raw_desired == 5
 
 
 def test_a_late_spike_on_steady_load_is_not_doubled(build):
@@ -304,9 +365,15 @@ def test_keeps_one_warm_replica_through_an_idle_gap(build):
     assert decision.desired == 1
 
 
+def _waiting(now, wait=1.0):
+    """A queueing delay p95 of `wait` s: late TTFT that capacity can fix."""
+    return ((now - 1, wait),)
+
+
 def test_slo_scales_up_proportionally_with_damping(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
-    decision = build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    ob = build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),), queue_p95_s=_waiting(build.NOW))
+    decision = build.run(pol, ob)
     assert decision.desired == 6  # 4 x (1 + 0.5 x (2 - 1))
 
 
@@ -330,7 +397,8 @@ def test_slo_counts_warming_replicas_as_the_answer_on_the_way(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
     late = ((build.NOW - 1, 2.0),)
     # 4 ready were late: 4 x (1 + 0.5 x 1) = 6 wanted; 3 more already warming cover it.
-    decision = build.run(pol, build.obs(7, ready=4, warming=3, ttft_p95_s=late))
+    ob = build.obs(7, ready=4, warming=3, ttft_p95_s=late, queue_p95_s=_waiting(build.NOW))
+    decision = build.run(pol, ob)
     assert decision.desired == 7
     assert "warming replicas cover it" in decision.steps[0].note
 
@@ -349,7 +417,10 @@ def test_slo_waits_for_latency_measured_on_the_grown_pool(build):
     assert draining.desired == 8
     # Landed 140 s ago and still late: the pool is short.
     landed = Memory(scale_events=((build.NOW - 200, 4),))
-    short = build.run(pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),)), landed)
+    queued = _waiting(build.NOW, 20.0)
+    short = build.run(
+        pol, build.obs(8, ttft_p95_s=((build.NOW - 1, 30.0),), queue_p95_s=queued), landed
+    )
     assert short.desired > 8
 
 

@@ -62,13 +62,13 @@ def test_predictive_doubling_a_late_burst_says_why(build):
     now = build.NOW
     spike = _offered(now, lambda t: 5.0 if now - 300 <= t < now - 285 else 0.0)
     late = ((now - 280, 6.0), (now - 5, 0.3))
-    decision = build.run(pol, build.obs(2, ttft_p95_s=late, **spike))
+    decision = build.run(pol, build.obs(2, ttft_p95_s=late, queue_p95_s=late, **spike))
     assert decision.outcome == "scale_up"
     # The rate limit decided this tick's 6; the burst hold is what it wanted.
     assert decision.reason.startswith(
         "rate limit: scale-up policy allows max(4 pods, 200 %) per 15 s → 6 replicas (wanted "
         "10 replicas: burst hold: peak demand 5 replicas in the last 10 min x2 (bursts end idle "
-        "gaps and TTFT p95 broke 2 s) → 10 replicas"
+        "gaps and TTFT p95 broke 2 s with requests queued) → 10 replicas"
     )
     assert "demand now 0" not in decision.reason
 
@@ -106,7 +106,8 @@ def test_slo_raised_by_offered_work_leads_with_the_offered_work(build):
 
 def test_slo_alone_says_the_latency_against_the_objective(build):
     pol = build.policy("slo", slo_ttft_p95_s=1.0)
-    decision = build.run(pol, build.obs(4, ttft_p95_s=((build.NOW - 1, 2.0),)))
+    late = ((build.NOW - 1, 2.0),)
+    decision = build.run(pol, build.obs(4, ttft_p95_s=late, queue_p95_s=late))
     assert decision.reason == (
         "TTFT p95 2 s is 2.00 of the 1 s objective, over the objective, gain 0.5 → 6 replicas"
     )
