@@ -118,6 +118,20 @@ class DeploymentState:
         """Whether its pods can only land on nodes of this GPU product."""
         return self.gpu_products == frozenset({product})
 
+    def pin_warning(self, gpu_type: str, product: str) -> str:
+        """Why its pods may run on (and be counted as) another GPU type than ``gpu_type``,
+        whose nodes carry ``product``; empty when they are pinned to those nodes."""
+        if self.pins_to(product):
+            return ""
+        allowed = self.gpu_products
+        where = "any GPU node" if allowed is None else " or ".join(sorted(allowed))
+        if allowed is not None and not allowed:  # nodeSelector and affinity disagree
+            where = "no node (its nodeSelector and node affinity allow no product in common)"
+        return (
+            f"Deployment {self.name} is not pinned to {gpu_type} nodes: its pods may "
+            f"run on {where}; set nodeSelector {GPU_PRODUCT_LABEL}: {product}"
+        )
+
 
 @dataclass(frozen=True)
 class PodState:

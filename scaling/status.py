@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clusters.kubernetes import GPU_PRODUCT_LABEL, DeploymentState
+if TYPE_CHECKING:  # the back-test imports this module without Django set up
+    from clusters.kubernetes import DeploymentState
 
 # The keys of Workload.loop_state. Kept here, next to what is public, so the two stay apart.
 LOOP_STATE_KEYS = (
@@ -118,16 +119,7 @@ class TypeStatus:
     def of(
         cls, gpu_type: str, node_label: str, deployment: DeploymentState, desired: int
     ) -> TypeStatus:
-        warning = ""
-        if not deployment.pins_to(node_label):
-            allowed = deployment.gpu_products
-            where = "any GPU node" if allowed is None else " or ".join(sorted(allowed))
-            if allowed is not None and not allowed:  # nodeSelector and affinity disagree
-                where = "no node (its nodeSelector and node affinity allow no product in common)"
-            warning = (
-                f"Deployment {deployment.name} is not pinned to {gpu_type} nodes: its pods may "
-                f"run on {where}; set nodeSelector {GPU_PRODUCT_LABEL}: {node_label}"
-            )
+        warning = deployment.pin_warning(gpu_type, node_label)
         return cls(gpu_type, deployment.name, deployment.ready_replicas, desired, warning)
 
     def to_dict(self) -> dict[str, Any]:
