@@ -74,8 +74,8 @@ def usage(workloads: Iterable[Workload], tenant_ids: Iterable[int] | None = None
     """Per tenant and GPU type: nominal and borrowing limit against GPUs held now."""
     held: dict[tuple[int, int], int] = {}
     for w in workloads:
-        key = (w.tenant_id, w.gpu_type_id)
-        held[key] = held.get(key, 0) + w.gpus_in_use
+        for gpu_type, gpus in w.gpus_by_type.items():  # a mixed workload: each type its own
+            held[(w.tenant_id, gpu_type)] = held.get((w.tenant_id, gpu_type), 0) + gpus
     quotas = Quota.objects.select_related("tenant", "tenant__parent", "gpu_type")
     if tenant_ids is not None:
         quotas = quotas.filter(tenant_id__in=list(tenant_ids))

@@ -11,6 +11,7 @@ the API and the quota preview.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from clusters.models import Cluster
 from quotas.maths import Demand, Grant, TenantQuota, allocate
 from quotas.models import Quota
 from scaling.bulk_writes import update_columns
-from scaling.models import Workload
+from scaling.models import Workload, WorkloadVariant
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,14 @@ def _demands(
         )
         seen[wish.demand_key] = (_demand_name(wish), wish.warming)
     # The other clusters' workloads as plain values: their loop state holds minutes of signal
-    # history, and only three of its keys matter here (read in the database).
+    # history, and only four of its keys matter here (read in the database). A workload on
+    # several GPU types is charged each type's replicas as its last tick stored them
+    # ("parts"), whichever of its types the quotas here are for.
+    types = list(quotas.keys())
+    on_variants = WorkloadVariant.objects.filter(gpu_type_id__in=types).values("workload_id")
     others = (
-        Workload.objects.filter(gpu_type_id__in=quotas.keys(), tenant__slug__in=slugs)
+        Workload.objects.filter(Q(gpu_type_id__in=types) | Q(pk__in=on_variants))
+        .filter(tenant__slug__in=slugs)
         .exclude(cluster=cluster)
         .order_by("pk")
         .values_list(
@@ -171,28 +177,41 @@ def _demands(
             "cluster__name",
             "namespace",
             "deployment",
+            KT("loop_state__parts"),
         )
     )
     for row in others:
         pk, gpu_type_id, slug, gpus, ready, warming, minimum = row[:7]
-        wanted, grown_at, waiting_since, cluster_name, namespace, deployment = row[7:]
+        wanted, grown_at, waiting_since, cluster_name, namespace, deployment = row[7:13]
         if pk in fresh:
             continue
         clocks = {"grown_at": grown_at, "waiting_since": waiting_since}
-        holding = ready + warming
-        demands[gpu_type_id].append(
-            _demand(
+        where = f"{cluster_name}/{namespace}/"
+        for part in _stored_parts(row[13]) or [
+            _Part(
+                gpu_type_id,
                 pk,
-                slug,
-                gpus,
-                holding,
-                minimum or 0,
-                clocks,
-                now,
-                wanted=int(float(wanted)) if wanted is not None else holding,
+                deployment,
+                ready + warming,
+                warming,
+                int(float(wanted)) if wanted is not None else ready + warming,
             )
-        )
-        seen[pk] = (f"{cluster_name}/{namespace}/{deployment}", warming)
+        ]:
+            if part.gpu_type not in quotas:
+                continue
+            demands[part.gpu_type].append(
+                _demand(
+                    part.key,
+                    slug,
+                    gpus,
+                    part.holding,
+                    minimum or 0,  # per type, as this cluster's own wishes (_policy_minimum)
+                    clocks,
+                    now,
+                    wanted=part.wanted,
+                )
+            )
+            seen[part.key] = (where + part.deployment, part.warming)
     return demands, seen
 
 
@@ -204,6 +223,43 @@ def _demand_name(wish: Wish) -> str:
         return str(wish.workload)
     found = (v for v in wish.workload.variants.all() if variant_key(v.pk) == key)
     return str(next(found, wish.workload))
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One GPU type of another cluster's workload, as its last tick stored it."""
+
+    gpu_type: int
+    key: int  # the workload's id for its primary type, variant_key for a variant
+    deployment: str
+    holding: int
+    warming: int
+    wanted: int
+
+
+def _stored_parts(text: str | None) -> list[_Part]:
+    """A mixed workload's ``loop_state["parts"]`` (scaling.variants.parts_state), read as
+    JSON text; [] for a workload with one type or none stored yet (its totals stand in)."""
+    if not text:
+        return []
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(found, list):
+        return []
+    return [
+        _Part(
+            int(p["gpu_type"]),
+            int(p["key"]),
+            str(p["deployment"]),
+            int(p["holding"]),
+            int(p["warming"]),
+            int(p["wanted"]),
+        )
+        for p in found
+        if isinstance(p, dict)
+    ]
 
 
 def _policy_minimum(workload: Workload) -> int:

@@ -449,6 +449,8 @@ def _finish(
     evaluation.loop_state.update(
         memory=engine.memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )
+    if p.pool is not None and p.choice is not None:  # each type's own, for other clusters
+        evaluation.loop_state["parts"] = variants.parts_state(p.workload, p.pool, p.choice.replicas)
     evaluation.signals = p.tick
     return evaluation
 
@@ -481,6 +483,7 @@ def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) 
         except ValueError as exc:  # no mix within the bounds: hold every type, say why
             held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
             p.choice = variants.Choice(held, f"mix held: {exc}")
+        p.choice = variants.make_before_break(p.pool, p.choice)
         if p.choice.memory is not None:  # the hysteresis and the wait start from it next tick
             p.counters["mix"] = p.choice.memory.to_dict()
 

@@ -247,6 +247,21 @@ class Workload(models.Model):
     def gpus_in_use(self) -> int:
         return (self.ready_replicas + self.warming_replicas) * self.gpus_per_replica
 
+    @property
+    def gpus_by_type(self) -> dict[int, int]:
+        """GPUs held per GPU type id: each type's replicas as the loop last stored them for a
+        workload on several types (``loop_state["parts"]``, scaling.variants.parts_state),
+        else ``gpus_in_use`` on its own type. A mixed workload's replica columns count the
+        pool in primary replicas, which no type's quota can be charged in."""
+        parts = (self.loop_state or {}).get("parts")
+        if not isinstance(parts, list) or not parts:
+            return {self.gpu_type_id: self.gpus_in_use}
+        held: dict[int, int] = {}
+        for part in parts:
+            gpu_type = int(part["gpu_type"])
+            held[gpu_type] = held.get(gpu_type, 0) + int(part["holding"]) * self.gpus_per_replica
+        return held
+
 
 class WorkloadVariant(models.Model):
     """A further GPU type a workload can run on: its own Deployment in the workload's namespace

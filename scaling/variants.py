@@ -31,6 +31,7 @@ from performance import ModelDoesNotFit, ReplicaPerf, model_spec, replica_perf
 from quotas.maths import available
 from quotas.models import GpuType, Quota
 from scaling import observe
+from scaling.allocation import variant_key
 from scaling.backtest.slo import DEFAULT_SLO_TTFT_S
 from scaling.capacity import replica_capacity
 from scaling.engine import ReplicaCapacity, history_s, mix
@@ -326,6 +327,51 @@ def choose(
     return Choice(
         chosen.replicas | memory.goal, f"{reason}; {forced}" if forced else reason, memory
     )
+
+
+def make_before_break(pool: Pool, choice: Choice) -> Choice:
+    """The mix as it may be set this tick: no type shrinks while another type's replicas
+    the mix moves to are not all ready (its ready replicas, as observed, below its count),
+    as the back-test's ``MixSizer.apply``. Setting every type at once would drain warm
+    replicas a cold start before their replacements serve. The held types keep their
+    replicas; the reason says which and what they wait for. A quota cut still applies
+    after this (the loop's grant): a reclaim is not held."""
+    waiting = {
+        part.name: (choice.replicas[part.name], part.deployment.ready_replicas)
+        for part in pool.parts
+        if choice.replicas[part.name] > part.deployment.ready_replicas
+    }
+    held = {
+        part.name: part.deployment.spec_replicas
+        for part in pool.parts
+        if choice.replicas[part.name] < part.deployment.spec_replicas and set(waiting) - {part.name}
+    }
+    if not held:
+        return choice
+    kept = ", ".join(f"{name} kept at {n}" for name, n in held.items())
+    until = ", ".join(
+        f"{name}'s {wanted} ({ready} ready)" for name, (wanted, ready) in waiting.items()
+    )
+    reason = f"{choice.reason}; make before break: {kept} until {until} are ready"
+    return replace(choice, replicas=choice.replicas | held, reason=reason)
+
+
+def parts_state(workload: Workload, pool: Pool, wanted: Mapping[str, int]) -> list[dict[str, Any]]:
+    """What the loop stores of each GPU type of the workload (``loop_state["parts"]``) for
+    the other clusters' quota allocation: the type, the key its demand is under, its
+    Deployment, the replicas it holds (running or warming) and wants. The workload's own
+    replica columns count the pool in primary replicas, which no quota can be charged in."""
+    return [
+        {
+            "gpu_type": part.gpu_type.pk,
+            "key": workload.pk if part.variant is None else variant_key(part.variant),
+            "deployment": part.deployment.name,
+            "holding": part.deployment.replicas,
+            "warming": part.deployment.warming_replicas,
+            "wanted": wanted[part.name],
+        }
+        for part in pool.parts
+    ]
 
 
 def _singles(

@@ -24,8 +24,9 @@ path, with a :class:`MixSizer` plugged in):
    the types the router guard keeps (``mix.routed``); ``mix.steady`` keeps the current mix
    unless a change saves at least ``hysteresis`` of the cost (a change of mix drains warm
    replicas and cold-starts others), and ``mix.dwell`` holds a change of types for a cold
-   start. Make-before-break (``MixSizer.apply``) is the back-test's alone so far: the live
-   loop sets every type's Deployment in the same tick.
+   start. Make-before-break (``MixSizer.apply``): no type shrinks while another grows or
+   warms up; the live loop's ``variants.make_before_break`` waits for the new replicas'
+   readiness the same way.
 5. Each type is set with ``ServingPool.set_replicas(n, now, gpu_type=...)``; the pool routes
    by shortest expected delay, which knows each replica's speed.
 

@@ -84,6 +84,8 @@ def test_a_workload_with_a100_and_a40_variants_gets_the_cheaper_mix(
     cluster, workload = mixed(url, gpu_type, a40, team_a)
     clock = Clock()
     ticks_until(cluster, lambda: spec_replicas(url, "chat-a40") > 0, clock=clock)
+    # The A100s shrink once the A40s are ready (make before break, test_loop_mix_quota).
+    ticks_until(cluster, lambda: spec_replicas(url) < 3, clock=clock)
 
     reason = latest_reason(workload)
     found = MIX.match(reason)

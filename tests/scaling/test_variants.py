@@ -184,3 +184,23 @@ def test_the_pool_counts_its_replicas_in_primary_replicas(gpu_type, a40):
     assert isinstance(unknown, variants.Pool) and unknown.combined.spec_replicas == 6
     gone = variants.observe_pool(workload, policy, primary, {}, {}, shape)
     assert gone == "Deployment chat-a40 not found in namespace team-a on cluster east"
+
+
+def warming_pool(a100: GpuType, a40: GpuType, a40_ready: int) -> variants.Pool:
+    """3 A100s running, 4 A40s asked for, ``a40_ready`` of them ready."""
+    parts = (
+        variants.Part(a100, DeploymentState("team-a", "chat", 3, 3, 3), 0, 10, None),
+        variants.Part(a40, DeploymentState("team-a", "chat-a40", 4, 4, a40_ready), 0, 4, 1),
+    )
+    return variants.Pool(parts, [], parts[0].deployment)
+
+
+def test_a_type_shrinks_only_once_the_replicas_the_mix_moves_to_are_ready(gpu_type, a40):
+    choice = variants.Choice({"A100-80GB": 2, "A40-48GB": 4}, "2 x A100-80GB + 4 x A40-48GB")
+    held = variants.make_before_break(warming_pool(gpu_type, a40, a40_ready=1), choice)
+    assert held.replicas == {"A100-80GB": 3, "A40-48GB": 4}
+    assert held.reason.endswith(
+        "make before break: A100-80GB kept at 3 until A40-48GB's 4 (1 ready) are ready"
+    )
+    ready = variants.make_before_break(warming_pool(gpu_type, a40, a40_ready=4), choice)
+    assert ready == choice
