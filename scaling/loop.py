@@ -297,6 +297,7 @@ def _observe(
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
+        names.add(observe.PROMPT_LENGTH_BUCKETS)  # the infeasible count, for every algorithm
         if workload.variants.all():  # the mean request sizes its mix is sized by
             names.update(variants.MIX_METRICS)
         if OFFERED_WORK in reads(policy.algorithm):
@@ -521,16 +522,11 @@ def _mix_counters(
     """The counters with the mix's own readings: the last known mean request sizes (kept
     while no request finishes, so a pause in traffic does not reshuffle the mix), and the
     prompt-length histogram's window its classes come from (variants.prompt_window), from
-    the tick's reading of it (the one _infeasible keeps when the policy reads offered work)."""
+    the tick's reading of it (the one _infeasible keeps)."""
     before = state.get("counters") or {}
     sizes, readings = variants.read_sizes(workload.namespace, pods, observed.samples, before)
     found = [sizes.prompt_tokens, sizes.output_tokens] if sizes else before.get("mix_sizes")
-    reading = counters.get("prompt_len")
-    if not isinstance(reading, dict) or reading.get("at") != observed.now:
-        names = {pod.name for pod in pods}
-        index = observed.samples.get(observe.PROMPT_LENGTH_BUCKETS, {})
-        buckets = observe.bucket_counts(index, workload.namespace, names)
-        reading = {"at": observed.now, "buckets": buckets}
+    reading = counters["prompt_len"]  # _signal_tick's reading of this tick
     window = variants.prompt_window(
         before.get("mix_prompt_window"),
         before.get("prompt_len"),
@@ -633,9 +629,14 @@ def _signal_tick(
         pods=tuple(EnginePod(p.name, p.ready) for p in pods),
         samples=tuple(PodSample(pod, s.timestamp, s.value) for pod, s in sorted(values.items())),
     )
-    if OFFERED_WORK not in reads(policy.algorithm):
-        return tick, {}
     counters = dict(state.get("counters") or {})
+    # Counted and shown whatever the algorithm reads; no algorithm scales for them.
+    infeasible, counters["prompt_len"] = _infeasible(
+        workload, policy, observed, pod_names, counters
+    )
+    tick = replace(tick, infeasible=infeasible)
+    if OFFERED_WORK not in reads(policy.algorithm):
+        return tick, {"prompt_len": counters["prompt_len"]}
     counters.pop("prompt", None)  # whole prompt tokens, read before the prefix cache's hits
     rates: dict[str, float | None] = {}
     samples = observed.samples
@@ -658,12 +659,8 @@ def _signal_tick(
         workload.gpus_per_replica,
         policy.max_concurrency,
     )
-    infeasible, counters["prompt_len"] = _infeasible(
-        workload, policy, observed, pod_names, counters
-    )
     tick = replace(
         tick,
-        infeasible=infeasible,
         prompt_tokens_per_s=rates["uncached_prompt"],
         generation_tokens_per_s=rates["generation"],
         ttft_p95_s=p95,

@@ -80,3 +80,24 @@ def test_long_prompts_are_shown_in_the_status_and_their_latency_scales_nothing(
     assert served["text"] == latest.text and served["requests"] == latest.requests >= 1
     page = client.get(f"/workloads/{workload.pk}/").content.decode()
     assert latest.text[1:] in page and "not scaled for" in page
+
+
+def test_the_count_is_shown_for_an_algorithm_that_reads_no_latency(
+    start_simulator, gpu_type, team_a, tmp_path
+):
+    """hpa reads neither offered work nor TTFT; the status still counts the requests no
+    replica could serve in time (the tick reads the prompt-length histogram for every
+    policy: one metric name per cluster, not per workload)."""
+    load = {"kind": "trace", "trace": str(sparse_long_prompts(tmp_path / "long.jsonl"))}
+    url = start_simulator(fleet(CHAT | {"load": load}), speed=1.0)
+    cluster, workload = register(url, gpu_type, team_a, algorithm="hpa")
+    deadline = time.monotonic() + 40.0
+    counted = None
+    while counted is None or not counted.requests:
+        assert time.monotonic() < deadline, "no tick counted the long prompts"
+        tick_cluster(cluster.pk)
+        status = Workload.objects.get(pk=workload.pk).public_status
+        counted = status.infeasible if status is not None else None
+        time.sleep(2.0)
+    assert counted.limit_tokens == 19_232 and not counted.at_least
+    assert "too long to meet a 2 s TTFT on A100-80GB" in counted.text
