@@ -8,18 +8,32 @@ attainment. Served by the dashboard (``POST /workloads/<id>/whatif/``) and the A
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from scaling import signal_store
-from scaling.backtest import replay_signals
 from scaling.capacity import replica_capacity
-from scaling.engine import OFFERED_WORK, ReplicaCapacity, reads
+from scaling.engine import (
+    OFFERED_WORK,
+    Decision,
+    Memory,
+    Observation,
+    PolicyParams,
+    ReplicaCapacity,
+    decide,
+    history_s,
+    reads,
+)
 from scaling.engine.predictive import mean_wait_s
 from scaling.models import ScalingPolicy, Workload
-from scaling.signals import SignalTick
+from scaling.signals import SignalHistory, SignalTick
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # The live what-if's windows (seconds), as the page offers them.
 WINDOWS = {"900": 900.0, "3600": 3600.0, "21600": 21600.0}
@@ -34,25 +48,51 @@ def signal_whatif(
     """What ``edited`` would have wanted at each stored tick of the last ``window_s``
     (``replay_signals``, open loop: the ticks keep the replicas that really ran), beside the
     observed replica count, with scale events and GPU-hours of both. The replica capacity the
-    offered-work algorithms read is the edited policy's, as the loop would compute it."""
+    offered-work algorithms read is the edited policy's, as the loop would compute it.
+
+    Fast while the operator types (``_OBSERVED``, ``_ANSWERS``): the stored ticks are read
+    every time (new ticks arrive every loop tick), but what the engine is shown at each of
+    them is built once per tick set and signal window, and a policy asked again over the same
+    ticks gets its earlier answer."""
     params = edited.engine_params()
-    ticks = signal_store.load_ticks(workload, now - window_s, now)
     capacity = replica_capacity(
         workload.gpu_type.profile,
         workload.model_name,
         workload.gpus_per_replica,
         edited.max_concurrency,
     )
-    if OFFERED_WORK in reads(params):
-        ticks = [replace(t, capacity=capacity) for t in ticks]
-    decisions = replay_signals(params, ticks)
-    times = [t.now for t in ticks]
-    observed_replicas = [t.current for t in ticks]
+    # The ticks themselves are the key (compared only on a hash match): new ticks and
+    # compaction change the answer, nothing else does.
+    stored = tuple(signal_store.load_ticks(workload, now - window_s, now))
+    key = (stored, params, capacity, workload.gpus_per_replica)
+    answer = _ANSWERS.get(key)
+    if answer is None:
+        answer = _replayed(stored, params, capacity, workload.gpus_per_replica)
+        _ANSWERS.put(key, answer)
+    # A new outer dict (callers add to it); the lists inside are shared with the memo and
+    # only ever serialised.
+    return {"window_s": window_s, **answer}
+
+
+def _replayed(
+    stored: tuple[SignalTick, ...],
+    params: PolicyParams,
+    capacity: ReplicaCapacity | None,
+    gpus: int,
+) -> dict[str, Any]:
+    offered = OFFERED_WORK in reads(params)
+    view_key = (stored, history_s(params), reads(params), capacity if offered else None)
+    observed = _OBSERVED.get(view_key)
+    if observed is None:
+        ticks = [replace(t, capacity=capacity) for t in stored] if offered else list(stored)
+        observed = observe(params, ticks)
+        _OBSERVED.put(view_key, observed)
+    decisions = decide_each(params, observed.observations)
+    times = [t.now for t in observed.ticks]
+    observed_replicas = [t.current for t in observed.ticks]
     wanted = [d.desired for d in decisions]
-    gpus = workload.gpus_per_replica
-    slo, slo_note = slo_estimate(ticks, wanted, capacity, edited.slo_ttft_p95_s)
+    slo, slo_note = slo_estimate(observed.ticks, wanted, capacity, params.slo_ttft_p95_s)
     return {
-        "window_s": window_s,
         "t": times,
         "observed": observed_replicas,
         "whatif": wanted,
@@ -64,6 +104,67 @@ def signal_whatif(
         "slo": slo,
         "slo_note": slo_note,
     }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The ticks of a replay and what the engine is shown at each (``replay_signals``'s
+    ``SignalHistory`` as it stands after each tick): they depend on the policy only through
+    its signal window and the signals its algorithm reads."""
+
+    ticks: list[SignalTick]
+    observations: list[Observation]
+
+
+def observe(policy: PolicyParams, ticks: list[SignalTick]) -> Observed:
+    """Step 1 of ``replay_signals``, for every tick at once."""
+    history = SignalHistory(policy)
+    observations = []
+    for tick in ticks:
+        history.record(tick)
+        observations.append(history.observation(tick))
+    return Observed(ticks, observations)
+
+
+def decide_each(policy: PolicyParams, observations: Sequence[Observation]) -> list[Decision]:
+    """Step 2 of ``replay_signals``: the engine on each observation, memory carried."""
+    memory = Memory()
+    decisions = []
+    for observation in observations:
+        decision = decide(policy, observation, memory)
+        decisions.append(decision)
+        memory = decision.memory
+    return decisions
+
+
+class _Recent(Generic[K, V]):
+    """The last ``size`` entries used, per process (each server process keeps its own)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[K, V] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self.lock:
+            value = self.entries.get(key)
+            if value is not None:
+                self.entries.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self.lock:
+            self.entries[key] = value
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+# Per server process, at most ~20 MB: an engine view is up to ~4 MB (6 h of history with an
+# hour of 5 s ticks, predictive's 600 s of every series at each tick), an answer with its
+# key's ticks ~0.4 MB. Enough for the windows and algorithms an operator flips between.
+_OBSERVED: _Recent[tuple[Any, ...], Observed] = _Recent(4)
+_ANSWERS: _Recent[tuple[Any, ...], dict[str, Any]] = _Recent(16)
 
 
 SLO_METHOD = (

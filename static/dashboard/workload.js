@@ -93,7 +93,11 @@
     Plotly.react(id, traces, lay, CONFIG);
   }
 
-  function draw() {
+  function draw() { drawCharts(false); }
+
+  // linesOnly: an edit moved the threshold lines, which only the metric chart draws; the
+  // other charts did not change, so they are not redrawn on every keystroke.
+  function drawCharts(linesOnly) {
     const metricDiv = document.getElementById("chart-metric");
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     drawn = shown(now);
@@ -108,21 +112,25 @@
     const unstored = Charts.notStored(first, t0);
     // The stored traces come after the live ones (they never overlap in time: the stored part
     // ends where the stream begins), so data[0] stays the live series.
-    react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
-      line("warming", "warming", { line: { shape: "hv" } }),
-      behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now));
+    if (!linesOnly) {
+      react("chart-replicas", [line("ready", "ready", { line: { shape: "hv" } }),
+        line("warming", "warming", { line: { shape: "hv" } }),
+        behind("ready", "ready (stored)", { shape: "hv", color: "#98a2b3" }), ...decisionMarkers(t0)], layout(now));
+    }
     react(metricDiv, [line("metric", policy ? policy.metric : "metric", { line: { color: "#101828" } }),
       behind("metric", "stored", { color: "#98a2b3" })],
       layout(now, { shapes: lines.shapes, annotations: lines.annotations, margin: Object.assign({}, LAYOUT.margin, { r: 130 }),
         yaxis: lines.range ? { range: lines.range } : {} }));
-    react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
-      layout(now));
-    react("chart-queue", [line("queue", "waiting"), line("running", "running")],
-      layout(now, { annotations: unstored }));
-    react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
-      layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }));
-    react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
-      layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }));
+    if (!linesOnly) {
+      react("chart-ttft", [line("ttft_p95", "TTFT p95"), behind("ttft_p95", "TTFT p95 (stored)", { color: "#98a2b3" })],
+        layout(now));
+      react("chart-queue", [line("queue", "waiting"), line("running", "running")],
+        layout(now, { annotations: unstored }));
+      react("chart-gpu-util", Charts.perPod(drawn, "gpu_util", " %"),
+        layout(now, { yaxis: { range: [0, 100], ticksuffix: " %" }, annotations: unstored }));
+      react("chart-gpu-mem", Charts.perPod(drawn, "gpu_mem", " GiB", 1024),
+        layout(now, { yaxis: Charts.memoryAxis(memory), annotations: unstored }));
+    }
     CHARTS.forEach((id) => Charts.sync(document.getElementById(id)));
     if (policy) {
       metricDiv.dataset.target = policy.target;
@@ -237,12 +245,18 @@
 
   // --- Live what-if: lines and the replay follow the editor, before any Save ---------------
   // The threshold lines move at once (computed here, as dashboard.policies.policy_view does);
-  // the replica curve of the edited policy on this workload's stored signals follows,
-  // debounced, from the server (dashboard.preview.signal_whatif).
-  const WHATIF_DEBOUNCE_MS = 250;
+  // the replica curve of the edited policy on this workload's stored signals follows from
+  // the server (scaling.whatif.signal_whatif).
+  // No debounce: an edit is sent at once unless an answer is being computed (a predictive
+  // replay of an hour takes a few hundred ms); then only the newest edit waits and goes when
+  // that answer lands, so the server computes at most one what-if per page at a time and
+  // edits typed meanwhile are never sent. An answer is drawn only if no newer edit was made
+  // since it was asked (a slow old answer never overwrites a newer one): one Plotly.react
+  // per answer drawn.
   let draft = null;  // {target, upper, lower, metric} while the editor differs from the saved policy
-  let whatifTimer = null;
-  let whatifAbort = null;
+  let whatifEdit = 0;  // the newest edit's number
+  let whatifBusy = false;  // an answer is being computed
+  let whatifWaiting = false;  // an edit came while it was
 
   function linesShown() { return draft || policy; }
 
@@ -259,37 +273,48 @@
   }
 
   function onEdit() {
+    requestWhatif();  // first: the request is on its way while the lines are drawn
     hints();
     draft = draftLines();
-    draw();
+    drawCharts(true);
     const metricDiv = document.getElementById("chart-metric");
     metricDiv.dataset.shownTarget = draft ? draft.target : (policy ? policy.target : "");
-    clearTimeout(whatifTimer);
-    whatifTimer = setTimeout(runWhatif, WHATIF_DEBOUNCE_MS);
   }
 
-  async function runWhatif() {
-    if (whatifAbort) whatifAbort.abort();  // only the latest edit's answer is drawn
-    whatifAbort = new AbortController();
+  function requestWhatif() {
+    whatifEdit += 1;
+    if (whatifBusy) { whatifWaiting = true; return; }
+    sendWhatif();
+  }
+
+  async function sendWhatif() {
+    const edit = whatifEdit;
+    whatifBusy = true;
+    whatifWaiting = false;
     const section = document.getElementById("whatif-section");
-    const data = new FormData(form);
+    const data = new FormData(form);  // the editor as it is now, the waiting edits included
     data.set("window", document.getElementById("whatif-window").value);
+    const asked = { target: String(data.get("target")), window: String(data.get("window")) };
     const started = performance.now();
-    let response;
+    let response = null;
+    let body = {};
     try {
       response = await fetch(section.dataset.url, { method: "POST", body: data, credentials: "same-origin",
-        headers: { Accept: "application/json" }, signal: whatifAbort.signal });
+        headers: { Accept: "application/json" } });
+      body = await response.json().catch(() => ({}));
     } catch (err) {
-      if (err.name === "AbortError") return;
-      throw err;
+      response = null;  // the network failed: the next edit asks again
+    } finally {
+      whatifBusy = false;
     }
-    const body = await response.json().catch(() => ({}));
+    if (whatifWaiting) sendWhatif();
+    if (edit !== whatifEdit || response === null) return;  // stale, or no answer
     if (response.status === 400) { showErrors(body.errors); return; }
     if (!response.ok) return;
-    drawWhatif(body, performance.now() - started);
+    drawWhatif(body, performance.now() - started, asked);
   }
 
-  function drawWhatif(body, roundTripMs) {
+  function drawWhatif(body, roundTripMs, asked) {
     const x = body.t.map((t) => new Date(t * 1000));
     const curve = (y, name, look) => ({ type: "scatter", mode: "lines", name: name, x: x, y: y, line: look });
     Plotly.react("chart-whatif", [curve(body.observed, "observed replicas", { shape: "hv", color: "#111827", dash: "dot" }),
@@ -298,6 +323,7 @@
     const chart = document.getElementById("chart-whatif");
     chart.dataset.redraws = String(Number(chart.dataset.redraws || 0) + 1);
     chart.dataset.whatif = JSON.stringify(body.whatif);
+    chart.dataset.drawnFor = JSON.stringify(asked);  // which edit this answer is for
     const s = body.summary;
     const text = body.t.length === 0
       ? "No stored signals in this window yet: the control loop records them every tick."
@@ -390,8 +416,8 @@
     document.getElementById("preview-run").addEventListener("click", runPreview);
     form.addEventListener("submit", save);
     form.addEventListener("input", onEdit);
-    document.getElementById("whatif-window").addEventListener("change", runWhatif);
-    runWhatif();
+    document.getElementById("whatif-window").addEventListener("change", requestWhatif);
+    requestWhatif();
   }
   Charts.picker(draw);
   draw();
