@@ -71,8 +71,9 @@ def capacity() -> Any:
 
 def history(seed: int, hours: float, offered: bool) -> list[SignalTick]:
     """Ticks of a workload whose load wanders between steady spells, idle gaps ending in
-    bursts of 10 s to 3 min, and ramps; exporters fall silent for a while; the loop skips ticks (short gaps, outages longer than
-    the metric's max age, restarts that leave a gap and reset the pool to 1)."""
+    bursts of 10 s to 3 min, and ramps; exporters fall silent for a while; the loop skips
+    ticks (short gaps, outages longer than the metric's max age, restarts that leave a gap
+    and reset the pool to 1)."""
     rng = random.Random(seed)
     cap = capacity() if offered else None
     ticks: list[SignalTick] = []
