@@ -90,7 +90,7 @@ from itertools import pairwise
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
-from .series import latest, metric_signal_points, totals, value_at
+from .series import latest, metric_signal_points, totals, values_at
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -197,9 +197,10 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
             latest(obs.prompt_tokens_per_s),
         )
         out = tuple(sorted(obs.generation_tokens_per_s))
+        generated = values_at(out, [t for t, _ in prompt])
         points = tuple(
-            (t, v / cap.prefill_tokens_per_s + value_at(out, t) / cap.decode_tokens_per_s)
-            for t, v in prompt
+            (t, v / cap.prefill_tokens_per_s + g / cap.decode_tokens_per_s)
+            for (t, v), g in zip(prompt, generated, strict=True)
         )
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from operator import itemgetter, le, lt
 
 from .types import MetricValue, Observation, PolicyParams, Series
 
@@ -45,6 +46,26 @@ def value_at(ordered: Series, t: float) -> float:
     return ordered[index - 1][1] if index else ordered[0][1]
 
 
+def values_at(ordered: Series, times: list[float]) -> list[float]:
+    """`value_at` at each of `times` (ascending), without a bisect per time: the engine
+    asks this for every point of a window on every tick. Two series sampled on the same
+    ticks (the usual case: the loop records both signals each tick) align as they are; else
+    one merge of the two; a bisect per time only for times that do not order (NaN)."""
+    stamps = list(map(itemgetter(0), ordered))
+    rising = all(map(lt, stamps, stamps[1:]))
+    skip = len(stamps) - len(times)
+    if rising and skip >= 0 and stamps[skip:] == times:
+        return list(map(itemgetter(1), ordered[skip:]))
+    if not ordered or not all(map(le, stamps, stamps[1:])) or not all(map(le, times, times[1:])):
+        return [value_at(ordered, t) for t in times]
+    found, j, end, first = [], 0, len(stamps), ordered[0][1]
+    for t in times:
+        while j < end and stamps[j] <= t:
+            j += 1
+        found.append(ordered[j - 1][1] if j else first)
+    return found
+
+
 def totals(policy: PolicyParams, obs: Observation) -> Series:
     """The policy metric's series for the whole pool. Each point of a per-replica
     ("average") series is multiplied by the pods it averaged over then, as Knative's scraper
@@ -55,7 +76,8 @@ def totals(policy: PolicyParams, obs: Observation) -> Series:
     pods = tuple(sorted(obs.series_pods))
     if not pods:
         return tuple((t, v * obs.ready) for t, v in obs.series)
-    return tuple((t, v * value_at(pods, t)) for t, v in obs.series)
+    counts = values_at(pods, [t for t, _ in obs.series])
+    return tuple((t, v * n) for (t, v), n in zip(obs.series, counts, strict=True))
 
 
 def pool_total(policy: PolicyParams, obs: Observation, window_s: float) -> float:
