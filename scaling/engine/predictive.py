@@ -86,11 +86,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from operator import mul
 
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
-from .series import latest, metric_signal_points, totals, values_at
+from .series import (
+    bucket_means,
+    busy_steps,
+    latest,
+    metric_signal_points,
+    peak_since,
+    since,
+    totals,
+    values_at,
+)
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -173,14 +183,7 @@ def smooth(points: Series, now: float, bucket_s: float) -> Series:
     """Step 2: means over buckets of `bucket_s` ending at now, stamped at the bucket end."""
     if bucket_s <= 0:
         return points
-    sums: dict[int, list[float]] = {}
-    for t, v in points:
-        index = math.floor((now - t) / bucket_s) if t < now else 0
-        sums.setdefault(index, []).append(v)
-    return tuple(
-        (now - index * bucket_s, sum(vs) / len(vs))
-        for index, vs in sorted(sums.items(), reverse=True)
-    )
+    return bucket_means(points, now, bucket_s)
 
 
 def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Series, str]:
@@ -193,9 +196,7 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         and cap.prefill_tokens_per_s > 0
         and cap.decode_tokens_per_s > 0
     ):
-        prompt = tuple(sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)) or (
-            latest(obs.prompt_tokens_per_s),
-        )
+        prompt = since(obs.prompt_tokens_per_s, start) or (latest(obs.prompt_tokens_per_s),)
         out = tuple(sorted(obs.generation_tokens_per_s))
         generated = values_at(out, [t for t, _ in prompt])
         points = tuple(
@@ -205,7 +206,7 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:
         pool = totals(policy, obs)
-        raw = tuple(sorted(x for x in pool if x[0] >= start)) or (latest(pool),)
+        raw = since(pool, start) or (latest(pool),)
         return tuple(
             (t, v / policy.target_value) for t, v in raw
         ), f"{policy.metric} over target (fallback)"
@@ -229,8 +230,7 @@ def holt(raw: Series, horizon_s: float, now: float, p: Params, peak_s: float) ->
         level = new_level
     ahead = horizon_s + max(now - points[-1][0], 0.0)
     rms = math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else 0.0
-    recent = [(v, t) for t, v in raw if t >= now - peak_s] or [(v, t) for t, v in raw[-1:]]
-    peak, peak_at = max(recent)
+    peak, peak_at = peak_since(raw, now - peak_s)
     return Forecast(
         points[-1][1], level, trend, level + trend * ahead, p["burst_z"] * rms, peak, peak_at
     )
@@ -356,20 +356,14 @@ def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) ->
     of request sizes at the same mean makes it larger, and with it the queueing delay.
     """
     # Steps between busy neighbours only: one from idle to a burst is a change of level.
-    points = sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)
-    steps = [
-        (t1 - t0, v1 - v0)
-        for (t0, v0), (t1, v1) in pairwise(points)
-        if t1 > t0 and v0 > 0 and v1 > 0
-    ]
-    points = [x for x in points if x[1] > 0]
-    if not steps or not points:
+    gaps, steps, busy = busy_steps(since(obs.prompt_tokens_per_s, start))
+    if not steps or not busy:
         return 0.0
-    mean = sum(v for _, v in points) / len(points)
-    if not steps or mean <= 0:
+    mean = sum(busy) / len(busy)
+    if mean <= 0:
         return 0.0
-    tick_s = sorted(dt for dt, _ in steps)[len(steps) // 2]
-    variance = sum(dv * dv for _, dv in steps) / len(steps) / 2
+    tick_s = sorted(gaps)[len(gaps) // 2]
+    variance = sum(map(mul, steps, steps)) / len(steps) / 2
     return variance * tick_s / mean / prefill_tokens_per_s
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from operator import itemgetter, le, lt
+from itertools import groupby, pairwise, repeat
+from operator import ge, itemgetter, le, lt, sub
 
 from .types import MetricValue, Observation, PolicyParams, Series
 
@@ -64,6 +65,64 @@ def values_at(ordered: Series, times: list[float]) -> list[float]:
             j += 1
         found.append(ordered[j - 1][1] if j else first)
     return found
+
+
+def since(series: Series, start: float) -> list[tuple[float, float]]:
+    """The points at or after `start`, in time order. A history kept to the window is all
+    of it (the usual case, checked in one C-level pass before any per-point filter)."""
+    if all(map(le, repeat(start), map(itemgetter(0), series))):
+        return sorted(series)
+    return sorted(x for x in series if x[0] >= start)
+
+
+def peak_since(series: Series, start: float) -> tuple[float, float]:
+    """(value, time) of the highest point at or after `start` (the highest time among equal
+    values), else of the last point."""
+    times = list(map(itemgetter(0), series))
+    if all(map(le, repeat(start), times)):
+        return max(zip(map(itemgetter(1), series), times, strict=True))
+    recent = [(v, t) for t, v in series if t >= start] or [(v, t) for t, v in series[-1:]]
+    return max(recent)
+
+
+def bucket_means(points: Series, now: float, bucket_s: float) -> Series:
+    """Means over buckets of `bucket_s` ending at now, stamped at the bucket end, oldest
+    first. Points in time order fill each bucket as one run, so the runs are summed as
+    slices (the same values in the same order: the same sums); other orders collect each
+    bucket's values first."""
+    keys = [math.floor((now - t) / bucket_s) if t < now else 0 for t, _ in points]
+    if all(map(ge, keys, keys[1:])):
+        values = list(map(itemgetter(1), points))
+        means, at = [], 0
+        for index, run in groupby(keys):
+            size = sum(1 for _ in run)
+            means.append((now - index * bucket_s, sum(values[at : at + size]) / size))
+            at += size
+        return tuple(means)
+    sums: dict[int, list[float]] = {}
+    for index, (_, v) in zip(keys, points, strict=True):
+        sums.setdefault(index, []).append(v)
+    return tuple(
+        (now - index * bucket_s, sum(vs) / len(vs))
+        for index, vs in sorted(sums.items(), reverse=True)
+    )
+
+
+def busy_steps(points: list[tuple[float, float]]) -> tuple[list[float], list[float], list[float]]:
+    """For time-ordered points: the time and value differences between busy neighbours (both
+    values > 0, time advancing), and the busy values. Busy all through with time rising (the
+    usual case) is every neighbour, taken in C-level passes."""
+    times = list(map(itemgetter(0), points))
+    values = list(map(itemgetter(1), points))
+    if all(map(lt, times, times[1:])) and all(map(lt, repeat(0), values)):
+        return list(map(sub, times[1:], times)), list(map(sub, values[1:], values)), values
+    pairs = [
+        (t1 - t0, v1 - v0)
+        for (t0, v0), (t1, v1) in pairwise(points)
+        if t1 > t0 and v0 > 0 and v1 > 0
+    ]
+    busy = [v for v in values if v > 0]
+    return [dt for dt, _ in pairs], [dv for _, dv in pairs], busy
 
 
 def totals(policy: PolicyParams, obs: Observation) -> Series:
