@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import sys
+from bisect import bisect_right
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import pytest
 
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision, Memory, Observation, PolicyParams, decide
+from scaling.engine.series import bucket_means, busy_steps, peak_since, since, values_at
 from scaling.signals import SignalHistory, SignalTick
 
 FIXTURE = Path(__file__).with_name("replay_identity.json")
@@ -197,6 +201,87 @@ def test_histories_reach_the_paths_that_matter(name: str) -> None:
     reasons = " ".join(d.reason for d in decisions)
     assert "negative" in reasons
     assert "stale" in reasons or "no data for" in reasons  # a short window empties
+
+
+def odd_series(rng: random.Random) -> list[tuple[float, float]]:
+    """Series the fast paths must not be fooled by: ints, repeated and unordered times,
+    zero, negative and NaN values, a NaN time now and then."""
+    points: list[tuple[float, float]] = []
+    t = 100.0
+    for _ in range(rng.randint(0, 12)):
+        t += rng.choice([0, 0.5, 5, 5, 5, 60])
+        value = rng.choice([0, 0.0, 3, 2.5, -1.0, 7.25, math.nan, 12.0])
+        stamp = rng.choice([t, t, t, int(t), math.nan if rng.random() < 0.05 else t])
+        points.append((stamp, value))
+    if rng.random() < 0.3:
+        rng.shuffle(points)
+    return points
+
+
+def same(a: object, b: object) -> bool:
+    return repr(a) == repr(b)  # NaN equals NaN here, and int vs float counts
+
+
+def old_value_at(ordered: Any, t: float) -> float:
+    index = bisect_right(ordered, (t, math.inf))
+    return ordered[index - 1][1] if index else ordered[0][1]
+
+
+def old_buckets(points: Any, now: float, bucket_s: float) -> Any:
+    sums: dict[int, list[float]] = {}
+    for t, v in points:
+        index = math.floor((now - t) / bucket_s) if t < now else 0
+        sums.setdefault(index, []).append(v)
+    return tuple(
+        (now - index * bucket_s, sum(vs) / len(vs))
+        for index, vs in sorted(sums.items(), reverse=True)
+    )
+
+
+def old_busy_steps(points: Any) -> Any:
+    pairs = [
+        (t1 - t0, v1 - v0)
+        for (t0, v0), (t1, v1) in pairwise(points)
+        if t1 > t0 and v0 > 0 and v1 > 0
+    ]
+    return [dt for dt, _ in pairs], [dv for _, dv in pairs], [v for _, v in points if v > 0]
+
+
+def outcome(call: Any) -> object:
+    try:
+        return call()
+    except (ValueError, IndexError, OverflowError) as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("seed", range(400))
+def test_window_helpers_equal_the_per_point_code_they_replace(seed: int) -> None:
+    """Each fast path against the per-point expression it replaced, on odd series: the
+    same result to the bit (or the same exception)."""
+    rng = random.Random(seed)
+    points, other = tuple(odd_series(rng)), odd_series(rng)
+    start = rng.choice([0, 100.0, 120, 150.5, 1e9])
+    now = max((t for t, _ in points if t == t), default=100.0) + rng.choice([0, 3, 30.0])
+    ordered = tuple(sorted(other))
+    times = [t for t, _ in sorted(points)]
+    assert same(
+        outcome(lambda: values_at(ordered, times)),
+        outcome(lambda: [old_value_at(ordered, t) for t in times]),
+    )
+    assert same(since(points, start), sorted(x for x in points if x[0] >= start))
+    assert same(
+        outcome(lambda: peak_since(points, start)),
+        outcome(
+            lambda: max(
+                [(v, t) for t, v in points if t >= start] or [(v, t) for t, v in points[-1:]]
+            )
+        ),
+    )
+    assert same(
+        outcome(lambda: bucket_means(points, now, 60.0)),
+        outcome(lambda: old_buckets(points, now, 60.0)),
+    )
+    assert same(busy_steps(list(points)), old_busy_steps(points))
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
