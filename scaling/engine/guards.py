@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from itertools import pairwise
-from operator import itemgetter
+from itertools import pairwise, repeat
+from operator import itemgetter, le
+from typing import TypeVar
 
 from .types import (
     TARGET_OPTIONAL,
@@ -35,6 +36,7 @@ from .types import (
 # Far above any real fleet, small enough that int arithmetic and JSON stay ordinary.
 REPLICA_CEILING = 1_000_000
 MAX_MEMORY_ENTRIES = 256
+T = TypeVar("T")
 
 
 def ceil_replicas(value: float, ceiling: int = REPLICA_CEILING) -> int:
@@ -166,13 +168,24 @@ def quota_cut(steps: tuple[Step, ...]) -> bool:
 def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
     """Drop entries older than the longest window and keep at most MAX_MEMORY_ENTRIES."""
     cutoff = now - horizon_s
-    recs = tuple(r for r in memory.recommendations if cutoff <= r[0] <= now)
-    events = tuple(e for e in memory.scale_events if cutoff <= e[0] <= now)
+    recs = _between(memory.recommendations, cutoff, now)
+    events = _between(memory.scale_events, cutoff, now)
     return replace(
         memory,
         recommendations=recs[-MAX_MEMORY_ENTRIES:],
         scale_events=events[-MAX_MEMORY_ENTRIES:],
     )
+
+
+def _between(
+    entries: tuple[tuple[float, T], ...], start: float, end: float
+) -> tuple[tuple[float, T], ...]:
+    """The entries stamped in [start, end]: all of them, usually (checked in C-level passes,
+    every tick)."""
+    times = list(map(itemgetter(0), entries))
+    if all(map(le, repeat(start), times)) and all(map(le, times, repeat(end))):
+        return tuple(entries)
+    return tuple(e for e in entries if start <= e[0] <= end)
 
 
 def record_observed(memory: Memory, obs: Observation) -> Memory:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from itertools import groupby, pairwise, repeat
-from operator import ge, itemgetter, le, lt, sub
+from operator import ge, itemgetter, le, lt, sub, truediv
 
 from .types import MetricValue, Observation, PolicyParams, Series
 
@@ -90,12 +90,16 @@ def bucket_means(points: Series, now: float, bucket_s: float) -> Series:
     first. Points in time order fill each bucket as one run, so the runs are summed as
     slices (the same values in the same order: the same sums); other orders collect each
     bucket's values first."""
-    keys = [math.floor((now - t) / bucket_s) if t < now else 0 for t, _ in points]
+    times = list(map(itemgetter(0), points))
+    if all(map(le, times, repeat(now))):  # none after now (a point at now is in bucket 0)
+        keys = list(map(math.floor, map(truediv, map(sub, repeat(now), times), repeat(bucket_s))))
+    else:
+        keys = [math.floor((now - t) / bucket_s) if t < now else 0 for t in times]
     if all(map(ge, keys, keys[1:])):
         values = list(map(itemgetter(1), points))
         means, at = [], 0
         for index, run in groupby(keys):
-            size = sum(1 for _ in run)
+            size = len(list(run))
             means.append((now - index * bucket_s, sum(values[at : at + size]) / size))
             at += size
         return tuple(means)
