@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import replace
-from itertools import pairwise, repeat
+from itertools import pairwise
 from operator import itemgetter, le
 from typing import TypeVar
 
@@ -180,11 +181,12 @@ def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
 def _between(
     entries: tuple[tuple[float, T], ...], start: float, end: float
 ) -> tuple[tuple[float, T], ...]:
-    """The entries stamped in [start, end]: all of them, usually (checked in C-level passes,
-    every tick)."""
+    """The entries stamped in [start, end]. Memory keeps them in time order, so they are one
+    slice, found by bisection (this runs every tick); other orders are filtered point by
+    point."""
     times = list(map(itemgetter(0), entries))
-    if all(map(le, repeat(start), times)) and all(map(le, times, repeat(end))):
-        return tuple(entries)
+    if start <= end and all(map(le, times, times[1:])):
+        return tuple(entries[bisect_left(times, start) : bisect_right(times, end)])
     return tuple(e for e in entries if start <= e[0] <= end)
 
 

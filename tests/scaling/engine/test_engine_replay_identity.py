@@ -28,6 +28,7 @@ import pytest
 
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision, Memory, Observation, PolicyParams, decide
+from scaling.engine.guards import prune_memory
 from scaling.engine.series import bucket_means, busy_steps, peak_since, since, values_at
 from scaling.signals import SignalHistory, SignalTick
 
@@ -257,7 +258,7 @@ def outcome(call: Any) -> object:
 @pytest.mark.parametrize("seed", range(400))
 def test_window_helpers_equal_the_per_point_code_they_replace(seed: int) -> None:
     """Each fast path against the per-point expression it replaced, on odd series: the
-    same result to the bit (or the same exception)."""
+    same result to the bit (or the same exception). Memory's entries are pruned as before."""
     rng = random.Random(seed)
     points, other = tuple(odd_series(rng)), odd_series(rng)
     start = rng.choice([0, 100.0, 120, 150.5, 1e9])
@@ -282,6 +283,14 @@ def test_window_helpers_equal_the_per_point_code_they_replace(seed: int) -> None
         outcome(lambda: old_buckets(points, now, 60.0)),
     )
     assert same(busy_steps(list(points)), old_busy_steps(points))
+    memory = Memory(recommendations=tuple((t, 3) for t, _ in points), scale_events=ordered)
+    horizon = rng.choice([0, 30.0, 300, math.nan])
+    pruned, cutoff = prune_memory(memory, now, horizon), now - horizon
+    assert same(
+        pruned.recommendations,
+        tuple(r for r in memory.recommendations if cutoff <= r[0] <= now),
+    )
+    assert same(pruned.scale_events, tuple(e for e in ordered if cutoff <= e[0] <= now))
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
