@@ -283,14 +283,15 @@ def test_window_helpers_equal_the_per_point_code_they_replace(seed: int) -> None
         outcome(lambda: old_buckets(points, now, 60.0)),
     )
     assert same(busy_steps(list(points)), old_busy_steps(points))
-    memory = Memory(recommendations=tuple((t, 3) for t, _ in points), scale_events=ordered)
+    events = tuple((t, 1) for t, _ in ordered)  # ordered: as memory keeps them
+    memory = Memory(recommendations=tuple((t, 3) for t, _ in points), scale_events=events)
     horizon = rng.choice([0, 30.0, 300, math.nan])
     pruned, cutoff = prune_memory(memory, now, horizon), now - horizon
     assert same(
         pruned.recommendations,
         tuple(r for r in memory.recommendations if cutoff <= r[0] <= now),
     )
-    assert same(pruned.scale_events, tuple(e for e in ordered if cutoff <= e[0] <= now))
+    assert same(pruned.scale_events, tuple(e for e in events if cutoff <= e[0] <= now))
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
