@@ -16,11 +16,9 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from dataclasses import replace
 from itertools import pairwise
-from operator import itemgetter, le
-from typing import TypeVar
+from operator import itemgetter
 
 from .types import (
     TARGET_OPTIONAL,
@@ -37,7 +35,6 @@ from .types import (
 # Far above any real fleet, small enough that int arithmetic and JSON stay ordinary.
 REPLICA_CEILING = 1_000_000
 MAX_MEMORY_ENTRIES = 256
-T = TypeVar("T")
 
 
 def ceil_replicas(value: float, ceiling: int = REPLICA_CEILING) -> int:
@@ -169,25 +166,13 @@ def quota_cut(steps: tuple[Step, ...]) -> bool:
 def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
     """Drop entries older than the longest window and keep at most MAX_MEMORY_ENTRIES."""
     cutoff = now - horizon_s
-    recs = _between(memory.recommendations, cutoff, now)
-    events = _between(memory.scale_events, cutoff, now)
+    recs = tuple(r for r in memory.recommendations if cutoff <= r[0] <= now)
+    events = tuple(e for e in memory.scale_events if cutoff <= e[0] <= now)
     return replace(
         memory,
         recommendations=recs[-MAX_MEMORY_ENTRIES:],
         scale_events=events[-MAX_MEMORY_ENTRIES:],
     )
-
-
-def _between(
-    entries: tuple[tuple[float, T], ...], start: float, end: float
-) -> tuple[tuple[float, T], ...]:
-    """The entries stamped in [start, end]. Memory keeps them in time order, so they are one
-    slice, found by bisection (this runs every tick); other orders are filtered point by
-    point."""
-    times = list(map(itemgetter(0), entries))
-    if start <= end and all(map(le, times, times[1:])):
-        return tuple(entries[bisect_left(times, start) : bisect_right(times, end)])
-    return tuple(e for e in entries if start <= e[0] <= end)
 
 
 def record_observed(memory: Memory, obs: Observation) -> Memory:

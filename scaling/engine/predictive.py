@@ -91,16 +91,7 @@ from operator import add, itemgetter, mul, truediv
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
-from .series import (
-    bucket_means,
-    busy_steps,
-    latest,
-    metric_signal_points,
-    peak_since,
-    since,
-    totals,
-    values_at,
-)
+from .series import busy_steps, latest, metric_signal_points, totals, values_at
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -183,7 +174,14 @@ def smooth(points: Series, now: float, bucket_s: float) -> Series:
     """Step 2: means over buckets of `bucket_s` ending at now, stamped at the bucket end."""
     if bucket_s <= 0:
         return points
-    return bucket_means(points, now, bucket_s)
+    sums: dict[int, list[float]] = {}
+    for t, v in points:
+        index = math.floor((now - t) / bucket_s) if t < now else 0
+        sums.setdefault(index, []).append(v)
+    return tuple(
+        (now - index * bucket_s, sum(vs) / len(vs))
+        for index, vs in sorted(sums.items(), reverse=True)
+    )
 
 
 def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Series, str]:
@@ -196,7 +194,9 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         and cap.prefill_tokens_per_s > 0
         and cap.decode_tokens_per_s > 0
     ):
-        prompt = since(obs.prompt_tokens_per_s, start) or (latest(obs.prompt_tokens_per_s),)
+        prompt = tuple(sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)) or (
+            latest(obs.prompt_tokens_per_s),
+        )
         out = tuple(sorted(obs.generation_tokens_per_s))
         # v / prefill + g / decode per point, in C-level passes (every point, every tick)
         times = list(map(itemgetter(0), prompt))
@@ -206,7 +206,7 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:
         pool = totals(policy, obs)
-        raw = since(pool, start) or (latest(pool),)
+        raw = tuple(sorted(x for x in pool if x[0] >= start)) or (latest(pool),)
         return tuple(
             (t, v / policy.target_value) for t, v in raw
         ), f"{policy.metric} over target (fallback)"
@@ -230,7 +230,8 @@ def holt(raw: Series, horizon_s: float, now: float, p: Params, peak_s: float) ->
         level = new_level
     ahead = horizon_s + max(now - points[-1][0], 0.0)
     rms = math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else 0.0
-    peak, peak_at = peak_since(raw, now - peak_s)
+    recent = [(v, t) for t, v in raw if t >= now - peak_s] or [(v, t) for t, v in raw[-1:]]
+    peak, peak_at = max(recent)
     return Forecast(
         points[-1][1], level, trend, level + trend * ahead, p["burst_z"] * rms, peak, peak_at
     )
@@ -356,7 +357,8 @@ def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) ->
     of request sizes at the same mean makes it larger, and with it the queueing delay.
     """
     # Steps between busy neighbours only: one from idle to a burst is a change of level.
-    gaps, steps, busy = busy_steps(since(obs.prompt_tokens_per_s, start))
+    points = sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)
+    gaps, steps, busy = busy_steps(points)
     if not steps or not busy:
         return 0.0
     mean = sum(busy) / len(busy)

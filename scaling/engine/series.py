@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from itertools import groupby, pairwise, repeat
-from operator import ge, itemgetter, le, lt, sub, truediv
+from itertools import pairwise, repeat
+from operator import itemgetter, le, lt, sub
 
 from .types import MetricValue, Observation, PolicyParams, Series
 
@@ -65,51 +65,6 @@ def values_at(ordered: Series, times: list[float]) -> list[float]:
             j += 1
         found.append(ordered[j - 1][1] if j else first)
     return found
-
-
-def since(series: Series, start: float) -> list[tuple[float, float]]:
-    """The points at or after `start`, in time order. A history kept to the window is all
-    of it (the usual case, checked in one C-level pass before any per-point filter)."""
-    if all(map(le, repeat(start), map(itemgetter(0), series))):
-        return sorted(series)
-    return sorted(x for x in series if x[0] >= start)
-
-
-def peak_since(series: Series, start: float) -> tuple[float, float]:
-    """(value, time) of the highest point at or after `start` (the highest time among equal
-    values), else of the last point."""
-    times = list(map(itemgetter(0), series))
-    if all(map(le, repeat(start), times)):
-        return max(zip(map(itemgetter(1), series), times, strict=True))
-    recent = [(v, t) for t, v in series if t >= start] or [(v, t) for t, v in series[-1:]]
-    return max(recent)
-
-
-def bucket_means(points: Series, now: float, bucket_s: float) -> Series:
-    """Means over buckets of `bucket_s` ending at now, stamped at the bucket end, oldest
-    first. Points in time order fill each bucket as one run, so the runs are summed as
-    slices (the same values in the same order: the same sums); other orders collect each
-    bucket's values first."""
-    times = list(map(itemgetter(0), points))
-    if all(map(le, times, repeat(now))):  # none after now (a point at now is in bucket 0)
-        keys = list(map(math.floor, map(truediv, map(sub, repeat(now), times), repeat(bucket_s))))
-    else:
-        keys = [math.floor((now - t) / bucket_s) if t < now else 0 for t in times]
-    if all(map(ge, keys, keys[1:])):
-        values = list(map(itemgetter(1), points))
-        means, at = [], 0
-        for index, run in groupby(keys):
-            size = len(list(run))
-            means.append((now - index * bucket_s, sum(values[at : at + size]) / size))
-            at += size
-        return tuple(means)
-    sums: dict[int, list[float]] = {}
-    for index, (_, v) in zip(keys, points, strict=True):
-        sums.setdefault(index, []).append(v)
-    return tuple(
-        (now - index * bucket_s, sum(vs) / len(vs))
-        for index, vs in sorted(sums.items(), reverse=True)
-    )
 
 
 def busy_steps(points: list[tuple[float, float]]) -> tuple[list[float], list[float], list[float]]:

@@ -28,8 +28,9 @@ import pytest
 
 from scaling.capacity import replica_capacity
 from scaling.engine import Decision, Memory, Observation, PolicyParams, decide
-from scaling.engine.guards import prune_memory
-from scaling.engine.series import bucket_means, busy_steps, peak_since, since, values_at
+from scaling.engine.guards import signal_problem
+from scaling.engine.series import busy_steps, values_at
+from scaling.engine.types import Signal
 from scaling.signals import SignalHistory, SignalTick
 
 FIXTURE = Path(__file__).with_name("replay_identity.json")
@@ -211,7 +212,7 @@ def odd_series(rng: random.Random) -> list[tuple[float, float]]:
     t = 100.0
     for _ in range(rng.randint(0, 12)):
         t += rng.choice([0, 0.5, 5, 5, 5, 60])
-        value = rng.choice([0, 0.0, 3, 2.5, -1.0, 7.25, math.nan, 12.0])
+        value = rng.choice([0, 0.0, 3, 2.5, -1.0, 7.25, math.nan, math.inf, 12.0])
         stamp = rng.choice([t, t, t, int(t), math.nan if rng.random() < 0.05 else t])
         points.append((stamp, value))
     if rng.random() < 0.3:
@@ -228,15 +229,24 @@ def old_value_at(ordered: Any, t: float) -> float:
     return ordered[index - 1][1] if index else ordered[0][1]
 
 
-def old_buckets(points: Any, now: float, bucket_s: float) -> Any:
-    sums: dict[int, list[float]] = {}
-    for t, v in points:
-        index = math.floor((now - t) / bucket_s) if t < now else 0
-        sums.setdefault(index, []).append(v)
-    return tuple(
-        (now - index * bucket_s, sum(vs) / len(vs))
-        for index, vs in sorted(sums.items(), reverse=True)
-    )
+def old_signal_problem(signal: Signal, now: float, max_age_s: float) -> str | None:
+    if not signal.points:
+        return f"no data for {signal.label}"
+    newest = max(t for t, _ in signal.points)
+    if not math.isfinite(newest) or now - newest > max_age_s:
+        age = now - newest if math.isfinite(newest) else math.inf
+        return f"{signal.label} is stale ({age:.0f} s old, max {max_age_s:.0f} s)"
+    horizon = now - max(signal.lookback_s, 0.0)
+    for t, v in signal.points:
+        if t < horizon and t != newest:
+            continue
+        if math.isnan(v):
+            return f"{signal.label} is NaN"
+        if math.isinf(v):
+            return f"{signal.label} is infinite"
+        if v < 0:
+            return f"{signal.label} is negative ({v:g})"
+    return None
 
 
 def old_busy_steps(points: Any) -> Any:
@@ -258,40 +268,23 @@ def outcome(call: Any) -> object:
 @pytest.mark.parametrize("seed", range(400))
 def test_window_helpers_equal_the_per_point_code_they_replace(seed: int) -> None:
     """Each fast path against the per-point expression it replaced, on odd series: the
-    same result to the bit (or the same exception). Memory's entries are pruned as before."""
+    same result to the bit (or the same exception)."""
     rng = random.Random(seed)
     points, other = tuple(odd_series(rng)), odd_series(rng)
-    start = rng.choice([0, 100.0, 120, 150.5, 1e9])
     now = max((t for t, _ in points if t == t), default=100.0) + rng.choice([0, 3, 30.0])
-    ordered = tuple(sorted(other))
     times = [t for t, _ in sorted(points)]
-    assert same(
-        outcome(lambda: values_at(ordered, times)),
-        outcome(lambda: [old_value_at(ordered, t) for t in times]),
-    )
-    assert same(since(points, start), sorted(x for x in points if x[0] >= start))
-    assert same(
-        outcome(lambda: peak_since(points, start)),
-        outcome(
-            lambda: max(
-                [(v, t) for t, v in points if t >= start] or [(v, t) for t, v in points[-1:]]
-            )
-        ),
-    )
-    assert same(
-        outcome(lambda: bucket_means(points, now, 60.0)),
-        outcome(lambda: old_buckets(points, now, 60.0)),
-    )
+    # Another series, then the same ticks (the aligned case), then a window of them.
+    for ordered in (tuple(sorted(other)), tuple(sorted(points)), tuple(sorted(points))[2:]):
+        assert same(
+            outcome(lambda o=ordered: values_at(o, times)),
+            outcome(lambda o=ordered: [old_value_at(o, t) for t in times]),
+        )
     assert same(busy_steps(list(points)), old_busy_steps(points))
-    events = tuple((t, 1) for t, _ in ordered)  # ordered: as memory keeps them
-    memory = Memory(recommendations=tuple((t, 3) for t, _ in points), scale_events=events)
-    horizon = rng.choice([0, 30.0, 300, math.nan])
-    pruned, cutoff = prune_memory(memory, now, horizon), now - horizon
+    signal = Signal("x", points, rng.choice([0, 10.0, 60, 600]))
     assert same(
-        pruned.recommendations,
-        tuple(r for r in memory.recommendations if cutoff <= r[0] <= now),
+        outcome(lambda: signal_problem(signal, now, 60.0)),
+        outcome(lambda: old_signal_problem(signal, now, 60.0)),
     )
-    assert same(pruned.scale_events, tuple(e for e in events if cutoff <= e[0] <= now))
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
