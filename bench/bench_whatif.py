@@ -7,8 +7,9 @@
    periodic task leaves them (minute means before the last hour); the what-if view (Django's
    test client: form validation, the read, ``replay_signals``, JSON) for 15 min, 1 h and 6 h
    windows, per algorithm: the first request, then the median of REPEATS more, each with
-   another target (as while typing). The browser's round trip adds the network and
-   the drawing (the page shows both numbers beside the chart).
+   another target (as while typing), and ``decide`` alone per tick on the same ticks (CPU,
+   best of 3). The browser's round trip adds the network and the drawing (the page shows
+   both numbers beside the chart).
 
 On a throw-away test database: SQLite by default, PostgreSQL with DATABASE_URL.
 """
