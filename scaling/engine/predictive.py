@@ -85,8 +85,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from itertools import pairwise, repeat
-from operator import add, itemgetter, mul, truediv
+from itertools import pairwise
+from operator import mul
 
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
@@ -198,11 +198,11 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
             latest(obs.prompt_tokens_per_s),
         )
         out = tuple(sorted(obs.generation_tokens_per_s))
-        # v / prefill + g / decode per point, in C-level passes (every point, every tick)
-        times = list(map(itemgetter(0), prompt))
-        prefill = map(truediv, map(itemgetter(1), prompt), repeat(cap.prefill_tokens_per_s))
-        decode = map(truediv, values_at(out, times), repeat(cap.decode_tokens_per_s))
-        points = tuple(zip(times, map(add, prefill, decode), strict=True))
+        generated = values_at(out, [t for t, _ in prompt])
+        points = tuple(
+            (t, v / cap.prefill_tokens_per_s + g / cap.decode_tokens_per_s)
+            for (t, v), g in zip(prompt, generated, strict=True)
+        )
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:
         pool = totals(policy, obs)
