@@ -7,17 +7,20 @@
    periodic task leaves them (minute means before the last hour); the what-if view (Django's
    test client: form validation, the read, ``replay_signals``, JSON) for 15 min, 1 h and 6 h
    windows, per algorithm: the first request, then the median of REPEATS more, each with
-   another target (as while typing). The browser's round trip adds the network and
-   the drawing (the page shows both numbers beside the chart).
+   another target (as while typing), and ``decide`` alone per tick on the same ticks (CPU,
+   best of 3). The browser's round trip adds the network and the drawing (the page shows
+   both numbers beside the chart).
 
 On a throw-away test database: SQLite by default, PostgreSQL with DATABASE_URL.
 """
 
 import argparse
+import math
 import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -40,7 +43,8 @@ from django.test import Client  # noqa: E402
 
 from clusters.models import Cluster  # noqa: E402
 from quotas.models import GpuType  # noqa: E402
-from scaling import signal_store  # noqa: E402
+from scaling import signal_store, whatif  # noqa: E402
+from scaling.capacity import replica_capacity  # noqa: E402
 from scaling.models import ScalingPolicy, Workload  # noqa: E402
 from scaling.signals import SignalTick  # noqa: E402
 from tenants.models import Membership, Namespace, Tenant  # noqa: E402
@@ -155,7 +159,9 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
                 data["target"] = 4.5
                 profile(client, f"/workloads/{workload.pk}/whatif/", data)
             key = f"{algorithm} {int(window) // 60} min"
+            engine_ms = engine_per_tick(workload, policy, algorithm, float(window), now)
             out[key] = {
+                "engine_ms_per_tick": engine_ms,
                 "ms": round(1000 * statistics.median(spent[1:]), 1),
                 "first_ms": round(1000 * spent[0], 1),
                 # CPU time of the request (the test client runs it in this process): what
@@ -164,6 +170,30 @@ def bench_whatif(workload: Workload, user: User) -> dict[str, dict[str, float]]:
                 "ticks": ticks,
             }
     return out
+
+
+def engine_per_tick(
+    workload: Workload, policy: ScalingPolicy, algorithm: str, window_s: float, now: float
+) -> float:
+    """``decide`` alone, CPU ms per tick (best of 3): the engine's share of a what-if, on
+    the same stored ticks and the policy the requests send (target 5, 1-10 replicas)."""
+    params = replace(
+        policy.engine_params(), algorithm=algorithm, target=5.0, min_replicas=1, max_replicas=10
+    )
+    capacity = replica_capacity(
+        workload.gpu_type.profile, workload.model_name, workload.gpus_per_replica, None
+    )
+    ticks = [
+        replace(t, capacity=capacity)
+        for t in signal_store.load_ticks(workload, now - window_s, now)
+    ]
+    observations = whatif.observe(params, ticks).observations
+    best = math.inf
+    for _ in range(3):
+        started = time.process_time()
+        whatif.decide_each(params, observations)
+        best = min(best, time.process_time() - started)
+    return round(1000 * best / max(len(observations), 1), 3)
 
 
 def profile(client: Client, url: str, data: dict[str, object]) -> None:
@@ -193,7 +223,8 @@ def main() -> None:
         print(
             f"  what-if {name}: {result['ms']} ms server (CPU {result['cpu_ms']} ms), "
             f"first {result['first_ms']} ms "
-            f"({result['ticks']} ticks replayed)"
+            f"({result['ticks']} ticks replayed; decide alone "
+            f"{result['engine_ms_per_tick']} ms CPU per tick)"
         )
 
 

@@ -27,13 +27,14 @@ been taken on that data's own tick), but never scales down.
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import itemgetter
 
 from .types import Memory, Params, Signal
 
 
 def evidence_time(signals: tuple[Signal, ...]) -> float | None:
     """The newest moment every signal the algorithm reads has data for."""
-    newest = [max(t for t, _ in s.points) for s in signals if s.points]
+    newest = [max(map(itemgetter(0), s.points)) for s in signals if s.points]
     if not newest or len(newest) != len(signals):
         return None
     return min(newest)

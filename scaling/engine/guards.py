@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from itertools import pairwise
+from operator import itemgetter
 
 from .types import (
     TARGET_OPTIONAL,
@@ -26,6 +27,7 @@ from .types import (
     Params,
     PolicyParams,
     QuotaHeadroom,
+    Series,
     Signal,
     Step,
 )
@@ -81,11 +83,15 @@ def signal_problem(signal: Signal, now: float, max_age_s: float) -> str | None:
     """Why the data cannot be trusted, or None. Only points inside the lookback are vetted."""
     if not signal.points:
         return f"no data for {signal.label}"
-    newest = max(t for t, _ in signal.points)
+    times = list(map(itemgetter(0), signal.points))
+    newest = max(times)
     if not math.isfinite(newest) or now - newest > max_age_s:
         age = now - newest if math.isfinite(newest) else math.inf
         return f"{signal.label} is stale ({age:.0f} s old, max {max_age_s:.0f} s)"
     horizon = now - max(signal.lookback_s, 0.0)
+    if _all_sound(signal.points, times, horizon, newest):
+        return None
+    # Something is wrong: the first bad point in the series' order names the problem.
     for t, v in signal.points:
         if t < horizon and t != newest:
             continue
@@ -96,6 +102,17 @@ def signal_problem(signal: Signal, now: float, max_age_s: float) -> str | None:
         if v < 0:
             return f"{signal.label} is negative ({v:g})"
     return None
+
+
+def _all_sound(points: Series, times: list[float], horizon: float, newest: float) -> bool:
+    """Whether every vetted value is finite and not negative, in C-level passes (this runs
+    for every signal on every tick, the what-if's replay thousands of times per request): a
+    NaN or an infinity makes the sum non-finite, and with all finite the minimum tells."""
+    if min(times) >= horizon:  # the usual case: the series is the lookback (NaN: not so)
+        values = list(map(itemgetter(1), points))
+    else:
+        values = [v for t, v in points if not (t < horizon and t != newest)]
+    return not values or (math.isfinite(sum(values)) and min(values) >= 0)
 
 
 def hold_count(policy: PolicyParams, obs: Observation) -> int:

@@ -94,11 +94,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from operator import mul
 
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
-from .series import latest, metric_signal_points, totals, value_at
+from .series import busy_steps, latest, metric_signal_points, totals, values_at
 from .types import (
     METRIC,
     OFFERED_WORK,
@@ -205,9 +206,10 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
             latest(obs.prompt_tokens_per_s),
         )
         out = tuple(sorted(obs.generation_tokens_per_s))
+        generated = values_at(out, [t for t, _ in prompt])
         points = tuple(
-            (t, v / cap.prefill_tokens_per_s + value_at(out, t) / cap.decode_tokens_per_s)
-            for t, v in prompt
+            (t, v / cap.prefill_tokens_per_s + g / cap.decode_tokens_per_s)
+            for (t, v), g in zip(prompt, generated, strict=True)
         )
         return points, "offered work (prompt + generation tokens/s over replica capacity)"
     if obs.series:
@@ -397,19 +399,14 @@ def dispersion_s(obs: Observation, prefill_tokens_per_s: float, start: float) ->
     """
     # Steps between busy neighbours only: one from idle to a burst is a change of level.
     points = sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)
-    steps = [
-        (t1 - t0, v1 - v0)
-        for (t0, v0), (t1, v1) in pairwise(points)
-        if t1 > t0 and v0 > 0 and v1 > 0
-    ]
-    points = [x for x in points if x[1] > 0]
-    if not steps or not points:
+    gaps, steps, busy = busy_steps(points)
+    if not steps or not busy:
         return 0.0
-    mean = sum(v for _, v in points) / len(points)
-    if not steps or mean <= 0:
+    mean = sum(busy) / len(busy)
+    if mean <= 0:
         return 0.0
-    tick_s = sorted(dt for dt, _ in steps)[len(steps) // 2]
-    variance = sum(dv * dv for _, dv in steps) / len(steps) / 2
+    tick_s = sorted(gaps)[len(gaps) // 2]
+    variance = sum(map(mul, steps, steps)) / len(steps) / 2
     return variance * tick_s / mean / prefill_tokens_per_s
 
 
