@@ -5,7 +5,7 @@ the decisions the engine gave before the change (``decide`` for predictive's ser
 window maths, and the guards' and freshness's scans every algorithm shares).
 
 The recorded answers (``replay_identity.json``) were produced by the code before the change
-(main at daf2b19) with ``python tests/scaling/engine/test_engine_replay_identity.py
+(main at ad27a77, the tree this change merged into) with ``python tests/scaling/engine/test_engine_replay_identity.py
 --record``: for each scenario the desired counts and a digest of every decision's full
 ``to_dict`` (steps, reason, metric values, memory) per block of ticks, so a difference in the
 last bit of a float anywhere is caught and located to its block.
