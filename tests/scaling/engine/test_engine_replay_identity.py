@@ -5,10 +5,11 @@ the decisions the engine gave before the change (``decide`` for predictive's ser
 window maths, and the guards' and freshness's scans every algorithm shares).
 
 The recorded answers (``replay_identity.json``) were produced by the code before the change
-(main at ad27a77, the tree this change merged into) with ``python tests/scaling/engine/test_engine_replay_identity.py
---record``: for each scenario the desired counts and a digest of every decision's full
-``to_dict`` (steps, reason, metric values, memory) per block of ticks, so a difference in the
-last bit of a float anywhere is caught and located to its block.
+(main at ad27a77, the tree this change merged into) with
+``python tests/scaling/engine/test_engine_replay_identity.py --record``: for each scenario
+the desired counts and a digest of every decision's full ``to_dict`` (steps, reason, metric
+values, memory) per block of ticks, so a difference in the last bit of a float anywhere is
+caught and located to its block.
 """
 
 from __future__ import annotations
