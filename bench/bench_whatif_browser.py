@@ -19,10 +19,8 @@ commit) for a before/after on the same machine and minutes.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
-from bench.servers import free_port, wait_http  # noqa: E402
+from bench.servers import demo_app  # noqa: E402
 
 WORKLOAD = "chat-llama-8b"  # acme-chat's, an hpa policy on requests running
 HOURS = 6
@@ -147,34 +145,11 @@ def main() -> None:
         seed(args.seed)
         return
     var = Path(tempfile.mkdtemp(prefix="bench-whatif-"))
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(VAR_DIR=str(var), DJANGO_SETTINGS_MODULE="controlplane.settings")
-    env.update(LOG_LEVEL="WARNING")
-    manage = [sys.executable, "manage.py"]
+    pk_file = var / "pk"
+    seed_step = [sys.executable, __file__, "--seed", str(pk_file)]
     try:
-        for command in (["migrate", "--noinput"], ["load_demo"]):
-            subprocess.run(
-                [*manage, *command], cwd=args.code, env=env, check=True, capture_output=True
-            )
-        pk_file = var / "pk"
-        subprocess.run(
-            [sys.executable, __file__, "--seed", str(pk_file)], cwd=HERE, env=env, check=True
-        )
-        port = free_port()
-        uvicorn = str(Path(sys.executable).parent / "uvicorn")
-        asgi = ["controlplane.asgi:application", "--port", str(port), "--log-level", "warning"]
-        server = subprocess.Popen(
-            [uvicorn, *asgi],
-            cwd=args.code,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(f"{url}/healthz", server)
+        with demo_app(var, code=args.code, seed=seed_step) as (url, _):
             results = run(url, pk_file.read_text(), args.repeats)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     finally:
         shutil.rmtree(var, ignore_errors=True)
     print(f"what-if in the browser, keystroke to redraw, median of {args.repeats}:")

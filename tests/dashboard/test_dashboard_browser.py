@@ -9,15 +9,13 @@ Screenshots go to tests/artifacts/.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.servers import wait_http
+from bench.servers import demo_app
 from scaling.models import Decision
 
 pytestmark = pytest.mark.integration
@@ -36,56 +34,12 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def app_url(
-    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
-) -> Iterator[str]:
+def app_url(start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Ten times faster simulated time: the demo's 60 s cold starts take 6 s.
     sim = start_module_simulator(None, speed=10.0)
-    var = tmp_path_factory.mktemp("var")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(
-        VAR_DIR=str(var),
-        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
-        LOG_LEVEL="WARNING",
-    )
-    manage = [sys.executable, "manage.py"]
-    subprocess.run(
-        [*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    subprocess.run([*manage, "load_demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = free_port()
-    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
-    bin_dir = Path(sys.executable).parent
-    processes = [
-        subprocess.Popen(
-            [str(bin_dir / "uvicorn"), "controlplane.asgi:application", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [
-                *(str(bin_dir / "celery"), "-A", "controlplane", "worker", "--pool", "solo"),
-                *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        ),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", processes[0])
+    env = {"SIMULATOR_PORT": sim.rsplit(":", 1)[1]}
+    with demo_app(tmp_path_factory.mktemp("var"), worker=(), env=env) as (url, _):
         yield url
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture

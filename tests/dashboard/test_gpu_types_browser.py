@@ -10,9 +10,7 @@ and the control loop ticks the cluster (the real loop, against the simulator).""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench.servers import wait_http
+from bench.servers import demo_app
 from tests.dashboard.test_dashboard_browser import browser, log_in, shoot  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -60,42 +58,13 @@ print(json.dumps(Workload.objects.get(pk=w.pk).status))
 
 @pytest.fixture(scope="module")
 def mixed_app(
-    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     sim = start_module_simulator(None, speed=10.0)
-    var = tmp_path_factory.mktemp("var")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(
-        VAR_DIR=str(var),
-        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
-        LOG_LEVEL="WARNING",
-    )
-    manage = [sys.executable, "manage.py"]
-    for command in (["migrate", "--noinput"], ["load_demo"]):
-        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)
-    seeded = subprocess.run(
-        [*manage, "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    status = json.loads(seeded.stdout.decode().strip().splitlines()[-1])
-    port = free_port()
-    uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [uvicorn, "controlplane.asgi:application", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", server)
-        yield url, status
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+    seed = [sys.executable, "manage.py", "shell", "-c", SEED]
+    env = {"SIMULATOR_PORT": sim.rsplit(":", 1)[1]}
+    with demo_app(tmp_path_factory.mktemp("var"), seed=seed, env=env) as (url, seeded):
+        yield url, json.loads(seeded.strip().splitlines()[-1])
 
 
 def test_a_workload_on_three_gpu_types_shows_each_type_and_the_mix(

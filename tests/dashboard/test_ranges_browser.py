@@ -5,8 +5,6 @@ database before it starts (the store's own row format, ``signal_store.line``).""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bench.servers import wait_http
+from bench.servers import demo_app
 from tests.dashboard.test_dashboard_browser import browser, log_in, shoot  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -50,38 +48,13 @@ Workload.objects.create(tenant=w.tenant, cluster=w.cluster, namespace=w.namespac
 
 @pytest.fixture(scope="module")
 def seeded_app(
-    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     sim = start_module_simulator(None, speed=10.0)
-    var = tmp_path_factory.mktemp("var")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(
-        VAR_DIR=str(var),
-        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
-        LOG_LEVEL="WARNING",
-    )
-    manage = [sys.executable, "manage.py"]
-    for command in (["migrate", "--noinput"], ["load_demo"], ["shell", "-c", SEED]):
-        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = free_port()
-    uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [uvicorn, "controlplane.asgi:application", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", server)
+    seed = [sys.executable, "manage.py", "shell", "-c", SEED]
+    env = {"SIMULATOR_PORT": sim.rsplit(":", 1)[1]}
+    with demo_app(tmp_path_factory.mktemp("var"), seed=seed, env=env) as (url, _):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
 
 
 STORED = """id => { const d = document.getElementById(id).data.find(t => t.stored);

@@ -6,16 +6,13 @@ the what-if replays is the one the loop recorded."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.servers import wait_http
+from bench.servers import demo_app
 from tests.dashboard.test_dashboard_browser import browser, log_in, shoot  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -25,43 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def looping_app(
-    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+    start_module_simulator: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     sim = start_module_simulator(None, speed=10.0)
-    var = tmp_path_factory.mktemp("var")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(
-        VAR_DIR=str(var),
-        SIMULATOR_PORT=sim.rsplit(":", 1)[1],
-        DJANGO_SETTINGS_MODULE="controlplane.settings",
-        LOG_LEVEL="WARNING",
-        CONTROL_LOOP_INTERVAL="1",
-    )
-    manage = [sys.executable, "manage.py"]
-    for command in (["migrate", "--noinput"], ["load_demo"]):
-        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = free_port()
-    bin_dir = Path(sys.executable).parent
-    log = open(var / "server.log", "wb")  # noqa: SIM115 - closed below
-    worker = [str(bin_dir / "celery"), "-A", "controlplane", "worker", "-B", "--pool", "solo"]
-    commands = [
-        [str(bin_dir / "uvicorn"), "controlplane.asgi:application", "--port", str(port)],
-        [*worker, "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-    ]
-    processes = [
-        subprocess.Popen(c, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        for c in commands
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", processes[0])
+    env = {"SIMULATOR_PORT": sim.rsplit(":", 1)[1], "CONTROL_LOOP_INTERVAL": "1"}
+    with demo_app(tmp_path_factory.mktemp("var"), worker=["-B"], env=env) as (url, _):
         yield url
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
-        log.close()
 
 
 def whatif_curve(page: Any) -> list[int]:
