@@ -378,6 +378,7 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
             observed.deployments,
             observed.pods,
             variants.classes_of(workload, policy, kept),
+            kept.get("mix"),
         )
         if isinstance(found, str):
             return _unobservable(workload, found, observed.now)

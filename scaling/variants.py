@@ -87,6 +87,7 @@ def observe_pool(
     deployments: dict[tuple[str, str], DeploymentState],
     pods: dict[str, list[PodState]],
     shape: Sequence[mix.RequestClass] | None,
+    stored_mix: Any = None,
 ) -> Pool | str:
     """The workload's variants as one pool; why not, when a variant's Deployment is gone.
 
@@ -94,7 +95,13 @@ def observe_pool(
     in them too (``combined``): each type's replicas weighted by the work one of them does
     beside a primary replica, for the last known request classes (1 before any is known).
     Counted as plain replicas, a rate limit's floor (Knative: at most halve per step) would
-    keep a pool of slower replicas from ever shrinking to what the policy wants."""
+    keep a pool of slower replicas from ever shrinking to what the policy wants.
+
+    While the Deployments run the mix last chosen (``stored_mix``, the loop's memory of it),
+    or more where make before break keeps a type up, the policy's current count is the total
+    it asked for, as in the back-test: the replicas kept up for a change of types are the
+    mix's doing, and counted in, they would read as the policy's own and a scale-down
+    stabilisation window would hold on to them."""
     parts = [Part(workload.gpu_type, primary, 0, policy.max_replicas, None)]
     for variant in workload.variants.all():
         found = deployments.get((workload.namespace, variant.deployment))
@@ -108,14 +115,30 @@ def observe_pool(
     def count(field: str) -> int:
         return round(sum(getattr(p.deployment, field) * weights[p.name] for p in parts))
 
+    asked = _asked(parts, stored_mix)
     combined = replace(
         primary,
-        spec_replicas=count("spec_replicas"),
+        spec_replicas=count("spec_replicas") if asked is None else asked,
         replicas=count("replicas"),
         ready_replicas=count("ready_replicas"),
     )
     every = [pod for p in parts for pod in observe.pods_of(p.deployment, pods)]
     return Pool(tuple(parts), every, combined)
+
+
+def _asked(parts: list[Part], stored_mix: Any) -> int | None:
+    """The total the mix was last chosen for, while every type runs its share of that mix
+    (or more, kept up for make before break); None otherwise (a quota cut, a hand edit)."""
+    if not isinstance(stored_mix, dict):
+        return None
+    memory = mix.MixMemory.from_dict(stored_mix)
+    goal = memory.goal
+    specs = {p.name: p.deployment.spec_replicas for p in parts}
+    if memory.desired is None or set(goal) != set(specs):
+        return None
+    if all(specs[n] >= goal[n] for n in specs) and any(specs[n] == goal[n] for n in specs):
+        return memory.desired
+    return None
 
 
 def _weights(

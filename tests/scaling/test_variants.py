@@ -185,6 +185,19 @@ def test_the_pool_counts_its_replicas_in_primary_replicas(gpu_type, a40):
     gone = variants.observe_pool(workload, policy, primary, {}, {}, shape)
     assert gone == "Deployment chat-a40 not found in namespace team-a on cluster east"
 
+    # The mix last chose 1 A100 + 4 A40s for a total of 2; make before break keeps the
+    # second A100 up until the A40s are ready. The policy's current count is its own 2 (the
+    # back-test's too), not the 3.2 the kept replica makes: a scale-down stabilisation
+    # window would otherwise hold the pool at what make before break left running.
+    chosen = {"goal": {"A100-80GB": 1, "A40-48GB": 4}, "desired": 2}
+    held = variants.observe_pool(workload, policy, primary, found, {}, shape, chosen)
+    assert isinstance(held, variants.Pool) and held.combined.spec_replicas == 2
+    # A Deployment set below the mix (a quota cut, a hand edit) is counted as it runs:
+    # 2 A100s and 2 A40s are worth 2.6.
+    cut = {("team-a", "chat-a40"): DeploymentState("team-a", "chat-a40", 2, 2, 2)}
+    edited = variants.observe_pool(workload, policy, primary, cut, {}, shape, chosen)
+    assert isinstance(edited, variants.Pool) and edited.combined.spec_replicas == 3
+
 
 def warming_pool(a100: GpuType, a40: GpuType, a40_ready: int) -> variants.Pool:
     """3 A100s running, 4 A40s asked for, ``a40_ready`` of them ready."""
