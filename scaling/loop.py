@@ -470,17 +470,23 @@ def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) 
     for p in proposals:
         if p.pool is None:
             continue
-        room = variants.quota_room(p.workload, p.pool, rows)
-        for part in p.pool.parts:
-            fits = placeable.get((p.workload.pk, part.gpu_type.pk))
-            quota = room.get(part.gpu_type.pk)
-            if fits is not None:
-                room[part.gpu_type.pk] = fits if quota is None else min(quota, fits)
+        refused = variants.refusals(p.pool, p.counters.get("mix_unplaced"), p.tick.now)
+        p.counters["mix_unplaced"] = {name: r.to_dict() for name, r in refused.items()}
+        quota = variants.quota_room(p.workload, p.pool, rows)
+        room = variants.bounds(p.workload, p.pool, quota, placeable, refused)
         shape = variants.classes_of(p.workload, p.policy, p.counters)
         memory = variants.memory_of(p.pool, p.counters.get("mix"))
         try:
             p.choice = variants.choose(
-                p.workload, p.policy, p.pool, p.engine.desired, shape, room, memory, p.tick.now
+                p.workload,
+                p.policy,
+                p.pool,
+                p.engine.desired,
+                shape,
+                room,
+                memory,
+                p.tick.now,
+                refused,
             )
         except ValueError as exc:  # no mix within the bounds: hold every type, say why
             held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
@@ -502,8 +508,8 @@ def _wishes(p: Proposal) -> list[Wish]:
     return [
         Wish(
             p.workload,
-            part.deployment.replicas,
-            part.deployment.warming_replicas,
+            part.holding,
+            part.warming,
             p.choice.replicas[part.name],
             gpu_type_id=part.gpu_type.pk,
             key=_part_key(p.workload, part),
@@ -536,6 +542,7 @@ def _mix_counters(
         variants.window_s(policy),
     )
     mine = {"prompt_len": reading, "mix_prompt_window": window, "mix": before.get("mix")}
+    mine["mix_unplaced"] = before.get("mix_unplaced")  # the scheduler's refusals (variants)
     return counters | readings | mine | ({"mix_sizes": found} if found else {})
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from clusters.kubernetes import DeploymentState, PodState, missing_deployment
@@ -57,10 +57,27 @@ class Part:
     min_replicas: int
     max_replicas: int
     variant: int | None  # the WorkloadVariant's id; None for the primary
+    pods: tuple[PodState, ...] = ()  # its Deployment's pods
 
     @property
     def name(self) -> str:
         return self.gpu_type.name
+
+    @property
+    def unplaced(self) -> list[PodState]:
+        """Its pods the scheduler reports it cannot place (PodScheduled False)."""
+        return [pod for pod in self.pods if pod.unschedulable]
+
+    @property
+    def holding(self) -> int:
+        """Its replicas that hold GPUs or will once warm: its pods but the unschedulable ones,
+        which hold nothing and are charged to no quota."""
+        return max(self.deployment.replicas - len(self.unplaced), 0)
+
+    @property
+    def warming(self) -> int:
+        """Of ``holding``, the ones not ready yet."""
+        return max(self.deployment.warming_replicas - len(self.unplaced), 0)
 
 
 @dataclass(frozen=True)
@@ -102,13 +119,30 @@ def observe_pool(
     it asked for, as in the back-test: the replicas kept up for a change of types are the
     mix's doing, and counted in, they would read as the policy's own and a scale-down
     stabilisation window would hold on to them."""
-    parts = [Part(workload.gpu_type, primary, 0, policy.max_replicas, None)]
+    parts = [
+        Part(
+            workload.gpu_type,
+            primary,
+            0,
+            policy.max_replicas,
+            None,
+            tuple(observe.pods_of(primary, pods)),
+        )
+    ]
     for variant in workload.variants.all():
         found = deployments.get((workload.namespace, variant.deployment))
         if found is None:
             return missing_deployment(workload.cluster, workload.namespace, variant.deployment)
+        mine = tuple(observe.pods_of(found, pods))
         parts.append(
-            Part(variant.gpu_type, found, variant.min_replicas, variant.max_replicas, variant.pk)
+            Part(
+                variant.gpu_type,
+                found,
+                variant.min_replicas,
+                variant.max_replicas,
+                variant.pk,
+                mine,
+            )
         )
     weights = _weights(workload, policy, parts, shape)
 
@@ -122,7 +156,7 @@ def observe_pool(
         replicas=count("replicas"),
         ready_replicas=count("ready_replicas"),
     )
-    every = [pod for p in parts for pod in observe.pods_of(p.deployment, pods)]
+    every = [pod for p in parts for pod in p.pods]
     return Pool(tuple(parts), every, combined)
 
 
@@ -287,6 +321,87 @@ class Choice:
     memory: mix.MixMemory | None = None  # what next tick's choice starts from (None: kept)
 
 
+# How long a GPU type the scheduler refused stays bounded at the replicas it placed once its
+# unschedulable pods are gone (the mix scales them away: none is left to tell when capacity
+# comes back). Then it is offered again, and bounded again if its new pods are refused: the
+# order of the cluster autoscaler's back-off after a failed scale-up (5 minutes).
+UNPLACED_RETRY_S = 300.0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A GPU type some of whose pods the scheduler could not place: the mix gives it at most
+    the replicas it placed, whatever the inventory says still fits (it may not see a taint,
+    a nodeSelector the nodes lack or another tenant's pods landing first)."""
+
+    placed: int  # its pods the scheduler placed (or has not refused)
+    pods: int  # its pods then
+    message: str  # the scheduler's, e.g. "0/2 nodes are available: ..."
+    at: float  # when last refused; offered again UNPLACED_RETRY_S later
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def clause(self, name: str, now: float, moved_to: list[str]) -> str:
+        """One clause for the decision's reason, in the operator's words."""
+        stuck = self.pods - self.placed
+        if self.at >= now:
+            said = f"{name}: {stuck} of {self.pods} cannot be placed ({self.message})"
+        else:
+            left = self.at + UNPLACED_RETRY_S - now
+            said = (
+                f"{name}: {stuck} of {self.pods} could not be placed ({self.message}), "
+                f"kept at most {self.placed} for {left:.0f} s more"
+            )
+        where = " + ".join(moved_to) if moved_to else "no other type can take it"
+        return f"{said}, demand moved to {where}" if moved_to else f"{said}; {where}"
+
+
+def refusals(pool: Pool, stored: Any, now: float) -> dict[str, Refused]:
+    """The GPU types the scheduler refuses pods of this tick, and those it refused within
+    UNPLACED_RETRY_S (``stored``: the loop's memory, ``Refused.to_dict`` by type name) that
+    placed no more replicas since (more placed: capacity came back). By GPU type name."""
+    kept = stored if isinstance(stored, dict) else {}
+    found: dict[str, Refused] = {}
+    for part in pool.parts:
+        stuck = part.unplaced
+        if stuck:
+            message = stuck[0].unschedulable
+            found[part.name] = Refused(part.holding, part.deployment.replicas, message, now)
+            continue
+        before = kept.get(part.name)
+        if isinstance(before, dict):
+            old = Refused(**before)
+            if now < old.at + UNPLACED_RETRY_S and part.holding <= old.placed:
+                found[part.name] = old
+    return found
+
+
+def bounds(
+    workload: Workload,
+    pool: Pool,
+    quota: dict[int, int | None],
+    placeable: Mapping[tuple[int, int], int],
+    refused: Mapping[str, Refused],
+) -> dict[int, int | None]:
+    """Most replicas of each type (by GPU type id; None: unbounded): the least of its quota
+    room, what its nodes can still place (``placement_room``) and, for a type the scheduler
+    refuses, the replicas it placed."""
+    room = dict(quota)
+    for part in pool.parts:
+        limits = [
+            n
+            for n in (
+                quota.get(part.gpu_type.pk),
+                placeable.get((workload.pk, part.gpu_type.pk)),
+                refused[part.name].placed if part.name in refused else None,
+            )
+            if n is not None
+        ]
+        room[part.gpu_type.pk] = min(limits) if limits else None
+    return room
+
+
 def memory_of(pool: Pool, stored: Any) -> mix.MixMemory:
     """The mix's memory as the loop kept it, or, before any, the pool as it runs: its counts
     per type and its total in primary replicas."""
@@ -305,8 +420,11 @@ def choose(
     room: dict[int, int | None],
     memory: mix.MixMemory,
     now: float,
+    refused: Mapping[str, Refused] | None = None,
 ) -> Choice:
-    """Replicas per type for the policy's ``desired`` total (in primary replicas).
+    """Replicas per type for the policy's ``desired`` total (in primary replicas), and, for
+    each type the scheduler refuses (``refused``, bounded in ``room`` already), where its
+    demand went.
 
     1. Each type's option from the performance catalogue (``mix.gpu_option``: capacity, and
        the longest prompt it prefills within the TTFT objective's share); a type with no
@@ -317,6 +435,30 @@ def choose(
        placement, by GPU type id): the router guard, the hysteresis against the mix last
        chosen (``memory``) and the cold-start wait before a change of types.
     """
+    found = _choose(workload, policy, pool, desired, shape, room, memory, now)
+    if not refused:
+        return found
+    clauses = [
+        r.clause(
+            name,
+            now,
+            [n for n, k in found.replicas.items() if k > 0 and n not in refused],
+        )
+        for name, r in refused.items()
+    ]
+    return replace(found, reason="; ".join([found.reason, *clauses]))
+
+
+def _choose(
+    workload: Workload,
+    policy: ScalingPolicy,
+    pool: Pool,
+    desired: int,
+    shape: Sequence[mix.RequestClass] | None,
+    room: dict[int, int | None],
+    memory: mix.MixMemory,
+    now: float,
+) -> Choice:
     capacities = {p.name: _capacity(workload, policy, p) for p in pool.parts}
     primary = capacities[pool.parts[0].name]
     current = {p.name: p.deployment.spec_replicas for p in pool.parts}
@@ -325,7 +467,7 @@ def choose(
         # primary takes the difference, so no replica moves before sizes are known.
         head, rest = (
             pool.parts[0].name,
-            {p.name: min(current[p.name], p.max_replicas) for p in pool.parts[1:]},
+            {p.name: _within(current[p.name], p, room) for p in pool.parts[1:]},
         )
         keep = {head: max(desired - sum(rest.values()), 0)} | rest
         why = f"no performance profile of {head}" if primary is None else "no request sizes yet"
@@ -352,22 +494,29 @@ def choose(
     )
 
 
+def _within(count: int, part: Part, room: dict[int, int | None]) -> int:
+    most = room.get(part.gpu_type.pk)
+    return min(count, part.max_replicas, part.max_replicas if most is None else most)
+
+
 def make_before_break(pool: Pool, choice: Choice) -> Choice:
     """The mix as it may be set this tick: no type shrinks while another type's replicas
     the mix moves to are not all ready (its ready replicas, as observed, below its count),
     as the back-test's ``MixSizer.apply``. Setting every type at once would drain warm
     replicas a cold start before their replacements serve. The held types keep their
-    replicas; the reason says which and what they wait for. A quota cut still applies
-    after this (the loop's grant): a reclaim is not held."""
+    replicas but their unschedulable pods (those serve nothing: keeping them makes nothing
+    before the break); the reason says which and what they wait for. A quota cut still
+    applies after this (the loop's grant): a reclaim is not held."""
     waiting = {
         part.name: (choice.replicas[part.name], part.deployment.ready_replicas)
         for part in pool.parts
         if choice.replicas[part.name] > part.deployment.ready_replicas
     }
+    keep = {p.name: p.deployment.spec_replicas - len(p.unplaced) for p in pool.parts}
     held = {
-        part.name: part.deployment.spec_replicas
+        part.name: keep[part.name]
         for part in pool.parts
-        if choice.replicas[part.name] < part.deployment.spec_replicas and set(waiting) - {part.name}
+        if choice.replicas[part.name] < keep[part.name] and set(waiting) - {part.name}
     }
     if not held:
         return choice
@@ -389,8 +538,8 @@ def parts_state(workload: Workload, pool: Pool, wanted: Mapping[str, int]) -> li
             "gpu_type": part.gpu_type.pk,
             "key": workload.pk if part.variant is None else variant_key(part.variant),
             "deployment": part.deployment.name,
-            "holding": part.deployment.replicas,
-            "warming": part.deployment.warming_replicas,
+            "holding": part.holding,
+            "warming": part.warming,
             "wanted": wanted[part.name],
         }
         for part in pool.parts
@@ -476,7 +625,7 @@ def quota_room(workload: Workload, pool: Pool, rows: list[Quota]) -> dict[int, i
         limit = mine.as_limit()
         cohort = [q.as_limit() for q in quotas.values() if q.as_limit().cohort == limit.cohort]
         usage = {slug: q.used_gpus for slug, q in quotas.items()}
-        holding = part.deployment.replicas * workload.gpus_per_replica
+        holding = part.holding * workload.gpus_per_replica
         free = available(limit, cohort, usage) + min(holding, usage.get(tenant, 0))
         room[part.gpu_type.pk] = free // workload.gpus_per_replica
     return room
@@ -486,7 +635,8 @@ def placement_room(
     cluster_id: int, pools: list[tuple[Workload, Pool]]
 ) -> dict[tuple[int, int], int]:
     """Most replicas of each (workload, GPU type id) the cluster's nodes can hold: the ones it
-    runs plus those still placeable on one node each, as the last inventory sync saw them
+    runs (its pods but those the scheduler refused: the inventory never adds them back) plus
+    those still placeable on one node each, as the last inventory sync saw them
     (clusters.placement). Types with no synced node are left out (not bounded). One query."""
     nodes: dict[str, list[NodeGpus]] = defaultdict(list)
     rows = GpuNode.objects.filter(cluster_id=cluster_id).values_list(
@@ -500,5 +650,5 @@ def placement_room(
             found = nodes.get(part.gpu_type.node_label)
             if found is not None:
                 fits = placement(found, workload.gpus_per_replica).placeable
-                room[(workload.pk, part.gpu_type.pk)] = part.deployment.replicas + fits
+                room[(workload.pk, part.gpu_type.pk)] = part.holding + fits
     return room
