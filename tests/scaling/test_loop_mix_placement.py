@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 __all__ = ["a40"]  # the fixture, used by name
 
-A40_GPUS = 2  # the A40 node: fewer GPUs than the A40 replicas the mix wants
+A40_GPUS = 1  # the A40 node: fewer GPUs than the A40 replicas the mix wants (3 to 6)
 
 
 def small_a40_node() -> dict[str, Any]:

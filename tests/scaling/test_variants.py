@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from clusters.kubernetes import DeploymentState
+from clusters.kubernetes import DeploymentState, PodState
 from clusters.models import Cluster, GpuNode
 from quotas.models import GpuType, Quota
 from scaling import variants
@@ -217,3 +217,80 @@ def test_a_type_shrinks_only_once_the_replicas_the_mix_moves_to_are_ready(gpu_ty
     )
     ready = variants.make_before_break(warming_pool(gpu_type, a40, a40_ready=4), choice)
     assert ready == choice
+
+
+REFUSAL = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu"
+
+
+def refused_pool(a100: GpuType, a40: GpuType, a100_ready: int = 3) -> variants.Pool:
+    """3 A100s; 6 A40 pods asked for, of which the scheduler placed 2 (ready) and refused 4."""
+
+    def pod(i: int, refused: bool) -> PodState:
+        node = None if refused else "a40-0"
+        return PodState(
+            "team-a",
+            f"chat-a40-{i}",
+            {},
+            "Pending" if refused else "Running",
+            not refused,
+            node,
+            1,
+            REFUSAL if refused else "",
+        )
+
+    pods = tuple(pod(i, refused=i >= 2) for i in range(6))
+    parts = (
+        variants.Part(a100, DeploymentState("team-a", "chat", 3, 3, a100_ready), 0, 10, None),
+        variants.Part(a40, DeploymentState("team-a", "chat-a40", 6, 6, 2), 0, 6, 1, pods),
+    )
+    return variants.Pool(parts, list(pods), parts[0].deployment)
+
+
+def test_a_type_the_scheduler_refuses_is_bounded_at_what_it_placed(gpu_type, a40):
+    a40.hourly_cost = "0.50"
+    found = refused_pool(gpu_type, a40)
+    refused = variants.refusals(found, None, now=100.0)
+    assert refused == {"A40-48GB": variants.Refused(2, 6, REFUSAL, 100.0)}
+    # The inventory says 10 more A40s fit (it may not see a taint): it adds none back.
+    workload = Workload(pk=7, model_name=MODEL, gpus_per_replica=1, gpu_type=gpu_type)
+    placeable = {(7, a40.pk): 12}
+    room = variants.bounds(workload, found, {gpu_type.pk: None, a40.pk: None}, placeable, refused)
+    assert room == {gpu_type.pk: None, a40.pk: 2}
+    policy = ScalingPolicy(min_replicas=1, max_replicas=10, routing="least-outstanding")
+    shape = [variants.mean_class(SIZES)]
+    # The mix last chosen (3 A100 + 4 A40, test_the_cheapest_mix...) does not pin the A40s
+    # above what was placed: the A100s take the rest of the policy's 4.
+    memory = mix.MixMemory({"A100-80GB": 3, "A40-48GB": 4}, 4)
+    chosen = variants.choose(workload, policy, found, 4, shape, room, memory, 100.0, refused)
+    assert chosen.replicas["A40-48GB"] <= 2 and chosen.replicas["A100-80GB"] >= 4
+    assert chosen.reason.endswith(
+        f"; A40-48GB: 4 of 6 cannot be placed ({REFUSAL}), demand moved to A100-80GB"
+    ), chosen.reason
+
+
+def test_a_refused_type_is_offered_again_when_placed_or_after_the_retry(gpu_type, a40):
+    stored = {"A40-48GB": variants.Refused(2, 6, REFUSAL, 100.0).to_dict()}
+    # Its refused pods scaled away: 2 placed, none refused. Still bounded until the retry.
+    placed = pool(gpu_type, a40, (3, 2), a40_max=6)
+    assert variants.refusals(placed, stored, 200.0) == {
+        "A40-48GB": variants.Refused(2, 6, REFUSAL, 100.0)
+    }
+    assert variants.refusals(placed, stored, 100.0 + variants.UNPLACED_RETRY_S) == {}
+    # More placed than it was bounded at: capacity came back, offered at once.
+    assert variants.refusals(pool(gpu_type, a40, (3, 3), a40_max=6), stored, 200.0) == {}
+
+
+def test_make_before_break_keeps_no_pod_the_scheduler_refused(gpu_type, a40):
+    # The A100s grow (1 of 3 ready) while the A40s are cut to the 2 placed: the 4 refused
+    # pods are not kept up for the wait, they serve nothing.
+    found = refused_pool(gpu_type, a40, a100_ready=1)
+    choice = variants.Choice({"A100-80GB": 4, "A40-48GB": 2}, "4 x A100-80GB + 2 x A40-48GB")
+    assert variants.make_before_break(found, choice) == choice
+
+
+def test_pods_the_scheduler_refused_are_charged_to_no_quota(gpu_type, a40):
+    tenant = Tenant.objects.create(slug="solo", name="Solo")
+    workload = Workload(pk=7, tenant=tenant, model_name=MODEL, gpus_per_replica=1)
+    found = refused_pool(gpu_type, a40)
+    parts = variants.parts_state(workload, found, {"A100-80GB": 3, "A40-48GB": 2})
+    assert [(p["holding"], p["warming"]) for p in parts] == [(3, 0), (2, 0)]
