@@ -342,6 +342,16 @@ class Refused:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Refused | None:
+        """As ``to_dict`` stored it; None for anything else (a loop state from before)."""
+        try:
+            return cls(
+                int(data["placed"]), int(data["pods"]), str(data["message"]), float(data["at"])
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def clause(self, name: str, now: float, moved_to: list[str]) -> str:
         """One clause for the decision's reason, in the operator's words."""
         stuck = self.pods - self.placed
@@ -369,11 +379,9 @@ def refusals(pool: Pool, stored: Any, now: float) -> dict[str, Refused]:
             message = stuck[0].unschedulable
             found[part.name] = Refused(part.holding, part.deployment.replicas, message, now)
             continue
-        before = kept.get(part.name)
-        if isinstance(before, dict):
-            old = Refused(**before)
-            if now < old.at + UNPLACED_RETRY_S and part.holding <= old.placed:
-                found[part.name] = old
+        old = Refused.from_dict(kept.get(part.name))
+        if old is not None and now < old.at + UNPLACED_RETRY_S and part.holding <= old.placed:
+            found[part.name] = old
     return found
 
 

@@ -276,6 +276,7 @@ def test_a_refused_type_is_offered_again_when_placed_or_after_the_retry(gpu_type
         "A40-48GB": variants.Refused(2, 6, REFUSAL, 100.0)
     }
     assert variants.refusals(placed, stored, 100.0 + variants.UNPLACED_RETRY_S) == {}
+    assert variants.refusals(placed, {"A40-48GB": {"placed": 2}}, 200.0) == {}  # unreadable
     # More placed than it was bounded at: capacity came back, offered at once.
     assert variants.refusals(pool(gpu_type, a40, (3, 3), a40_max=6), stored, 200.0) == {}
 
