@@ -443,12 +443,9 @@ def choose(
        placement, by GPU type id): the router guard, the hysteresis against the mix last
        chosen (``memory``) and the cold-start wait before a change of types.
     """
+    found = _choose(workload, policy, pool, desired, shape, room, memory, now)
     if not refused:
-        return _choose(workload, policy, pool, desired, shape, room, memory, now)
-    # The hysteresis would pin a refused type at the count last chosen, beyond its bound.
-    bound = {p.name: room.get(p.gpu_type.pk) for p in pool.parts if p.name in refused}
-    goal = {n: min(k, bound.get(n) or 0) if n in bound else k for n, k in memory.goal.items()}
-    found = _choose(workload, policy, pool, desired, shape, room, replace(memory, goal=goal), now)
+        return found
     clauses = [
         r.clause(
             name,

@@ -363,11 +363,18 @@ def steady(
     if direction == 0:
         first = [replace(o, min_replicas=n, max_replicas=n) for o, n in pinned]
     elif direction > 0:
-        first = [replace(o, min_replicas=min(n, o.max_replicas)) for o, n in pinned]
+        first = [
+            replace(o, min_replicas=max(o.min_replicas, min(n, o.max_replicas))) for o, n in pinned
+        ]
     else:
         first = [replace(o, max_replicas=min(n, o.max_replicas)) for o, n in pinned]
+    # Counts the bounds no longer allow (a quota cut, a type the scheduler refuses) are not
+    # kept: what they held moves to the other types.
+    allowed = direction != 0 or all(
+        o.min_replicas <= n <= o.max_replicas for o, n in zip(options, have, strict=True)
+    )
     limit = best.cost_per_hour * (1 + hysteresis) + 1e-9
-    for shape in (first, _only(options, in_use)):
+    for shape in ([first] if allowed else []) + [_only(options, in_use)]:
         try:
             near = plan(shape, classes, utilization=utilization, min_total=min_total)
         except ValueError:

@@ -4,6 +4,7 @@ guard, hysteresis on types, and a short replay through the ordinary run_backtest
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -52,6 +53,25 @@ def test_short_prompts_go_to_the_cheaper_type_and_long_ones_to_the_faster():
     kept = steady(options, [short, long], alone.replicas, premium + 0.01)
     assert kept.replicas == {"A100-80GB": 7, "A40-48GB": 0} == alone.replicas | {"A40-48GB": 0}
     assert steady(options, [short, long], alone.replicas, premium - 0.01) == mix
+
+
+def test_the_hysteresis_keeps_no_count_the_bounds_no_longer_allow():
+    """A quota cut or a type the scheduler refuses lowers a type's bound under what it runs:
+    at an unchanged total the mix moves the excess to the other types (it used to pin the
+    count above the bound); a type's minimum holds while the total rises."""
+    options = gpu_options(PAIR, Deployment(), Slo(), 50)
+    short = RequestClass("<=2000", 19.0, 2000.0, 2.0, 2000)
+    long = RequestClass("<=10000", 1.6, 9000.0, 2.0, 10000)
+    mix = steady(options, [short, long], {}, 0.1)
+    a40s = mix.replicas["A40-48GB"]
+    assert a40s > 2
+    cut = [o if o.name == "A100-80GB" else replace(o, max_replicas=2) for o in options]
+    moved = steady(cut, [short, long], mix.replicas, 10.0)  # any margin: the count must go
+    assert moved.replicas["A40-48GB"] <= 2
+    assert moved.replicas["A100-80GB"] > mix.replicas["A100-80GB"]
+    floor = [o if o.name == "A100-80GB" else replace(o, min_replicas=1) for o in options]
+    rising = steady(floor, [short, long], {"A100-80GB": 7, "A40-48GB": 0}, 10.0, direction=1)
+    assert rising.replicas["A40-48GB"] >= 1
 
 
 def test_the_router_guard_drops_a_slower_type_when_decode_makes_it_late():
