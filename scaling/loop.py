@@ -383,6 +383,8 @@ def _propose(workload: Workload, observed: Observed) -> Proposal | Evaluation:
         if isinstance(found, str):
             return _unobservable(workload, found, observed.now)
         pool, deployment, pods = found, found.combined, found.pods
+    else:
+        deployment = observe.placed(deployment, pods)  # as quota and the engine count it
     state = workload.loop_state or {}
     params = policy.engine_params()
     tick, counters = _signal_tick(workload, policy, params, deployment, pods, observed, state)

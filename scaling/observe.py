@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
@@ -69,6 +69,16 @@ def unplaced(pods: Iterable[PodState]) -> str:
         return ""
     count = f"{len(stuck)} pod{'s' if len(stuck) > 1 else ''}"
     return f"{count} cannot be placed: {stuck[0].unschedulable}"
+
+
+def placed(deployment: DeploymentState, pods: Iterable[PodState]) -> DeploymentState:
+    """The Deployment as quota and capacity count it: a pod the scheduler cannot place holds
+    no GPU and is no replica on its way, so it is charged to no quota (issue 17: "counted
+    against nothing") and not counted warming; its spec and the reported failure keep it."""
+    stuck = sum(1 for pod in pods if pod.unschedulable)
+    if not stuck:
+        return deployment
+    return replace(deployment, replicas=max(deployment.replicas - stuck, deployment.ready_replicas))
 
 
 def failure_of(deployment: DeploymentState, pods: Iterable[PodState]) -> str:

@@ -70,14 +70,13 @@ class Part:
 
     @property
     def holding(self) -> int:
-        """Its replicas that hold GPUs or will once warm: its pods but the unschedulable ones,
-        which hold nothing and are charged to no quota."""
-        return max(self.deployment.replicas - len(self.unplaced), 0)
+        """Its replicas that hold GPUs or will once warm (``observe.placed``)."""
+        return observe.placed(self.deployment, self.pods).replicas
 
     @property
     def warming(self) -> int:
         """Of ``holding``, the ones not ready yet."""
-        return max(self.deployment.warming_replicas - len(self.unplaced), 0)
+        return observe.placed(self.deployment, self.pods).warming_replicas
 
 
 @dataclass(frozen=True)
@@ -146,8 +145,9 @@ def observe_pool(
         )
     weights = _weights(workload, policy, parts, shape)
 
-    def count(field: str) -> int:
-        return round(sum(getattr(p.deployment, field) * weights[p.name] for p in parts))
+    def count(field: str) -> int:  # pods the scheduler refuses count as no replica
+        placed = [(observe.placed(p.deployment, p.pods), weights[p.name]) for p in parts]
+        return round(sum(getattr(d, field) * weight for d, weight in placed))
 
     asked = _asked(parts, stored_mix)
     combined = replace(

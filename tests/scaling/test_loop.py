@@ -229,6 +229,16 @@ def test_pods_the_scheduler_cannot_place_are_reported_in_the_status_and_a_decisi
     )
     latest = Decision.objects.filter(workload=workload).latest("at")
     assert "2 pods cannot be placed" in latest.reason
+    # The two Pending pods hold no GPU: counted against nothing (not warming, not in the
+    # GPUs the tenant's quota is charged; issue 17 item 4). Once the 4 placed pods are ready:
+    ticks_until(
+        cluster,
+        lambda: Workload.objects.get(pk=workload.pk).ready_replicas == 4,
+        clock=clock,
+        every=5.0,
+    )
+    stored = Workload.objects.get(pk=workload.pk)
+    assert (stored.ready_replicas, stored.warming_replicas, stored.gpus_in_use) == (4, 0, 4)
 
 
 def test_a_per_replica_series_keeps_how_many_pods_each_point_averaged(
