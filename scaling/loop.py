@@ -89,6 +89,10 @@ from tenants.models import Namespace
 
 log = logging.getLogger(__name__)
 
+# The status counts the requests too long for the TTFT objective over this long (the
+# dashboard's "in the last 10 min"): long enough to hold still, short enough to be news.
+INFEASIBLE_WINDOW_S = 600.0
+
 
 @dataclass
 class TickReport:
@@ -646,7 +650,8 @@ def _signal_tick(
     )
     tick = replace(tick, infeasible=infeasible)
     if OFFERED_WORK not in reads(policy.algorithm):
-        return tick, {"prompt_len": counters["prompt_len"]}
+        kept = ("prompt_len", "infeasible_recent")
+        return tick, {key: counters[key] for key in kept if key in counters}
     counters.pop("prompt", None)  # whole prompt tokens, read before the prefix cache's hits
     rates: dict[str, float | None] = {}
     samples = observed.samples
@@ -687,12 +692,13 @@ def _infeasible(
     pod_names: set[str],
     counters: dict[str, Any],
 ) -> tuple[Infeasible | None, dict[str, Any]]:
-    """The requests finished since the previous tick whose prompt no replica prefills within
-    the policy's TTFT objective (the back-test's default without one), from the
-    prompt-length histogram; and this reading, for the next tick. Counted and shown, never
-    scaled for: the latency signals the engine reads are the queueing delay (which a long
-    prompt's own prefill does not enter) and TTFT, read as late only with requests waiting
-    (scaling.engine.slo)."""
+    """The requests finished in the last INFEASIBLE_WINDOW_S whose prompt no replica
+    prefills within the policy's TTFT objective (the back-test's default without one), from
+    the prompt-length histogram's change since the previous tick, summed over the window's
+    ticks (``counters["infeasible_recent"]``); and this reading, for the next tick. Counted
+    and shown, never scaled for: the latency signals the engine reads are the queueing
+    delay (which a long prompt's own prefill does not enter) and TTFT, read as late only
+    with requests waiting (scaling.engine.slo)."""
     buckets = observe.bucket_counts(
         observed.samples.get(observe.PROMPT_LENGTH_BUCKETS, {}), workload.namespace, pod_names
     )
@@ -709,17 +715,30 @@ def _infeasible(
     ):
         return None, reading
     over = observe.requests_over(limit, before.get("buckets") or {}, buckets)
-    if over is None:
+    # Each tick's count is kept for INFEASIBLE_WINDOW_S and shown summed, so the operator
+    # reads a number that holds still (a tick's 5 s flickers between 0 and a few). Summed per
+    # tick, not one delta over the window: a pod that goes away takes its counts with it.
+    # Entries: [start, requests, total, at_least, limit]; a new objective starts afresh.
+    recent = [
+        entry
+        for entry in counters.get("infeasible_recent") or []
+        if isinstance(entry, list)
+        and len(entry) == 5
+        and entry[4] == limit
+        and entry[0] > observed.now - INFEASIBLE_WINDOW_S
+    ]
+    if over is not None:
+        recent.append([float(before["at"]), over.requests, over.total, over.at_least, limit])
+    counters["infeasible_recent"] = recent
+    if not recent:
         return None, reading
-    share = over.requests / over.total if over.total else None
+    requests, total = sum(e[1] for e in recent), sum(e[2] for e in recent)
+    at_least = any(e[3] for e in recent)
+    share = requests / total if total else None
     gpu = workload.gpu_type.name
-    text = infeasible_sentence(
-        over.requests, share, ttft_s, gpu, workload.gpus_per_replica, over.at_least
-    )
-    window_s = observed.now - before["at"]
-    return Infeasible(
-        over.requests, over.total, over.at_least, window_s, ttft_s, limit, text
-    ), reading
+    text = infeasible_sentence(requests, share, ttft_s, gpu, workload.gpus_per_replica, at_least)
+    window_s = observed.now - min(e[0] for e in recent)
+    return Infeasible(requests, total, at_least, window_s, ttft_s, limit, text), reading
 
 
 def _act(

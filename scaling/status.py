@@ -76,6 +76,13 @@ class Infeasible:
     limit_tokens: int
     text: str
 
+    @property
+    def window(self) -> str:
+        """``window_s`` as the page says it: "45 s", "10 min"."""
+        if self.window_s < 90:
+            return f"{self.window_s:.0f} s"
+        return f"{self.window_s / 60:.0f} min"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -154,7 +161,7 @@ class WorkloadStatus:
     workload cannot be observed. ``observed_at`` is when the Deployment was last observed.
     ``since`` is when this outcome began (the Decision that recorded it) and ``evaluations``
     how many ticks have repeated it: "held at 8 since 07:30, 46 evaluations".
-    ``infeasible``: the requests too long for the TTFT objective since the previous tick
+    ``infeasible``: the requests too long for the TTFT objective in the last 10 minutes
     (None: not counted; policies that read offered work count them).
     ``types``: a workload on several GPU types, each type's Deployment (empty otherwise), and
     ``mix`` the line that explains the mix chosen for the policy's total.

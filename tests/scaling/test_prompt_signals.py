@@ -108,3 +108,49 @@ def test_the_back_tests_gateway_offers_only_the_prompt_tokens_that_need_prefill(
         offered.append(tick.prompt_tokens_per_s)
     assert offered[0] == pytest.approx(8 * BLOCK_TOKENS / 5.0)
     assert offered[1] == pytest.approx(2 * BLOCK_TOKENS / 5.0)  # 8 blocks came from the cache
+
+
+@pytest.mark.django_db
+def test_the_status_counts_the_last_ten_minutes_tick_by_tick(gpu_type) -> None:
+    """The count holds still: each tick's requests over the limit are kept and summed over
+    INFEASIBLE_WINDOW_S, a pod going away (its counters gone) loses none of what was
+    counted, older ticks drop out, and a new objective starts afresh."""
+    from scaling import loop, observe
+    from scaling.models import ScalingPolicy, Workload
+
+    workload = Workload(namespace="team-a", model_name=LLAMA, gpu_type=gpu_type)
+    policy = ScalingPolicy(slo_ttft_p95_s=2.0)
+    counters: dict = {}
+
+    def tick(now: float, pods: dict[str, list[int]], ttft: float = 2.0):
+        policy.slo_ttft_p95_s = ttft
+        index = {
+            ("team-a", pod): [
+                Sample(observe.PROMPT_LENGTH_BUCKETS, (("le", le),), count, now)
+                for le, count in cumulative(prompts).items()
+            ]
+            for pod, prompts in pods.items()
+        }
+        observed = loop.Observed(now, {}, {}, {observe.PROMPT_LENGTH_BUCKETS: index})
+        found, counters["prompt_len"] = loop._infeasible(
+            workload, policy, observed, set(pods), counters
+        )
+        return found
+
+    assert tick(0.0, {"a": [], "b": []}) is None  # a first reading: nothing to compare
+    assert tick(5.0, {"a": [30_000], "b": [100, 60_000]}).requests == 2
+    # Pod b goes away (scaled down): its counters vanish, the sum goes down, this tick is
+    # unknown, and what was counted stays.
+    held = tick(10.0, {"a": [30_000, 40_000]})
+    assert (held.requests, held.total, held.window) == (2, 3, "10 s")
+    later = tick(15.0, {"a": [30_000, 40_000, 50_000, 100]})
+    assert (later.requests, later.total) == (3, 5)
+    assert later.text.startswith("3 requests (60 %) were too long to meet a 2 s TTFT")
+    # Ten minutes on, the ticks before are out of the window.
+    gone = tick(15.0 + loop.INFEASIBLE_WINDOW_S, {"a": [30_000, 40_000, 50_000, 100, 100]})
+    assert (gone.requests, gone.total) == (0, 1)
+    # A looser objective admits longer prompts: counted afresh against its limit.
+    looser = tick(
+        20.0 + loop.INFEASIBLE_WINDOW_S, {"a": [30_000, 40_000, 50_000, 100, 100, 25_000]}, 4.0
+    )
+    assert (looser.requests, looser.total) == (0, 1)
