@@ -92,6 +92,8 @@ def workload_delta(live: WorkloadLive) -> str:
         values=point.get("values", {}),
         stale=point.get("stale", []),
         policy=policy,
+        types=live.types,
+        mix=live.ref.mix,
     )
 
 
@@ -170,4 +172,5 @@ def fleet_body(
 
 def _summary(live: WorkloadLive) -> dict[str, Any]:
     values = live.point.get("values", {})
-    return {key: values.get(key) for key in ("ready", "warming", "metric", "queue", "ttft_p95")}
+    summary = {key: values.get(key) for key in ("ready", "warming", "metric", "queue", "ttft_p95")}
+    return summary | ({"types": live.types} if live.types else {})

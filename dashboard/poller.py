@@ -341,7 +341,9 @@ def load_rows(feed: DecisionFeed) -> TickRows:
 
     clusters = list(Cluster.objects.filter(enabled=True))
     workloads = list(
-        Workload.objects.filter(cluster__enabled=True).select_related("policy", "gpu_type")
+        Workload.objects.filter(cluster__enabled=True)
+        .select_related("policy", "gpu_type")
+        .prefetch_related("variants__gpu_type")  # one query for every workload's GPU types
     )
     refs = [policies.workload_ref(w) for w in workloads]
     decisions = [frames.decision_dict(d) for d in feed.take()]

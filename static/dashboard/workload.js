@@ -153,7 +153,30 @@
     if (version) version.textContent = "v" + next.version;
   }
 
+  // The "GPU types" section (dashboard/_gpu_types.html): each type's ready / desired, its pin
+  // warning and the mix line follow the frames as the charts do.
+  function drawGpuTypes(frame) {
+    const section = document.getElementById("gpu-types");
+    if (!section || !frame.types) return;
+    for (const t of frame.types) {
+      const row = section.querySelector('tr[data-gpu-type="' + t.gpu_type + '"]');
+      if (!row) continue;
+      drawTypeCounts(row.querySelector('[data-field="ready-desired"]'), t, " / ");
+      const warning = row.querySelector('[data-field="warning"]');
+      warning.textContent = t.warning;
+      warning.classList.toggle("error", Boolean(t.warning));
+    }
+    const mix = document.getElementById("mix-line");
+    if (frame.mix && mix.dataset.mix !== frame.mix) {
+      mix.dataset.mix = frame.mix;
+      mix.className = "";
+      mix.textContent = frame.mix;
+    }
+    section.dataset.frames = String(Number(section.dataset.frames || 0) + 1);
+  }
+
   function onFrame(frame) {
+    if (frame.type === "snapshot" || frame.type === "delta") drawGpuTypes(frame);
     if (frame.type === "snapshot") {
       points = frame.history.slice(-MAX_POINTS);
       if (frame.policy) setPolicy(frame.policy);
