@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dashboard import replicas
 from dashboard.live import GpuCell, WorkloadLive
 
 
@@ -62,9 +63,11 @@ def dumps(frame_type: str, t: float, **body: Any) -> str:
 
 
 def decision_dict(decision: Any) -> dict[str, Any]:
-    """A Decision as the timeline draws it (steps are {name, value, note})."""
+    """A Decision as the timeline draws it (steps are {name, value, note}); ``unit`` and
+    ``wanted``: a mixed pool's counts as dashboard.replicas words them (empty otherwise)."""
     workload = decision.workload
     return {
+        **replicas.decision_counts(workload, decision.reason),
         "id": decision.pk,
         "workload": decision.workload_id,
         "workload_name": f"{workload.namespace}/{workload.deployment}",

@@ -148,7 +148,11 @@ class DecisionFeed:
         fresh = sorted((at, pk) for pk, at in self._window() if pk not in self.sent)[: self.BATCH]
         if not fresh:
             return []
-        found = Decision.objects.filter(pk__in=[pk for _, pk in fresh]).select_related("workload")
+        found = (
+            Decision.objects.filter(pk__in=[pk for _, pk in fresh])
+            .select_related("workload", "workload__gpu_type")
+            .prefetch_related("workload__variants")  # a mixed pool's card names its unit
+        )
         new = sorted(found, key=lambda d: (d.at, d.pk))
         self.sent.update((d.pk, d.at) for d in new)
         self.newest = max(self.newest, new[-1].at)

@@ -54,13 +54,18 @@ function decisionItem(d) {
     ["time", Charts.formatTime(d.at)],
     ["a", d.workload_name],
     ["span", d.outcome_label || d.outcome, "badge"], // "Applied", as the server renders it
-    ["span", d.current + " → " + d.final, "replicas"],
+    // A mixed pool leads with its per-type counts and names its total's unit, as
+    // _decisions.html does (dashboard.replicas): "24 → 8" alone would read as 24 machines.
+    ...(d.wanted ? [["span", "→ " + d.wanted, "replicas", "mix"]] : []),
+    ["span", (d.unit ? "policy total " : "") + d.current + " → " + d.final + (d.unit ? " " + d.unit : ""),
+      d.unit ? "muted replicas" : "replicas", "total"],
     ["span", d.algorithm + " · policy v" + d.policy_version, "muted"],
   ];
-  for (const [tag, text, cls] of parts) {
+  for (const [tag, text, cls, field] of parts) {
     const el = document.createElement(tag);
     el.textContent = text;
     if (cls) el.className = cls;
+    if (field) el.dataset.field = field;
     if (tag === "a") el.href = "/workloads/" + d.workload + "/";
     head.appendChild(el);
   }
