@@ -196,3 +196,46 @@ def test_a_variants_counts_change_on_open_pages_without_a_reload(
     for page in (alice, fleet):
         assert page.evaluate("window.notReloaded") is True
     shoot(alice, "workload-gpu-types-live")
+
+
+# A decision as the loop records one on a mixed pool: its reason leads with the mix line.
+RECORD_DECISION = """
+from django.utils import timezone
+from scaling.models import Decision, Workload
+w = Workload.objects.get(deployment="search-phi-3")
+d = Decision.objects.create(
+    workload=w, policy=w.policy, policy_version=w.policy.version, at=timezone.now(),
+    algorithm=w.policy.algorithm, current_replicas=24, raw_desired_replicas=8,
+    final_replicas=8, outcome="applied",
+    reason="1 x A100-80GB + 2 x A40-48GB: $4.10/h; policy: demand 7.6 replicas")
+print(d.pk)
+"""
+
+
+def test_a_live_added_card_reads_as_the_server_rendered_one(
+    mixed_app,
+    browser,  # noqa: F811 (the imported fixture)
+):
+    """A mixed pool's decision arriving on the live feed leads with its per-type counts and
+    names its total's unit, word for word as the page renders it after a reload."""
+    alice = log_in(browser, mixed_app.url, "alice")
+    alice.goto(f"{mixed_app.url}/workloads/{mixed_app.workload}/")
+    alice.wait_for_selector("#live-status.live", timeout=30000)
+    command = [sys.executable, "manage.py", "shell", "-c", RECORD_DECISION]
+    done = subprocess.run(command, cwd=ROOT, env=mixed_app.env, check=True, capture_output=True)
+    card = f"#decisions li[data-id='{done.stdout.decode().split()[-1]}']"
+    alice.wait_for_selector(f"{card}.fresh", timeout=30000)  # added by live.js
+
+    def head() -> tuple[str, str]:
+        fields = [alice.locator(f"{card} [data-field={f}]").inner_text() for f in ("mix", "total")]
+        return fields[0], fields[1]
+
+    live = head()
+    assert live == (
+        "→ 1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB",
+        "policy total 24 → 8 L4-24GB-equivalents",
+    )
+    alice.reload()
+    alice.wait_for_selector(card, timeout=10000)
+    assert alice.locator(f"{card}.fresh").count() == 0  # now the server's card
+    assert head() == live
