@@ -108,8 +108,8 @@ class TypeStatus:
     Deployment's ``ready`` replicas as observed, its ``current`` replicas (its spec, as
     observed; None in statuses written before it was recorded) and the ``desired`` count the
     mix set for it this tick (after any quota cut): plain replicas of that type, unlike the
-    status's totals (in primary-type replicas). ``warning``: the Deployment's pods are not pinned to the
-    type's nodes, so they may run on (and be counted as) another GPU type."""
+    status's totals (in primary-type replicas). ``warning``: the Deployment's pods are not
+    pinned to the type's nodes, so they may run on (and be counted as) another GPU type."""
 
     gpu_type: str
     deployment: str
