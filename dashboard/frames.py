@@ -176,4 +176,6 @@ def fleet_body(
 def _summary(live: WorkloadLive) -> dict[str, Any]:
     values = live.point.get("values", {})
     summary = {key: values.get(key) for key in ("ready", "warming", "metric", "queue", "ttft_p95")}
-    return summary | ({"types": live.types} if live.types else {})
+    if not live.types:
+        return summary
+    return summary | live.machines() | {"types": live.types}

@@ -191,32 +191,46 @@ class WorkloadLive:
         return newly
 
     def _type_ready(self, read: ClusterRead, now: float) -> dict[str, tuple[Value, float]]:
-        """Each GPU type's ready replicas as its Deployment reports them; a Deployment the
-        cluster does not list is missing (no value), not zero."""
-        ready: dict[str, tuple[Value, float]] = {}
+        """Each GPU type's ready and warming replicas as its Deployment reports them; a
+        Deployment the cluster does not list is missing (no value), not zero."""
+        counts: dict[str, tuple[Value, float]] = {}
         for t in self.ref.types:
             found = read.deployments.get((self.ref.namespace, t.deployment))
             if found is not None:
-                ready[t.gpu_type] = (float(found.ready_replicas), now)
-        return ready
+                counts[f"ready:{t.gpu_type}"] = (float(found.ready_replicas), now)
+                counts[f"warming:{t.gpu_type}"] = (float(found.warming_replicas), now)
+        return counts
 
     def _types_now(self, now: float, stale_after: float) -> list[dict[str, Any]]:
-        """The rows of the "GPU types" section and of the fleet's per-type counts: ready is
-        None when stale or missing (drawn as such, never 0)."""
+        """The rows of the "GPU types" section and of the fleet's per-type counts: ready and
+        warming are None when stale or missing (drawn as such, never 0)."""
         values, stale = self.type_memory.current(now, stale_after)
-        rows = []
-        for t in self.ref.types:
-            ready = values.get(t.gpu_type)
-            rows.append(
-                {
-                    "gpu_type": t.gpu_type,
-                    "ready": int(ready) if isinstance(ready, float) else None,
-                    "desired": t.desired,
-                    "stale": t.gpu_type in stale,
-                    "warning": t.warning,
-                }
-            )
-        return rows
+
+        def count(key: str) -> int | None:
+            found = values.get(key)
+            return int(found) if isinstance(found, float) else None
+
+        return [
+            {
+                "gpu_type": t.gpu_type,
+                "ready": count(f"ready:{t.gpu_type}"),
+                "warming": count(f"warming:{t.gpu_type}"),
+                "desired": t.desired,
+                "stale": f"ready:{t.gpu_type}" in stale,
+                "warning": t.warning,
+            }
+            for t in self.ref.types
+        ]
+
+    def machines(self) -> dict[str, int | None]:
+        """A mixed pool's ready and warming replicas of every type together (None when a
+        type's count is unknown): what its row's Ready and Warming columns show, rather than
+        the primary type's pods alone."""
+        totals: dict[str, int | None] = {}
+        for key in ("ready", "warming"):
+            counts = [t[key] for t in self.types]
+            totals[key] = None if None in counts else sum(c for c in counts if c is not None)
+        return totals
 
     def _fresh(self, read: ClusterRead, now: float) -> dict[str, tuple[Value, float]]:
         """This tick's values of the workload's own pods; none at all (every series goes

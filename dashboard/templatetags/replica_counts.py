@@ -29,3 +29,13 @@ def status_counts(workload: Any) -> dict[str, str] | None:
 def replica_unit(workload: Any) -> str:
     """ "L4-24GB-equivalents" for a workload on several GPU types, "" on one."""
     return replicas.unit(workload.gpu_type.name) if list(workload.variants.all()) else ""
+
+
+@register.filter
+def machines_ready(workload: Any) -> int | None | str:
+    """A mixed pool row's Ready: the ready replicas of every type as the latest evaluation saw
+    them (None before it has), "" for a workload on one GPU type (its own column value)."""
+    if not list(workload.variants.all()):
+        return ""
+    status = workload.public_status
+    return sum(t.ready for t in status.types) if status is not None and status.types else None

@@ -160,10 +160,18 @@ def test_each_gpu_type_streams_its_ready_replicas_and_goes_stale_never_zero():
     first = read(100.0)  # lists "chat" with 1 ready; "chat-a40" is not there yet
     live.observe(first, 100.0, 2.0)
     assert live.types == [
-        {"gpu_type": "L4-24GB", "ready": 1, "desired": 2, "stale": False, "warning": ""},
+        {
+            "gpu_type": "L4-24GB",
+            "ready": 1,
+            "warming": 1,
+            "desired": 2,
+            "stale": False,
+            "warning": "",
+        },
         {
             "gpu_type": "A40-48GB",
             "ready": None,
+            "warming": None,
             "desired": 1,
             "stale": False,
             "warning": "not pinned",
@@ -175,11 +183,16 @@ def test_each_gpu_type_streams_its_ready_replicas_and_goes_stale_never_zero():
         replace(grown, deployments={**grown.deployments, ("team-a", "chat-a40"): a40}), 101.0, 2.0
     )
     assert [(t["ready"], t["stale"]) for t in live.types] == [(1, False), (3, False)]
+    # The fleet row's Ready and Warming: the machines of every type, not the primary's pods.
+    assert live.machines() == {"ready": 4, "warming": 1}
+    row = frames._summary(live)
+    assert (row["ready"], row["warming"], row["types"]) == (4, 1, live.types)
     failed = ClusterRead(1, "east", None, "timed out")  # the cluster stops answering
     live.observe(failed, 102.0, 2.0)
     assert [t["ready"] for t in live.types] == [1, 3]  # within stale_after: kept
     live.observe(failed, 104.0, 2.0)
     assert [(t["ready"], t["stale"]) for t in live.types] == [(None, True), (None, True)]
+    assert live.machines() == {"ready": None, "warming": None}  # stale, never 0
     frame = json.loads(frames.workload_delta(live))
     assert frame["types"] == live.types and frame["mix"] == MIXED.mix
     assert live.snapshot()["types"] == live.types
