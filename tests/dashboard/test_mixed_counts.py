@@ -134,7 +134,7 @@ def test_the_latest_evaluation_rows_and_policy_bounds_name_the_unit(
     row = text(client.get("/").content.decode())
     # Ready: the machines of every type (2 A100 + 0 A40), not the primary-equivalents total;
     # warming comes with the first live frame. Desired names its unit.
-    assert "A40-48GB 0/2 2 – 3 A100-80GB-equivalents" in row
+    assert "A40-48GB 0/2 2 \u2013 3 A100-80GB-equivalents" in row
     assert (
         f"{mixed.policy.min_replicas}\u2013{mixed.policy.max_replicas} A100-80GB-equivalents" in row
     )
