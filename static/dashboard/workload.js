@@ -48,8 +48,10 @@
         x: these.map((d) => Charts.wall(d.at)), y: these.map((d) => d.final),
         marker: { color: look.color, size: 10, line: { color: "#fff", width: 1 },
           symbol: these.map((d) => (d.final > d.current ? "triangle-up" : d.final < d.current ? "triangle-down" : "x")) },
-        hovertext: these.map((d) => Charts.formatTime(d.at) + ": " + d.current + " → " + d.final +
-          " (policy v" + d.policy_version + "): " + d.reason),
+        // A mixed pool's marker names its machines and its total's unit, as its card does.
+        hovertext: these.map((d) => Charts.formatTime(d.at) + ": " +
+          (d.wanted ? "→ " + d.wanted + ", policy total " : "") + d.current + " → " + d.final +
+          (d.unit ? " " + d.unit : "") + " (policy v" + d.policy_version + "): " + d.reason),
         hoverinfo: "text",
       };
     });

@@ -235,6 +235,16 @@ def test_a_live_added_card_reads_as_the_server_rendered_one(
         "→ 1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB",
         "policy total 24 → 8 L4-24GB-equivalents",
     )
+    # Its marker on the replica chart says the same on hover.
+    hover = alice.wait_for_function(
+        """() => [...document.getElementById("chart-replicas").data]
+            .flatMap((trace) => trace.hovertext || [])
+            .find((text) => text.includes(" (policy v"))""",
+        timeout=10000,
+    ).json_value()
+    assert (
+        "→ 1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB, policy total 24 → 8 L4-24GB-equivalents" in hover
+    )
     alice.reload()
     alice.wait_for_selector(card, timeout=10000)
     assert alice.locator(f"{card}.fresh").count() == 0  # now the server's card

@@ -72,6 +72,7 @@ def mixed(team_a: Any, cluster: Any, gpu_type: GpuType, make_workload: Any) -> W
         mix=MIX_LINE,
     ).to_dict()
     found.desired_replicas = 3
+    found.observed_at = now
     found.save()
     return found
 
@@ -126,6 +127,7 @@ def test_the_latest_evaluation_rows_and_policy_bounds_name_the_unit(
     shown = text(page)
     assert "Replicas 2 \u00d7 A100-80GB → 1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB" in shown
     assert "Policy total 2 → 3 A100-80GB-equivalents (algorithm asked 3)" in shown
+    assert re.search(r"Observed \d+ ready, \d+ warming of 3 A100-80GB-equivalents \(each", shown)
     helped = re.search(r'data-help-for="max_replicas">([^<]+)<', page)
     assert helped is not None
     assert html.unescape(helped[1]).startswith(
