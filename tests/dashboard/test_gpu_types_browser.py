@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,16 @@ Workload.objects.filter(pk=w.pk).update(status=status)
 
 
 def ready_now(app: MixedApp, deployment: str) -> int:
+    """The Deployment's ready replicas once all its replicas are ready (no loop runs here, so
+    its spec stays put): a count still starting would move under the assertion."""
     apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=app.api)))
-    found = apps.read_namespaced_deployment(deployment, "acme-search")
-    return int(found.status.ready_replicas or 0)
+    deadline = time.monotonic() + 60
+    while True:
+        found = apps.read_namespaced_deployment(deployment, "acme-search")
+        ready = int(found.status.ready_replicas or 0)
+        if ready == found.spec.replicas or time.monotonic() > deadline:
+            return ready
+        time.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,7 @@ def test_a_variants_counts_change_on_open_pages_without_a_reload(
     cell = alice.locator("#gpu-types tr[data-gpu-type='A40-48GB'] [data-field=ready-desired]")
     row = fleet.locator("#workloads tr", has_text="acme-search/search-phi-3")
     counts = row.locator("[data-field=gpu-types] [data-gpu-type='A40-48GB']")
-    ready = int(cell.inner_text().split(" / ")[0])
+    ready = ready_now(mixed_app, "search-phi-3-a40")
 
     apps = k8s.AppsV1Api(k8s.ApiClient(k8s.Configuration(host=mixed_app.api)))
     body = {"spec": {"replicas": ready + 2}}
