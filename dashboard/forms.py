@@ -11,6 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import CheckConstraint, Q
 
 from clusters.metrics import KNOWN_METRICS, unknown_metric_warning
+from dashboard import replicas
 from scaling.engine import ALGORITHMS
 from scaling.models import Decision, ScalingPolicy, Workload
 from tenants.models import Tenant
@@ -110,9 +111,24 @@ class PolicyForm(forms.ModelForm):
             placeholder = default_text(algorithm, name)
             if placeholder and not self.fields[name].required:
                 self.fields[name].widget.attrs["placeholder"] = placeholder
+        self._name_bounds_unit()
         if not self.is_bound:
             self.initial["version"] = self.instance.version
             self.initial["loaded"] = json.dumps(self.loaded_values(self.instance))
+
+    def _name_bounds_unit(self) -> None:
+        """On a workload with variants, min and max bound the policy's total in replicas of
+        the primary type, not machines: say so beside them (dashboard.replicas)."""
+        workload = getattr(self.instance, "workload", None)
+        if workload is None or not list(workload.variants.all()):
+            return
+        primary = workload.gpu_type.name
+        for name, bound in (("min_replicas", "least"), ("max_replicas", "most")):
+            self.fields[name].help_text = (
+                f"In {replicas.unit(primary)}: the {bound} of the policy's total, every GPU "
+                f"type counted in replicas of {primary} (each weighted by the work one of its "
+                "replicas does). Each type's own bounds are in the GPU types section."
+            )
 
     def full_clean(self) -> None:
         """Then move each constraint's error (the model's, raised without a field) beside

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dashboard import replicas
 from dashboard.live import GpuCell, WorkloadLive
 
 
@@ -62,9 +63,11 @@ def dumps(frame_type: str, t: float, **body: Any) -> str:
 
 
 def decision_dict(decision: Any) -> dict[str, Any]:
-    """A Decision as the timeline draws it (steps are {name, value, note})."""
+    """A Decision as the timeline draws it (steps are {name, value, note}); ``unit`` and
+    ``wanted``: a mixed pool's counts as dashboard.replicas words them (empty otherwise)."""
     workload = decision.workload
     return {
+        **replicas.decision_counts(workload, decision.reason),
         "id": decision.pk,
         "workload": decision.workload_id,
         "workload_name": f"{workload.namespace}/{workload.deployment}",
@@ -92,6 +95,8 @@ def workload_delta(live: WorkloadLive) -> str:
         values=point.get("values", {}),
         stale=point.get("stale", []),
         policy=policy,
+        types=live.types,
+        mix=live.ref.mix,
     )
 
 
@@ -170,4 +175,7 @@ def fleet_body(
 
 def _summary(live: WorkloadLive) -> dict[str, Any]:
     values = live.point.get("values", {})
-    return {key: values.get(key) for key in ("ready", "warming", "metric", "queue", "ttft_p95")}
+    summary = {key: values.get(key) for key in ("ready", "warming", "metric", "queue", "ttft_p95")}
+    if not live.types:
+        return summary
+    return summary | live.machines() | {"types": live.types}

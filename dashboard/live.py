@@ -64,8 +64,21 @@ class PolicyView:
 
 
 @dataclass(frozen=True)
+class TypeRef:
+    """One GPU type of a workload on several (scaling.variants), the primary first: its
+    Deployment, and the replicas the control loop's latest evaluation set for it
+    (``scaling.status.TypeStatus.desired``; None before the loop has evaluated the mix)."""
+
+    gpu_type: str
+    deployment: str
+    desired: int | None = None
+    warning: str = ""
+
+
+@dataclass(frozen=True)
 class WorkloadRef:
-    """A workload as the poller loaded it from the database this tick."""
+    """A workload as the poller loaded it from the database this tick; ``types`` only for a
+    workload on several GPU types."""
 
     id: int
     tenant_id: int
@@ -74,6 +87,8 @@ class WorkloadRef:
     deployment: str
     gpus_per_replica: int
     policy: PolicyView | None
+    types: tuple[TypeRef, ...] = ()
+    mix: str = ""  # the latest mix line (scaling.status.WorkloadStatus.mix)
 
 
 @dataclass(frozen=True)
@@ -157,17 +172,65 @@ class WorkloadLive:
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
     point: dict[str, Any] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
+    # Each GPU type's ready replicas (its Deployment's status as listed this tick), aged into
+    # stale like the chart series but kept apart from them: they are rows, not lines.
+    type_memory: SeriesMemory = field(default_factory=SeriesMemory)
+    types: list[dict[str, Any]] = field(default_factory=list)
 
     def observe(self, read: ClusterRead | None, now: float, stale_after: float) -> list[str]:
         """Fold this tick's read in; returns the series that *became* stale this tick."""
         if read is not None and read.samples is not None:
             self.memory.update(self._fresh(read, now), read_ok=True)
+            self.type_memory.update(self._type_ready(read, now), read_ok=True)
         values, stale = self.memory.current(now, stale_after)
         newly = [key for key in stale if key not in self.stale]
         self.stale = stale
         self.point = {"t": now, "values": values, "stale": stale}
         self.history.append(self.point)
+        self.types = self._types_now(now, stale_after)
         return newly
+
+    def _type_ready(self, read: ClusterRead, now: float) -> dict[str, tuple[Value, float]]:
+        """Each GPU type's ready and warming replicas as its Deployment reports them; a
+        Deployment the cluster does not list is missing (no value), not zero."""
+        counts: dict[str, tuple[Value, float]] = {}
+        for t in self.ref.types:
+            found = read.deployments.get((self.ref.namespace, t.deployment))
+            if found is not None:
+                counts[f"ready:{t.gpu_type}"] = (float(found.ready_replicas), now)
+                counts[f"warming:{t.gpu_type}"] = (float(found.warming_replicas), now)
+        return counts
+
+    def _types_now(self, now: float, stale_after: float) -> list[dict[str, Any]]:
+        """The rows of the "GPU types" section and of the fleet's per-type counts: ready and
+        warming are None when stale or missing (drawn as such, never 0)."""
+        values, stale = self.type_memory.current(now, stale_after)
+
+        def count(key: str) -> int | None:
+            found = values.get(key)
+            return int(found) if isinstance(found, float) else None
+
+        return [
+            {
+                "gpu_type": t.gpu_type,
+                "ready": count(f"ready:{t.gpu_type}"),
+                "warming": count(f"warming:{t.gpu_type}"),
+                "desired": t.desired,
+                "stale": f"ready:{t.gpu_type}" in stale,
+                "warning": t.warning,
+            }
+            for t in self.ref.types
+        ]
+
+    def machines(self) -> dict[str, int | None]:
+        """A mixed pool's ready and warming replicas of every type together (None when a
+        type's count is unknown): what its row's Ready and Warming columns show, rather than
+        the primary type's pods alone."""
+        totals: dict[str, int | None] = {}
+        for key in ("ready", "warming"):
+            counts = [t[key] for t in self.types]
+            totals[key] = None if None in counts else sum(c for c in counts if c is not None)
+        return totals
 
     def _fresh(self, read: ClusterRead, now: float) -> dict[str, tuple[Value, float]]:
         """This tick's values of the workload's own pods; none at all (every series goes
@@ -210,6 +273,8 @@ class WorkloadLive:
             "workload": self.ref.id,
             "policy": self.ref.policy.as_dict() if self.ref.policy else None,
             "history": list(self.history),
+            "types": self.types,
+            "mix": self.ref.mix,
         }
 
 

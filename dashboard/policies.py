@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from dashboard.frames import TenantUsage
-from dashboard.live import PolicyView, WorkloadRef, thresholds
+from dashboard.live import PolicyView, TypeRef, WorkloadRef, thresholds
 from history.models import record_change, snapshot
 from quotas.models import Quota
 from scaling.engine import ALGORITHMS
@@ -67,6 +67,29 @@ def workload_ref(workload: Workload) -> WorkloadRef:
         deployment=workload.deployment,
         gpus_per_replica=workload.gpus_per_replica,
         policy=policy_view(policy) if policy is not None else None,
+        types=type_refs(workload),
+        mix=status.mix if (status := workload.public_status) is not None else "",
+    )
+
+
+def type_refs(workload: Workload) -> tuple[TypeRef, ...]:
+    """A workload on several GPU types: the primary, then each variant, with what the loop's
+    latest evaluation set for each (none without variants; load them with prefetch_related)."""
+    variants = list(workload.variants.all())
+    if not variants:
+        return ()
+    status = workload.public_status
+    seen = {t.gpu_type: t for t in status.types} if status is not None else {}
+    pairs = [(workload.gpu_type.name, workload.deployment)]
+    pairs += [(v.gpu_type.name, v.deployment) for v in variants]
+    return tuple(
+        TypeRef(
+            name,
+            deployment,
+            seen[name].desired if name in seen else None,
+            seen[name].warning if name in seen else "",
+        )
+        for name, deployment in pairs
     )
 
 

@@ -148,7 +148,11 @@ class DecisionFeed:
         fresh = sorted((at, pk) for pk, at in self._window() if pk not in self.sent)[: self.BATCH]
         if not fresh:
             return []
-        found = Decision.objects.filter(pk__in=[pk for _, pk in fresh]).select_related("workload")
+        found = (
+            Decision.objects.filter(pk__in=[pk for _, pk in fresh])
+            .select_related("workload", "workload__gpu_type")
+            .prefetch_related("workload__variants")  # a mixed pool's card names its unit
+        )
         new = sorted(found, key=lambda d: (d.at, d.pk))
         self.sent.update((d.pk, d.at) for d in new)
         self.newest = max(self.newest, new[-1].at)
@@ -341,7 +345,9 @@ def load_rows(feed: DecisionFeed) -> TickRows:
 
     clusters = list(Cluster.objects.filter(enabled=True))
     workloads = list(
-        Workload.objects.filter(cluster__enabled=True).select_related("policy", "gpu_type")
+        Workload.objects.filter(cluster__enabled=True)
+        .select_related("policy", "gpu_type")
+        .prefetch_related("variants__gpu_type")  # one query for every workload's GPU types
     )
     refs = [policies.workload_ref(w) for w in workloads]
     decisions = [frames.decision_dict(d) for d in feed.take()]

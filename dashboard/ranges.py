@@ -12,6 +12,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db.models import prefetch_related_objects
+
 from dashboard.frames import decision_dict
 from scaling import signal_store
 from scaling.models import Decision, Workload
@@ -79,6 +81,8 @@ def decisions_in(workload: Workload, since: float, until: float) -> list[dict[st
         .exclude(outcome=Decision.Outcome.HELD)
         .order_by("-at", "-id")[:MAX_DECISIONS]
     )
+    # One workload: its variants once (a mixed pool's cards name their unit), no query per row.
+    prefetch_related_objects([workload], "variants")
     for decision in found:
-        decision.workload = workload  # one workload: no query per row
+        decision.workload = workload
     return [decision_dict(d) for d in reversed(found)]

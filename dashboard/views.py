@@ -53,8 +53,11 @@ def _loop_health() -> dict[str, Any]:
 
 def _decisions(user: Any) -> Any:
     scoped = Workload.objects.for_user(user)
-    return Decision.objects.filter(workload__in=scoped).select_related(
-        "workload", "workload__tenant"
+    # The primary type and variants: a mixed pool's card names its counts' unit.
+    return (
+        Decision.objects.filter(workload__in=scoped)
+        .select_related("workload", "workload__tenant", "workload__gpu_type")
+        .prefetch_related(Prefetch("workload__variants", WorkloadVariant.objects.all()))
     )
 
 

@@ -112,28 +112,37 @@ class Infeasible:
 @dataclass(frozen=True)
 class TypeStatus:
     """One GPU type of a workload on several (scaling.variants), the primary first: its
-    Deployment's ``ready`` replicas as observed and the ``desired`` count the mix set for it
-    this tick (after any quota cut). ``warning``: the Deployment's pods are not pinned to the
-    type's nodes, so they may run on (and be counted as) another GPU type."""
+    Deployment's ``ready`` replicas as observed, its ``current`` replicas (its spec, as
+    observed; None in statuses written before it was recorded) and the ``desired`` count the
+    mix set for it this tick (after any quota cut): plain replicas of that type, unlike the
+    status's totals (in primary-type replicas). ``warning``: the Deployment's pods are not
+    pinned to the type's nodes, so they may run on (and be counted as) another GPU type."""
 
     gpu_type: str
     deployment: str
     ready: int
     desired: int
     warning: str = ""
+    current: int | None = None
 
     @classmethod
     def of(
         cls, gpu_type: str, node_label: str, deployment: DeploymentState, desired: int
     ) -> TypeStatus:
         warning = deployment.pin_warning(gpu_type, node_label)
-        return cls(gpu_type, deployment.name, deployment.ready_replicas, desired, warning)
+        ready, spec = deployment.ready_replicas, deployment.spec_replicas
+        return cls(gpu_type, deployment.name, ready, desired, warning, spec)
+
+    @property
+    def current_or_ready(self) -> int:
+        return self.current if self.current is not None else self.ready
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "gpu_type": self.gpu_type,
             "deployment": self.deployment,
             "ready": self.ready,
+            "current": self.current,
             "desired": self.desired,
             "warning": self.warning,
         }
@@ -146,6 +155,7 @@ class TypeStatus:
             ready=int(data["ready"]),
             desired=int(data["desired"]),
             warning=str(data.get("warning", "")),
+            current=None if data.get("current") is None else int(data["current"]),
         )
 
 

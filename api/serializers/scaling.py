@@ -78,11 +78,27 @@ class InfeasibleSerializer(serializers.Serializer[Any]):
     )
 
 
+# The unit of a policy's replica counts (docs/api.md, "Replica counts of a mixed pool").
+PRIMARY_UNIT = (
+    "In replicas of the workload's `gpu_type`; on a workload with `variants`, the policy's "
+    "total in replicas of that primary type, each other type's replicas weighted by the work "
+    "one of them does beside a primary one (so 1 A100 may count as 3 L4s): not a machine "
+    "count. Each type's own replicas are in `status.types`."
+)
+
+
 class TypeStatusSerializer(serializers.Serializer[Any]):
     gpu_type = serializers.CharField(help_text="The GPU type's name (the primary first).")
     deployment = serializers.CharField(help_text="Its Deployment in the workload's namespace.")
-    ready = serializers.IntegerField(help_text="Ready replicas as observed.")
-    desired = serializers.IntegerField(help_text="Replicas the mix set for it this tick.")
+    ready = serializers.IntegerField(help_text="Ready replicas of this type as observed.")
+    current = serializers.IntegerField(
+        allow_null=True,
+        help_text="Its Deployment's replicas (spec) as observed; null in statuses recorded "
+        "before this field. Plain replicas of this type, like `ready` and `desired`.",
+    )
+    desired = serializers.IntegerField(
+        help_text="Replicas of this type the mix set for it this tick (after any quota cut)."
+    )
     warning = serializers.CharField(
         help_text="Non-empty when the Deployment's pods are not pinned to the type's nodes "
         "(nodeSelector or required node affinity on nvidia.com/gpu.product)."
@@ -101,12 +117,16 @@ class WorkloadStatusSerializer(serializers.Serializer[Any]):
     policy_version = serializers.IntegerField(allow_null=True)
     algorithm = serializers.CharField()
     current = serializers.IntegerField(
-        allow_null=True, help_text="The Deployment's replicas as observed."
+        allow_null=True,
+        help_text="The Deployment's replicas as observed. " + PRIMARY_UNIT,
     )
     raw_desired = serializers.IntegerField(
-        allow_null=True, help_text="What the algorithm asked for, before any constraint."
+        allow_null=True,
+        help_text="What the algorithm asked for, before any constraint. " + PRIMARY_UNIT,
     )
-    desired = serializers.IntegerField(allow_null=True, help_text="What was left after `steps`.")
+    desired = serializers.IntegerField(
+        allow_null=True, help_text="What was left after `steps`. " + PRIMARY_UNIT
+    )
     steps = StatusStepSerializer(many=True, help_text="Each constraint applied, in order.")
     metrics = StatusMetricSerializer(many=True, help_text="The metric values the decision used.")
     failure = serializers.CharField(
@@ -196,6 +216,14 @@ class WorkloadSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["id", *WORKLOAD_STATE_FIELDS]
         validators: list[Any] = []
+        extra_kwargs = {
+            name: {"help_text": f"{what}, as the control loop last observed it. {PRIMARY_UNIT}"}
+            for name, what in (
+                ("ready_replicas", "Ready replicas"),
+                ("warming_replicas", "Replicas starting"),
+                ("desired_replicas", "Replicas asked for"),
+            )
+        }
 
     non_model_fields = ("variants",)
 
@@ -368,3 +396,12 @@ class DecisionSerializer(serializers.ModelSerializer[Decision]):
             "reason",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "current_replicas": {"help_text": "Replicas before the decision. " + PRIMARY_UNIT},
+            "raw_desired_replicas": {"help_text": "What the algorithm asked for. " + PRIMARY_UNIT},
+            "final_replicas": {"help_text": "Replicas after it. " + PRIMARY_UNIT},
+            "reason": {
+                "help_text": "Why, in a sentence; on a workload with variants it leads with "
+                'the mix chosen, e.g. "1 x A100-80GB + 2 x A40-48GB: $4.10/h; ...".'
+            },
+        }

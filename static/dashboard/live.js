@@ -54,13 +54,18 @@ function decisionItem(d) {
     ["time", Charts.formatTime(d.at)],
     ["a", d.workload_name],
     ["span", d.outcome_label || d.outcome, "badge"], // "Applied", as the server renders it
-    ["span", d.current + " → " + d.final, "replicas"],
+    // A mixed pool leads with its per-type counts and names its total's unit, as
+    // _decisions.html does (dashboard.replicas): "24 → 8" alone would read as 24 machines.
+    ...(d.wanted ? [["span", "→ " + d.wanted, "replicas", "mix"]] : []),
+    ["span", (d.unit ? "policy total " : "") + d.current + " → " + d.final + (d.unit ? " " + d.unit : ""),
+      d.unit ? "muted replicas" : "replicas", "total"],
     ["span", d.algorithm + " · policy v" + d.policy_version, "muted"],
   ];
-  for (const [tag, text, cls] of parts) {
+  for (const [tag, text, cls, field] of parts) {
     const el = document.createElement(tag);
     el.textContent = text;
     if (cls) el.className = cls;
+    if (field) el.dataset.field = field;
     if (tag === "a") el.href = "/workloads/" + d.workload + "/";
     head.appendChild(el);
   }
@@ -106,7 +111,22 @@ function updateWorkloadRows(list) {
       const cell = row.querySelector('[data-field="' + key + '"]');
       if (cell) { cell.textContent = fmt(w[key], 2); cell.classList.toggle("stale", w[key] === null); }
     }
+    for (const t of w.types || []) {
+      const counts = row.querySelector('[data-field="gpu-types"] [data-gpu-type="' + t.gpu_type + '"]');
+      if (counts) drawTypeCounts(counts, t, "/");
+    }
   }
+}
+
+// One GPU type's ready / desired replicas of a workload on several types (the fleet and tenant
+// rows, the workload page's "GPU types" table), from a frame's `types` row: ready is null when
+// its Deployment's read is stale or missing, drawn as "–" in grey, never as 0.
+function drawTypeCounts(el, t, sep) {
+  el.textContent = fmt(t.ready, 0) + sep + (t.desired === null ? "–" : t.desired);
+  el.classList.toggle("stale", t.ready === null);
+  el.title = t.ready === null
+    ? (t.stale ? "stale: " : "not listed: ") + "no recent read of " + t.gpu_type + "'s Deployment"
+    : "ready / desired on " + t.gpu_type;
 }
 
 // The quota usage table (fleet and tenant pages, dashboard/_usage.html), redrawn from each

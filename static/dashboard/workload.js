@@ -48,8 +48,10 @@
         x: these.map((d) => Charts.wall(d.at)), y: these.map((d) => d.final),
         marker: { color: look.color, size: 10, line: { color: "#fff", width: 1 },
           symbol: these.map((d) => (d.final > d.current ? "triangle-up" : d.final < d.current ? "triangle-down" : "x")) },
-        hovertext: these.map((d) => Charts.formatTime(d.at) + ": " + d.current + " → " + d.final +
-          " (policy v" + d.policy_version + "): " + d.reason),
+        // A mixed pool's marker names its machines and its total's unit, as its card does.
+        hovertext: these.map((d) => Charts.formatTime(d.at) + ": " +
+          (d.wanted ? "→ " + d.wanted + ", policy total " : "") + d.current + " → " + d.final +
+          (d.unit ? " " + d.unit : "") + " (policy v" + d.policy_version + "): " + d.reason),
         hoverinfo: "text",
       };
     });
@@ -153,7 +155,30 @@
     if (version) version.textContent = "v" + next.version;
   }
 
+  // The "GPU types" section (dashboard/_gpu_types.html): each type's ready / desired, its pin
+  // warning and the mix line follow the frames as the charts do.
+  function drawGpuTypes(frame) {
+    const section = document.getElementById("gpu-types");
+    if (!section || !frame.types) return;
+    for (const t of frame.types) {
+      const row = section.querySelector('tr[data-gpu-type="' + t.gpu_type + '"]');
+      if (!row) continue;
+      drawTypeCounts(row.querySelector('[data-field="ready-desired"]'), t, " / ");
+      const warning = row.querySelector('[data-field="warning"]');
+      warning.textContent = t.warning;
+      warning.classList.toggle("error", Boolean(t.warning));
+    }
+    const mix = document.getElementById("mix-line");
+    if (frame.mix && mix.dataset.mix !== frame.mix) {
+      mix.dataset.mix = frame.mix;
+      mix.className = "";
+      mix.textContent = frame.mix;
+    }
+    section.dataset.frames = String(Number(section.dataset.frames || 0) + 1);
+  }
+
   function onFrame(frame) {
+    if (frame.type === "snapshot" || frame.type === "delta") drawGpuTypes(frame);
     if (frame.type === "snapshot") {
       points = frame.history.slice(-MAX_POINTS);
       if (frame.policy) setPolicy(frame.policy);

@@ -93,3 +93,21 @@ def test_the_workload_status_is_a_documented_object_without_loop_state(
     error = components[described["properties"]["error"]["allOf"][0]["$ref"].rsplit("/", 1)[-1]]
     assert {"cause", "count", "since", "last_at"} == set(error["properties"])
     assert "loop_state" not in components["Workload"]["properties"]
+
+
+def test_a_policys_replica_counts_document_their_unit(schema: dict[str, Any]) -> None:
+    """On a workload with variants the policy counts in primary-type replicas: every numeric
+    field carrying such a count says so, and each type's own counts are plain replicas."""
+    components = schema["components"]["schemas"]
+    status = components["WorkloadStatus"]["properties"]
+    decision = components["Decision"]["properties"]
+    workload = components["Workload"]["properties"]
+    counted = [status[k] for k in ("current", "raw_desired", "desired")]
+    counted += [decision[k] for k in ("current_replicas", "raw_desired_replicas", "final_replicas")]
+    counted += [workload[k] for k in ("ready_replicas", "warming_replicas", "desired_replicas")]
+    for field in counted:
+        assert "replicas of that primary type" in field["description"]
+        assert "not a machine count" in field["description"]
+    types = components["TypeStatus"]["properties"]
+    assert {"ready", "current", "desired"} <= set(types)
+    assert "Plain replicas of this type" in types["current"]["description"]

@@ -263,3 +263,33 @@ def test_changing_the_primary_type_to_a_variants_is_refused_on_the_variant(
         "A40-48GB is the workload's own (primary) GPU type."
     ]
     assert Workload.objects.get(pk=pk).gpu_type.name == "A100-80GB"
+
+
+def test_the_status_serves_each_types_replicas_as_observed(
+    team_a: Any, cluster: Any, gpu_type: Any, make_workload: Any
+) -> None:
+    """status.types carries each type's Deployment replicas (spec) beside ready and desired,
+    as the loop records them (TypeStatus.of); a status stored before it serves null."""
+    from django.utils import timezone
+
+    from api.serializers.scaling import WorkloadSerializer
+    from clusters.kubernetes import DeploymentState
+    from scaling.status import TypeStatus, WorkloadStatus
+
+    found = make_workload(team_a, cluster, gpu_type, "chat")
+    seen = DeploymentState("team-a", "chat", 3, 3, 2, gpu_products=frozenset({"x"}))
+    typed = TypeStatus.of("A100-80GB", "x", seen, 1)
+    found.status = WorkloadStatus(timezone.now(), "applied", "r", types=(typed,)).to_dict()
+    served = WorkloadSerializer(found).data["status"]["types"]
+    assert served == [
+        {
+            "gpu_type": "A100-80GB",
+            "deployment": "chat",
+            "ready": 2,
+            "current": 3,
+            "desired": 1,
+            "warning": "",
+        }
+    ]
+    del found.status["types"][0]["current"]  # written before the field existed
+    assert WorkloadSerializer(found).data["status"]["types"][0]["current"] is None

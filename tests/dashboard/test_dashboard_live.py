@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
 from clusters.kubernetes import DeploymentState, PodState
 from clusters.metrics import Sample
-from dashboard.live import ClusterRead, FleetLive, PolicyView, WorkloadLive, WorkloadRef
+from dashboard import frames
+from dashboard.live import (
+    ClusterRead,
+    FleetLive,
+    PolicyView,
+    TypeRef,
+    WorkloadLive,
+    WorkloadRef,
+)
 from scaling.observe import GPU_UTIL, TTFT_BUCKETS
 from scaling.observe import REQUESTS_RUNNING as RUNNING
 
@@ -130,3 +140,66 @@ def test_every_series_the_dashboard_reads_is_one_the_exporters_publish():
 
     read = {*BASE_METRICS, observed.REQUESTS, observed.PROMPT, observed.GENERATION}
     assert read - set(KNOWN_METRICS) == set()
+
+
+MIXED = WorkloadRef(
+    3,
+    1,
+    1,
+    "team-a",
+    "chat",
+    1,
+    POLICY,
+    (TypeRef("L4-24GB", "chat", 2), TypeRef("A40-48GB", "chat-a40", 1, "not pinned")),
+    "2 x L4-24GB + 1 x A40-48GB: $2.10/h",
+)
+
+
+def test_each_gpu_type_streams_its_ready_replicas_and_goes_stale_never_zero():
+    live = WorkloadLive(MIXED)
+    first = read(100.0)  # lists "chat" with 1 ready; "chat-a40" is not there yet
+    live.observe(first, 100.0, 2.0)
+    assert live.types == [
+        {
+            "gpu_type": "L4-24GB",
+            "ready": 1,
+            "warming": 1,
+            "desired": 2,
+            "stale": False,
+            "warning": "",
+        },
+        {
+            "gpu_type": "A40-48GB",
+            "ready": None,
+            "warming": None,
+            "desired": 1,
+            "stale": False,
+            "warning": "not pinned",
+        },
+    ]
+    grown = read(101.0)
+    a40 = DeploymentState("team-a", "chat-a40", 3, 3, 3, selector={"app": "chat-a40"})
+    live.observe(
+        replace(grown, deployments={**grown.deployments, ("team-a", "chat-a40"): a40}), 101.0, 2.0
+    )
+    assert [(t["ready"], t["stale"]) for t in live.types] == [(1, False), (3, False)]
+    # The fleet row's Ready and Warming: the machines of every type, not the primary's pods.
+    assert live.machines() == {"ready": 4, "warming": 1}
+    row = frames._summary(live)
+    assert (row["ready"], row["warming"], row["types"]) == (4, 1, live.types)
+    failed = ClusterRead(1, "east", None, "timed out")  # the cluster stops answering
+    live.observe(failed, 102.0, 2.0)
+    assert [t["ready"] for t in live.types] == [1, 3]  # within stale_after: kept
+    live.observe(failed, 104.0, 2.0)
+    assert [(t["ready"], t["stale"]) for t in live.types] == [(None, True), (None, True)]
+    assert live.machines() == {"ready": None, "warming": None}  # stale, never 0
+    frame = json.loads(frames.workload_delta(live))
+    assert frame["types"] == live.types and frame["mix"] == MIXED.mix
+    assert live.snapshot()["types"] == live.types
+
+
+def test_a_workload_on_one_gpu_type_carries_no_type_rows():
+    live = WorkloadLive(REF)
+    live.observe(read(100.0), 100.0, 2.0)
+    assert live.types == []
+    assert "types" not in frames._summary(live)
