@@ -67,7 +67,7 @@ def decision_dict(decision: Any) -> dict[str, Any]:
     ``wanted``: a mixed pool's counts as dashboard.replicas words them (empty otherwise)."""
     workload = decision.workload
     return {
-        **replicas.decision_counts(workload, decision.reason),
+        **replicas.decision_counts(workload, decision.metrics),
         "id": decision.pk,
         "workload": decision.workload_id,
         "workload_name": f"{workload.namespace}/{workload.deployment}",

@@ -12,18 +12,11 @@ type reads as before: its counts are plain replicas.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from scaling.status import WorkloadStatus
+from scaling.status import TypeStatus, WorkloadStatus
 
-# A decision's reason on a mixed pool starts with the mix line (scaling.engine.mix.Mix.text:
-# "1 x A100-80GB + 2 x A40-48GB: $4.10/h"), after the loop's "first decision of policy v3: ".
-_LEADING_MIX = re.compile(
-    r"^(?:first decision of policy v\d+: )?(?P<mix>no replicas|\d+ x \S+(?: \+ \d+ x \S+)*): \$"
-)
-_PART = re.compile(r"(\d+) x (\S+)")
 TIMES = " \u00d7 "  # the multiplication sign, as the templates write a GPU count
 
 
@@ -38,25 +31,19 @@ def counts_text(counts: Iterable[tuple[str, int]]) -> str:
     return " + ".join(f"{n}{TIMES}{name}" for name, n in counts if n) or "0 replicas"
 
 
-def wanted_of(reason: str) -> list[tuple[str, int]] | None:
-    """The per-type counts a mixed pool's decision chose, from the mix line its reason leads
-    with; None when it has none (a held or failed mix says why instead)."""
-    found = _LEADING_MIX.match(reason)
-    if found is None:
-        return None
-    return [(name, int(n)) for n, name in _PART.findall(found["mix"])]
-
-
-def decision_counts(workload: Any, reason: str) -> dict[str, str]:
+def decision_counts(workload: Any, metrics: Any) -> dict[str, str]:
     """What a decision card shows beside its total: ``unit`` (empty for a workload on one GPU
-    type, whose totals are plain replicas) and ``wanted``, the per-type counts it chose.
-    ``workload`` needs its ``gpu_type`` and ``variants`` loaded (select/prefetch_related)."""
+    type, whose totals are plain replicas) and ``wanted``, the per-type counts it set, as the
+    loop recorded them (``Decision.metrics["types"]``, scaling.status.TypeStatus; empty for a
+    decision recorded before they were). ``workload`` needs its ``gpu_type`` and ``variants``
+    loaded (select/prefetch_related)."""
     if not list(workload.variants.all()):
         return {"unit": "", "wanted": ""}
-    wanted = wanted_of(reason)
+    types = metrics.get("types") if isinstance(metrics, dict) else None
+    wanted = [TypeStatus.from_dict(t) for t in types] if isinstance(types, list) else []
     return {
         "unit": unit(workload.gpu_type.name),
-        "wanted": counts_text(wanted) if wanted is not None else "",
+        "wanted": counts_text((t.gpu_type, t.desired) for t in wanted) if wanted else "",
     }
 
 

@@ -454,6 +454,8 @@ def _finish(
     if p.pool is not None and p.choice is not None:
         types, mix_line = _type_statuses(p, grants), p.choice.reason
         evaluation.status = replace(evaluation.status, types=types, mix=mix_line)
+        if evaluation.decision is not None:  # each type's count, as the dashboard shows it
+            evaluation.decision.metrics["types"] = [t.to_dict() for t in types]
     evaluation.loop_state.update(
         memory=engine.memory.to_dict(), history=p.history, counters=p.counters, **quota_state
     )

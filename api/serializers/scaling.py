@@ -374,7 +374,14 @@ class DecisionSerializer(serializers.ModelSerializer[Decision]):
     tenant: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         source="workload.tenant", slug_field="slug", read_only=True
     )
-    metrics = serializers.JSONField(read_only=True)
+    metrics = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "values: the metric values the decision used; types (a workload on several GPU "
+            "types only): each type's gpu_type, deployment, ready, current and desired "
+            "replicas as the decision set them (machines, not primary-type equivalents)."
+        ),
+    )
     steps = serializers.JSONField(read_only=True)
 
     class Meta:

@@ -14,7 +14,7 @@ register = template.Library()
 @register.filter
 def decision_counts(decision: Any) -> dict[str, str]:
     """A decision card's per-type counts and its total's unit (see dashboard.replicas)."""
-    return replicas.decision_counts(decision.workload, decision.reason)
+    return replicas.decision_counts(decision.workload, decision.metrics)
 
 
 @register.filter

@@ -26,19 +26,11 @@ MIX_LINE = mix.explain(
 REASON = f"first decision of policy v3: {MIX_LINE}; policy: demand 7.6 replicas"
 
 
-def test_the_wanted_counts_are_read_back_from_the_mix_line_the_engine_writes():
-    assert MIX_LINE.startswith("1 x A100-80GB + 2 x A40-48GB: $4.10/h")
-    assert replicas.wanted_of(REASON) == [("A100-80GB", 1), ("A40-48GB", 2)]
-    assert replicas.wanted_of(MIX_LINE) == [("A100-80GB", 1), ("A40-48GB", 2)]
-    empty = mix.Mix({"A100-80GB": 0, "A40-48GB": 0}, 0.0).text()
-    assert replicas.wanted_of(empty) == []
+def test_counts_read_as_machines_per_type():
     assert replicas.counts_text([]) == "0 replicas"
     assert replicas.counts_text([("A100-80GB", 1), ("L4-24GB", 0), ("A40-48GB", 2)]) == (
         "1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB"
     )
-    # A held mix says why instead of a mix: no per-type counts are made up for it.
-    assert replicas.wanted_of("mix held: no mix within the bounds; policy: hold") is None
-    assert replicas.wanted_of("Scaled because of load.") is None
 
 
 def text(body: str) -> str:
@@ -77,9 +69,19 @@ def mixed(team_a: Any, cluster: Any, gpu_type: GpuType, make_workload: Any) -> W
     return found
 
 
-def decide(workload: Workload, reason: str, current: int, final: int) -> Decision:
+TYPES = [
+    TypeStatus("A100-80GB", "chat", 2, 1, current=2).to_dict(),
+    TypeStatus("A40-48GB", "chat-a40", 0, 2, current=0).to_dict(),
+]
+
+
+def decide(
+    workload: Workload, reason: str, current: int, final: int, types: list | None = None
+) -> Decision:
+    """A Decision as the loop records one (a mixed pool's with each type's counts)."""
     return Decision.objects.create(
         workload=workload,
+        metrics={"values": [], **({"types": types} if types else {})},
         policy=workload.policy,
         policy_version=1,
         at=timezone.now() - timedelta(seconds=5),
@@ -97,7 +99,8 @@ def test_a_mixed_pools_cards_lead_with_the_types_and_name_the_totals_unit(
     client, mixed, make_user, team_a, cluster, gpu_type, make_workload
 ):
     plain = make_workload(team_a, cluster, gpu_type, "plain")
-    decide(mixed, REASON, 24, 8)
+    decide(mixed, REASON, 24, 8, TYPES)
+    decide(mixed, "mix held: no mix within the bounds; policy: hold", 8, 8)  # no types
     decide(plain, "Scaled because of load.", 1, 2)
     client.force_login(make_user("viewer", team_a, "viewer"))
     card = "→ 1 \u00d7 A100-80GB + 2 \u00d7 A40-48GB policy total 24 → 8 A100-80GB-equivalents"
@@ -115,7 +118,9 @@ def test_a_mixed_pools_cards_lead_with_the_types_and_name_the_totals_unit(
         "current": 24,
         "final": 8,
     }
-    assert (live[1]["wanted"], live[1]["unit"]) == ("", "")
+    # A held mix set no per-type counts: none are made up, the total keeps its unit.
+    assert (live[1]["wanted"], live[1]["unit"]) == ("", "A100-80GB-equivalents")
+    assert (live[2]["wanted"], live[2]["unit"]) == ("", "")
 
 
 @pytest.mark.django_db

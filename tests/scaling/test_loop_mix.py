@@ -92,6 +92,12 @@ def test_a_workload_with_a100_and_a40_variants_gets_the_cheaper_mix(
     assert found, reason
     a100s, a40s, cost = int(found[1]), int(found[2]), float(found[3])
     assert (spec_replicas(url), spec_replicas(url, "chat-a40")) == (a100s, a40s)
+    # The Decision keeps each type's count as set (the dashboard's cards read them).
+    recorded = Decision.objects.filter(workload=workload).latest("at", "pk").metrics["types"]
+    assert [(t["gpu_type"], t["desired"]) for t in recorded] == [
+        ("A100-80GB", a100s),
+        ("A40-48GB", a40s),
+    ]
     assert 1 <= a100s < 3 and cost == pytest.approx(2.20 * a100s + 0.30 * a40s)
     assert cost < 6.60  # three A100s, what the policy asked for
     status = Workload.objects.get(pk=workload.pk).public_status
