@@ -40,7 +40,7 @@ EDITS: dict[str, Any] = {
     "scale_down_max_percent": 20.0,
     "scale_down_max_pods": 1,
     "scale_down_period_s": 30.0,
-    "stable_window_s": 120.0,
+    "stable_window_s": 30.0,  # within the base history: the observations hold 60 s
     "panic_window_s": 12.0,
     "panic_threshold_percent": 150.0,
     "max_scale_up_rate": 5.0,
@@ -84,7 +84,16 @@ def test_every_field_is_edited_in_the_sweep() -> None:
 
 @pytest.mark.parametrize(
     ("offered", "base_fields"),
-    [(True, {}), (False, {"target": 100.0}), (False, {"aggregation": "total", "target": 8.0})],
+    [
+        (True, {}),
+        (False, {"target": 100.0}),
+        (False, {"aggregation": "total", "target": 8.0}),
+        (False, {"algorithm": "kpa"}),
+        # A panic window of its own: else it follows the stable one, hiding the stable
+        # window's own place in the key.
+        (False, {"algorithm": "kpa", "panic_window_s": 6.0}),
+        (False, {"algorithm": "kpa", "aggregation": "total", "target": 8.0}),
+    ],
 )
 def test_edits_in_a_row_answer_as_the_engine_on_fresh_observations(
     offered: bool, base_fields: dict[str, Any]
@@ -100,8 +109,8 @@ def test_edits_in_a_row_answer_as_the_engine_on_fresh_observations(
     assert replayed(base, shared) == replayed(base, fresh(shared))
 
 
-def _outlook_entries(observed: list[Observation]) -> int:
-    return sum(len(obs.__dict__.get("_memo", {}).get("predictive.outlook", {})) for obs in observed)
+def _entries(observed: list[Observation], name: str = "predictive.outlook") -> int:
+    return sum(len(obs.__dict__.get("_memo", {}).get(name, {})) for obs in observed)
 
 
 @pytest.mark.parametrize("name", ["cold_start_s", "slo_ttft_p95_s"])
@@ -109,11 +118,11 @@ def test_an_edit_of_a_field_the_forecast_reads_recomputes_it(name: str) -> None:
     base = policy({"algorithm": "predictive"})
     shared = observations(base, True, seed=8)
     replayed(base, shared)
-    before = _outlook_entries(shared)
+    before = _entries(shared)
     assert before > 0
     params = replace(base, **{name: EDITS[name]})
     assert replayed(params, shared) == replayed(params, fresh(shared))
-    assert _outlook_entries(shared) > before
+    assert _entries(shared) > before
 
 
 @pytest.mark.parametrize("name", ["metric", "aggregation", "target"])
@@ -121,10 +130,10 @@ def test_the_metric_fallback_recomputes_on_the_fields_it_reads(name: str) -> Non
     base = policy({"algorithm": "predictive", "target": 100.0})
     shared = observations(base, False, seed=9)
     replayed(base, shared)
-    before = _outlook_entries(shared)
+    before = _entries(shared)
     params = replace(base, **{name: EDITS[name]})
     assert replayed(params, shared) == replayed(params, fresh(shared))
-    assert _outlook_entries(shared) > before
+    assert _entries(shared) > before
 
 
 @pytest.mark.parametrize(
@@ -134,10 +143,10 @@ def test_an_edit_of_another_field_reuses_the_forecast_on_offered_work(name: str)
     base = policy({"algorithm": "predictive"})
     shared = observations(base, True, seed=10)
     replayed(base, shared)
-    before = _outlook_entries(shared)
+    before = _entries(shared)
     params = replace(base, **{name: EDITS[name]})
     assert replayed(params, shared) == replayed(params, fresh(shared))
-    assert _outlook_entries(shared) == before
+    assert _entries(shared) == before
 
 
 @pytest.mark.parametrize("name", OUTLOOK_PARAMS)
@@ -167,3 +176,28 @@ def test_the_memo_is_no_part_of_the_observation() -> None:
     assert [repr(obs) for obs in shared] == plain
     assert shared == fresh(shared)
     assert all("_memo" not in obs.__dict__ for obs in fresh(shared))
+
+
+@pytest.mark.parametrize(
+    ("name", "recomputes"),
+    [
+        ("metric", True),
+        ("aggregation", True),
+        ("max_metric_age_s", True),
+        ("stable_window_s", True),
+        ("panic_window_s", True),
+        ("target", False),
+        ("panic_threshold_percent", False),
+        ("max_scale_up_rate", False),
+        ("scale_to_zero_grace_s", False),
+    ],
+)
+def test_kpa_windows_recompute_on_the_fields_they_read_only(name: str, recomputes: bool) -> None:
+    base = policy({"algorithm": "kpa"})
+    shared = observations(base, False, seed=14)
+    replayed(base, shared)
+    before = _entries(shared, "kpa.windows")
+    assert before > 0
+    params = replace(base, **{name: EDITS[name]})
+    assert replayed(params, shared) == replayed(params, fresh(shared))
+    assert (_entries(shared, "kpa.windows") > before) == recomputes
