@@ -93,13 +93,15 @@ def test_every_field_is_edited_in_the_sweep() -> None:
         # window's own place in the key.
         (False, {"algorithm": "kpa", "panic_window_s": 6.0}),
         (False, {"algorithm": "kpa", "aggregation": "total", "target": 8.0}),
+        (False, {"algorithm": "hpa"}),
+        (False, {"algorithm": "apa"}),
     ],
 )
 def test_edits_in_a_row_answer_as_the_engine_on_fresh_observations(
     offered: bool, base_fields: dict[str, Any]
 ) -> None:
     base = policy({"algorithm": "predictive", **base_fields})
-    shared = observations(base, offered, seed=7)
+    shared = observations(base, offered, seed=1)  # exporters fall silent: stale series
     edited = base
     for name, value in EDITS.items():
         # Each edit once on its own, then kept (edits accumulate as while typing), and the
@@ -201,3 +203,15 @@ def test_kpa_windows_recompute_on_the_fields_they_read_only(name: str, recompute
     params = replace(base, **{name: EDITS[name]})
     assert replayed(params, shared) == replayed(params, fresh(shared))
     assert (_entries(shared, "kpa.windows") > before) == recomputes
+
+
+@pytest.mark.parametrize("algorithm", ["hpa", "kpa", "predictive"])
+def test_the_guards_verdict_recomputes_on_the_metric_age(algorithm: str) -> None:
+    base = policy({"algorithm": algorithm})
+    shared = observations(base, algorithm == "predictive", seed=1)
+    replayed(base, shared)
+    strict = replace(base, max_metric_age_s=EDITS["max_metric_age_s"])
+    answers = replayed(strict, shared)
+    assert answers == replayed(strict, fresh(shared))
+    stale = sum("stale" in a["reason"] for a in answers)
+    assert stale > sum("stale" in a["reason"] for a in replayed(base, shared))
