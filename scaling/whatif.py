@@ -52,8 +52,9 @@ def signal_whatif(
 
     Fast while the operator types (``_OBSERVED``, ``_ANSWERS``): the stored ticks are read
     every time (new ticks arrive every loop tick), but what the engine is shown at each of
-    them is built once per tick set and signal window, and a policy asked again over the same
-    ticks gets its earlier answer."""
+    them is built once per tick set and signal window (what ``decide`` derives from each
+    observation and a few policy fields is memoised on it, engine/memo.py), and a policy
+    asked again over the same ticks gets its earlier answer."""
     params = edited.engine_params()
     capacity = replica_capacity(
         workload.gpu_type.profile,
@@ -160,9 +161,12 @@ class _Recent(Generic[K, V]):
                 self.entries.popitem(last=False)
 
 
-# Per server process, at most ~20 MB: an engine view is up to ~4 MB (6 h of history with an
-# hour of 5 s ticks, predictive's 600 s of every series at each tick), an answer with its
-# key's ticks ~0.4 MB. Enough for the windows and algorithms an operator flips between.
+# Per server process, at most ~70 MB: an engine view is up to ~4 MB (6 h of history with an
+# hour of 5 s ticks, predictive's 600 s of every series at each tick), plus what ``decide``
+# memoises on its observations (engine/memo.py; measured for predictive on an hour of 5 s
+# ticks: 1.7x the view for the first policy, ~0.2x per further value of a field its forecast
+# reads, at most 8 such), an answer with its key's ticks ~0.4 MB. Enough for the windows and
+# algorithms an operator flips between.
 _OBSERVED: _Recent[tuple[Any, ...], Observed] = _Recent(4)
 _ANSWERS: _Recent[tuple[Any, ...], dict[str, Any]] = _Recent(16)
 

@@ -34,6 +34,7 @@ from .guards import (
     resolve_params,
     signal_problem,
 )
+from .memo import memoised
 from .types import (
     Algorithm,
     Decision,
@@ -44,6 +45,7 @@ from .types import (
     PolicyParams,
     Proposal,
     QuotaHeadroom,
+    Signal,
     Step,
 )
 
@@ -75,15 +77,7 @@ def decide(
     if algorithm.derive is not None:
         params = algorithm.derive(policy, params)
     signals = algorithm.signals(policy, params, obs)
-    bad_data = next(
-        (
-            problem
-            for sig in signals
-            if (problem := signal_problem(sig, obs.now, policy.max_metric_age_s)) is not None
-        ),
-        None,
-    )
-    evidence = None if bad_data is not None else freshness.evidence_time(signals)
+    bad_data, evidence = vetted(signals, obs, policy.max_metric_age_s)
     memory = freshness.advance(memory, obs.now, evidence, policy.max_metric_age_s)
     if bad_data is not None:
         return hold(policy, obs, memory, bad_data, params, algorithm, quota=quota)
@@ -102,6 +96,34 @@ def decide(
     return finish(
         policy, obs, _hold_scale_down(proposal, obs, params, policy), quota, params, algorithm
     )
+
+
+def vetted(
+    signals: tuple[Signal, ...], obs: Observation, max_age_s: float
+) -> tuple[str | None, float | None]:
+    """Step 3: the first problem the shared guards find in the signals, else the newest
+    moment all of them have data for. Memoised per observation: an algorithm's signals are
+    mostly the observation's own series, the same objects edit after edit, so a series is
+    keyed by identity (the entry keeps it alive, so its id names no other meanwhile)."""
+    key = (max_age_s, tuple((s.label, s.lookback_s, id(s.points)) for s in signals))
+    verdict, _kept = memoised(
+        obs, "decide.vetted", key, lambda: (_vet(signals, obs.now, max_age_s), signals)
+    )
+    return verdict
+
+
+def _vet(
+    signals: tuple[Signal, ...], now: float, max_age_s: float
+) -> tuple[str | None, float | None]:
+    bad_data = next(
+        (
+            problem
+            for sig in signals
+            if (problem := signal_problem(sig, now, max_age_s)) is not None
+        ),
+        None,
+    )
+    return bad_data, None if bad_data is not None else freshness.evidence_time(signals)
 
 
 def _hold_scale_down(

@@ -168,6 +168,11 @@ def prune_memory(memory: Memory, now: float, horizon_s: float) -> Memory:
     cutoff = now - horizon_s
     recs = tuple(r for r in memory.recommendations if cutoff <= r[0] <= now)
     events = tuple(e for e in memory.scale_events if cutoff <= e[0] <= now)
+    if (
+        len(recs) == len(memory.recommendations) <= MAX_MEMORY_ENTRIES
+        and len(events) == len(memory.scale_events) <= MAX_MEMORY_ENTRIES
+    ):
+        return memory  # nothing to drop (most ticks): no copy (dataclasses.replace is slow)
     return replace(
         memory,
         recommendations=recs[-MAX_MEMORY_ENTRIES:],

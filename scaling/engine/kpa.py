@@ -32,6 +32,7 @@ from dataclasses import replace
 
 from .explain import replicas_text
 from .guards import ceil_replicas, floor_replicas
+from .memo import memoised
 from .series import metric_signal_points, pool_total, used_values
 from .types import (
     METRIC,
@@ -107,8 +108,9 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         why = "no ready replica to turn the per-replica average into a total"
         return Proposal(obs.current, None, (), why, (), memory, hold_reason=why)
     target = policy.target_value * p["target_utilization"]
-    stable = pool_total(policy, obs, p["stable_window_s"])
-    panic = pool_total(policy, obs, p["panic_window_s"])
+    stable, panic, values = memoised(
+        obs, "kpa.windows", windows_key(policy, p), lambda: windows(policy, obs, p)
+    )
     ready = max(obs.ready, 1)
     dspc, dppc = ceil_replicas(stable / target), ceil_replicas(panic / target)
     over = dppc / ready >= p["panic_threshold_percent"] / 100
@@ -146,9 +148,28 @@ def recommend(policy: PolicyParams, p: Params, obs: Observation, memory: Memory)
         f"{mode} mode: total {policy.metric} {stable if not panicking else panic:.3g} "
         f"over per-replica target {target:.3g} → {replicas_text(raw)}"
     )
-    return Proposal(
-        desired, raw, tuple(steps), headline, _values(policy, obs, p, stable, panic), memory
+    return Proposal(desired, raw, tuple(steps), headline, values, memory)
+
+
+def windows_key(policy: PolicyParams, p: Params) -> tuple[object, ...]:
+    """Every field ``windows`` reads beyond the observation."""
+    return (
+        policy.metric,
+        policy.aggregation,
+        policy.max_metric_age_s,
+        p["stable_window_s"],
+        p["panic_window_s"],
     )
+
+
+def windows(
+    policy: PolicyParams, obs: Observation, p: Params
+) -> tuple[float, float, tuple[MetricValue, ...]]:
+    """Step 1: the stable and panic window totals and the values they read: the same on
+    every edit of the target, rates or thresholds (memoised per observation)."""
+    stable = pool_total(policy, obs, p["stable_window_s"])
+    panic = pool_total(policy, obs, p["panic_window_s"])
+    return stable, panic, _values(policy, obs, p, stable, panic)
 
 
 def _values(

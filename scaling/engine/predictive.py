@@ -99,6 +99,7 @@ from operator import mul
 from .behavior import rate_limit, stabilise
 from .explain import duration_text, replicas_text
 from .guards import ceil_replicas
+from .memo import memoised
 from .series import busy_steps, latest, metric_signal_points, totals, values_at
 from .types import (
     METRIC,
@@ -196,12 +197,7 @@ def demand_series(policy: PolicyParams, obs: Observation, p: Params) -> tuple[Se
     """Step 1: the demand in replicas over the history window, and how it was derived."""
     start = obs.now - p["history_s"]
     cap = obs.capacity
-    if (
-        cap is not None
-        and uses_offered_work(obs)
-        and cap.prefill_tokens_per_s > 0
-        and cap.decode_tokens_per_s > 0
-    ):
+    if cap is not None and offered_demand(obs):  # the branch ``demand_key`` keys on
         prompt = tuple(sorted(x for x in obs.prompt_tokens_per_s if x[0] >= start)) or (
             latest(obs.prompt_tokens_per_s),
         )
@@ -596,18 +592,91 @@ def decided_by(
     )
 
 
-def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Target | str:
-    """Steps 1-7, or why there is no target (a hold reason)."""
-    if not uses_offered_work(obs) and policy.target is None:
-        return "no offered work observed, and no target to size the metric against"
-    if (
-        not uses_offered_work(obs)
-        and policy.aggregation == "average"
-        and obs.series
-        and obs.ready == 0
-    ):
-        return "no ready replica to turn the per-replica average into demand"
-    points, source = demand_series(policy, obs, p)
+@dataclass(frozen=True)
+class Outlook:
+    """Steps 1-5 and step 6's queueing model and backlog: what the observation and the
+    policy's forecasting fields fix, whatever the memory (so the what-if, replaying the same
+    observations edit after edit, computes it once per observation: ``outlook``)."""
+
+    points: Series
+    source: str
+    hold_s: float
+    forecast: Forecast
+    predicted: float
+    share: float
+    why_share: str
+    slo: float
+    spread: float
+    sized: int
+    backlog: float
+
+
+# Every parameter ``forecast_outlook`` reads (its memo key, with the policy fields of
+# ``outlook_key``).
+OUTLOOK_PARAMS = (
+    "history_s",
+    "smoothing_s",
+    "alpha",
+    "beta",
+    "burst_z",
+    "burst_share",
+    "burst_share_idle",
+    "burst_share_late",
+    "late_cold_starts",
+    "objective_percentile",
+    "late_ttft_s",
+    "wait_share",
+    "late_wait_share",
+    "drain_s",
+)
+
+
+def offered_demand(obs: Observation) -> bool:
+    """Whether step 1 reads offered work (else the policy metric over its target)."""
+    cap = obs.capacity
+    return (
+        cap is not None
+        and uses_offered_work(obs)
+        and cap.prefill_tokens_per_s > 0
+        and cap.decode_tokens_per_s > 0
+    )
+
+
+def demand_key(policy: PolicyParams, p: Params, obs: Observation) -> tuple[object, ...]:
+    """What ``demand_series`` reads beyond the observation: the metric fallback reads the
+    policy's metric, aggregation and target; offered work none of them."""
+    if offered_demand(obs):
+        return (p["history_s"],)
+    return (p["history_s"], policy.metric, policy.aggregation, policy.target)
+
+
+def outlook_key(policy: PolicyParams, p: Params, obs: Observation) -> tuple[object, ...]:
+    return (
+        *demand_key(policy, p, obs),
+        policy.cold_start_s,
+        policy.slo_ttft_p95_s,
+        *(p[name] for name in OUTLOOK_PARAMS),
+    )
+
+
+def outlook(policy: PolicyParams, p: Params, obs: Observation) -> Outlook | str:
+    """``forecast_outlook``, once per observation and the parameters it reads."""
+    return memoised(
+        obs,
+        "predictive.outlook",
+        outlook_key(policy, p, obs),
+        lambda: forecast_outlook(policy, p, obs),
+    )
+
+
+def forecast_outlook(policy: PolicyParams, p: Params, obs: Observation) -> Outlook | str:
+    """Steps 1-5 and the memory-free terms of step 6, or why there is no forecast."""
+    points, source = memoised(
+        obs,
+        "predictive.demand",
+        demand_key(policy, p, obs),
+        lambda: demand_series(policy, obs, p),
+    )
     hold_s = burst_hold_s(policy, p)
     fc = holt(points, policy.cold_start_s, obs.now, p, hold_s)
     predicted = max(fc.latest, fc.level, fc.at_horizon) + fc.margin
@@ -620,6 +689,37 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     if math.isnan(predicted) or math.isnan(fc.peak):
         return "forecast is not a number (values too large to extrapolate)"
     share, why_share = burst_share(policy, obs, p, points)
+    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
+    cap = obs.capacity
+    spread = (
+        dispersion_s(obs, cap.prefill_tokens_per_s, obs.now - p["history_s"])
+        if (cap is not None and cap.prefill_tokens_per_s > 0 and uses_offered_work(obs))
+        else 0.0
+    )
+    sized = queue_sized(predicted, spread, p["wait_share"] * slo) if predicted > 0 else 0
+    backlog = backlog_replicas(obs, p, latest(points)[1], slo)
+    return Outlook(
+        points, source, hold_s, fc, predicted, share, why_share, slo, spread, sized, backlog
+    )
+
+
+def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) -> Target | str:
+    """Steps 1-7, or why there is no target (a hold reason)."""
+    if not uses_offered_work(obs) and policy.target is None:
+        return "no offered work observed, and no target to size the metric against"
+    if (
+        not uses_offered_work(obs)
+        and policy.aggregation == "average"
+        and obs.series
+        and obs.ready == 0
+    ):
+        return "no ready replica to turn the per-replica average into demand"
+    view = outlook(policy, p, obs)
+    if isinstance(view, str):
+        return view
+    points, source, hold_s, fc = view.points, view.source, view.hold_s, view.forecast
+    share, why_share, slo, spread = view.share, view.why_share, view.slo, view.spread
+    predicted, sized, backlog = view.predicted, view.sized, view.backlog
     # The memory keeps the peak itself (x1 after idle gaps); the late doubling is evidence
     # from the history and lasts only while that evidence is there.
     bursts = hold_bursts(
@@ -632,16 +732,7 @@ def target(policy: PolicyParams, p: Params, obs: Observation, memory: Memory) ->
     )
     remembered = bursts[0][1] if bursts else 0.0
     held = max(remembered, fc.peak * share)
-    slo = policy.slo_ttft_p95_s if policy.slo_ttft_p95_s is not None else p["late_ttft_s"]
-    cap = obs.capacity
-    spread = (
-        dispersion_s(obs, cap.prefill_tokens_per_s, obs.now - p["history_s"])
-        if (cap is not None and cap.prefill_tokens_per_s > 0 and uses_offered_work(obs))
-        else 0.0
-    )
-    sized = queue_sized(predicted, spread, p["wait_share"] * slo) if predicted > 0 else 0
     headroom, raised_at, why_headroom = corrected_headroom(policy, p, obs, memory)
-    backlog = backlog_replicas(obs, p, latest(points)[1], slo)
     raw = ceil_replicas(max(sized * headroom + backlog, held))
     if raw == 0 and any(v > 0 for _, v in points):
         raw = 1  # step 6: keep a warm replica through idle gaps
