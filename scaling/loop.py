@@ -485,17 +485,10 @@ def _choose_mixes(cluster: Cluster, proposals: list[Proposal], rows: list[Any]) 
         shape = variants.classes_of(p.workload, p.policy, p.counters)
         memory = variants.memory_of(p.pool, p.counters.get("mix"))
         try:
-            p.choice = variants.choose(
-                p.workload,
-                p.policy,
-                p.pool,
-                p.engine.desired,
-                shape,
-                room,
-                memory,
-                p.tick.now,
-                refused,
+            chosen = variants.choose(
+                p.workload, p.policy, p.pool, p.engine.desired, shape, room, memory, p.tick.now
             )
+            p.choice = variants.with_refusals(chosen, refused, p.tick.now)
         except ValueError as exc:  # no mix within the bounds: hold every type, say why
             held = {part.name: part.deployment.spec_replicas for part in p.pool.parts}
             p.choice = variants.Choice(held, f"mix held: {exc}")

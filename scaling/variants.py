@@ -428,11 +428,8 @@ def choose(
     room: dict[int, int | None],
     memory: mix.MixMemory,
     now: float,
-    refused: Mapping[str, Refused] | None = None,
 ) -> Choice:
-    """Replicas per type for the policy's ``desired`` total (in primary replicas), and, for
-    each type the scheduler refuses (``refused``, bounded in ``room`` already), where its
-    demand went.
+    """Replicas per type for the policy's ``desired`` total (in primary replicas).
 
     1. Each type's option from the performance catalogue (``mix.gpu_option``: capacity, and
        the longest prompt it prefills within the TTFT objective's share); a type with no
@@ -443,30 +440,6 @@ def choose(
        placement, by GPU type id): the router guard, the hysteresis against the mix last
        chosen (``memory``) and the cold-start wait before a change of types.
     """
-    found = _choose(workload, policy, pool, desired, shape, room, memory, now)
-    if not refused:
-        return found
-    clauses = [
-        r.clause(
-            name,
-            now,
-            [n for n, k in found.replicas.items() if k > 0 and n not in refused],
-        )
-        for name, r in refused.items()
-    ]
-    return replace(found, reason="; ".join([found.reason, *clauses]))
-
-
-def _choose(
-    workload: Workload,
-    policy: ScalingPolicy,
-    pool: Pool,
-    desired: int,
-    shape: Sequence[mix.RequestClass] | None,
-    room: dict[int, int | None],
-    memory: mix.MixMemory,
-    now: float,
-) -> Choice:
     capacities = {p.name: _capacity(workload, policy, p) for p in pool.parts}
     primary = capacities[pool.parts[0].name]
     current = {p.name: p.deployment.spec_replicas for p in pool.parts}
@@ -505,6 +478,16 @@ def _choose(
 def _within(count: int, part: Part, room: dict[int, int | None]) -> int:
     most = room.get(part.gpu_type.pk)
     return min(count, part.max_replicas, part.max_replicas if most is None else most)
+
+
+def with_refusals(choice: Choice, refused: Mapping[str, Refused], now: float) -> Choice:
+    """The choice's reason with a clause per type the scheduler refuses (``refused``, bounded
+    in the choice's room already): how many of its pods, why, and where its demand went."""
+    if not refused:
+        return choice
+    moved_to = [n for n, k in choice.replicas.items() if k > 0 and n not in refused]
+    clauses = [r.clause(name, now, moved_to) for name, r in refused.items()]
+    return replace(choice, reason="; ".join([choice.reason, *clauses]))
 
 
 def make_before_break(pool: Pool, choice: Choice) -> Choice:

@@ -261,7 +261,9 @@ def test_a_type_the_scheduler_refuses_is_bounded_at_what_it_placed(gpu_type, a40
     # The mix last chosen (3 A100 + 4 A40, test_the_cheapest_mix...) does not pin the A40s
     # above what was placed: the A100s take the rest of the policy's 4.
     memory = mix.MixMemory({"A100-80GB": 3, "A40-48GB": 4}, 4)
-    chosen = variants.choose(workload, policy, found, 4, shape, room, memory, 100.0, refused)
+    chosen = variants.with_refusals(
+        variants.choose(workload, policy, found, 4, shape, room, memory, 100.0), refused, 100.0
+    )
     assert chosen.replicas["A40-48GB"] <= 2 and chosen.replicas["A100-80GB"] >= 4
     assert chosen.reason.endswith(
         f"; A40-48GB: 4 of 6 cannot be placed ({REFUSAL}), demand moved to A100-80GB"
