@@ -62,8 +62,8 @@ from scaling.backtest.result import infeasible_sentence
 from scaling.backtest.slo import DEFAULT_SLO_TTFT_S, prompt_limit
 from scaling.bulk_writes import update_columns
 from scaling.capacity import replica_capacity
+from scaling.engine import Decision as EngineDecision
 from scaling.engine import (
-    OFFERED_WORK,
     Memory,
     Observation,
     PodSample,
@@ -71,9 +71,7 @@ from scaling.engine import (
     QuotaHeadroom,
     decide,
     note_outage,
-    reads,
 )
-from scaling.engine import Decision as EngineDecision
 from scaling.engine import PodState as EnginePod
 from scaling.models import ControlLoopState, Decision, ScalingPolicy, Workload, WorkloadVariant
 from scaling.signals import SignalHistory, SignalTick
@@ -301,11 +299,12 @@ def _observe(
         if policy is None or policy.mode == ScalingPolicy.Mode.OFF:
             continue
         names.add(policy.metric)
-        names.add(observe.PROMPT_LENGTH_BUCKETS)  # the infeasible count, for every algorithm
+        # Offered work and latency for every algorithm, whichever it reads: the signal
+        # history keeps them, so the what-if can replay a switch to predictive or slo and
+        # estimate SLO attainment; the prompt-length buckets give the infeasible count.
+        names.update(observe.OFFERED_WORK_METRICS)
         if workload.variants.all():  # the mean request sizes its mix is sized by
             names.update(variants.MIX_METRICS)
-        if OFFERED_WORK in reads(policy.algorithm):
-            names.update(observe.OFFERED_WORK_METRICS)
     observed = Observed(now, deployments, observe.pods_by_namespace(pods), {})
     report.metric_queries = len(names)
     try:
@@ -620,9 +619,9 @@ def _signal_tick(
     observed: Observed,
     state: dict[str, Any],
 ) -> tuple[SignalTick, dict[str, Any]]:
-    """What this tick observed of the workload, for the signals its algorithm reads
-    (scaling.engine.reads), and the counter readings the next tick's rates are taken
-    against."""
+    """What this tick observed of the workload: its policy's metric, and offered work and
+    latency whatever its algorithm reads (the signal history keeps them for the what-if);
+    and the counter readings the next tick's rates are taken against."""
     pod_names = {p.name for p in pods}
     ns, now = workload.namespace, observed.now
     values = observe.per_pod(observed.samples.get(policy.metric, {}), ns, pod_names)
@@ -644,9 +643,6 @@ def _signal_tick(
         workload, policy, observed, pod_names, counters
     )
     tick = replace(tick, infeasible=infeasible)
-    if OFFERED_WORK not in reads(policy.algorithm):
-        kept = ("prompt_len", "infeasible_recent")
-        return tick, {key: counters[key] for key in kept if key in counters}
     counters.pop("prompt", None)  # whole prompt tokens, read before the prefix cache's hits
     rates: dict[str, float | None] = {}
     samples = observed.samples

@@ -160,3 +160,40 @@ def test_the_periodic_task_folds_and_prunes_by_the_clock(workload, settings):
     settings.SIGNAL_HISTORY_RETENTION_S = 3600
     assert compact_signal_history()["pruned"] >= 1
     assert not SignalChunk.objects.exists()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_an_hpa_workloads_history_keeps_offered_work_and_latency_for_the_what_if(
+    start_simulator, gpu_type, team_a
+):
+    """hpa reads one metric, but the history keeps offered work, TTFT and queueing delay too:
+    an operator trying predictive in the what-if gets it replayed on the work the workload
+    saw (not the metric over a target), and an SLO estimate."""
+    from scaling.loop import tick_cluster  # noqa: F401  (ticks_until drives it)
+    from scaling.whatif import signal_whatif
+    from tests.scaling.test_loop import CHAT, Clock, fleet, register, ticks_until
+
+    busy = {"kind": "constant", "rate_rps": 6.0, "input_mean": 800, "output_mean": 120}
+    url = start_simulator(fleet(CHAT | {"load": busy}), speed=4.0)
+    cluster, workload = register(url, gpu_type, team_a, slo_ttft_p95_s=2.0)
+    clock = Clock()
+
+    def latency_recorded() -> bool:
+        workload.refresh_from_db()
+        ticks = load_ticks(workload, 0, clock.now() + 1)
+        return any(
+            t.prompt_tokens_per_s
+            and t.generation_tokens_per_s
+            and t.ttft_p95_s is not None
+            and t.queue_p95_s is not None
+            for t in ticks
+        )
+
+    ticks_until(cluster, latency_recorded, clock=clock, every=5.0)
+    edited = ScalingPolicy.objects.get(workload=workload)
+    edited.algorithm = "predictive"
+    answer = signal_whatif(workload, edited, 900.0, clock.now() + 1)
+    assert answer["slo"] is not None, answer["slo_note"]
+    # From the first tick with offered work on, predictive sizes by it.
+    assert "over target (fallback)" not in answer["reasons"][-1], answer["reasons"][-1]
