@@ -215,7 +215,11 @@ d = Decision.objects.create(
     workload=w, policy=w.policy, policy_version=w.policy.version, at=timezone.now(),
     algorithm=w.policy.algorithm, current_replicas=24, raw_desired_replicas=8,
     final_replicas=8, outcome="applied",
-    reason="1 x A100-80GB + 2 x A40-48GB: $4.10/h; policy: demand 7.6 replicas")
+    reason="1 x A100-80GB + 2 x A40-48GB: $4.10/h; policy: demand 7.6 replicas",
+    metrics={"values": [], "types": [  # each type's count, as the loop records them
+        {"gpu_type": "A100-80GB", "deployment": "a", "ready": 0, "desired": 1},
+        {"gpu_type": "A40-48GB", "deployment": "b", "ready": 0, "desired": 2},
+    ]})
 print(d.pk)
 """
 
