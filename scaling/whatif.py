@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 from scaling import signal_store
+from scaling.backtest.deployment import PRICE_ASSUMED, gpu_price
 from scaling.capacity import replica_capacity
 from scaling.engine import (
     OFFERED_WORK,
@@ -72,7 +73,54 @@ def signal_whatif(
         _ANSWERS.put(key, answer)
     # A new outer dict (callers add to it); the lists inside are shared with the memo and
     # only ever serialised.
-    return {"window_s": window_s, **answer}
+    return {"window_s": window_s, **answer, **priced(workload, answer["summary"])}
+
+
+def priced(workload: Workload, summary: dict[str, Any]) -> dict[str, Any]:
+    """The price per GPU-hour (the GpuType's ``hourly_cost``, else an assumed catalogue price:
+    ``gpu_price``, as the back-test prices) and, per curve, ``cost_usd`` over the window and
+    ``cost_per_hour`` over the time the ticks cover; the cost is None, with ``cost_note``
+    saying why, where GPU-hours cannot be priced. No cost per request: the stored ticks hold
+    token rates, not request counts."""
+    price, source = gpu_price(workload.gpu_type.name, float(workload.gpu_type.hourly_cost))
+    note = ""
+    if workload.variants.exists():
+        note = (
+            f"No cost: this workload runs on several GPU types and its stored replica counts "
+            f"are {workload.gpu_type.name} equivalents, not GPUs of one price."
+        )
+    elif price <= 0:
+        note = f"No cost: no price per GPU-hour for {workload.gpu_type.name} (set its hourly cost)."
+    charged = None if note else price
+    return {
+        # New dicts: the memoised summary is shared by every request over these ticks.
+        "summary": {
+            name: {**curve, **_cost(curve, charged, source)} for name, curve in summary.items()
+        },
+        "price_per_gpu_hour": price,
+        "price_source": source,
+        "cost_note": note,
+    }
+
+
+def _cost(curve: dict[str, Any], price: float | None, source: str) -> dict[str, Any]:
+    """The curve's GPU-hours (as shown) at ``price``: over the window and per hour covered,
+    and the words the page prints beside its GPU-hours (the trace preview's)."""
+    if price is None:
+        return {"cost_usd": None, "cost_per_hour": None, "cost_text": ""}
+    cost = curve["gpu_hours"] * price
+    hours = curve["hours"]
+    per_hour = cost / hours if hours > 0 else None
+    text = f"${cost:.2f} over the window"
+    if per_hour is not None:
+        text += f", ${per_hour:.2f}/h"
+    if source == PRICE_ASSUMED:
+        text += f" at an assumed ${price:.2f}/GPU-h"
+    return {
+        "cost_usd": round(cost, 4),
+        "cost_per_hour": None if per_hour is None else round(per_hour, 4),
+        "cost_text": text,
+    }
 
 
 def _replayed(
@@ -240,7 +288,13 @@ def _summary(times: Sequence[float], replicas: Sequence[int], gpus: int) -> dict
     changes = sum(1 for a, b in pairwise(replicas) if a != b)
     steps = [min(b - a, MAX_STEP_S) for a, b in pairwise(times)]
     gpu_s = sum(r * gpus * dt for r, dt in zip(replicas, steps, strict=False))
-    return {"scale_events": changes, "gpu_hours": round(gpu_s / 3600.0, 3)}
+    # ``hours``: the time the ticks cover (gaps past MAX_STEP_S left out), what a cost per
+    # hour divides by.
+    return {
+        "scale_events": changes,
+        "gpu_hours": round(gpu_s / 3600.0, 3),
+        "hours": round(sum(steps) / 3600.0, 4),
+    }
 
 
 def history_mismatch(stored: ScalingPolicy, edited: ScalingPolicy) -> dict[str, str]:
