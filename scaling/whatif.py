@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
@@ -52,7 +52,8 @@ def signal_whatif(
     offered-work algorithms read is the edited policy's, as the loop would compute it.
 
     Fast while the operator types (``_OBSERVED``, ``_ANSWERS``): the stored ticks are read
-    every time (new ticks arrive every loop tick), but what the engine is shown at each of
+    every time (new ticks arrive every loop tick; rows parsed before are not read again,
+    ``load_window``), but what the engine is shown at each of
     them is built once per tick set and signal window (what ``decide`` derives from each
     observation and a few policy fields is memoised on it, engine/memo.py), and a policy
     asked again over the same ticks gets its earlier answer."""
@@ -63,13 +64,14 @@ def signal_whatif(
         workload.gpus_per_replica,
         edited.max_concurrency,
     )
-    # The ticks themselves are the key (compared only on a hash match): new ticks and
-    # compaction change the answer, nothing else does.
-    stored = tuple(signal_store.load_ticks(workload, now - window_s, now))
-    key = (stored, params, capacity, workload.gpus_per_replica)
+    # The stored ticks' identity is the key (``load_window``: the rows read and the part of
+    # them the window keeps, not every tick hashed): new ticks and compaction change the
+    # answer, nothing else does.
+    ticks_id, stored = signal_store.load_window(workload, now - window_s, now)
+    key = (ticks_id, params, capacity, workload.gpus_per_replica)
     answer = _ANSWERS.get(key)
     if answer is None:
-        answer = _replayed(stored, params, capacity, workload.gpus_per_replica)
+        answer = _replayed(ticks_id, stored, params, capacity, workload.gpus_per_replica)
         _ANSWERS.put(key, answer)
     # A new outer dict (callers add to it); the lists inside are shared with the memo and
     # only ever serialised.
@@ -124,16 +126,17 @@ def _cost(curve: dict[str, Any], price: float | None, source: str) -> dict[str, 
 
 
 def _replayed(
-    stored: tuple[SignalTick, ...],
+    ticks_id: Hashable,
+    stored: list[SignalTick],
     params: PolicyParams,
     capacity: ReplicaCapacity | None,
     gpus: int,
 ) -> dict[str, Any]:
     offered = OFFERED_WORK in reads(params)
-    view_key = (stored, history_s(params), reads(params), capacity if offered else None)
+    view_key = (ticks_id, history_s(params), reads(params), capacity if offered else None)
     observed = _OBSERVED.get(view_key)
     if observed is None:
-        ticks = [replace(t, capacity=capacity) for t in stored] if offered else list(stored)
+        ticks = [replace(t, capacity=capacity) for t in stored] if offered else stored
         observed = observe(params, ticks)
         _OBSERVED.put(view_key, observed)
     decisions = decide_each(params, observed.observations)
