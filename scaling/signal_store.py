@@ -237,7 +237,8 @@ def load_window(workload: Any, since: float, until: float) -> tuple[Hashable, li
 
     1. One query for the identity of the rows in the window (id, tick count, first and last
        tick time: a row only ever grows by appended ticks, and a fold into an hour's row
-       changes its count or its last time), without their text.
+       changes its count or its last time; ids are never reused: AUTOINCREMENT on SQLite, a
+       sequence on PostgreSQL), without their text.
     2. The rows not parsed before in this process (``_PARSED``, by that identity) are read
        and parsed in one more query; the others are not read again while the operator types.
     3. The identity is the rows', the buffer's text and the part of the merged series the
