@@ -86,7 +86,7 @@ def priced(workload: Workload, summary: dict[str, Any]) -> dict[str, Any]:
     token rates, not request counts."""
     price, source = gpu_price(workload.gpu_type.name, float(workload.gpu_type.hourly_cost))
     note = ""
-    if workload.variants.exists():
+    if list(workload.variants.all()):  # prefetched by the dashboard's view
         note = (
             f"No cost: this workload runs on several GPU types and its stored replica counts "
             f"are {workload.gpu_type.name} equivalents, not GPUs of one price."

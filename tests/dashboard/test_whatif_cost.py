@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from quotas.models import GpuType
 from scaling.models import WorkloadVariant
@@ -78,3 +80,19 @@ def test_the_api_schema_names_the_cost_fields(client):
     assert {"price_per_gpu_hour", "price_source", "cost_note"} <= set(
         schema["WhatifResult"]["properties"]
     )
+
+
+def test_an_edit_after_the_first_asks_the_database_little(client, setup):
+    """Per keystroke: the session and user, the workload with its policy, GPU type and
+    variants, the operator check, the policy's check constraints in one query, and the
+    stored rows' identity; their text is not read again."""
+    workload = setup["a"]
+    store_load(workload, 1800)
+    whatif(client, workload, setup["operator"])
+    data = {**form_data(workload.policy, target=6), "window": "3600"}
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(f"/workloads/{workload.pk}/whatif/", data)
+    assert response.status_code == 200
+    sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert not any('"data"' in q for q in sql), sql
+    assert len(sql) <= 7, "\n".join(sql)
