@@ -349,11 +349,12 @@ def checks_failed(instance: models.Model, exclude: Any) -> dict[str, Any] | None
     constraint's condition a column, NULL counting as met (as ``Q.check`` and SQL CHECK do),
     a constraint on an excluded field skipped (``CheckConstraint.validate``). None when the
     database refused the query or the model has other constraints (Django's path then)."""
-    constraints = instance._meta.constraints
-    if not all(isinstance(c, models.CheckConstraint) for c in constraints):
+    constraints = [c for c in instance._meta.constraints if isinstance(c, models.CheckConstraint)]
+    if len(constraints) != len(instance._meta.constraints):
         return None
     query = Query(None)
-    for name, value in instance._get_field_expression_map(instance._meta, exclude).items():
+    fields = instance._get_field_expression_map(instance._meta, exclude)  # type: ignore[attr-defined]
+    for name, value in fields.items():
         expression = value if hasattr(value, "resolve_expression") else Value(value)
         query.add_annotation(expression, name, select=False)
     checked = []

@@ -248,10 +248,15 @@ def load_window(workload: Any, since: float, until: float) -> tuple[Hashable, li
             workload_id=workload.pk, end_s__gte=since, start_s__lte=until
         ).values_list("id", "ticks", "start_s", "end_s")
     )
-    parsed = {row: _PARSED.get(row) for row in rows}
-    missing = [row[0] for row, ticks in parsed.items() if ticks is None]
+    parsed: dict[tuple[Any, ...], list[SignalTick]] = {}
+    missing = []
+    for row in rows:
+        found = _PARSED.get(row)
+        if found is None:
+            missing.append(row[0])
+        else:
+            parsed[row] = found
     if missing:
-        parsed = {row: ticks for row, ticks in parsed.items() if ticks is not None}
         fields = ("id", "ticks", "start_s", "end_s", "data")
         for *identity, data in SignalChunk.objects.filter(pk__in=missing).values_list(*fields):
             row = tuple(identity)

@@ -96,3 +96,16 @@ def test_an_edit_after_the_first_asks_the_database_little(client, setup):
     sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
     assert not any('"data"' in q for q in sql), sql
     assert len(sql) <= 7, "\n".join(sql)
+
+
+def test_a_gpu_type_with_no_price_at_all_is_not_priced_and_says_why(client, setup):
+    workload = setup["a"]
+    GpuType.objects.filter(pk=workload.gpu_type_id).update(name="X1-16GB", hourly_cost=0)
+    workload.refresh_from_db()
+    store_load(workload, 600)
+    body = whatif(client, workload, setup["operator"])
+    assert (body["price_per_gpu_hour"], body["price_source"]) == (0.0, "assumed")
+    assert body["summary"]["whatif"]["cost_usd"] is None
+    assert body["cost_note"] == (
+        "No cost: no price per GPU-hour for X1-16GB (set its hourly cost)."
+    )
