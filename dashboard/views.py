@@ -4,6 +4,7 @@ not see is a 404, like one that does not exist."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -15,7 +16,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Max, Prefetch
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
@@ -312,12 +313,18 @@ def whatif(request: HttpRequest, pk: int) -> HttpResponse:
     fields) replayed on this workload's stored signals over ``window`` seconds. JSON."""
     started = time.perf_counter()
     found = get_object_or_404(
-        Workload.objects.for_user(request.user).select_related("gpu_type", "policy"), pk=pk
+        Workload.objects.for_user(request.user)
+        .select_related("gpu_type", "policy")
+        .prefetch_related("variants"),  # the form's and the cost's question, asked once
+        pk=pk,
     )
     if not Workload.objects.for_user(request.user, min_role="operator").filter(pk=pk).exists():
         return HttpResponse("Previews are for operators of this tenant.", status=403)
-    stored = get_object_or_404(ScalingPolicy, workload=found)
-    form = PolicyForm(request.POST, instance=ScalingPolicy.objects.get(pk=stored.pk))
+    stored = getattr(found, "policy", None)
+    if stored is None:
+        raise Http404("This workload has no policy.")
+    # The form edits a copy: ``stored`` stays as saved, to compare with (history_mismatch).
+    form = PolicyForm(request.POST, instance=copy.copy(stored))
     window = request.POST.get("window", "3600")
     errors = form.errors.get_json_data() if not form.is_valid() else {}
     if not errors:

@@ -6,15 +6,19 @@ so a policy states only what it changes.
 
 import math
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldError, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
-from django.db.models import F, Q
+from django.db import DatabaseError, connections, models, router, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+from django.db.models.sql import Query
+from django.db.models.sql.constants import SINGLE
 from django.utils import timezone
 
 from clusters.metrics import KNOWN_METRICS, METRIC_NAME, unknown_metric_warning
@@ -340,6 +344,47 @@ def _has(instance: models.Model, relation: str) -> bool:
     )
 
 
+def checks_failed(instance: models.Model, exclude: Any) -> dict[str, Any] | None:
+    """The errors of ``instance``'s check constraints, evaluated in one SELECT: each
+    constraint's condition a column, NULL counting as met (as ``Q.check`` and SQL CHECK do),
+    a constraint on an excluded field skipped (``CheckConstraint.validate``). None when the
+    database refused the query or the model has other constraints (Django's path then)."""
+    constraints = [c for c in instance._meta.constraints if isinstance(c, models.CheckConstraint)]
+    if len(constraints) != len(instance._meta.constraints):
+        return None
+    query = Query(None)
+    fields = instance._get_field_expression_map(instance._meta, exclude)  # type: ignore[attr-defined]
+    for name, value in fields.items():
+        expression = value if hasattr(value, "resolve_expression") else Value(value)
+        query.add_annotation(expression, name, select=False)
+    checked = []
+    for i, constraint in enumerate(constraints):
+        try:
+            met = Coalesce(Q(constraint.condition), True, output_field=models.BooleanField())
+            query.add_annotation(met, f"_check_{i}")
+        except FieldError:
+            continue  # about an excluded field
+        checked.append(constraint)
+    if not checked:
+        return {}
+    using = router.db_for_write(type(instance))
+    # In a transaction, a savepoint keeps a refused query from aborting it (as Q.check).
+    atomic = transaction.atomic(using=using) if connections[using].in_atomic_block else None
+    try:
+        with atomic or nullcontext():
+            row = query.get_compiler(using=using).execute_sql(SINGLE)
+    except DatabaseError:
+        return None
+    errors: dict[str, Any] = {}
+    for constraint, met in zip(checked, row, strict=True):
+        if not met:
+            error = ValidationError(
+                constraint.get_violation_error_message(), code=constraint.violation_error_code
+            )
+            errors = error.update_error_dict(errors)
+    return errors
+
+
 class ScalingPolicy(models.Model):
     """How one workload scales: the algorithm, the metric and target, bounds, windows and rate
     limits, and whether decisions are applied (enforce), only recorded (dry-run) or not made
@@ -501,6 +546,15 @@ class ScalingPolicy(models.Model):
         if not isinstance(self.version, int):
             self.refresh_from_db(fields=["version"])
         self._stored = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        """Django's, with the check constraints in one query rather than one each (26 of
+        them: ~30 ms of every live what-if keystroke); the same errors in the same order."""
+        errors = checks_failed(self, exclude)
+        if errors is None:  # the database could not answer the batch: one query each
+            super().validate_constraints(exclude)
+        elif errors:
+            raise ValidationError(errors)
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> "ScalingPolicy":

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,27 +229,92 @@ def load_ticks(workload: Any, since: float, until: float) -> list[SignalTick]:
     """The stored ticks of one workload from ``since`` to ``until``, in time order: minute
     means where the history was downsampled, then every tick, the last from the buffer in
     the workload's loop state (as loaded)."""
-    chunks = SignalChunk.objects.filter(
-        workload_id=workload.pk, end_s__gte=since, start_s__lte=until
-    ).only("data")
+    return load_window(workload, since, until)[1]
+
+
+def load_window(workload: Any, since: float, until: float) -> tuple[Hashable, list[SignalTick]]:
+    """``load_ticks``, and a cheap identity of the ticks read: equal identities, equal ticks.
+
+    1. One query for the identity of the rows in the window (id, tick count, first and last
+       tick time: a row only ever grows by appended ticks, and a fold into an hour's row
+       changes its count or its last time; ids are never reused: AUTOINCREMENT on SQLite, a
+       sequence on PostgreSQL), without their text.
+    2. The rows not parsed before in this process (``_PARSED``, by that identity) are read
+       and parsed in one more query; the others are not read again while the operator types.
+    3. The identity is the rows', the buffer's text and the part of the merged series the
+       window keeps (its first and last time, its length): no hashing of every tick."""
+    rows = list(
+        SignalChunk.objects.filter(
+            workload_id=workload.pk, end_s__gte=since, start_s__lte=until
+        ).values_list("id", "ticks", "start_s", "end_s")
+    )
+    parsed: dict[tuple[Any, ...], list[SignalTick]] = {}
+    missing = []
+    for row in rows:
+        found = _PARSED.get(row)
+        if found is None:
+            missing.append(row[0])
+        else:
+            parsed[row] = found
+    if missing:
+        fields = ("id", "ticks", "start_s", "end_s", "data")
+        for *identity, data in SignalChunk.objects.filter(pk__in=missing).values_list(*fields):
+            row = tuple(identity)
+            parsed[row] = _parse(data)
+            _PARSED.put(row, parsed[row])
     state = (workload.loop_state or {}).get("signals") or {}
-    buffered = (
-        SignalChunk(data=str(state.get("buffer", ""))).rows() if isinstance(state, dict) else []
-    )
-    rows = sorted(
+    buffer = str(state.get("buffer", "")) if isinstance(state, dict) else ""
+    merged = sorted(
         (
-            r
-            for rows in [*(c.rows() for c in chunks), buffered]
-            for r in rows
-            if since <= r[0] <= until
+            t
+            # Rows in id order, then the buffer: of two ticks at one time the first is kept.
+            for ticks in [*(parsed[row] for row in sorted(parsed)), _parse(buffer)]
+            for t in ticks
+            if since <= t.now <= until
         ),
-        key=lambda r: r[0],
+        key=lambda t: t.now,
     )
-    ticks: list[SignalTick] = []
-    for r in rows:
-        if len(FIELDS) - 1 <= len(r) <= len(FIELDS) and (not ticks or r[0] > ticks[-1].now):
-            ticks.append(StoredTick(tuple(r)).signal_tick())
-    return ticks
+    kept: list[SignalTick] = []
+    for tick in merged:
+        if not kept or tick.now > kept[-1].now:
+            kept.append(tick)
+    span = (kept[0].now, kept[-1].now) if kept else None
+    return (tuple(sorted(parsed)), buffer, span, len(kept)), kept
+
+
+def _parse(data: str) -> list[SignalTick]:
+    """The ticks of a row's text (rows of an older or unknown width skipped)."""
+    rows = json.loads("[" + data.rstrip(",") + "]") if data else []
+    return [
+        StoredTick(tuple(r)).signal_tick() for r in rows if len(FIELDS) - 1 <= len(r) <= len(FIELDS)
+    ]
+
+
+class _Parsed:
+    """The parsed ticks of the last ``size`` rows read, per process, by row identity."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], list[SignalTick]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> list[SignalTick] | None:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], ticks: list[SignalTick]) -> None:
+        with self.lock:
+            self.entries[key] = ticks
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+# 6 h of one workload is ~14 tick rows and 6 minute rows; 256 rows (~0.25 M ticks at most,
+# a few tens of MB) keep a dozen workloads' windows parsed per server process.
+_PARSED = _Parsed(256)
 
 
 # --- compaction ----------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 from scaling import signal_store
+from scaling.backtest.deployment import PRICE_ASSUMED, gpu_price
 from scaling.capacity import replica_capacity
 from scaling.engine import (
     OFFERED_WORK,
@@ -51,7 +52,8 @@ def signal_whatif(
     offered-work algorithms read is the edited policy's, as the loop would compute it.
 
     Fast while the operator types (``_OBSERVED``, ``_ANSWERS``): the stored ticks are read
-    every time (new ticks arrive every loop tick), but what the engine is shown at each of
+    every time (new ticks arrive every loop tick; rows parsed before are not read again,
+    ``load_window``), but what the engine is shown at each of
     them is built once per tick set and signal window (what ``decide`` derives from each
     observation and a few policy fields is memoised on it, engine/memo.py), and a policy
     asked again over the same ticks gets its earlier answer."""
@@ -62,30 +64,79 @@ def signal_whatif(
         workload.gpus_per_replica,
         edited.max_concurrency,
     )
-    # The ticks themselves are the key (compared only on a hash match): new ticks and
-    # compaction change the answer, nothing else does.
-    stored = tuple(signal_store.load_ticks(workload, now - window_s, now))
-    key = (stored, params, capacity, workload.gpus_per_replica)
+    # The stored ticks' identity is the key (``load_window``: the rows read and the part of
+    # them the window keeps, not every tick hashed): new ticks and compaction change the
+    # answer, nothing else does.
+    ticks_id, stored = signal_store.load_window(workload, now - window_s, now)
+    key = (ticks_id, params, capacity, workload.gpus_per_replica)
     answer = _ANSWERS.get(key)
     if answer is None:
-        answer = _replayed(stored, params, capacity, workload.gpus_per_replica)
+        answer = _replayed(ticks_id, stored, params, capacity, workload.gpus_per_replica)
         _ANSWERS.put(key, answer)
     # A new outer dict (callers add to it); the lists inside are shared with the memo and
     # only ever serialised.
-    return {"window_s": window_s, **answer}
+    return {"window_s": window_s, **answer, **priced(workload, answer["summary"])}
+
+
+def priced(workload: Workload, summary: dict[str, Any]) -> dict[str, Any]:
+    """The price per GPU-hour (the GpuType's ``hourly_cost``, else an assumed catalogue price:
+    ``gpu_price``, as the back-test prices) and, per curve, ``cost_usd`` over the window and
+    ``cost_per_hour`` over the time the ticks cover; the cost is None, with ``cost_note``
+    saying why, where GPU-hours cannot be priced. No cost per request: the stored ticks hold
+    token rates, not request counts."""
+    price, source = gpu_price(workload.gpu_type.name, float(workload.gpu_type.hourly_cost))
+    note = ""
+    if list(workload.variants.all()):  # prefetched by the dashboard's view
+        note = (
+            f"No cost: this workload runs on several GPU types and its stored replica counts "
+            f"are {workload.gpu_type.name} equivalents, not GPUs of one price."
+        )
+    elif price <= 0:
+        note = f"No cost: no price per GPU-hour for {workload.gpu_type.name} (set its hourly cost)."
+    charged = None if note else price
+    return {
+        # New dicts: the memoised summary is shared by every request over these ticks.
+        "summary": {
+            name: {**curve, **_cost(curve, charged, source)} for name, curve in summary.items()
+        },
+        "price_per_gpu_hour": price,
+        "price_source": source,
+        "cost_note": note,
+    }
+
+
+def _cost(curve: dict[str, Any], price: float | None, source: str) -> dict[str, Any]:
+    """The curve's GPU-hours (as shown) at ``price``: over the window and per hour covered,
+    and the words the page prints beside its GPU-hours (the trace preview's)."""
+    if price is None:
+        return {"cost_usd": None, "cost_per_hour": None, "cost_text": ""}
+    cost = curve["gpu_hours"] * price
+    hours = curve["hours"]
+    per_hour = cost / hours if hours > 0 else None
+    text = f"${cost:.2f} over the window"
+    if per_hour is not None:
+        text += f", ${per_hour:.2f}/h"
+    if source == PRICE_ASSUMED:
+        text += f" at an assumed ${price:.2f}/GPU-h"
+    return {
+        "cost_usd": round(cost, 4),
+        "cost_per_hour": None if per_hour is None else round(per_hour, 4),
+        "cost_text": text,
+    }
 
 
 def _replayed(
-    stored: tuple[SignalTick, ...],
+    ticks_id: Hashable,
+    stored: list[SignalTick],
     params: PolicyParams,
     capacity: ReplicaCapacity | None,
     gpus: int,
 ) -> dict[str, Any]:
     offered = OFFERED_WORK in reads(params)
-    view_key = (stored, history_s(params), reads(params), capacity if offered else None)
+    view_key = (ticks_id, history_s(params), reads(params), capacity if offered else None)
     observed = _OBSERVED.get(view_key)
     if observed is None:
-        ticks = [replace(t, capacity=capacity) for t in stored] if offered else list(stored)
+        ticks = [replace(t, capacity=capacity) for t in stored] if offered else stored
         observed = observe(params, ticks)
         _OBSERVED.put(view_key, observed)
     decisions = decide_each(params, observed.observations)
@@ -240,7 +291,13 @@ def _summary(times: Sequence[float], replicas: Sequence[int], gpus: int) -> dict
     changes = sum(1 for a, b in pairwise(replicas) if a != b)
     steps = [min(b - a, MAX_STEP_S) for a, b in pairwise(times)]
     gpu_s = sum(r * gpus * dt for r, dt in zip(replicas, steps, strict=False))
-    return {"scale_events": changes, "gpu_hours": round(gpu_s / 3600.0, 3)}
+    # ``hours``: the time the ticks cover (gaps past MAX_STEP_S left out), what a cost per
+    # hour divides by.
+    return {
+        "scale_events": changes,
+        "gpu_hours": round(gpu_s / 3600.0, 3),
+        "hours": round(sum(steps) / 3600.0, 4),
+    }
 
 
 def history_mismatch(stored: ScalingPolicy, edited: ScalingPolicy) -> dict[str, str]:

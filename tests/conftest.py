@@ -30,6 +30,17 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 
+@pytest.fixture(autouse=True)
+def _forget_parsed_signal_rows() -> Iterator[None]:
+    """Each test's rolled-back database reuses row ids, which no real database does
+    (AUTOINCREMENT, sequences): forget the signal rows a previous test had parsed
+    (scaling.signal_store.load_window, keyed by row identity)."""
+    yield
+    from scaling import signal_store
+
+    signal_store._PARSED.entries.clear()
+
+
 @pytest.fixture
 def gpu_type(db: Any) -> GpuType:
     from quotas.models import GpuType

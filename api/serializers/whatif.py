@@ -32,6 +32,22 @@ class WhatifRequestSerializer(PolicySerializer):
 class WhatifCurveSummarySerializer(serializers.Serializer[Any]):
     scale_events = serializers.IntegerField(help_text="Changes of the replica count.")
     gpu_hours = serializers.FloatField(help_text="Replicas x GPUs per replica x time.")
+    hours = serializers.FloatField(
+        help_text="Hours the stored ticks cover (gaps of more than 120 s left out)."
+    )
+    cost_usd = serializers.FloatField(
+        allow_null=True,
+        help_text="USD over the window: gpu_hours x price_per_gpu_hour; null where it cannot "
+        "be priced (cost_note says why).",
+    )
+    cost_per_hour = serializers.FloatField(
+        allow_null=True, help_text="USD per hour: cost_usd over `hours`; null likewise."
+    )
+    cost_text = serializers.CharField(
+        allow_blank=True,
+        help_text='The page\'s words: "$2.64 over the window, $2.64/h" (with "at an assumed '
+        '$2.20/GPU-h" for an assumed price); empty when there is no cost.',
+    )
 
 
 class WhatifSummarySerializer(serializers.Serializer[Any]):
@@ -69,4 +85,18 @@ class WhatifResultSerializer(serializers.Serializer[Any]):
         "(no latency objective, or no stored latency signal in the window).",
     )
     slo_note = serializers.CharField(help_text="Why there is no estimate, or what it assumes.")
+    price_per_gpu_hour = serializers.FloatField(
+        help_text="USD per GPU-hour the costs use: the GPU type's hourly_cost, or an assumed "
+        "catalogue price when that is 0 (price_source)."
+    )
+    price_source = serializers.ChoiceField(
+        choices=["given", "assumed"],
+        help_text="`given`: the GPU type's hourly_cost; `assumed`: a catalogue price "
+        "(docs/backtest.md, Money).",
+    )
+    cost_note = serializers.CharField(
+        allow_blank=True,
+        help_text="Why the costs are null (a workload on several GPU types: its stored replica "
+        "counts are primary-type equivalents; no price known), else empty.",
+    )
     server_ms = serializers.FloatField()

@@ -350,11 +350,14 @@
     chart.dataset.whatif = JSON.stringify(body.whatif);
     chart.dataset.drawnFor = JSON.stringify(asked);  // which edit this answer is for
     const s = body.summary;
+    // Money beside GPU-hours in the server's words (scaling.whatif: the trace preview's);
+    // where it cannot be priced (a pool of several GPU types), the server's note says why.
+    const gpuHours = (c) => fmt(c.gpu_hours, 2) + " GPU-hours" + (c.cost_text ? " (" + c.cost_text + ")" : "");
     const text = body.t.length === 0
       ? "No stored signals in this window yet: the control loop records them every tick."
-      : "Observed: " + s.observed.scale_events + " scale events, " + fmt(s.observed.gpu_hours, 2) + " GPU-hours. " +
-        "Edited policy: " + s.whatif.scale_events + " scale events, " + fmt(s.whatif.gpu_hours, 2) + " GPU-hours (" +
-        body.t.length + " ticks replayed). " + sloText(body);
+      : "Observed: " + s.observed.scale_events + " scale events, " + gpuHours(s.observed) + ". " +
+        "Edited policy: " + s.whatif.scale_events + " scale events, " + gpuHours(s.whatif) + " (" +
+        body.t.length + " ticks replayed). " + (body.cost_note ? body.cost_note + " " : "") + sloText(body);
     document.getElementById("whatif-summary").textContent = text;
     document.getElementById("whatif-timing").textContent = "server " + fmt(body.server_ms, 0) + " ms, round trip " + fmt(roundTripMs, 0) + " ms";
   }

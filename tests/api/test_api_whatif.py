@@ -36,7 +36,8 @@ def test_an_operator_gets_the_dashboards_body_and_nothing_is_saved(
     page = client.post(
         f"/workloads/{workload.pk}/whatif/", {**form_data(policy, target=5), "window": "3600"}
     ).json()
-    for key in ("t", "observed", "whatif", "reasons", "summary", "slo", "slo_note"):
+    keys = ("t", "observed", "whatif", "reasons", "summary", "slo", "slo_note")
+    for key in (*keys, "price_per_gpu_hour", "price_source", "cost_note"):
         assert body[key] == page[key], key
     policy.refresh_from_db()
     assert policy.version == 1 and policy.target != 5

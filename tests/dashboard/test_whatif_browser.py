@@ -73,6 +73,7 @@ def test_typing_a_target_moves_the_lines_and_the_whatif_curve_before_any_save(
     after = whatif_curve(alice)
     assert max(after) > max(before)
     assert "Edited policy:" in alice.inner_text("#whatif-summary")
+    assert " GPU-hours ($" in alice.inner_text("#whatif-summary")  # money beside them
     # Nothing was saved.
     assert alice.get_attribute("#chart-metric", "data-target") == "16"
     assert alice.locator("#policy-saved").inner_text() == ""

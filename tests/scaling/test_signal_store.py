@@ -6,7 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from scaling import signal_store
 from scaling.models import ScalingPolicy, Workload
@@ -197,3 +199,35 @@ def test_an_hpa_workloads_history_keeps_offered_work_and_latency_for_the_what_if
     assert answer["slo"] is not None, answer["slo_note"]
     # From the first tick with offered work on, predictive sizes by it.
     assert "over target (fallback)" not in answer["reasons"][-1], answer["reasons"][-1]
+
+
+def fresh(workload: Workload, since: float, until: float) -> list[SignalTick]:
+    """What a process that has parsed nothing before reads."""
+    signal_store._PARSED.entries.clear()
+    return signal_store.load_window(workload, since, until)[1]
+
+
+def test_a_window_read_again_parses_nothing_and_any_change_changes_its_identity(workload):
+    record([workload], [tick(T0 + 5 * k, metric=k % 7) for k in range(300)])
+    until = T0 + 7200
+    first_id, first = signal_store.load_window(workload, T0, until)
+    with CaptureQueriesContext(connection) as queries:
+        again_id, again = signal_store.load_window(workload, T0, until)
+    assert (again_id, again) == (first_id, first)
+    # One query for the rows' identity; their text is not read again.
+    assert len(queries) == 1 and "data" not in queries[0]["sql"]
+    # A narrower window is another identity (and the tail of the same ticks).
+    tail_id, tail = signal_store.load_window(workload, T0 + 600, until)
+    assert tail_id != first_id and tail == [t for t in first if t.now >= T0 + 600]
+    # New ticks, in the buffer and then appended to a row already parsed, are read.
+    for k in range(300, 340):
+        record([workload], [tick(T0 + 5 * k, metric=k % 7)])
+        new_id, new = signal_store.load_window(workload, T0, until)
+        assert new_id != first_id and new == fresh(workload, T0, until)
+        assert new[-1].now == T0 + 5 * k
+        first_id = new_id
+    # Folding into minute means (rows deleted, an hour's row written) is another identity.
+    signal_store.downsample(T0 + 5 * 340 + 3600)
+    folded_id, folded = signal_store.load_window(workload, T0, until)
+    assert folded_id != first_id and folded == fresh(workload, T0, until)
+    assert len(folded) < 340
